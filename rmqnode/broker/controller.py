@@ -1,0 +1,104 @@
+"""The Broker role: owns the store, the remoting server and the name server registration."""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+
+from rmqnode import log
+from rmqnode.broker.topics import TopicConfigManager
+from rmqnode.config import BrokerConfig
+from rmqnode.errors import ConnectionLost, RemotingTimeout
+from rmqnode.net import fastjson
+from rmqnode.net.client import RemotingClient
+from rmqnode.net.codec import RemotingCommand
+from rmqnode.net.codes import RequestCode, ResponseCode
+from rmqnode.net.connection import Dispatcher
+from rmqnode.net.server import RemotingServer
+
+_log = log.get("rmqnode.broker")
+
+
+def namesrv_list(value: str) -> list[str]:
+    return [a.strip() for a in value.replace(",", ";").split(";") if a.strip()]
+
+
+class BrokerController:
+    def __init__(self, config: BrokerConfig) -> None:
+        self.config = config
+        self.topics = TopicConfigManager(config)
+        self.dispatcher = Dispatcher()
+        self.server = RemotingServer(self.dispatcher, config.listenAddress, config.listenPort,
+                                     max_frame=config.maxFrameLength,
+                                     idle_timeout=config.serverChannelMaxIdleTimeSeconds)
+        self.namesrv_client = RemotingClient()
+        self._register_task: asyncio.Task | None = None
+
+    @property
+    def addr(self) -> str:
+        return self.config.broker_addr
+
+    async def start(self) -> None:
+        self.topics.load()
+        self.topics.persist()
+        await self.server.start()
+        self.config.listenPort = self.server.port
+        await self.register_all()
+        self._register_task = asyncio.create_task(self._register_loop())
+        log.lifecycle.info("broker.started", addr=self.addr, name=self.config.brokerName,
+                           cluster=self.config.brokerClusterName,
+                           namesrv=self.config.namesrvAddr or "-")
+
+    async def stop(self) -> None:
+        if self._register_task is not None:
+            self._register_task.cancel()
+        await self.unregister_all()
+        await self.server.stop()
+        await self.namesrv_client.close()
+        log.lifecycle.info("broker.stopped", addr=self.addr)
+
+    # -- name server registration (BrokerOuterAPI) -------------------------------------------
+
+    async def _register_loop(self) -> None:
+        # Java clamps the period to 10..60 s; the first periodic run comes after 10 s.
+        period = min(max(self.config.registerNameServerPeriod, 10_000), 60_000) / 1000.0
+        await asyncio.sleep(min(10.0, period))
+        while True:
+            await self.register_all()
+            await asyncio.sleep(period)
+
+    def _header(self) -> dict[str, object]:
+        return {"brokerAddr": self.addr, "brokerId": self.config.brokerId,
+                "brokerName": self.config.brokerName,
+                "clusterName": self.config.brokerClusterName}
+
+    async def register_all(self) -> None:
+        body = fastjson.dumpb({"filterServerList": [],
+                               "topicConfigSerializeWrapper": self.topics.wrapper()})
+        fields = self._header() | {"haServerAddr": self.config.ha_server_addr,
+                                   "compressed": False,
+                                   "bodyCrc32": zlib.crc32(body) & 0x7FFFFFFF}
+        await asyncio.gather(*(self._register_one(addr, fields, body)
+                               for addr in namesrv_list(self.config.namesrvAddr)))
+
+    async def _register_one(self, addr: str, fields: dict[str, object], body: bytes) -> None:
+        cmd = RemotingCommand.request(RequestCode.REGISTER_BROKER, fields, body)
+        try:
+            resp = await self.namesrv_client.invoke(addr, cmd, timeout=24.0)
+        except (ConnectionLost, RemotingTimeout) as exc:
+            _log.warning("register.failed", namesrv=addr, error=exc)
+            return
+        if resp.code != ResponseCode.SUCCESS:
+            _log.warning("register.refused", namesrv=addr, code=resp.code, remark=resp.remark)
+        else:
+            _log.debug("register.ok", namesrv=addr)
+
+    async def unregister_all(self) -> None:
+        async def one(addr: str) -> None:
+            cmd = RemotingCommand.request(RequestCode.UNREGISTER_BROKER, self._header())
+            try:
+                await self.namesrv_client.invoke(addr, cmd, timeout=3.0)
+            except (ConnectionLost, RemotingTimeout) as exc:
+                _log.warning("unregister.failed", namesrv=addr, error=exc)
+
+        await asyncio.gather(*(one(a) for a in namesrv_list(self.config.namesrvAddr)))

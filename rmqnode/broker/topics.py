@@ -1,0 +1,119 @@
+"""Topic configs (TopicConfigManager): system topics, persistence in topics.json, data version.
+
+topics.json keeps Java's shape, `{"dataVersion":{...},"topicConfigTable":{name:TopicConfig}}`,
+so a store directory can move between a Java broker and rmqnode.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+from rmqnode.atomicfile import load_with_fallback, write_atomic
+from rmqnode.config import BrokerConfig
+from rmqnode.net import fastjson
+
+PERM_INHERIT = 1
+PERM_WRITE = 2
+PERM_READ = 4
+
+AUTO_CREATE_TOPIC_KEY = "TBW102"
+SELF_TEST_TOPIC = "SELF_TEST_TOPIC"
+BENCHMARK_TOPIC = "BenchmarkTest"
+OFFSET_MOVED_EVENT = "OFFSET_MOVED_EVENT"
+SCHEDULE_TOPIC = "SCHEDULE_TOPIC_XXXX"
+DELAY_LEVELS = 18
+
+
+@dataclass
+class TopicConfig:
+    topicName: str
+    readQueueNums: int = 16
+    writeQueueNums: int = 16
+    perm: int = PERM_READ | PERM_WRITE
+    topicFilterType: str = "SINGLE_TAG"
+    topicSysFlag: int = 0
+    order: bool = False
+
+    def to_json(self) -> dict[str, object]:
+        return {"order": self.order, "perm": self.perm, "readQueueNums": self.readQueueNums,
+                "topicFilterType": self.topicFilterType, "topicName": self.topicName,
+                "topicSysFlag": self.topicSysFlag, "writeQueueNums": self.writeQueueNums}
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> TopicConfig:
+        return cls(topicName=str(data["topicName"]),
+                   readQueueNums=int(data.get("readQueueNums", 16)),  # type: ignore[arg-type]
+                   writeQueueNums=int(data.get("writeQueueNums", 16)),  # type: ignore[arg-type]
+                   perm=int(data.get("perm", 6)),  # type: ignore[arg-type]
+                   topicFilterType=str(data.get("topicFilterType", "SINGLE_TAG")),
+                   topicSysFlag=int(data.get("topicSysFlag", 0)),  # type: ignore[arg-type]
+                   order=bool(data.get("order", False)))
+
+
+class DataVersion:
+    """Bumped on every change so the name server knows when to re-read a broker's topics."""
+
+    def __init__(self, counter: int = 0, timestamp: int | None = None) -> None:
+        self.counter = counter
+        self.timestamp = timestamp if timestamp is not None else int(time.time() * 1000)
+
+    def next(self) -> None:
+        self.counter += 1
+        self.timestamp = int(time.time() * 1000)
+
+    def to_json(self) -> dict[str, object]:
+        return {"counter": self.counter, "timestamp": self.timestamp}
+
+
+class TopicConfigManager:
+    def __init__(self, config: BrokerConfig) -> None:
+        self.config = config
+        self.path = os.path.join(config.storePathRootDir, "config", "topics.json")
+        self.table: dict[str, TopicConfig] = {}
+        self.data_version = DataVersion()
+
+    def load(self) -> None:
+        data = load_with_fallback(self.path, fastjson.loads)
+        if data is not None:
+            for name, cfg in (data.get("topicConfigTable") or {}).items():
+                self.table[name] = TopicConfig.from_json(cfg)
+            version = data.get("dataVersion") or {}
+            self.data_version = DataVersion(int(version.get("counter", 0)),
+                                            version.get("timestamp"))
+        self._ensure_system_topics()
+
+    def _ensure_system_topics(self) -> None:
+        """The topics a 4.9.8 broker creates at start, with the same queue counts and perms."""
+        c = self.config
+        rw = PERM_READ | PERM_WRITE
+        wanted = [TopicConfig(SELF_TEST_TOPIC, 1, 1, rw)]
+        if c.autoCreateTopicEnable:
+            wanted.append(TopicConfig(AUTO_CREATE_TOPIC_KEY, c.defaultTopicQueueNums,
+                                      c.defaultTopicQueueNums, rw | PERM_INHERIT))
+        wanted.append(TopicConfig(BENCHMARK_TOPIC, 1024, 1024, rw))
+        if c.clusterTopicEnable:
+            wanted.append(TopicConfig(c.brokerClusterName, 16, 16, rw | PERM_INHERIT))
+        if c.brokerTopicEnable:
+            wanted.append(TopicConfig(c.brokerName, 1, 1, rw | PERM_INHERIT))
+        wanted += [TopicConfig(OFFSET_MOVED_EVENT, 1, 1, rw),
+                   TopicConfig(SCHEDULE_TOPIC, DELAY_LEVELS, DELAY_LEVELS, rw),
+                   TopicConfig(f"{c.brokerClusterName}_REPLY_TOPIC", 1, 1, rw)]
+        for topic in wanted:
+            self.table.setdefault(topic.topicName, topic)
+
+    def persist(self) -> None:
+        body = {"dataVersion": self.data_version.to_json(),
+                "topicConfigTable": {n: t.to_json() for n, t in self.table.items()}}
+        write_atomic(self.path, fastjson.dumpb(body))
+
+    def wrapper(self) -> dict[str, object]:
+        """TopicConfigSerializeWrapper: what REGISTER_BROKER carries."""
+        perm_mask = self.config.brokerPermission | PERM_INHERIT
+        table = {}
+        for name, topic in self.table.items():
+            item = topic.to_json()
+            item["perm"] = topic.perm & perm_mask
+            table[name] = item
+        return {"dataVersion": self.data_version.to_json(), "topicConfigTable": table}

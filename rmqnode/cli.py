@@ -1,0 +1,155 @@
+"""`rmqnode`: one process playing the NameServer role, the Broker role, or both."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from rmqnode import log
+from rmqnode.config import (BrokerConfig, ConfigError, NamesrvConfig, apply, field_names,
+                            read_properties, write_properties)
+
+ROLES = ("namesrv", "broker", "all")
+
+
+def build_configs(role: str, config_file: str | None, overrides: dict[str, str]
+                  ) -> tuple[NamesrvConfig | None, BrokerConfig | None, list[str]]:
+    """Config file first, then command-line overrides; returns the file's unknown keys."""
+    ns = NamesrvConfig() if role in ("namesrv", "all") else None
+    broker = BrokerConfig() if role in ("broker", "all") else None
+    props: dict[str, str] = {}
+    if config_file:
+        try:
+            props = read_properties(Path(config_file).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {config_file}: {exc.strerror}") from None
+    layers = [(props, config_file or ""), (overrides, "command line")]
+    for cfg in (c for c in (ns, broker) if c is not None):
+        for values, origin in layers:
+            mine = dict(values)
+            if cfg is ns and broker is not None:
+                # One process, one file: listenPort is the broker's, namesrvPort the name server's.
+                mine.pop("listenPort", None)
+                if "namesrvPort" in mine:
+                    mine["listenPort"] = mine.pop("namesrvPort")
+            apply(cfg, mine, origin)
+    known = set().union(*(field_names(c) for c in (ns, broker) if c is not None))
+    unknown = [k for k in props if k not in known and k != "namesrvPort"]
+    if broker is not None and not broker.namesrvAddr:
+        broker.namesrvAddr = os.environ.get("NAMESRV_ADDR", "")
+        if not broker.namesrvAddr and ns is not None:
+            broker.namesrvAddr = f"{ns.listenAddress}:{ns.listenPort}"
+    return ns, broker, unknown
+
+
+async def run_node(ns_config: NamesrvConfig | None, broker_config: BrokerConfig | None) -> None:
+    components = []
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        if ns_config is not None:
+            from rmqnode.namesrv.server import NameServer
+            ns = NameServer(ns_config)
+            await ns.start()
+            components.append(ns)
+            if broker_config is not None and broker_config.namesrvAddr.endswith(":0"):
+                broker_config.namesrvAddr = ns.addr
+        if broker_config is not None:
+            from rmqnode.broker.controller import BrokerController
+            broker = BrokerController(broker_config)
+            await broker.start()
+            components.append(broker)
+        await stop.wait()
+    finally:
+        for component in reversed(components):
+            await component.stop()
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--role", type=click.Choice(ROLES), default="all", show_default=True,
+              help="Which RocketMQ roles this process plays.")
+@click.option("-c", "--config", "config_file", type=click.Path(dir_okay=False),
+              help="A RocketMQ-style broker.conf / namesrv.conf (same property names).")
+@click.option("-n", "--namesrv-addr", help="Name servers the broker registers with, "
+              "'host:port;host:port'. Default: $NAMESRV_ADDR, else this node's own.")
+@click.option("--listen-port", type=int, help="Port of the role's server (broker: listenPort, "
+              "default 10911; namesrv alone: default 9876). 0 picks a free port.")
+@click.option("--namesrv-port", type=int, help="With --role all: the name server's port "
+              "(default 9876).")
+@click.option("--bind", help="Address to listen on (default 127.0.0.1; use 0.0.0.0 to serve "
+              "other hosts).")
+@click.option("--broker-ip", help="brokerIP1: the address clients are told to use.")
+@click.option("--store", help="storePathRootDir (default ~/.rmqnode/store).")
+@click.option("-D", "--set", "settings", multiple=True, metavar="KEY=VALUE",
+              help="Any config property, e.g. -D flushDiskType=SYNC_FLUSH (repeatable).")
+@click.option("-p", "--print-config", is_flag=True, help="Print the effective config and exit.")
+@click.option("-v", "--verbose", count=True, help="More log lines (-v info, -vv debug).")
+def main(role: str, config_file: str | None, namesrv_addr: str | None, listen_port: int | None,
+         namesrv_port: int | None, bind: str | None, broker_ip: str | None, store: str | None,
+         settings: tuple[str, ...], print_config: bool, verbose: int) -> None:
+    """Run a RocketMQ name server and/or broker speaking RocketMQ's own protocol and store format.
+
+    \b
+    Examples:
+      rmqnode                                  # name server :9876 + broker :10911
+      rmqnode --role namesrv
+      rmqnode --role broker -c broker.conf -n 127.0.0.1:9876
+      rmqnode -D flushDiskType=SYNC_FLUSH --store /var/lib/rmq
+    """
+    log.setup(verbose)
+    overrides: dict[str, str] = {}
+    for item in settings:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.UsageError(f"-D expects KEY=VALUE, got {item!r}")
+        overrides[key.strip()] = value.strip()
+    if listen_port is not None:
+        overrides["listenPort"] = str(listen_port)
+    if namesrv_port is not None:
+        if role != "all":
+            raise click.UsageError("--namesrv-port only applies to --role all "
+                                   "(use --listen-port for a lone name server)")
+        overrides["namesrvPort"] = str(namesrv_port)
+    if bind:
+        overrides["listenAddress"] = bind
+    if broker_ip:
+        overrides["brokerIP1"] = broker_ip
+    if store:
+        overrides["storePathRootDir"] = store
+    if namesrv_addr:
+        overrides["namesrvAddr"] = namesrv_addr
+    if role == "namesrv":
+        for key in ("brokerIP1", "storePathRootDir", "namesrvAddr"):
+            if key in overrides:
+                raise click.UsageError(f"{key} does not apply to --role namesrv")
+    try:
+        ns_config, broker_config, unknown = build_configs(role, config_file, overrides)
+    except ConfigError as exc:
+        click.echo(f"rmqnode: {exc}", err=True)
+        sys.exit(2)
+    for key in unknown:
+        click.echo(f"rmqnode: warning: unknown config key {key!r} in {config_file} (ignored)",
+                   err=True)
+    if print_config:
+        for cfg in (ns_config, broker_config):
+            if cfg is not None:
+                click.echo(f"# {type(cfg).__name__}")
+                click.echo(write_properties(cfg), nl=False)
+        return
+    try:
+        asyncio.run(run_node(ns_config, broker_config))
+    except OSError as exc:
+        click.echo(f"rmqnode: {exc.strerror or exc}"
+                   + (f" ({exc.filename})" if getattr(exc, "filename", None) else ""), err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+"""Errors that carry a RocketMQ response code and remark.
+
+One hierarchy for the whole product: a processor raises, the transport turns the error into a
+response with the same code and remark a Java broker would send, and the CLI turns it into one
+line on stderr and an exit code.
+"""
+
+from __future__ import annotations
+
+from rmqnode.net.codes import ResponseCode, response_name
+
+
+class RemotingError(Exception):
+    """A request failed with a RocketMQ response code; `remark` is what the peer is told."""
+
+    def __init__(self, code: int, remark: str) -> None:
+        super().__init__(remark)
+        self.code = code
+        self.remark = remark
+
+    def __str__(self) -> str:
+        return f"{response_name(self.code)} ({self.code}): {self.remark}"
+
+
+class FrameError(Exception):
+    """Bytes on a connection that are not a valid remoting frame; the connection is closed."""
+
+
+class RemotingTimeout(Exception):
+    """No response arrived within the request's timeout."""
+
+
+class ConnectionLost(Exception):
+    """The connection closed while a request was waiting for its response."""
+
+
+def system_error(remark: str) -> RemotingError:
+    return RemotingError(ResponseCode.SYSTEM_ERROR, remark)

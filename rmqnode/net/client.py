@@ -1,0 +1,87 @@
+"""The asyncio remoting client: one reused connection per address, requests matched by opaque.
+
+Server-initiated requests (NOTIFY_CONSUMER_IDS_CHANGED, CHECK_TRANSACTION_STATE, ...) arriving
+on these connections go to the client's own Dispatcher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from rmqnode.errors import ConnectionLost
+from rmqnode.net.codec import DEFAULT_MAX_FRAME, RemotingCommand
+from rmqnode.net.connection import Connection, Dispatcher
+
+
+def split_addr(addr: str) -> tuple[str, int]:
+    host, _, port = addr.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"address {addr!r} is not host:port")
+    return host.strip("[]"), int(port)
+
+
+class RemotingClient:
+    def __init__(self, dispatcher: Dispatcher | None = None, connect_timeout: float = 3.0,
+                 max_frame: int = DEFAULT_MAX_FRAME) -> None:
+        self.dispatcher = dispatcher or Dispatcher()
+        self.connect_timeout = connect_timeout
+        self.max_frame = max_frame
+        self._conns: dict[str, Connection] = {}
+        self._connecting: dict[str, asyncio.Future[Connection]] = {}
+
+    async def connection(self, addr: str) -> Connection:
+        conn = self._conns.get(addr)
+        if conn is not None and conn.is_open:
+            return conn
+        waiting = self._connecting.get(addr)
+        if waiting is not None:
+            return await asyncio.shield(waiting)
+        fut: asyncio.Future[Connection] = asyncio.get_running_loop().create_future()
+        self._connecting[addr] = fut
+        try:
+            host, port = split_addr(addr)
+            loop = asyncio.get_running_loop()
+            try:
+                _, conn = await asyncio.wait_for(
+                    loop.create_connection(
+                        lambda: Connection(self.dispatcher, self.max_frame, self._forget),
+                        host, port),
+                    self.connect_timeout)
+            except (OSError, asyncio.TimeoutError) as exc:
+                raise ConnectionLost(f"cannot connect to {addr}: "
+                                     f"{exc.strerror or exc if isinstance(exc, OSError) else 'timed out'}"
+                                     ) from None
+            conn.attrs["addr"] = addr
+            self._conns[addr] = conn
+            fut.set_result(conn)
+            return conn
+        except BaseException as exc:
+            fut.set_exception(exc)
+            fut.exception()  # mark retrieved: concurrent waiters re-raise it themselves
+            raise
+        finally:
+            self._connecting.pop(addr, None)
+
+    def _forget(self, conn: Connection) -> None:
+        addr = conn.attrs.get("addr")
+        if isinstance(addr, str) and self._conns.get(addr) is conn:
+            del self._conns[addr]
+
+    async def invoke(self, addr: str, cmd: RemotingCommand, timeout: float = 3.0) -> RemotingCommand:
+        conn = await self.connection(addr)
+        return await conn.request(cmd, timeout)
+
+    async def invoke_oneway(self, addr: str, cmd: RemotingCommand) -> None:
+        conn = await self.connection(addr)
+        conn.oneway(cmd)
+
+    async def close(self) -> None:
+        conns = list(self._conns.values())
+        self._conns.clear()
+        for conn in conns:
+            conn.close()
+        for conn in conns:
+            try:
+                await asyncio.wait_for(asyncio.shield(conn.closed), 1.0)
+            except asyncio.TimeoutError:
+                pass

@@ -1,0 +1,306 @@
+"""The remoting frame and its two header serializations, without any IO.
+
+Frame: int32 total length (not counting itself), int32 whose high byte is the serialize type
+(0 JSON, 1 ROCKETMQ binary) and low 24 bits the header length, the header, the body.
+
+Peers differ in what they put in extFields: Java and C++ send strings, ali-ons JSON numbers and
+booleans, C++ ends its JSON header with a newline. Everything is accepted and normalised to
+strings on decode, so handlers read one type; responses go out with string values, as the Java
+broker writes them, because C++ 1.x ignores non-string values and Go fails the whole frame.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass, field
+
+from rmqnode.errors import FrameError, RemotingError
+from rmqnode.net.codes import ResponseCode
+
+SERIALIZE_JSON = 0
+SERIALIZE_ROCKETMQ = 1
+SERIALIZE_NAMES = {SERIALIZE_JSON: "JSON", SERIALIZE_ROCKETMQ: "ROCKETMQ"}
+
+FLAG_RESPONSE = 0x1
+FLAG_ONEWAY = 0x2
+
+DEFAULT_MAX_FRAME = 16 * 1024 * 1024
+
+# The version ordinal we announce: V4_9_8 in MQVersion.Version (4.9.4 = 401, each release is
+# preceded by its SNAPSHOT). Brokers must send >= V3_0_11 for namesrv to read RegisterBrokerBody.
+OUR_VERSION = 409
+
+LANGUAGES = ("JAVA", "CPP", "DOTNET", "PYTHON", "DELPHI", "ERLANG", "RUBY", "OTHER", "HTTP",
+             "GO", "PHP", "OMS", "RUST", "NODE_JS")
+LANGUAGE_CODES = {name: i for i, name in enumerate(LANGUAGES)}
+
+_HEAD = struct.Struct(">ii")
+_BIN_FIXED = struct.Struct(">hbhiii")  # code, language, version, opaque, flag, remark length
+_INT = struct.Struct(">i")
+_SHORT = struct.Struct(">h")
+_json_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def ext_value(value: object) -> str | None:
+    """A header value as Java would see it after toString(); None means 'absent'."""
+    if value is None:
+        return None
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)):
+        return str(value)
+    return _json_dumps(value)
+
+
+@dataclass(slots=True)
+class RemotingCommand:
+    """One request or response. `ext_fields` is None when the header had no extFields at all."""
+
+    code: int
+    opaque: int = 0
+    flag: int = 0
+    remark: str | None = None
+    ext_fields: dict[str, str] | None = None
+    body: bytes = b""
+    language: str = "JAVA"
+    version: int = OUR_VERSION
+    serialize_type: int = SERIALIZE_JSON
+
+    @property
+    def is_response(self) -> bool:
+        return bool(self.flag & FLAG_RESPONSE)
+
+    @property
+    def is_oneway(self) -> bool:
+        return bool(self.flag & FLAG_ONEWAY)
+
+    # -- building ---------------------------------------------------------------------------
+
+    @classmethod
+    def request(cls, code: int, fields: dict[str, object] | None = None, body: bytes = b"",
+                oneway: bool = False) -> RemotingCommand:
+        ext = None
+        if fields is not None:
+            ext = {k: s for k, v in fields.items() if (s := ext_value(v)) is not None}
+        return cls(code=code, flag=FLAG_ONEWAY if oneway else 0, ext_fields=ext, body=body)
+
+    def response(self, code: int = ResponseCode.SUCCESS, remark: str | None = None,
+                 fields: dict[str, object] | None = None, body: bytes = b"") -> RemotingCommand:
+        """The answer to this request: same opaque, response flag, string-valued fields."""
+        ext = None
+        if fields is not None:
+            ext = {k: s for k, v in fields.items() if (s := ext_value(v)) is not None}
+        return RemotingCommand(code=code, opaque=self.opaque, flag=FLAG_RESPONSE, remark=remark,
+                               ext_fields=ext, body=body)
+
+    # -- reading header fields the way Java's decodeCommandCustomHeader does -----------------
+
+    def field(self, name: str, default: str | None = None) -> str | None:
+        ext = self.ext_fields
+        if ext is None:
+            return default
+        return ext.get(name, default)
+
+    def require(self, name: str) -> str:
+        value = self.field(name)
+        if value is None or value == "":
+            raise RemotingError(ResponseCode.SYSTEM_ERROR, f"the custom field <{name}> is null")
+        return value
+
+    def int_field(self, name: str, default: int | None = None) -> int:
+        value = self.field(name)
+        if value is None or value == "":
+            if default is None:
+                raise RemotingError(ResponseCode.SYSTEM_ERROR, f"the custom field <{name}> is null")
+            return default
+        try:
+            return int(value)
+        except ValueError:
+            raise RemotingError(ResponseCode.SYSTEM_ERROR,
+                                f"the custom field <{name}> is not a number: {value!r}") from None
+
+    def bool_field(self, name: str, default: bool = False) -> bool:
+        value = self.field(name)
+        if value is None or value == "":
+            return default
+        return value.lower() == "true"
+
+
+# -- headers --------------------------------------------------------------------------------
+
+
+def encode_json_header(cmd: RemotingCommand) -> bytes:
+    # fastjson writes bean properties in alphabetical order; we do the same so that a request
+    # or response we build looks like one a Java peer built.
+    header: dict[str, object] = {"code": cmd.code}
+    if cmd.ext_fields is not None:
+        header["extFields"] = cmd.ext_fields
+    header["flag"] = cmd.flag
+    header["language"] = cmd.language
+    header["opaque"] = cmd.opaque
+    if cmd.remark is not None:
+        header["remark"] = cmd.remark
+    header["serializeTypeCurrentRPC"] = "JSON"
+    header["version"] = cmd.version
+    return _json_dumps(header).encode()
+
+
+def decode_json_header(data: bytes | memoryview) -> RemotingCommand:
+    try:
+        header = json.loads(bytes(data).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise FrameError(f"JSON header does not parse: {exc}") from None
+    if not isinstance(header, dict):
+        raise FrameError("JSON header is not an object")
+    code = header.get("code")
+    if not isinstance(code, int) or isinstance(code, bool):
+        raise FrameError("JSON header has no integer 'code'")
+    raw_ext = header.get("extFields")
+    ext: dict[str, str] | None
+    if raw_ext is None:
+        ext = None
+    elif isinstance(raw_ext, dict):
+        ext = {str(k): s for k, v in raw_ext.items() if (s := ext_value(v)) is not None}
+    else:
+        raise FrameError("JSON header 'extFields' is not an object")
+    remark = header.get("remark")
+    try:
+        return RemotingCommand(
+            code=code,
+            opaque=int(header.get("opaque") or 0),
+            flag=int(header.get("flag") or 0),
+            remark=None if remark is None else str(remark),
+            ext_fields=ext,
+            language=str(header.get("language") or "OTHER"),
+            version=int(header.get("version") or 0),
+            serialize_type=SERIALIZE_JSON,
+        )
+    except (TypeError, ValueError) as exc:
+        raise FrameError(f"JSON header field has the wrong type: {exc}") from None
+
+
+def encode_binary_header(cmd: RemotingCommand) -> bytes:
+    remark = cmd.remark.encode() if cmd.remark else b""
+    ext = bytearray()
+    for key, value in (cmd.ext_fields or {}).items():
+        k = key.encode()
+        v = value.encode()
+        if not k or not v:
+            continue  # Java writes neither null nor empty strings
+        ext += _SHORT.pack(len(k)) + k + _INT.pack(len(v)) + v
+    language = LANGUAGE_CODES.get(cmd.language, LANGUAGE_CODES["OTHER"])
+    return b"".join((_BIN_FIXED.pack(cmd.code, language, cmd.version, cmd.opaque, cmd.flag,
+                                     len(remark)), remark, _INT.pack(len(ext)), bytes(ext)))
+
+
+def decode_binary_header(data: bytes | memoryview) -> RemotingCommand:
+    data = bytes(data)
+    n = len(data)
+    if n < _BIN_FIXED.size + 4:
+        raise FrameError(f"binary header of {n} bytes is shorter than its fixed part")
+    code, language, version, opaque, flag, remark_len = _BIN_FIXED.unpack_from(data, 0)
+    pos = _BIN_FIXED.size
+    if remark_len < 0 or pos + remark_len + 4 > n:
+        raise FrameError(f"binary header remark length {remark_len} overruns the header")
+    try:
+        remark = data[pos:pos + remark_len].decode() if remark_len else None
+        pos += remark_len
+        (ext_len,) = _INT.unpack_from(data, pos)
+        pos += 4
+        if ext_len < 0 or pos + ext_len != n:
+            raise FrameError(f"binary header extFields length {ext_len} does not match the header")
+        ext: dict[str, str] | None = {} if ext_len else None
+        while pos < n:
+            (klen,) = _SHORT.unpack_from(data, pos)
+            pos += 2
+            key = data[pos:pos + klen].decode()
+            pos += klen
+            (vlen,) = _INT.unpack_from(data, pos)
+            pos += 4
+            if klen < 0 or vlen < 0 or pos + vlen > n:
+                raise FrameError("binary header extFields entry overruns the header")
+            ext[key] = data[pos:pos + vlen].decode()
+            pos += vlen
+    except struct.error:
+        raise FrameError("binary header extFields are truncated") from None
+    except UnicodeDecodeError:
+        raise FrameError("binary header holds a string that is not UTF-8") from None
+    lang = LANGUAGES[language] if 0 <= language < len(LANGUAGES) else "OTHER"
+    return RemotingCommand(code=code, opaque=opaque, flag=flag, remark=remark, ext_fields=ext,
+                           language=lang, version=version, serialize_type=SERIALIZE_ROCKETMQ)
+
+
+# -- frames ---------------------------------------------------------------------------------
+
+
+def encode(cmd: RemotingCommand, serialize_type: int | None = None) -> bytes:
+    """The whole frame, length prefix included. Defaults to the type the command arrived in."""
+    st = cmd.serialize_type if serialize_type is None else serialize_type
+    header = encode_binary_header(cmd) if st == SERIALIZE_ROCKETMQ else encode_json_header(cmd)
+    body = cmd.body
+    return b"".join((_HEAD.pack(4 + len(header) + len(body), (st << 24) | len(header)), header,
+                     body))
+
+
+def decode_frame(frame: bytes | memoryview) -> RemotingCommand:
+    """Decode one frame given without its 4-byte length prefix."""
+    view = memoryview(frame)
+    if len(view) < 4:
+        raise FrameError(f"frame of {len(view)} bytes has no header-length word")
+    (word,) = _INT.unpack_from(view, 0)
+    st = (word >> 24) & 0xFF
+    hlen = word & 0xFFFFFF
+    if hlen > len(view) - 4:
+        raise FrameError(f"header length {hlen} exceeds the frame ({len(view) - 4} bytes left)")
+    header = view[4:4 + hlen]
+    if st == SERIALIZE_JSON:
+        cmd = decode_json_header(header)
+    elif st == SERIALIZE_ROCKETMQ:
+        cmd = decode_binary_header(header)
+    else:
+        raise FrameError(f"unknown serialize type {st}")
+    cmd.body = bytes(view[4 + hlen:])
+    return cmd
+
+
+class FrameDecoder:
+    """Incremental decoder: feed whatever the socket gave, get every complete command back.
+
+    Handles partial and coalesced reads. A frame larger than `max_frame` (counted with its
+    length prefix, like Java's frameMaxLength) or one that does not parse raises FrameError,
+    after which the connection must be closed: the stream position is lost.
+    """
+
+    __slots__ = ("_buf", "max_frame")
+
+    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+        self._buf = bytearray()
+        self.max_frame = max_frame
+
+    def feed(self, data: bytes) -> list[RemotingCommand]:
+        buf = self._buf
+        buf += data
+        out: list[RemotingCommand] = []
+        pos = 0
+        n = len(buf)
+        while n - pos >= 4:
+            (total,) = _INT.unpack_from(buf, pos)
+            if total < 4 or total + 4 > self.max_frame:
+                raise FrameError(f"frame length {total} is outside 4..{self.max_frame - 4}")
+            if n - pos - 4 < total:
+                break
+            out.append(decode_frame(memoryview(buf)[pos + 4:pos + 4 + total]))
+            pos += 4 + total
+        if pos:
+            del buf[:pos]
+        return out
+
+    @property
+    def pending(self) -> int:
+        """Bytes received that do not yet form a whole frame."""
+        return len(self._buf)

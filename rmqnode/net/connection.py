@@ -1,0 +1,185 @@
+"""One TCP connection speaking remoting, used alike by the server and the client.
+
+Either side may send requests on a connection (the broker asks clients to rebalance or to
+check a transaction), so every connection both answers requests through a `Dispatcher` and
+matches responses to its own outstanding requests by opaque.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Awaitable, Callable
+from typing import Union
+
+from rmqnode import log
+from rmqnode.errors import ConnectionLost, FrameError, RemotingError, RemotingTimeout
+from rmqnode.net.codec import DEFAULT_MAX_FRAME, FrameDecoder, RemotingCommand, encode
+from rmqnode.net.codes import ResponseCode, request_name
+
+_log = log.get("rmqnode.net")
+
+HandlerResult = Union[RemotingCommand, None, Awaitable[Union[RemotingCommand, None]]]
+Handler = Callable[[RemotingCommand, "Connection"], HandlerResult]
+
+# Opaques are process-wide and kept non-negative, as the C++ client does.
+_opaques = itertools.count(1)
+
+
+def next_opaque() -> int:
+    return next(_opaques) & 0x7FFFFFFF
+
+
+class Dispatcher:
+    """A table of request code -> handler. Handlers may be plain functions or coroutines."""
+
+    def __init__(self) -> None:
+        self.handlers: dict[int, Handler] = {}
+
+    def register(self, code: int, handler: Handler) -> None:
+        self.handlers[code] = handler
+
+    def update(self, table: dict[int, Handler]) -> None:
+        self.handlers.update(table)
+
+
+class Connection(asyncio.Protocol):
+    """Frames in, frames out; requests dispatched, responses matched, oneways never answered."""
+
+    def __init__(self, dispatcher: Dispatcher, max_frame: int = DEFAULT_MAX_FRAME,
+                 on_close: Callable[[Connection], None] | None = None) -> None:
+        self.dispatcher = dispatcher
+        self.decoder = FrameDecoder(max_frame)
+        self.on_close = on_close
+        self.transport: asyncio.Transport | None = None
+        self.peer = "?"
+        self.pending: dict[int, asyncio.Future[RemotingCommand]] = {}
+        self.closed = asyncio.get_running_loop().create_future()
+        self.last_active = time.monotonic()
+        self.tasks: set[asyncio.Task] = set()
+        self.attrs: dict[str, object] = {}  # what roles remember about the peer (client id, ...)
+
+    # -- asyncio.Protocol ----------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self.peer = f"{peer[0]}:{peer[1]}"
+
+    def data_received(self, data: bytes) -> None:
+        self.last_active = time.monotonic()
+        try:
+            commands = self.decoder.feed(data)
+        except FrameError as exc:
+            _log.warning("connection.bad_frame", peer=self.peer, error=exc)
+            self.close()
+            return
+        for cmd in commands:
+            if cmd.is_response:
+                fut = self.pending.pop(cmd.opaque, None)
+                if fut is not None and not fut.done():
+                    fut.set_result(cmd)
+            else:
+                self._dispatch(cmd)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for fut in self.pending.values():
+            if not fut.done():
+                fut.set_exception(ConnectionLost(f"connection to {self.peer} closed"))
+        self.pending.clear()
+        if not self.closed.done():
+            self.closed.set_result(None)
+        if self.on_close is not None:
+            self.on_close(self)
+
+    def pause_writing(self) -> None:
+        # The peer is not reading our answers: stop reading its requests until it catches up.
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    # -- requests from the peer ----------------------------------------------------------------
+
+    def _dispatch(self, cmd: RemotingCommand) -> None:
+        handler = self.dispatcher.handlers.get(cmd.code)
+        if handler is None:
+            self._reply(cmd, cmd.response(ResponseCode.REQUEST_CODE_NOT_SUPPORTED,
+                                          f" request type {cmd.code} not supported"))
+            return
+        try:
+            result = handler(cmd, self)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a response
+            self._reply(cmd, self._error_response(cmd, exc))
+            return
+        if hasattr(result, "__await__"):
+            task = asyncio.ensure_future(self._finish(cmd, result))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+        else:
+            self._reply(cmd, result)
+
+    async def _finish(self, cmd: RemotingCommand, pending: Awaitable) -> None:
+        try:
+            response = await pending
+        except asyncio.CancelledError:
+            return
+        except Exception as exc:  # noqa: BLE001
+            response = self._error_response(cmd, exc)
+        self._reply(cmd, response)
+
+    def _error_response(self, cmd: RemotingCommand, exc: Exception) -> RemotingCommand:
+        if isinstance(exc, RemotingError):
+            _log.debug("request.failed", peer=self.peer, code=request_name(cmd.code),
+                       response=exc.code, remark=exc.remark)
+            return cmd.response(exc.code, exc.remark)
+        _log.exception("request.crashed", peer=self.peer, code=request_name(cmd.code))
+        return cmd.response(ResponseCode.SYSTEM_ERROR, f"{type(exc).__name__}: {exc}")
+
+    def _reply(self, request: RemotingCommand, response: RemotingCommand | None) -> None:
+        if response is None or request.is_oneway:
+            return
+        response.opaque = request.opaque
+        response.flag |= 1
+        self.write(response, request.serialize_type)
+
+    # -- sending -------------------------------------------------------------------------------
+
+    @property
+    def is_open(self) -> bool:
+        return self.transport is not None and not self.transport.is_closing()
+
+    def write(self, cmd: RemotingCommand, serialize_type: int | None = None) -> None:
+        if self.is_open:
+            self.transport.write(encode(cmd, serialize_type))  # type: ignore[union-attr]
+
+    async def request(self, cmd: RemotingCommand, timeout: float = 3.0) -> RemotingCommand:
+        """Send a request and wait for its response; raises RemotingTimeout / ConnectionLost."""
+        if not self.is_open:
+            raise ConnectionLost(f"connection to {self.peer} is closed")
+        cmd.opaque = next_opaque()
+        fut = asyncio.get_running_loop().create_future()
+        self.pending[cmd.opaque] = fut
+        self.write(cmd)
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        except asyncio.TimeoutError:
+            raise RemotingTimeout(f"{request_name(cmd.code)} to {self.peer} got no answer in "
+                                  f"{timeout:g} s") from None
+        finally:
+            self.pending.pop(cmd.opaque, None)
+
+    def oneway(self, cmd: RemotingCommand) -> None:
+        if not self.is_open:
+            raise ConnectionLost(f"connection to {self.peer} is closed")
+        cmd.opaque = next_opaque()
+        cmd.flag |= 2
+        self.write(cmd)
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()

@@ -1,0 +1,64 @@
+"""fastjson's non-standard JSON, as the Java broker, name server and clients write it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rmqnode.net import fastjson
+from rmqnode.net.fastjson import ObjectKey, UnquotedKey
+from wire import flows, frames
+
+
+def _bodies():
+    for flow in flows():
+        for f in frames(flow):
+            if f.body_length:
+                body = f.raw[-f.body_length:]
+                if body[:1] in (b"{", b"["):
+                    yield f, body
+
+
+def test_every_captured_json_body_parses():
+    count = nonstandard = 0
+    for f, body in _bodies():
+        value = fastjson.loads(body)
+        assert isinstance(value, (dict, list))
+        count += 1
+        try:
+            json.loads(body)
+        except ValueError:
+            nonstandard += 1
+    assert count > 100 and nonstandard > 20
+
+
+def test_unquoted_numeric_and_object_keys():
+    value = fastjson.loads('{"brokerAddrs":{0:"a:1",1:"b:2"},'
+                           '"offsetTable":{{"brokerName":"b","queueId":0,"topic":"T"}:{"x":1}}}')
+    assert value["brokerAddrs"] == {"0": "a:1", "1": "b:2"}
+    [key] = value["offsetTable"]
+    assert isinstance(key, ObjectKey) and key.as_dict() == {"brokerName": "b", "queueId": 0,
+                                                            "topic": "T"}
+
+
+def test_dumps_writes_the_same_forms_back():
+    text = fastjson.dumps({"a": {UnquotedKey(0): "x"},
+                           "t": {ObjectKey.of({"topic": "T", "queueId": 1}): 2.5},
+                           "s": "\u65e5\u0001", "n": None, "b": [True, False]})
+    assert text == '{"a":{0:"x"},"t":{{"queueId":1,"topic":"T"}:2.5},"s":"\u65e5\\u0001",' \
+                   '"n":null,"b":[true,false]}'
+    assert fastjson.loads(text)["s"] == "\u65e5\u0001"
+    assert fastjson.dumps({"s": "\u65e5"}, ascii_only=True) == '{"s":"\\u65e5"}'
+
+
+@pytest.mark.parametrize("bad", ['{"a":}', '{"a":1,,}', '{a b}', '[1 2]', '{"a":1} x', ''])
+def test_malformed_json_is_rejected(bad):
+    with pytest.raises(ValueError):
+        fastjson.loads(bad)
+
+
+def test_cpp_heartbeat_with_trailing_newline_parses():
+    [body] = [b for f, b in _bodies() if f.header["code"] == 34 and f.header["language"] == "CPP"][:1]
+    data = fastjson.loads(body)
+    assert "clientID" in data
