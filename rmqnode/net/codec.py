@@ -165,7 +165,11 @@ def decode_json_header(data: bytes | memoryview) -> RemotingCommand:
     if raw_ext is None:
         ext = None
     elif isinstance(raw_ext, dict):
-        ext = {str(k): s for k, v in raw_ext.items() if (s := ext_value(v)) is not None}
+        # Java and C++ send strings already; only ali-ons-style numbers need converting.
+        if all(type(v) is str for v in raw_ext.values()):
+            ext = raw_ext
+        else:
+            ext = {str(k): s for k, v in raw_ext.items() if (s := ext_value(v)) is not None}
     else:
         raise FrameError("JSON header 'extFields' is not an object")
     remark = header.get("remark")
