@@ -20,6 +20,14 @@ def split_addr(addr: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, asyncio.TimeoutError):
+        return "timed out"
+    return getattr(exc, "strerror", None) or str(exc)
+
+
 class RemotingClient:
     def __init__(self, dispatcher: Dispatcher | None = None, connect_timeout: float = 3.0,
                  max_frame: int = DEFAULT_MAX_FRAME) -> None:
@@ -48,9 +56,7 @@ class RemotingClient:
                         host, port),
                     self.connect_timeout)
             except (OSError, asyncio.TimeoutError) as exc:
-                raise ConnectionLost(f"cannot connect to {addr}: "
-                                     f"{exc.strerror or exc if isinstance(exc, OSError) else 'timed out'}"
-                                     ) from None
+                raise ConnectionLost(f"cannot connect to {addr}: {_reason(exc)}") from None
             conn.attrs["addr"] = addr
             self._conns[addr] = conn
             fut.set_result(conn)

@@ -1,0 +1,43 @@
+"""`rmqctl`: RocketMQ's command line for operators, against rmqnode or Java RocketMQ."""
+
+from __future__ import annotations
+
+import click
+
+from rmqctl.commands.cluster import cluster
+from rmqctl.commands.kv import kv
+from rmqctl.commands.topic import topic
+from rmqctl.context import Ctx, default_namesrv
+from rmqctl.output import FORMATS
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-n", "--namesrv", "namesrv_addr", default=default_namesrv, show_default=
+              "$NAMESRV_ADDR or 127.0.0.1:9876",
+              help="Name server address(es), 'host:port;host:port'.")
+@click.option("-o", "--output", type=click.Choice(FORMATS), default="table", show_default=True,
+              help="table for people; json, ndjson or raw for programs.")
+@click.option("--timeout", type=float, default=5.0, show_default=True,
+              help="Seconds to wait for each answer.")
+@click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
+@click.pass_context
+def main(click_ctx: click.Context, namesrv_addr: str, output: str, timeout: float,
+         debug: bool) -> None:
+    """Operate RocketMQ clusters: topics, groups, messages, offsets, stores.
+
+    \b
+    Examples:
+      rmqctl cluster list
+      rmqctl topic route TopicTest
+      rmqctl -o json topic list
+    """
+    click_ctx.obj = Ctx(namesrv_addr, output, timeout, debug)
+
+
+main.add_command(cluster)
+main.add_command(topic)
+main.add_command(kv)
+
+
+if __name__ == "__main__":
+    main()
