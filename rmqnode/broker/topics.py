@@ -6,13 +6,12 @@ so a store directory can move between a Java broker and rmqnode.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
+from typing import Any
 
-from rmqnode.atomicfile import load_with_fallback, write_atomic
+from rmqnode.broker.configfile import JsonConfigFile
 from rmqnode.config import BrokerConfig
-from rmqnode.net import fastjson
 
 PERM_INHERIT = 1
 PERM_WRITE = 2
@@ -67,22 +66,27 @@ class DataVersion:
         return {"counter": self.counter, "timestamp": self.timestamp}
 
 
-class TopicConfigManager:
+class TopicConfigManager(JsonConfigFile):
+    file_name = "topics.json"
+
     def __init__(self, config: BrokerConfig) -> None:
-        self.config = config
-        self.path = os.path.join(config.storePathRootDir, "config", "topics.json")
+        super().__init__(config)
         self.table: dict[str, TopicConfig] = {}
         self.data_version = DataVersion()
 
     def load(self) -> None:
-        data = load_with_fallback(self.path, fastjson.loads)
-        if data is not None:
-            for name, cfg in (data.get("topicConfigTable") or {}).items():
-                self.table[name] = TopicConfig.from_json(cfg)
-            version = data.get("dataVersion") or {}
-            self.data_version = DataVersion(int(version.get("counter", 0)),
-                                            version.get("timestamp"))
+        super().load()
         self._ensure_system_topics()
+
+    def decode(self, data: dict[str, Any]) -> None:
+        for name, cfg in (data.get("topicConfigTable") or {}).items():
+            self.table[name] = TopicConfig.from_json(cfg)
+        version = data.get("dataVersion") or {}
+        self.data_version = DataVersion(int(version.get("counter", 0)), version.get("timestamp"))
+
+    def encode(self) -> dict[str, Any]:
+        return {"dataVersion": self.data_version.to_json(),
+                "topicConfigTable": {n: t.to_json() for n, t in self.table.items()}}
 
     def _ensure_system_topics(self) -> None:
         """The topics a 4.9.8 broker creates at start, with the same queue counts and perms."""
@@ -102,11 +106,6 @@ class TopicConfigManager:
                    TopicConfig(f"{c.brokerClusterName}_REPLY_TOPIC", 1, 1, rw)]
         for topic in wanted:
             self.table.setdefault(topic.topicName, topic)
-
-    def persist(self) -> None:
-        body = {"dataVersion": self.data_version.to_json(),
-                "topicConfigTable": {n: t.to_json() for n, t in self.table.items()}}
-        write_atomic(self.path, fastjson.dumpb(body))
 
     def wrapper(self) -> dict[str, object]:
         """TopicConfigSerializeWrapper: what REGISTER_BROKER carries."""

@@ -1,0 +1,61 @@
+"""Subscription group configs (SubscriptionGroupManager) in subscriptionGroup.json.
+
+Groups are created on first use when autoCreateSubscriptionGroup is on, with RocketMQ's
+defaults; fields we do not know (from newer Java versions) are kept as they were read."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rmqnode.broker.configfile import JsonConfigFile
+from rmqnode.broker.topics import DataVersion
+
+SYSTEM_GROUPS = ("SELF_TEST_C_GROUP", "CID_ONSAPI_OWNER", "CID_ONSAPI_PERMISSION",
+                 "CID_ONSAPI_PULL", "CID_RMQ_SYS_TRANS", "TOOLS_CONSUMER", "FILTERSRV_CONSUMER")
+
+
+def default_group(name: str) -> dict[str, Any]:
+    return {"brokerId": 0, "consumeBroadcastEnable": True, "consumeEnable": True,
+            "consumeFromMinEnable": True, "groupName": name,
+            "notifyConsumerIdsChangedEnable": True, "retryMaxTimes": 16, "retryQueueNums": 1,
+            "whichBrokerWhenConsumeSlowly": 1}
+
+
+class SubscriptionGroupManager(JsonConfigFile):
+    file_name = "subscriptionGroup.json"
+
+    def __init__(self, config) -> None:
+        super().__init__(config)
+        self.table: dict[str, dict[str, Any]] = {n: default_group(n) for n in SYSTEM_GROUPS}
+        self.data_version = DataVersion()
+
+    def decode(self, data: dict[str, Any]) -> None:
+        self.table.update(data.get("subscriptionGroupTable") or {})
+        version = data.get("dataVersion") or {}
+        self.data_version = DataVersion(int(version.get("counter", 0)), version.get("timestamp"))
+
+    def encode(self) -> dict[str, Any]:
+        return {"dataVersion": self.data_version.to_json(),
+                "subscriptionGroupTable": self.table}
+
+    def find(self, name: str, auto_create: bool | None = None) -> dict[str, Any] | None:
+        """The group's config; created with defaults if unknown and auto-creation is on."""
+        group = self.table.get(name)
+        create = self.config.autoCreateSubscriptionGroup if auto_create is None else auto_create
+        if group is None and create:
+            group = self.update(default_group(name))
+        return group
+
+    def update(self, group: dict[str, Any]) -> dict[str, Any]:
+        merged = default_group(group["groupName"]) | self.table.get(group["groupName"], {}) | group
+        self.table[group["groupName"]] = merged
+        self.data_version.next()
+        self.dirty = True
+        return merged
+
+    def delete(self, name: str) -> bool:
+        if self.table.pop(name, None) is None:
+            return False
+        self.data_version.next()
+        self.dirty = True
+        return True
