@@ -29,6 +29,11 @@ class EventLogger:
             parts = [event] + [f"{k}={_fmt(v)}" for k, v in fields.items()]
             self._log.log(level, " ".join(parts))
 
+    @property
+    def debug_enabled(self) -> bool:
+        """For hot paths: check before building the fields of a debug line."""
+        return self._log.isEnabledFor(logging.DEBUG)
+
     def debug(self, event: str, **fields: object) -> None:
         self._emit(logging.DEBUG, event, fields)
 

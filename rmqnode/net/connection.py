@@ -106,6 +106,9 @@ class Connection(asyncio.Protocol):
     # -- requests from the peer ----------------------------------------------------------------
 
     def _dispatch(self, cmd: RemotingCommand) -> None:
+        if _log.debug_enabled:
+            _log.debug("request", peer=self.peer, code=request_name(cmd.code),
+                       language=cmd.language, oneway=cmd.is_oneway)
         handler = self.dispatcher.handlers.get(cmd.code)
         if handler is None:
             self._reply(cmd, cmd.response(ResponseCode.REQUEST_CODE_NOT_SUPPORTED,
