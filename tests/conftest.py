@@ -120,3 +120,52 @@ def start_node(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture
 def namesrv(start_node) -> Node:
     return start_node("--role", "namesrv", "--listen-port", "0", roles=("namesrv",))
+
+
+# -- the Java RocketMQ 4.9.8 stores ----------------------------------------------------------
+
+JAVA_SIZES = dict(mappedFileSizeCommitLog=1048576, mappedFileSizeConsumeQueue=6000,
+                  maxHashSlotNum=5000, maxIndexNum=20000, brokerIP1="127.0.0.1",
+                  listenPort=10911)  # from the fixture's broker.conf
+
+
+def _unpack(archive: str, dest: Path) -> Path:
+    import io
+    import tarfile
+
+    import zstandard
+    raw = zstandard.ZstdDecompressor().stream_reader((STORE_FIXTURE / archive).open("rb")).read()
+    with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+        tar.extractall(dest, filter="data")
+    return dest / "store"
+
+
+@pytest.fixture(scope="session")
+def java_store_pristine(tmp_path_factory) -> Path:
+    """The real 4.9.8 store, unpacked once; never write to it (use `java_store`)."""
+    return _unpack("store.tar.zst", tmp_path_factory.mktemp("java-store"))
+
+
+@pytest.fixture(scope="session")
+def java_crashed_pristine(tmp_path_factory) -> Path:
+    return _unpack("store-crashed.tar.zst", tmp_path_factory.mktemp("java-crashed"))
+
+
+@pytest.fixture
+def java_store(java_store_pristine, tmp_path) -> Path:
+    """A private, writable copy of the real 4.9.8 store."""
+    import shutil
+    return Path(shutil.copytree(java_store_pristine, tmp_path / "store"))
+
+
+@pytest.fixture
+def java_crashed(java_crashed_pristine, tmp_path) -> Path:
+    import shutil
+    return Path(shutil.copytree(java_crashed_pristine, tmp_path / "crashed"))
+
+
+@pytest.fixture(scope="session")
+def manifest() -> list[dict]:
+    import json
+    return [json.loads(line) for line in
+            (STORE_FIXTURE / "manifest.jsonl").read_text().splitlines()]

@@ -3,14 +3,10 @@ survive a broken main file through the .bak copy."""
 
 from __future__ import annotations
 
-import io
 import shutil
-import tarfile
 
 import pytest
-import zstandard
 
-from conftest import STORE_FIXTURE
 from rmqnode.broker.groups import SubscriptionGroupManager
 from rmqnode.broker.offsets import ConsumerOffsetManager
 from rmqnode.broker.topics import TopicConfigManager
@@ -18,21 +14,9 @@ from rmqnode.config import BrokerConfig
 from rmqnode.net import fastjson
 
 
-@pytest.fixture(scope="module")
-def java_config(tmp_path_factory):
-    """Just the config/ folder of the real 4.9.8 store."""
-    root = tmp_path_factory.mktemp("javacfg")
-    raw = zstandard.ZstdDecompressor().stream_reader(
-        (STORE_FIXTURE / "store.tar.zst").open("rb")).read()
-    with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
-        members = [m for m in tar.getmembers() if "/config/" in m.name]
-        tar.extractall(root, members=members, filter="data")
-    return root / "store" / "config"
-
-
 @pytest.fixture
-def store_root(java_config, tmp_path):
-    shutil.copytree(java_config, tmp_path / "config")
+def store_root(java_store_pristine, tmp_path):
+    shutil.copytree(java_store_pristine / "config", tmp_path / "config")
     return tmp_path
 
 

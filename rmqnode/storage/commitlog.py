@@ -1,0 +1,149 @@
+"""The CommitLog: every message of every topic, appended in order to fixed-size files.
+
+Appending is synchronous and short (encode, copy into the mapping), so in the event loop it is
+atomic with respect to other senders: queue offsets and physical offsets are assigned in the
+same step, without locks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from rmqnode.message import MessageExt, offset_msg_id
+from rmqnode.storage.mapped_file import MappedFile, MappedFileQueue
+from rmqnode.storage.records import (END_FILE_MIN_BLANK_LENGTH, POS_PHYSICAL_OFFSET,
+                                     POS_QUEUE_OFFSET, Blank, CorruptRecord, decode_record,
+                                     encode_blank, store_timestamp_pos)
+import struct
+
+_LONG = struct.Struct(">q")
+
+
+@dataclass(slots=True)
+class Appended:
+    """Where one record went."""
+    wrote_offset: int
+    wrote_bytes: int
+    queue_offset: int
+    store_timestamp: int
+    msg_id: str
+
+
+class CommitLog:
+    def __init__(self, directory: str, file_size: int, store_host: bytes,
+                 readonly: bool = False) -> None:
+        self.files = MappedFileQueue(directory, file_size, readonly=readonly)
+        self.file_size = file_size
+        self.store_host = store_host
+        self.topic_queue_table: dict[tuple[str, int], int] = {}  # next queue offset per queue
+
+    def load(self) -> None:
+        self.files.load()
+
+    @property
+    def min_offset(self) -> int:
+        return self.files.min_offset
+
+    @property
+    def max_offset(self) -> int:
+        return self.files.max_offset
+
+    # -- appending -------------------------------------------------------------------------
+
+    def _file_for(self, size: int) -> MappedFile:
+        """The file with room for `size` bytes plus the end-of-file marker; a file without it
+        is closed with a blank record, as Java does, and the next one started."""
+        mf = self.files.last_for_append()
+        if mf.remaining < size + END_FILE_MIN_BLANK_LENGTH:
+            if size + END_FILE_MIN_BLANK_LENGTH > self.file_size:
+                raise ValueError(f"a record of {size} bytes cannot fit a {self.file_size}-byte "
+                                 "commit log file")
+            if mf.remaining:
+                blank = mf.remaining
+                mf.append(encode_blank(blank))
+                mf.wrote_position = mf.file_size
+            mf = self.files.last_for_append()
+        return mf
+
+    def append(self, record: bytearray, topic: str, queue_id: int, sys_flag: int,
+               batch_sizes: list[int] | None = None, assign_queue_offset: bool = True
+               ) -> Appended:
+        """Place one encoded record (or a batch of records laid end to end, whose sizes are
+        `batch_sizes`): patch in physical offsets, queue offsets and the store time, copy."""
+        mf = self._file_for(len(record))
+        wrote = mf.end_offset
+        now = int(time.time() * 1000)
+        key = (topic, queue_id)
+        queue_offset = self.topic_queue_table.get(key, 0)
+        sizes = batch_sizes or [len(record)]
+        pos = 0
+        ts_pos = store_timestamp_pos(sys_flag)
+        for i, size in enumerate(sizes):
+            _LONG.pack_into(record, pos + POS_PHYSICAL_OFFSET, wrote + pos)
+            if assign_queue_offset:
+                _LONG.pack_into(record, pos + POS_QUEUE_OFFSET, queue_offset + i)
+            _LONG.pack_into(record, pos + ts_pos, now)
+            pos += size
+        mf.append(record)
+        if assign_queue_offset:
+            self.topic_queue_table[key] = queue_offset + len(sizes)
+        return Appended(wrote, len(record), queue_offset, now,
+                        offset_msg_id(self.store_host, wrote))
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def view(self, offset: int, size: int) -> memoryview | None:
+        """The bytes of one record without copying, or None if they are not (any longer) there."""
+        mf = self.files.find(offset)
+        if mf is None:
+            return None
+        local = offset - mf.file_from_offset
+        if local + size > mf.wrote_position:
+            return None
+        return mf.view(local, size)
+
+    def message_at(self, offset: int, read_body: bool = True) -> MessageExt | None:
+        mf = self.files.find(offset)
+        if mf is None:
+            return None
+        local = offset - mf.file_from_offset
+        if local >= mf.wrote_position:
+            return None
+        try:
+            rec = decode_record(mf.view(0, mf.wrote_position), local, mf.file_from_offset,
+                                read_body=read_body)
+        except CorruptRecord:
+            return None
+        return rec if isinstance(rec, MessageExt) else None
+
+    def scan(self, start: int, check_crc: bool = False
+             ) -> Iterator[tuple[int, MessageExt | Blank]]:
+        """Every record from `start` on, across files, stopping at the first gap or bad record
+        (which raises CorruptRecord carrying its file and offset)."""
+        mf = self.files.find(start)
+        if mf is None:
+            return
+        index = self.files.files.index(mf)
+        local = start - mf.file_from_offset
+        for mf in self.files.files[index:]:
+            view = mf.view(0, mf.wrote_position)
+            try:
+                while local < mf.wrote_position:
+                    try:
+                        rec = decode_record(view, local, mf.file_from_offset, check_crc=check_crc)
+                    except CorruptRecord as exc:
+                        raise CorruptRecord(exc.offset, exc.reason, str(mf.path)) from None
+                    if rec is None:
+                        return
+                    yield mf.file_from_offset + local, rec
+                    if isinstance(rec, Blank):
+                        break
+                    local += rec.store_size
+            finally:
+                del view
+            local = 0
+
+    def close(self) -> None:
+        self.files.close()

@@ -1,0 +1,163 @@
+"""Message lookup by key (RocketMQ's IndexService): index files of a hash-slot table and
+linked entries, keys `topic#key` for every KEYS word and the UNIQ_KEY."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from rmqnode.storage.mapped_file import MappedFile
+from rmqnode.storage.records import (INDEX_ENTRY, INDEX_HEADER, INDEX_SLOT, index_entry_pos,
+                                     index_file_name, index_file_size, index_key_hash,
+                                     index_slot_pos)
+
+
+class IndexFile:
+    def __init__(self, path: Path, slots: int, max_entries: int, readonly: bool = False) -> None:
+        self.slots = slots
+        self.max_entries = max_entries
+        size = index_file_size(slots, max_entries)
+        self.mf = MappedFile(path, size, readonly=readonly)
+        (self.begin_timestamp, self.end_timestamp, self.begin_phy_offset, self.end_phy_offset,
+         _, self.index_count) = INDEX_HEADER.unpack(self.mf.read(0, INDEX_HEADER.size))
+        if self.index_count == 0:
+            self.index_count = 1  # entry 0 is never used: slot value 0 means "empty"
+
+    @property
+    def name(self) -> str:
+        return self.mf.path.name
+
+    @property
+    def is_full(self) -> bool:
+        return self.index_count >= self.max_entries
+
+    def put(self, key: str, phy_offset: int, store_timestamp: int) -> bool:
+        """Add one key; False when the file is full."""
+        if self.is_full:
+            return False
+        h = index_key_hash(key)
+        slot_pos = index_slot_pos(h, self.slots)
+        (prev,) = INDEX_SLOT.unpack(self.mf.read(slot_pos, 4))
+        if prev <= 0 or prev > self.index_count:
+            prev = 0
+        if self.index_count == 1 and self.begin_timestamp == 0:
+            self.begin_timestamp = store_timestamp
+            self.begin_phy_offset = phy_offset
+        diff = max(0, (store_timestamp - self.begin_timestamp) // 1000)
+        self.mf.write_at(index_entry_pos(self.index_count, self.slots),
+                         INDEX_ENTRY.pack(h, phy_offset, min(diff, 0x7FFFFFFF), prev))
+        self.mf.write_at(slot_pos, INDEX_SLOT.pack(self.index_count))
+        self.index_count += 1
+        self.end_timestamp = store_timestamp
+        self.end_phy_offset = phy_offset
+        self._write_header()
+        return True
+
+    def _write_header(self) -> None:
+        self.mf.write_at(0, INDEX_HEADER.pack(self.begin_timestamp, self.end_timestamp,
+                                              self.begin_phy_offset, self.end_phy_offset,
+                                              self._used_slots_hint(), self.index_count))
+
+    def _used_slots_hint(self) -> int:
+        # Java counts slots that were empty when first used; readers do not depend on it.
+        return min(self.index_count, self.slots)
+
+    def select(self, key: str, max_num: int, begin: int, end: int) -> list[int]:
+        """Commit log offsets of entries for `key` stored within [begin, end] (ms), newest first.
+        Hash collisions are possible: callers re-check the key on the message."""
+        out: list[int] = []
+        h = index_key_hash(key)
+        (pos,) = INDEX_SLOT.unpack(self.mf.read(index_slot_pos(h, self.slots), 4))
+        seen = 0
+        while 0 < pos < self.index_count and len(out) < max_num and seen < self.index_count:
+            seen += 1
+            key_hash, phy, diff, prev = INDEX_ENTRY.unpack(
+                self.mf.read(index_entry_pos(pos, self.slots), INDEX_ENTRY.size))
+            ts = self.begin_timestamp + diff * 1000
+            if key_hash == h and begin <= ts <= end:
+                out.append(phy)
+            if prev <= 0 or prev >= pos:
+                break
+            pos = prev
+        return out
+
+    def flush(self) -> None:
+        self.mf.wrote_position = self.mf.file_size
+        self.mf.flush()
+
+    def close(self) -> None:
+        self.mf.close()
+
+
+class IndexService:
+    def __init__(self, directory: str, slots: int, max_entries: int,
+                 readonly: bool = False) -> None:
+        self.directory = Path(directory)
+        self.slots = slots
+        self.max_entries = max_entries
+        self.readonly = readonly
+        self.files: list[IndexFile] = []
+
+    def load(self) -> None:
+        if not self.directory.is_dir():
+            return
+        for path in sorted(p for p in self.directory.iterdir() if p.name.isdigit()):
+            self.files.append(IndexFile(path, self.slots, self.max_entries, self.readonly))
+
+    def build(self, topic: str, keys: list[str], phy_offset: int, store_timestamp: int) -> None:
+        """Index a dispatched message. Messages below the last file's end were indexed before
+        (recovery re-dispatches a range), so they are skipped, as Java does."""
+        last = self.files[-1] if self.files else None
+        if last is not None and phy_offset < last.end_phy_offset:
+            return
+        for key in keys:
+            full = f"{topic}#{key}"
+            if last is None or not last.put(full, phy_offset, store_timestamp):
+                last = self._new_file(store_timestamp)
+                last.put(full, phy_offset, store_timestamp)
+
+    def _new_file(self, timestamp: int) -> IndexFile:
+        if self.files:
+            self.files[-1].flush()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        name = index_file_name(timestamp)
+        while (self.directory / name).exists():
+            timestamp += 1
+            name = index_file_name(timestamp)
+        f = IndexFile(self.directory / name, self.slots, self.max_entries)
+        self.files.append(f)
+        return f
+
+    def query(self, topic: str, key: str, max_num: int, begin: int, end: int) -> list[int]:
+        out: list[int] = []
+        for f in reversed(self.files):
+            if f.end_timestamp and f.end_timestamp < begin:
+                break
+            if f.begin_timestamp > end:
+                continue
+            out += f.select(f"{topic}#{key}", max_num - len(out), begin, end)
+            if len(out) >= max_num:
+                break
+        return out
+
+    @property
+    def last_update(self) -> tuple[int, int]:
+        """(timestamp, commit log offset) of the newest indexed message."""
+        if not self.files:
+            return 0, 0
+        return self.files[-1].end_timestamp, self.files[-1].end_phy_offset
+
+    def flush(self) -> None:
+        if self.files:
+            self.files[-1].flush()
+
+    def delete_before(self, phy_offset: int) -> None:
+        """Expiry: drop whole files that index only messages below `phy_offset`."""
+        while len(self.files) > 1 and self.files[0].end_phy_offset < phy_offset:
+            f = self.files.pop(0)
+            f.close()
+            os.unlink(f.mf.path)
+
+    def close(self) -> None:
+        for f in self.files:
+            f.close()

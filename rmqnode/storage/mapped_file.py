@@ -1,0 +1,245 @@
+"""Fixed-size store files named by their start offset, mapped into memory (RocketMQ's MappedFile).
+
+Appends are memory copies into the mapping, so a write is in the page cache when `append`
+returns (what ASYNC_FLUSH acknowledges); `flush` msyncs the written range (what SYNC_FLUSH
+waits for). Files are created at their full size (Java RocketMQ expects every file of a queue to have the
+configured size), with their blocks reserved up front so that a full disk is an error at file
+creation, never a crash on write.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+PAGE = mmap.PAGESIZE
+
+
+def file_name(offset: int) -> str:
+    """RocketMQ names store files by their first offset, 20 digits, zero padded."""
+    return f"{offset:020d}"
+
+
+class MappedFile:
+    __slots__ = ("path", "file_from_offset", "file_size", "wrote_position", "flushed_position",
+                 "_fd", "mm", "readonly")
+
+    def __init__(self, path: str | os.PathLike, file_size: int, readonly: bool = False) -> None:
+        self.path = Path(path)
+        self.file_from_offset = int(self.path.name)
+        self.readonly = readonly
+        if readonly:
+            self._fd = os.open(self.path, os.O_RDONLY)
+            self.file_size = os.fstat(self._fd).st_size
+        else:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            size = os.fstat(self._fd).st_size
+            if size < file_size:
+                try:
+                    # Reserve the blocks now: a full disk fails here, cleanly, rather than as
+                    # SIGBUS on a later write into a sparse mapping.
+                    os.posix_fallocate(self._fd, 0, file_size)
+                except OSError:
+                    os.close(self._fd)
+                    if size == 0:
+                        self.path.unlink(missing_ok=True)
+                    raise
+                size = file_size
+            self.file_size = size
+        access = mmap.ACCESS_READ if readonly else mmap.ACCESS_WRITE
+        self.mm = mmap.mmap(self._fd, self.file_size, access=access) if self.file_size else None
+        self.wrote_position = 0
+        self.flushed_position = 0
+
+    def __repr__(self) -> str:
+        return f"MappedFile({self.path.name}, wrote={self.wrote_position})"
+
+    @property
+    def end_offset(self) -> int:
+        """The global offset just after the last written byte."""
+        return self.file_from_offset + self.wrote_position
+
+    @property
+    def remaining(self) -> int:
+        return self.file_size - self.wrote_position
+
+    @property
+    def is_full(self) -> bool:
+        return self.wrote_position >= self.file_size
+
+    def append(self, data: bytes | bytearray | memoryview) -> int:
+        """Copy `data` at the write position; returns the position it was written at."""
+        pos = self.wrote_position
+        end = pos + len(data)
+        if end > self.file_size:
+            raise ValueError(f"{self.path.name}: {len(data)} bytes do not fit at {pos}")
+        self.mm[pos:end] = data  # type: ignore[index]
+        self.wrote_position = end
+        return pos
+
+    def write_at(self, pos: int, data: bytes | bytearray | memoryview) -> None:
+        """Overwrite in place (rebuilding consume queues, patching recovered tails)."""
+        self.mm[pos:pos + len(data)] = data  # type: ignore[index]
+
+    def view(self, pos: int = 0, size: int | None = None) -> memoryview:
+        """Bytes of the file without copying; valid until the file is closed."""
+        end = self.wrote_position if size is None else pos + size
+        return memoryview(self.mm)[pos:end]  # type: ignore[arg-type]
+
+    def read(self, pos: int, size: int) -> bytes:
+        return self.mm[pos:pos + size]  # type: ignore[index]
+
+    def flush(self) -> int:
+        """msync what was written since the last flush; returns the flushed position."""
+        start, end = self.flushed_position, self.wrote_position
+        if end > start and self.mm is not None:
+            aligned = start - start % PAGE
+            self.mm.flush(aligned, end - aligned)
+            self.flushed_position = end
+        return self.flushed_position
+
+    def truncate_to(self, pos: int) -> None:
+        """Forget everything from `pos` on, and zero what is stored there, so that no later scan
+        mistakes stale bytes for records (recovery of a torn or dirty tail). Only the file's data
+        extents are zeroed: the sparse remainder of a 1 GiB file stays unallocated.
+        A read-only file only forgets: offline readers never change a store."""
+        if self.mm is not None and not self.readonly:
+            for start, end in self._data_extents(pos):
+                self.mm[start:end] = bytes(end - start)
+        self.wrote_position = pos
+        self.flushed_position = min(self.flushed_position, pos)
+
+    def _data_extents(self, pos: int) -> Iterator[tuple[int, int]]:
+        size = self.file_size
+        while pos < size:
+            try:
+                start = os.lseek(self._fd, pos, os.SEEK_DATA)
+            except OSError:  # ENXIO: no data after pos
+                return
+            end = min(os.lseek(self._fd, start, os.SEEK_HOLE), size)
+            if start >= size:
+                return
+            yield start, end
+            pos = end
+
+    def close(self) -> None:
+        if self.mm is not None and not self.mm.closed:
+            try:
+                self.mm.close()
+            except BufferError:
+                pass  # a reader still holds a view; the mapping goes when the last view does
+            self.mm = None
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def destroy(self) -> None:
+        self.close()
+        if not self.readonly:
+            self.path.unlink(missing_ok=True)
+
+
+class MappedFileQueue:
+    """The ordered files of one log (the CommitLog, or one ConsumeQueue)."""
+
+    def __init__(self, directory: str | os.PathLike, file_size: int, readonly: bool = False) -> None:
+        self.directory = Path(directory)
+        self.file_size = file_size
+        self.readonly = readonly
+        self.files: list[MappedFile] = []
+
+    def load(self) -> None:
+        """Map existing files; a file of the wrong size means a broken store, said plainly."""
+        if not self.directory.is_dir():
+            return
+        names = sorted(p.name for p in self.directory.iterdir()
+                       if p.name.isdigit() and len(p.name) == 20)
+        for name in names:
+            path = self.directory / name
+            size = path.stat().st_size
+            if not self.readonly and size != self.file_size:
+                raise OSError(f"{path}: size {size} differs from the configured "
+                              f"{self.file_size}; check mappedFileSize settings")
+            mf = MappedFile(path, self.file_size, readonly=self.readonly)
+            mf.wrote_position = mf.flushed_position = mf.file_size
+            self.files.append(mf)
+
+    def last(self) -> MappedFile | None:
+        return self.files[-1] if self.files else None
+
+    def last_for_append(self) -> MappedFile:
+        """The file to append to, creating the next one when the last is full."""
+        last = self.last()
+        if last is not None and not last.is_full:
+            return last
+        start = last.file_from_offset + self.file_size if last is not None else 0
+        return self.create(start)
+
+    def create(self, start: int) -> MappedFile:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        mf = MappedFile(self.directory / file_name(start), self.file_size)
+        self.files.append(mf)
+        return mf
+
+    def find(self, offset: int) -> MappedFile | None:
+        """The file holding the global `offset`, or None when it is outside every file."""
+        files = self.files
+        if not files or offset < files[0].file_from_offset:
+            return None
+        index = (offset - files[0].file_from_offset) // self.file_size
+        if index < len(files) and files[index].file_from_offset <= offset < \
+                files[index].file_from_offset + self.file_size:
+            return files[index]
+        return None
+
+    @property
+    def min_offset(self) -> int:
+        return self.files[0].file_from_offset if self.files else 0
+
+    @property
+    def max_offset(self) -> int:
+        last = self.last()
+        return last.end_offset if last is not None else 0
+
+    @property
+    def flushed_offset(self) -> int:
+        for mf in reversed(self.files):
+            if mf.flushed_position:
+                return mf.file_from_offset + mf.flushed_position
+        return self.min_offset
+
+    def flush(self) -> int:
+        """msync every file with unflushed bytes; returns the flushed global offset."""
+        for mf in self.files:
+            if mf.flushed_position < mf.wrote_position:
+                mf.flush()
+        return self.flushed_offset
+
+    def truncate(self, offset: int) -> None:
+        """Drop everything at and after `offset`: later files are deleted, the one holding it
+        is cut there."""
+        keep: list[MappedFile] = []
+        for mf in self.files:
+            if mf.file_from_offset + self.file_size <= offset:
+                keep.append(mf)
+            elif mf.file_from_offset <= offset:
+                mf.truncate_to(offset - mf.file_from_offset)
+                keep.append(mf)
+            else:
+                mf.destroy()
+        self.files = keep
+
+    def delete_first(self, count: int) -> list[MappedFile]:
+        gone, self.files = self.files[:count], self.files[count:]
+        for mf in gone:
+            mf.destroy()
+        return gone
+
+    def __iter__(self) -> Iterator[MappedFile]:
+        return iter(self.files)
+
+    def close(self) -> None:
+        for mf in self.files:
+            mf.close()

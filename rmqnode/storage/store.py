@@ -1,0 +1,517 @@
+"""The message store (RocketMQ's DefaultMessageStore): CommitLog, ConsumeQueues, IndexFiles,
+checkpoint and abort file, with flush, reput, recovery and the broker's read path.
+
+Life cycle: `open()` loads and recovers (a leftover `abort` file means the last run crashed),
+`start()` runs the background services, `close()` flushes, writes the checkpoint and removes
+`abort`. The same recovery serves a crashed Java RocketMQ store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rmqnode import log
+from rmqnode.config import BrokerConfig
+from rmqnode.message import WAIT, MessageExt, encode_properties, host_bytes, offset_msg_id
+from rmqnode.storage.commitlog import Appended, CommitLog
+from rmqnode.storage.consumequeue import ConsumeQueue
+from rmqnode.storage.dispatch import (DispatchRequest, index_keys, parse_delay_levels,
+                                      queue_tags_code, request_from_message)
+from rmqnode.storage.flush import FlushService
+from rmqnode.storage.index import IndexService
+from rmqnode.storage.records import (CHECKPOINT_FILE_SIZE, Blank, Checkpoint, CorruptRecord,
+                                     encode_record)
+
+_log = log.get("rmqnode.storage")
+
+# PutMessageStatus names, as Java's broker maps them to response codes.
+PUT_OK = "PUT_OK"
+FLUSH_DISK_TIMEOUT = "FLUSH_DISK_TIMEOUT"
+MESSAGE_ILLEGAL = "MESSAGE_ILLEGAL"
+PROPERTIES_SIZE_EXCEEDED = "PROPERTIES_SIZE_EXCEEDED"
+SERVICE_NOT_AVAILABLE = "SERVICE_NOT_AVAILABLE"
+CREATE_MAPEDFILE_FAILED = "CREATE_MAPEDFILE_FAILED"
+
+
+# GetMessageStatus names.
+FOUND = "FOUND"
+NO_MATCHED_MESSAGE = "NO_MATCHED_MESSAGE"
+OFFSET_FOUND_NULL = "OFFSET_FOUND_NULL"
+OFFSET_OVERFLOW_BADLY = "OFFSET_OVERFLOW_BADLY"
+OFFSET_OVERFLOW_ONE = "OFFSET_OVERFLOW_ONE"
+OFFSET_TOO_SMALL = "OFFSET_TOO_SMALL"
+NO_MESSAGE_IN_QUEUE = "NO_MESSAGE_IN_QUEUE"
+
+
+@dataclass(slots=True)
+class GetResult:
+    status: str
+    next_begin_offset: int
+    min_offset: int
+    max_offset: int
+    messages: list[memoryview] = field(default_factory=list)
+
+
+class StoreLockedError(OSError):
+    """Another process has this store open."""
+
+
+@dataclass(slots=True)
+class Message:
+    """A message to store (MessageExtBrokerInner): what the broker received, decoded."""
+    topic: str
+    queue_id: int
+    body: bytes
+    properties: dict[str, str] = field(default_factory=dict)
+    flag: int = 0
+    sys_flag: int = 0
+    born_timestamp: int = 0
+    born_host: bytes = b"\x7f\x00\x00\x01\x00\x00\x00\x00"
+    reconsume_times: int = 0
+    prepared_transaction_offset: int = 0
+
+
+@dataclass(slots=True)
+class PutResult:
+    status: str
+    appended: Appended | None = None
+    msg_ids: list[str] = field(default_factory=list)
+    remark: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status in (PUT_OK, FLUSH_DISK_TIMEOUT)
+
+
+class MessageStore:
+    def __init__(self, config: BrokerConfig, readonly: bool = False) -> None:
+        self.config = config
+        self.readonly = readonly
+        self.root = Path(config.storePathRootDir)
+        self.store_host = host_bytes(config.broker_addr)
+        self.delay_levels = parse_delay_levels(config.messageDelayLevel)
+        self.commitlog = CommitLog(config.commit_log_dir, config.mappedFileSizeCommitLog,
+                                   self.store_host, readonly=readonly)
+        self.cq_root = self.root / "consumequeue"
+        self.queues: dict[tuple[str, int], ConsumeQueue] = {}
+        self.index = IndexService(str(self.root / "index"), config.maxHashSlotNum,
+                                  config.maxIndexNum, readonly=readonly)
+        self.checkpoint = Checkpoint()
+        self.sync_flush = config.flushDiskType == "SYNC_FLUSH"
+        self.flusher = FlushService(self._flush_commitlog,
+                                    config.flushIntervalCommitLog / 1000.0)
+        self.reput_offset = 0
+        self._pending: deque[DispatchRequest] = deque()
+        self._reput_scheduled = False
+        self.arrival_listeners: list[Callable[[str, int, int], None]] = []
+        self.last_store_timestamp = 0
+        self.last_dispatched_timestamp = 0
+        self.recovered_abnormally = False
+        self._lock_fd = -1
+        self._tasks: list[asyncio.Task] = []
+
+    # -- opening and recovery --------------------------------------------------------------
+
+    @property
+    def abort_path(self) -> Path:
+        return self.root / "abort"
+
+    def open(self) -> None:
+        """Load every file and recover to a consistent state."""
+        if not self.readonly:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self._lock()
+        abnormal = self.abort_path.exists()
+        self.checkpoint = self._read_checkpoint()
+        self.commitlog.load()
+        if self.cq_root.is_dir():
+            for topic_dir in sorted(self.cq_root.iterdir()):
+                for qdir in sorted(topic_dir.iterdir()):
+                    if qdir.name.isdigit():
+                        self._queue(topic_dir.name, int(qdir.name)).load()
+        self.index.load()
+        self._recover(abnormal)
+        if not self.readonly:
+            self.abort_path.touch()
+        self.recovered_abnormally = abnormal
+
+    def _lock(self) -> None:
+        self._lock_fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+            raise StoreLockedError(f"store {self.root} is in use by another process") from None
+
+    def _read_checkpoint(self) -> Checkpoint:
+        try:
+            return Checkpoint.unpack((self.root / "checkpoint").read_bytes())
+        except FileNotFoundError:
+            return Checkpoint()
+
+    def _write_checkpoint(self) -> None:
+        data = self.checkpoint.pack().ljust(CHECKPOINT_FILE_SIZE, b"\0")
+        fd = os.open(self.root / "checkpoint", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            os.pwrite(fd, data, 0)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _recover(self, abnormal: bool) -> None:
+        """Validate the CommitLog's tail, cut what is torn, drop queue entries past the cut,
+        and re-dispatch what the queues and index may have missed.
+
+        After a clean stop only the last three files are checked (as Java does); after a crash
+        the scan starts at the first file older than the checkpoint and checks every CRC.
+        """
+        for cq in self.queues.values():
+            cq.recover()
+        files = self.commitlog.files.files
+        valid_end = scan_start = 0
+        if files:
+            start_file = files[max(0, len(files) - 3)]
+            if abnormal:
+                start_file = self._crash_scan_start(files)
+            scan_start = valid_end = start_file.file_from_offset
+            try:
+                for offset, rec in self.commitlog.scan(scan_start, check_crc=abnormal):
+                    valid_end = offset + (rec.size if isinstance(rec, Blank) else rec.store_size)
+            except CorruptRecord as exc:
+                _log.warning("recover.corrupt_tail", file=exc.file, offset=exc.offset,
+                             reason=exc.reason)
+        _log.info("recover.commitlog_end", offset=valid_end, after_crash=abnormal)
+        self.commitlog.files.truncate(valid_end)
+        for cq in self.queues.values():
+            cq.truncate_dirty(valid_end)
+        dispatched = max((cq.max_phy_end for cq in self.queues.values()), default=0)
+        self.reput_offset = min(scan_start if abnormal else dispatched, valid_end)
+        self.reput_offset = max(self.reput_offset, self.commitlog.min_offset)
+        if not self.readonly:
+            self._reput_from_log()
+        self.commitlog.topic_queue_table = {k: cq.max_offset for k, cq in self.queues.items()}
+
+    def _crash_scan_start(self, files):
+        """The newest file whose first message is older than the checkpoint's safe point."""
+        safe = self.checkpoint.min_timestamp(index_safe=False)
+        for mf in reversed(files):
+            first = self.commitlog.message_at(mf.file_from_offset, read_body=False)
+            if first is not None and first.store_timestamp <= safe:
+                return mf
+        return files[0]
+
+    def _reput_from_log(self) -> None:
+        """Dispatch every record from reput_offset to the end of the CommitLog (recovery and
+        rebuilding queues from scratch)."""
+        count = 0
+        try:
+            for offset, rec in self.commitlog.scan(self.reput_offset):
+                if isinstance(rec, MessageExt):
+                    self._dispatch(request_from_message(rec, self.delay_levels))
+                    count += 1
+                self.reput_offset = offset + (rec.size if isinstance(rec, Blank)
+                                              else rec.store_size)
+        except CorruptRecord as exc:  # validated just before; only a racing writer gets here
+            _log.error("reput.corrupt", offset=exc.offset, reason=exc.reason)
+        if count:
+            _log.info("recover.redispatched", messages=count)
+
+    # -- consume queues --------------------------------------------------------------------
+
+    def _queue(self, topic: str, queue_id: int) -> ConsumeQueue:
+        key = (topic, queue_id)
+        cq = self.queues.get(key)
+        if cq is None:
+            cq = self.queues[key] = ConsumeQueue(str(self.cq_root), topic, queue_id,
+                                                 self.config.mappedFileSizeConsumeQueue,
+                                                 readonly=self.readonly)
+        return cq
+
+    def find_queue(self, topic: str, queue_id: int) -> ConsumeQueue | None:
+        return self.queues.get((topic, queue_id))
+
+    def _dispatch(self, req: DispatchRequest) -> None:
+        if req.goes_to_queue:
+            self._queue(req.topic, req.queue_id).put(req.queue_offset, req.commit_log_offset,
+                                                     req.size, req.tags_code)
+        if self.config.messageIndexEnable and req.keys and req.is_indexed:
+            self.index.build(req.topic, req.keys, req.commit_log_offset, req.store_timestamp)
+        self.last_dispatched_timestamp = req.store_timestamp
+
+    def _reput(self) -> None:
+        """The reput step: index what was appended, then tell waiting pulls."""
+        self._reput_scheduled = False
+        arrived: dict[tuple[str, int], int] = {}
+        pending = self._pending
+        while pending:
+            req = pending.popleft()
+            self._dispatch(req)
+            self.reput_offset = req.commit_log_offset + req.size
+            if req.goes_to_queue:
+                arrived[(req.topic, req.queue_id)] = req.queue_offset + 1
+        for (topic, queue_id), max_offset in arrived.items():
+            for listener in self.arrival_listeners:
+                listener(topic, queue_id, max_offset)
+
+    def _schedule_reput(self) -> None:
+        if not self._reput_scheduled:
+            self._reput_scheduled = True
+            asyncio.get_running_loop().call_soon(self._reput)
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def _check(self, msg: Message) -> PutResult | None:
+        if len(msg.body) > self.config.maxMessageSize:
+            return PutResult(MESSAGE_ILLEGAL, remark=f"message body size {len(msg.body)} "
+                             f"exceeds maxMessageSize {self.config.maxMessageSize}")
+        if len(msg.topic.encode()) > 127:
+            return PutResult(MESSAGE_ILLEGAL, remark="topic length exceeds 127")
+        return None
+
+    def _encode(self, msg: Message) -> tuple[bytearray, str] | PutResult:
+        text = encode_properties(msg.properties)
+        if len(text.encode()) > 32767:
+            return PutResult(PROPERTIES_SIZE_EXCEEDED,
+                             remark=f"properties size {len(text.encode())} exceeds 32767")
+        record = encode_record(topic=msg.topic, queue_id=msg.queue_id, flag=msg.flag,
+                               body=msg.body, properties=text, sys_flag=msg.sys_flag,
+                               born_timestamp=msg.born_timestamp, born_host=msg.born_host,
+                               store_timestamp=0, store_host=self.store_host,
+                               reconsume_times=msg.reconsume_times,
+                               prepared_transaction_offset=msg.prepared_transaction_offset)
+        return record, text
+
+    def put_nowait(self, messages: list[Message]) -> PutResult:
+        """Append one message, or a batch (same topic and queue, consecutive queue offsets),
+        to the page cache. Flushing is the caller's to wait for (see put_messages)."""
+        if self.readonly:
+            return PutResult(SERVICE_NOT_AVAILABLE, remark="store is read-only")
+        first = messages[0]
+        records = []
+        for msg in messages:
+            bad = self._check(msg)
+            if bad is not None:
+                return bad
+            encoded = self._encode(msg)
+            if isinstance(encoded, PutResult):
+                return encoded
+            records.append(encoded[0])
+        sizes = [len(r) for r in records]
+        blob = records[0] if len(records) == 1 else bytearray().join(records)
+        try:
+            appended = self.commitlog.append(blob, first.topic, first.queue_id, first.sys_flag,
+                                             sizes if len(records) > 1 else None)
+        except OSError as exc:
+            _log.error("append.failed", error=exc)
+            return PutResult(CREATE_MAPEDFILE_FAILED if exc.errno is not None else
+                             SERVICE_NOT_AVAILABLE, remark=f"store cannot write: {exc.strerror}")
+        except ValueError as exc:
+            return PutResult(MESSAGE_ILLEGAL, remark=str(exc))
+        ids = []
+        offset = appended.wrote_offset
+        for i, msg in enumerate(messages):
+            self._pending.append(DispatchRequest(
+                msg.topic, msg.queue_id, offset, sizes[i],
+                queue_tags_code(msg.topic, msg.properties, appended.store_timestamp,
+                                self.delay_levels),
+                appended.store_timestamp, appended.queue_offset + i, index_keys(msg.properties),
+                msg.sys_flag))
+            ids.append(offset_msg_id(self.store_host, offset))
+            offset += sizes[i]
+        self.last_store_timestamp = appended.store_timestamp
+        self._schedule_reput()
+        return PutResult(PUT_OK, appended, ids)
+
+    async def put_messages(self, messages: list[Message]) -> PutResult:
+        """Store and, under SYNC_FLUSH (unless the producer said WAIT=false), wait until the
+        bytes are on disk; a flush slower than syncFlushTimeout answers FLUSH_DISK_TIMEOUT."""
+        result = self.put_nowait(messages)
+        if result.status != PUT_OK or not self.sync_flush:
+            return result
+        if messages[0].properties.get(WAIT, "true").lower() == "false":
+            return result
+        end = result.appended.wrote_offset + result.appended.wrote_bytes  # type: ignore[union-attr]
+        if not await self.flusher.wait_flushed(end, self.config.syncFlushTimeout / 1000.0):
+            result.status = FLUSH_DISK_TIMEOUT
+        return result
+
+    async def put_message(self, msg: Message) -> PutResult:
+        return await self.put_messages([msg])
+
+    # -- reading (the broker's read path) -------------------------------------------------
+
+    def max_offset(self, topic: str, queue_id: int) -> int:
+        cq = self.queues.get((topic, queue_id))
+        return cq.max_offset if cq is not None else 0
+
+    def min_offset(self, topic: str, queue_id: int) -> int:
+        cq = self.queues.get((topic, queue_id))
+        return cq.min_offset if cq is not None else 0
+
+    def get_messages(self, topic: str, queue_id: int, offset: int, max_num: int,
+                     match: Callable[[int], bool] | None = None,
+                     max_bytes: int = 256 * 1024) -> GetResult:
+        """Messages of one queue from `offset`, with RocketMQ's statuses and nextBeginOffset.
+
+        `match` sees each entry's tag code (the consume-queue filter); entries it rejects are
+        skipped but still advance nextBeginOffset, so consumers never re-scan them.
+        """
+        cq = self.queues.get((topic, queue_id))
+        if cq is None or cq.max_offset == 0:
+            return GetResult(NO_MESSAGE_IN_QUEUE, 0, 0, 0)
+        low, high = cq.min_offset, cq.max_offset
+        if offset < low:
+            return GetResult(OFFSET_TOO_SMALL, low, low, high)
+        if offset == high:
+            return GetResult(OFFSET_OVERFLOW_ONE, offset, low, high)
+        if offset > high:
+            return GetResult(OFFSET_OVERFLOW_BADLY, low if low == 0 else high, low, high)
+        found: list[memoryview] = []
+        size_total = 0
+        next_offset = offset
+        log_min = self.commitlog.min_offset
+        scan_limit = max(16000 // 20, max_num)
+        for q_offset, phy, size, tags in cq.entries(offset, scan_limit):
+            if found and (len(found) >= max_num or size_total + size > max_bytes):
+                break
+            next_offset = q_offset + 1
+            if phy < log_min:
+                continue  # expired from the CommitLog
+            if match is not None and not match(tags):
+                continue
+            view = self.commitlog.view(phy, size)
+            if view is None:
+                continue
+            found.append(view)
+            size_total += size
+        if found:
+            return GetResult(FOUND, next_offset, low, high, found)
+        if next_offset == offset:  # the entry was not readable at all
+            return GetResult(OFFSET_FOUND_NULL, offset + 1, low, high)
+        return GetResult(NO_MATCHED_MESSAGE, next_offset, low, high)
+
+    def message_at(self, commit_log_offset: int) -> MessageExt | None:
+        return self.commitlog.message_at(commit_log_offset)
+
+    def raw_message(self, commit_log_offset: int) -> bytes | None:
+        """The stored bytes of the record at an offset (VIEW_MESSAGE_BY_ID's body)."""
+        msg = self.commitlog.message_at(commit_log_offset, read_body=False)
+        if msg is None:
+            return None
+        view = self.commitlog.view(commit_log_offset, msg.store_size)
+        return bytes(view) if view is not None else None
+
+    def store_time(self, commit_log_offset: int) -> int | None:
+        msg = self.commitlog.message_at(commit_log_offset, read_body=False)
+        return msg.store_timestamp if msg is not None else None
+
+    def earliest_store_time(self, topic: str, queue_id: int) -> int:
+        cq = self.queues.get((topic, queue_id))
+        if cq is None:
+            return -1
+        entry = cq.entry(cq.min_offset)
+        ts = self.store_time(entry[0]) if entry is not None else None
+        return ts if ts is not None else -1
+
+    def offset_by_time(self, topic: str, queue_id: int, timestamp: int,
+                       upper: bool = False) -> int:
+        """LOWER: the first offset stored at or after `timestamp` (the max offset if none).
+        UPPER: the last offset stored at or before it (the min offset if none)."""
+        cq = self.queues.get((topic, queue_id))
+        if cq is None:
+            return 0
+        lo, hi = cq.min_offset, cq.max_offset - 1
+        answer = cq.min_offset if upper else cq.max_offset
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            entry = cq.entry(mid)
+            ts = self.store_time(entry[0]) if entry is not None else None
+            if ts is None:
+                lo = mid + 1
+                continue
+            if upper:
+                if ts <= timestamp:
+                    answer, lo = mid, mid + 1
+                else:
+                    hi = mid - 1
+            elif ts >= timestamp:
+                answer, hi = mid, mid - 1
+            else:
+                lo = mid + 1
+        return answer
+
+    def query_by_key(self, topic: str, key: str, max_num: int, begin: int = 0,
+                     end: int = 2**62) -> list[MessageExt]:
+        """Messages of `topic` whose KEYS or UNIQ_KEY contain `key` (hash collisions removed)."""
+        out = []
+        for phy in self.index.query(topic, key, max_num * 2, begin, end):
+            msg = self.commitlog.message_at(phy)
+            if msg is not None and msg.topic == topic and key in index_keys(msg.properties):
+                out.append(msg)
+                if len(out) >= max_num:
+                    break
+        return out
+
+    # -- flushing and background services --------------------------------------------------
+
+    def _flush_commitlog(self) -> int:
+        stamp = self.last_store_timestamp
+        flushed = self.commitlog.files.flush()
+        if stamp:
+            self.checkpoint.physic_msg_timestamp = stamp
+        return flushed
+
+    def _flush_logics(self) -> None:
+        stamp = self.last_dispatched_timestamp
+        for cq in list(self.queues.values()):
+            cq.flush()
+        self.index.flush()
+        if stamp:
+            self.checkpoint.logics_msg_timestamp = stamp
+            self.checkpoint.index_msg_timestamp = stamp
+        self._write_checkpoint()
+
+    async def _logics_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                await asyncio.to_thread(self._flush_logics)
+            except OSError as exc:
+                _log.error("flush.logics_failed", error=exc)
+
+    def start(self) -> None:
+        self.flusher.flushed_offset = self.commitlog.max_offset
+        self.flusher.start()
+        self._tasks.append(asyncio.create_task(self._logics_loop()))
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        self._tasks.clear()
+        if not self.readonly:
+            if self._pending:
+                self._reput()
+            await self.flusher.stop()
+            self._flush_logics()
+            self.abort_path.unlink(missing_ok=True)
+        self.commitlog.close()
+        for cq in self.queues.values():
+            cq.close()
+        self.index.close()
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+    def close_readonly(self) -> None:
+        """For offline readers: unmap everything (no flushing, nothing written)."""
+        self.commitlog.close()
+        for cq in self.queues.values():
+            cq.close()
+        self.index.close()
