@@ -66,8 +66,9 @@ MAX_PROPERTIES_LENGTH = 32767
 # -- properties string ----------------------------------------------------------------------
 
 def encode_properties(props: dict[str, str]) -> str:
-    """`name\\x01value\\x02` for every pair, the last one included (messageProperties2String)."""
-    return "".join(f"{k}\x01{v}\x02" for k, v in props.items())
+    """`name\\x01value` pairs joined by \\x02, as a 4.9.8 broker stores them: without the
+    trailing \\x02 that clients put on the wire (messageProperties2String drops it)."""
+    return "\x02".join(f"{k}\x01{v}" for k, v in props.items())
 
 
 def decode_properties(text: str) -> dict[str, str]:

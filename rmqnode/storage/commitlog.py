@@ -7,6 +7,7 @@ same step, without locks.
 
 from __future__ import annotations
 
+import struct
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,11 +15,11 @@ from dataclasses import dataclass
 from rmqnode.message import MessageExt, offset_msg_id
 from rmqnode.storage.mapped_file import MappedFile, MappedFileQueue
 from rmqnode.storage.records import (END_FILE_MIN_BLANK_LENGTH, POS_PHYSICAL_OFFSET,
-                                     POS_QUEUE_OFFSET, Blank, CorruptRecord, decode_record,
-                                     encode_blank, store_timestamp_pos)
-import struct
+                                     POS_QUEUE_OFFSET, POS_SYS_FLAG, Blank, CorruptRecord,
+                                     decode_record, encode_blank, store_timestamp_pos)
 
 _LONG = struct.Struct(">q")
+_INT = struct.Struct(">i")
 
 
 @dataclass(slots=True)
@@ -67,7 +68,7 @@ class CommitLog:
             mf = self.files.last_for_append()
         return mf
 
-    def append(self, record: bytearray, topic: str, queue_id: int, sys_flag: int,
+    def append(self, record: bytearray, topic: str, queue_id: int,
                batch_sizes: list[int] | None = None, assign_queue_offset: bool = True
                ) -> Appended:
         """Place one encoded record (or a batch of records laid end to end, whose sizes are
@@ -79,12 +80,12 @@ class CommitLog:
         queue_offset = self.topic_queue_table.get(key, 0)
         sizes = batch_sizes or [len(record)]
         pos = 0
-        ts_pos = store_timestamp_pos(sys_flag)
         for i, size in enumerate(sizes):
             _LONG.pack_into(record, pos + POS_PHYSICAL_OFFSET, wrote + pos)
             if assign_queue_offset:
                 _LONG.pack_into(record, pos + POS_QUEUE_OFFSET, queue_offset + i)
-            _LONG.pack_into(record, pos + ts_pos, now)
+            (sys_flag,) = _INT.unpack_from(record, pos + POS_SYS_FLAG)
+            _LONG.pack_into(record, pos + store_timestamp_pos(sys_flag), now)
             pos += size
         mf.append(record)
         if assign_queue_offset:

@@ -30,18 +30,18 @@ class FlushService:
         self._seq = itertools.count()
         self._kick = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self._stopping = False
         self.rounds = 0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
+        """Let the current round finish (never cancel an msync half way), then flush all."""
+        self._stopping = True
+        self._kick.set()
         if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            await self._task
             self._task = None
         await self.flush_now()
 
@@ -49,13 +49,15 @@ class FlushService:
         """True once everything before `offset` is on disk; False after `timeout`."""
         if offset <= self.flushed_offset:
             return True
-        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[bool] = loop.create_future()
         heapq.heappush(self._waiters, (offset, next(self._seq), fut))
+        timer = loop.call_later(max(timeout, 0.0), _resolve, fut, False)
         self._kick.set()
         try:
-            return await asyncio.wait_for(asyncio.shield(fut), timeout)
-        except asyncio.TimeoutError:
-            return False
+            return await fut
+        finally:
+            timer.cancel()
 
     async def flush_now(self) -> int:
         flushed = await asyncio.to_thread(self._flush)
@@ -70,16 +72,14 @@ class FlushService:
                 self.on_flushed(flushed)
         waiters = self._waiters
         while waiters and waiters[0][0] <= flushed:
-            fut = heapq.heappop(waiters)[2]
-            if not fut.done():
-                fut.set_result(True)
+            _resolve(heapq.heappop(waiters)[2], True)
 
     async def _run(self) -> None:
-        while True:
-            try:
-                await asyncio.wait_for(self._kick.wait(), self.interval)
-            except asyncio.TimeoutError:
-                pass
+        loop = asyncio.get_running_loop()
+        while not self._stopping:
+            timer = loop.call_later(self.interval, self._kick.set)
+            await self._kick.wait()
+            timer.cancel()
             self._kick.clear()
             try:
                 await self.flush_now()
@@ -87,3 +87,8 @@ class FlushService:
                 # Waiters time out and answer FLUSH_DISK_TIMEOUT; the next round retries.
                 _log.error("flush.failed", error=exc)
                 await asyncio.sleep(min(self.interval, 1.0))
+
+
+def _resolve(fut: asyncio.Future[bool], value: bool) -> None:
+    if not fut.done():
+        fut.set_result(value)

@@ -306,7 +306,7 @@ class MessageStore:
         sizes = [len(r) for r in records]
         blob = records[0] if len(records) == 1 else bytearray().join(records)
         try:
-            appended = self.commitlog.append(blob, first.topic, first.queue_id, first.sys_flag,
+            appended = self.commitlog.append(blob, first.topic, first.queue_id,
                                              sizes if len(records) > 1 else None)
         except OSError as exc:
             _log.error("append.failed", error=exc)
