@@ -6,7 +6,8 @@ import asyncio
 import zlib
 
 from rmqnode import log
-from rmqnode.broker.topics import TopicConfigManager
+from rmqnode.broker.send import SendProcessor
+from rmqnode.broker.topics import TopicConfig, TopicConfigManager
 from rmqnode.config import BrokerConfig
 from rmqnode.errors import ConnectionLost, RemotingTimeout
 from rmqnode.net import fastjson
@@ -15,6 +16,7 @@ from rmqnode.net.codec import RemotingCommand
 from rmqnode.net.codes import RequestCode, ResponseCode
 from rmqnode.net.connection import Dispatcher
 from rmqnode.net.server import RemotingServer
+from rmqnode.storage.store import MessageStore
 
 _log = log.get("rmqnode.broker")
 
@@ -27,12 +29,18 @@ class BrokerController:
     def __init__(self, config: BrokerConfig) -> None:
         self.config = config
         self.topics = TopicConfigManager(config)
+        self.store = MessageStore(config)
         self.dispatcher = Dispatcher()
+        send = SendProcessor(self).handle
+        for code in (RequestCode.SEND_MESSAGE, RequestCode.SEND_MESSAGE_V2,
+                     RequestCode.SEND_BATCH_MESSAGE):
+            self.dispatcher.register(code, send)
         self.server = RemotingServer(self.dispatcher, config.listenAddress, config.listenPort,
                                      max_frame=config.maxFrameLength,
                                      idle_timeout=config.serverChannelMaxIdleTimeSeconds)
         self.namesrv_client = RemotingClient()
         self._register_task: asyncio.Task | None = None
+        self._background: set[asyncio.Task] = set()
 
     @property
     def addr(self) -> str:
@@ -41,6 +49,11 @@ class BrokerController:
     async def start(self) -> None:
         self.topics.load()
         self.topics.persist()
+        await asyncio.to_thread(self.store.open)
+        if self.store.recovered_abnormally:
+            log.lifecycle.info("store.recovered_after_crash", root=self.config.storePathRootDir,
+                               commitlog_end=self.store.commitlog.max_offset)
+        self.store.start()
         await self.server.start()
         self.config.listenPort = self.server.port
         await self.register_all()
@@ -54,8 +67,22 @@ class BrokerController:
             self._register_task.cancel()
         await self.unregister_all()
         await self.server.stop()
+        await self.store.close()
+        self.topics.persist_if_dirty()
         await self.namesrv_client.close()
         log.lifecycle.info("broker.stopped", addr=self.addr)
+
+    def create_topic(self, topic: TopicConfig) -> None:
+        """Add or replace a topic, persist topics.json, and tell the name servers now rather
+        than at the next 30 s registration (Java registers right after a change, too)."""
+        self.topics.table[topic.topicName] = topic
+        self.topics.data_version.next()
+        self.topics.persist()
+        task = asyncio.get_running_loop().create_task(self.register_all())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        _log.info("topic.created", topic=topic.topicName, queues=topic.writeQueueNums,
+                  perm=topic.perm)
 
     # -- name server registration (BrokerOuterAPI) -------------------------------------------
 

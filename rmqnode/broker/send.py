@@ -1,0 +1,156 @@
+"""SEND_MESSAGE (10), SEND_MESSAGE_V2 (310) and SEND_BATCH_MESSAGE (320) (SendMessageProcessor).
+
+The V2 header is the V1 header with one-letter names. Whether a request is a batch is read from
+its `batch`/`m` field, not its code: the C++ 1.x client sends batches as code 310 or 10 with
+`batch` set to "1", which Java's Boolean.parseBoolean reads as false; we treat "1" as true, since
+that is what the client means.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from typing import TYPE_CHECKING
+
+from rmqnode.broker.topics import PERM_INHERIT, PERM_READ, PERM_WRITE, TopicConfig
+from rmqnode.errors import RemotingError
+from rmqnode.message import (CLUSTER, BatchEntry, decode_batch, decode_properties, host_bytes)
+from rmqnode.net.codec import RemotingCommand
+from rmqnode.net.codes import ResponseCode
+from rmqnode.net.connection import Connection
+from rmqnode.storage import store as st
+from rmqnode.storage.store import Message
+
+if TYPE_CHECKING:
+    from rmqnode.broker.controller import BrokerController
+
+V2_NAMES = {"a": "producerGroup", "b": "topic", "c": "defaultTopic", "d": "defaultTopicQueueNums",
+            "e": "queueId", "f": "sysFlag", "g": "bornTimestamp", "h": "flag", "i": "properties",
+            "j": "reconsumeTimes", "k": "unitMode", "l": "maxReconsumeTimes", "m": "batch",
+            "n": "bname"}
+
+TOPIC_PATTERN = re.compile(r"^[%|a-zA-Z0-9_-]+$")
+NOT_SENDABLE = {"SCHEDULE_TOPIC_XXXX", "RMQ_SYS_TRANS_HALF_TOPIC", "RMQ_SYS_TRANS_OP_HALF_TOPIC",
+                "TRANS_CHECK_MAX_TIME_TOPIC", "SELF_TEST_TOPIC", "OFFSET_MOVED_EVENT"}
+RETRY_PREFIX = "%RETRY%"
+FAQ = "\nSee http://rocketmq.apache.org/docs/faq/ for further details."
+
+_ILLEGAL = ("the message is illegal, maybe msg body or properties length not matched. "
+            "msg body length limit {}k, msg properties length limit 32k.")
+
+
+def send_header(cmd: RemotingCommand) -> dict[str, str]:
+    """The request's fields under their V1 names, whichever header version it used."""
+    ext = cmd.ext_fields or {}
+    if "b" in ext and "topic" not in ext:
+        return {V2_NAMES.get(k, k): v for k, v in ext.items()}
+    return dict(ext)
+
+
+def validate_topic(topic: str) -> None:
+    """TopicValidator.validateTopic, with its remarks."""
+    if not topic:
+        raise RemotingError(ResponseCode.SYSTEM_ERROR, "The specified topic is blank.")
+    if not TOPIC_PATTERN.match(topic):
+        raise RemotingError(ResponseCode.SYSTEM_ERROR, "The specified topic contains illegal "
+                            "characters, allowing only ^[%|a-zA-Z0-9_-]+$")
+    if len(topic) > 127:
+        raise RemotingError(ResponseCode.SYSTEM_ERROR,
+                            "The specified topic is longer than topic max length.")
+
+
+class SendProcessor:
+    def __init__(self, broker: BrokerController) -> None:
+        self.broker = broker
+
+    async def handle(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
+        h = send_header(cmd)
+        topic = h.get("topic") or ""
+        cfg = self.broker.config
+        if not cfg.brokerPermission & PERM_WRITE:
+            return cmd.response(ResponseCode.NO_PERMISSION, f"the broker[{cfg.brokerIP1}] "
+                                "sending message is forbidden")
+        validate_topic(topic)
+        if topic in NOT_SENDABLE:
+            return cmd.response(ResponseCode.NO_PERMISSION,
+                                f"Sending message to topic[{topic}] is forbidden.")
+        topic_config = self.topic_for_send(topic, h)
+        if not topic_config.perm & PERM_WRITE:
+            return cmd.response(ResponseCode.NO_PERMISSION,
+                                f"the topic[{topic}] sending message is forbidden")
+        queue_id = int(h.get("queueId") or -1)
+        valid = max(topic_config.writeQueueNums, topic_config.readQueueNums)
+        if queue_id >= valid:
+            return cmd.response(ResponseCode.SYSTEM_ERROR, f"request queueId[{queue_id}] is "
+                                f"illegal, {topic_config} Producer: {conn.peer}")
+        if queue_id < 0:
+            queue_id = random.randrange(topic_config.writeQueueNums)
+
+        born_host = host_bytes(conn.peer) if conn.peer != "?" else host_bytes("0.0.0.0:0")
+        common = dict(topic=topic, queue_id=queue_id, sys_flag=int(h.get("sysFlag") or 0),
+                      born_timestamp=int(h.get("bornTimestamp") or time.time() * 1000),
+                      born_host=born_host, reconsume_times=int(h.get("reconsumeTimes") or 0))
+        if (h.get("batch") or "").lower() in ("true", "1"):
+            try:
+                entries = decode_batch(cmd.body)
+            except ValueError as exc:
+                return cmd.response(ResponseCode.MESSAGE_ILLEGAL, f"bad batch body: {exc}")
+            if not entries:
+                return cmd.response(ResponseCode.MESSAGE_ILLEGAL, "empty batch")
+            if topic.startswith(RETRY_PREFIX):
+                return cmd.response(ResponseCode.MESSAGE_ILLEGAL,
+                                    "batch request does not support retry group " + topic)
+            messages = [self._message(e, common) for e in entries]
+        else:
+            props = decode_properties(h.get("properties") or "")
+            messages = [self._message(BatchEntry(cmd.body, props, int(h.get("flag") or 0)),
+                                      common)]
+        result = await self.broker.store.put_messages(messages)
+        return self._respond(cmd, result, queue_id)
+
+    def _message(self, entry: BatchEntry, common: dict) -> Message:
+        props = dict(entry.properties)
+        props[CLUSTER] = self.broker.config.brokerClusterName
+        return Message(body=entry.body, properties=props, flag=entry.flag, **common)
+
+    def topic_for_send(self, topic: str, h: dict[str, str]) -> TopicConfig:
+        """The topic's config, auto-created from its default topic (TBW102) when allowed."""
+        topics = self.broker.topics
+        found = topics.table.get(topic)
+        if found is not None:
+            return found
+        default = topics.table.get(h.get("defaultTopic") or "")
+        if default is not None and default.perm & PERM_INHERIT:
+            nums = min(int(h.get("defaultTopicQueueNums") or 4), default.writeQueueNums)
+            created = TopicConfig(topic, nums, nums, default.perm & ~PERM_INHERIT)
+        elif topic.startswith(RETRY_PREFIX):
+            created = TopicConfig(topic, 1, 1, PERM_READ | PERM_WRITE)
+        else:
+            raise RemotingError(ResponseCode.TOPIC_NOT_EXIST,
+                                f"topic[{topic}] not exist, apply first please!{FAQ}")
+        self.broker.create_topic(created)
+        return created
+
+    def _respond(self, cmd: RemotingCommand, result: st.PutResult,
+                 queue_id: int) -> RemotingCommand:
+        status = result.status
+        if status in (st.PUT_OK, st.FLUSH_DISK_TIMEOUT):
+            code = ResponseCode.SUCCESS if status == st.PUT_OK else ResponseCode.FLUSH_DISK_TIMEOUT
+            assert result.appended is not None
+            return cmd.response(code, None, {
+                "msgId": ",".join(result.msg_ids), "queueId": queue_id,
+                "queueOffset": result.appended.queue_offset,
+                "MSG_REGION": "DefaultRegion", "TRACE_ON": "true"})
+        if status in (st.MESSAGE_ILLEGAL, st.PROPERTIES_SIZE_EXCEEDED):
+            limit = self.broker.config.maxMessageSize // 1024
+            return cmd.response(ResponseCode.MESSAGE_ILLEGAL,
+                                _ILLEGAL.format(limit) + (f" ({result.remark})"
+                                                          if result.remark else ""))
+        if status == st.CREATE_MAPEDFILE_FAILED:
+            return cmd.response(ResponseCode.SYSTEM_ERROR,
+                                "create mapped file failed, server is busy or broken.")
+        return cmd.response(ResponseCode.SERVICE_NOT_AVAILABLE,
+                            "service not available now. It may be caused by one of the following "
+                            "reasons: the broker's disk is full, messages are put to the slave, "
+                            "message store has been shut down, etc.")
