@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import time
 
 import pytest
 
@@ -288,4 +289,38 @@ def test_abort_file_exists_only_while_open(tmp_path):
         await store.close()
         assert not (tmp_path / "abort").exists()
         assert (tmp_path / "checkpoint").stat().st_size == 4096
+    run(go())
+
+
+def test_expired_commitlog_files_go_and_queues_follow(tmp_path):
+    _write(tmp_path, 2600, fileReservedTime=1)
+
+    async def go():
+        store = await opened(tmp_path, fileReservedTime=1, deleteWhen="99")
+        files = list(store.commitlog.files)
+        assert len(files) >= 4
+        old = time.time() - 2 * 3600
+        for mf in files[:2]:
+            os.utime(mf.path, (old, old))
+        assert store.delete_expired_files() == 2  # the fresh ones stay
+        assert not files[0].path.exists() and files[2].path.exists()
+        log_min = store.commitlog.min_offset
+        assert log_min == files[2].file_from_offset
+        for q in (0, 1):
+            low = store.min_offset("T", q)
+            assert low > 0
+            r = store.get_messages("T", q, 0, 32)
+            assert (r.status, r.next_begin_offset) == (OFFSET_TOO_SMALL, low)
+            first = drain(store, "T", q, low)[0]
+            assert first.commit_log_offset >= log_min
+            before = store.find_queue("T", q).entry(low - 1)
+            assert before[0] < log_min  # the entry just below the new minimum was expired
+        assert store.query_by_key("T", "k0", 4) == []
+        assert [m.body for m in store.query_by_key("T", "k2599", 4)] == [b"m2599"]
+        # Nothing is due at this hour and nothing is manual: the periodic check does nothing.
+        from rmqnode.storage.cleanup import delete_expired_commitlog
+        for mf in store.commitlog.files.files[:-1]:
+            os.utime(mf.path, (old, old))
+        assert delete_expired_commitlog(store, time.time()) == 0
+        await store.close()
     run(go())

@@ -37,7 +37,7 @@ class IndexFile:
             return False
         h = index_key_hash(key)
         slot_pos = index_slot_pos(h, self.slots)
-        (prev,) = INDEX_SLOT.unpack(self.mf.read(slot_pos, 4))
+        (prev,) = INDEX_SLOT.unpack_from(self.mf.mm, slot_pos)  # type: ignore[arg-type]
         if prev <= 0 or prev > self.index_count:
             prev = 0
         if self.index_count == 1 and self.begin_timestamp == 0:
@@ -50,7 +50,6 @@ class IndexFile:
         self.index_count += 1
         self.end_timestamp = store_timestamp
         self.end_phy_offset = phy_offset
-        self._write_header()
         return True
 
     def _write_header(self) -> None:
@@ -82,10 +81,16 @@ class IndexFile:
         return out
 
     def flush(self) -> None:
+        """The header is written here, not per key: after a crash a stale header only means
+        recovery re-indexes from the older end offset it records."""
+        if not self.mf.readonly:
+            self._write_header()
         self.mf.wrote_position = self.mf.file_size
         self.mf.flush()
 
     def close(self) -> None:
+        if not self.mf.readonly and self.mf.mm is not None:
+            self._write_header()
         self.mf.close()
 
 

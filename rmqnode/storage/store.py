@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from pathlib import Path
 from rmqnode import log
 from rmqnode.config import BrokerConfig
 from rmqnode.message import WAIT, MessageExt, encode_properties, host_bytes, offset_msg_id
+from rmqnode.storage.cleanup import delete_expired_commitlog
 from rmqnode.storage.commitlog import Appended, CommitLog
 from rmqnode.storage.consumequeue import ConsumeQueue
 from rmqnode.storage.dispatch import (DispatchRequest, index_keys, parse_delay_levels,
@@ -486,10 +488,23 @@ class MessageStore:
             except OSError as exc:
                 _log.error("flush.logics_failed", error=exc)
 
+    async def _cleanup_loop(self) -> None:
+        while True:
+            await asyncio.sleep(10.0)
+            try:
+                delete_expired_commitlog(self, time.time())
+            except OSError as exc:
+                _log.error("expire.failed", error=exc)
+
+    def delete_expired_files(self) -> int:
+        """An operator's request (DELETE_EXPIRED_COMMITLOG): expire now, whatever the hour."""
+        return delete_expired_commitlog(self, time.time(), manual=True)
+
     def start(self) -> None:
         self.flusher.flushed_offset = self.commitlog.max_offset
         self.flusher.start()
         self._tasks.append(asyncio.create_task(self._logics_loop()))
+        self._tasks.append(asyncio.create_task(self._cleanup_loop()))
 
     async def close(self) -> None:
         for task in self._tasks:
