@@ -6,6 +6,12 @@ import asyncio
 import zlib
 
 from rmqnode import log
+from rmqnode.broker.client_processor import ClientProcessor
+from rmqnode.broker.clients import ClientManager
+from rmqnode.broker.groups import SubscriptionGroupManager
+from rmqnode.broker.offsets import ConsumerOffsetManager
+from rmqnode.broker.pull import PullProcessor
+from rmqnode.broker.query import QueryProcessor
 from rmqnode.broker.send import SendProcessor
 from rmqnode.broker.topics import TopicConfig, TopicConfigManager
 from rmqnode.config import BrokerConfig
@@ -14,7 +20,7 @@ from rmqnode.net import fastjson
 from rmqnode.net.client import RemotingClient
 from rmqnode.net.codec import RemotingCommand
 from rmqnode.net.codes import RequestCode, ResponseCode
-from rmqnode.net.connection import Dispatcher
+from rmqnode.net.connection import Connection, Dispatcher
 from rmqnode.net.server import RemotingServer
 from rmqnode.storage.store import MessageStore
 
@@ -29,15 +35,24 @@ class BrokerController:
     def __init__(self, config: BrokerConfig) -> None:
         self.config = config
         self.topics = TopicConfigManager(config)
+        self.offsets = ConsumerOffsetManager(config)
+        self.groups = SubscriptionGroupManager(config)
+        self.clients = ClientManager()
         self.store = MessageStore(config)
         self.dispatcher = Dispatcher()
         send = SendProcessor(self).handle
         for code in (RequestCode.SEND_MESSAGE, RequestCode.SEND_MESSAGE_V2,
                      RequestCode.SEND_BATCH_MESSAGE):
             self.dispatcher.register(code, send)
+        self.pull = PullProcessor(self)
+        for code in (RequestCode.PULL_MESSAGE, RequestCode.LITE_PULL_MESSAGE):
+            self.dispatcher.register(code, self.pull.handle)
+        self.dispatcher.update(ClientProcessor(self).table())
+        self.dispatcher.update(QueryProcessor(self).table())
         self.server = RemotingServer(self.dispatcher, config.listenAddress, config.listenPort,
                                      max_frame=config.maxFrameLength,
                                      idle_timeout=config.serverChannelMaxIdleTimeSeconds)
+        self.server.close_listeners.append(self._on_close)
         self.namesrv_client = RemotingClient()
         self._register_task: asyncio.Task | None = None
         self._background: set[asyncio.Task] = set()
@@ -49,6 +64,8 @@ class BrokerController:
     async def start(self) -> None:
         self.topics.load()
         self.topics.persist()
+        self.offsets.load()
+        self.groups.load()
         await asyncio.to_thread(self.store.open)
         if self.store.recovered_abnormally:
             log.lifecycle.info("store.recovered_after_crash", root=self.config.storePathRootDir,
@@ -58,6 +75,7 @@ class BrokerController:
         self.config.listenPort = self.server.port
         await self.register_all()
         self._register_task = asyncio.create_task(self._register_loop())
+        self._spawn(self._housekeeping_loop())
         log.lifecycle.info("broker.started", addr=self.addr, name=self.config.brokerName,
                            cluster=self.config.brokerClusterName,
                            namesrv=self.config.namesrvAddr or "-")
@@ -65,12 +83,55 @@ class BrokerController:
     async def stop(self) -> None:
         if self._register_task is not None:
             self._register_task.cancel()
+        for task in list(self._background):
+            task.cancel()
         await self.unregister_all()
+        self.pull.holds.release_all()  # held pulls get their answer before we go
+        await asyncio.sleep(0)
         await self.server.stop()
         await self.store.close()
         self.topics.persist_if_dirty()
+        self.offsets.persist()
+        self.groups.persist_if_dirty()
         await self.namesrv_client.close()
         log.lifecycle.info("broker.stopped", addr=self.addr)
+
+    def _spawn(self, coro) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    async def _housekeeping_loop(self) -> None:
+        """Every 5 s persist offsets and groups; every 10 s drop clients silent for 120 s."""
+        tick = 0
+        while True:
+            await asyncio.sleep(5.0)
+            tick += 1
+            try:
+                self.offsets.persist_if_dirty()
+                self.groups.persist_if_dirty()
+            except OSError as exc:
+                _log.error("persist.failed", error=exc)
+            if tick % 2 == 0:
+                for conn in self.clients.expired(asyncio.get_running_loop().time()):
+                    _log.info("client.expired", peer=conn.peer)
+                    conn.close()
+
+    def _on_close(self, conn: Connection) -> None:
+        for group in self.clients.channel_closed(conn):
+            self.notify_consumers_changed(group)
+
+    def notify_consumers_changed(self, group: str) -> None:
+        """NOTIFY_CONSUMER_IDS_CHANGED, oneway, to every member: rebalance now."""
+        info = self.clients.consumers.get(group)
+        if info is None:
+            return
+        for channel in list(info.channels.values()):
+            conn = channel.conn
+            if conn.is_open:
+                conn.oneway(RemotingCommand.request(RequestCode.NOTIFY_CONSUMER_IDS_CHANGED,
+                                                    {"consumerGroup": group}))
 
     def create_topic(self, topic: TopicConfig) -> None:
         """Add or replace a topic, persist topics.json, and tell the name servers now rather
@@ -78,9 +139,7 @@ class BrokerController:
         self.topics.table[topic.topicName] = topic
         self.topics.data_version.next()
         self.topics.persist()
-        task = asyncio.get_running_loop().create_task(self.register_all())
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._spawn(self.register_all())
         _log.info("topic.created", topic=topic.topicName, queues=topic.writeQueueNums,
                   perm=topic.perm)
 

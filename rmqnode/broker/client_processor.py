@@ -1,0 +1,157 @@
+"""Client management and offsets (ClientManageProcessor, ConsumerManageProcessor,
+RebalanceLockManager): HEART_BEAT, UNREGISTER_CLIENT, GET_CONSUMER_LIST_BY_GROUP,
+QUERY/UPDATE_CONSUMER_OFFSET, LOCK/UNLOCK_BATCH_MQ, CHECK_CLIENT_CONFIG."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from rmqnode import log
+from rmqnode.broker.clients import (CONSUME_FROM, CONSUME_TYPES, MESSAGE_MODELS, ClientChannel,
+                                    Subscription, enum_name)
+from rmqnode.broker.topics import PERM_READ, PERM_WRITE, TopicConfig
+from rmqnode.errors import RemotingError
+from rmqnode.net import fastjson
+from rmqnode.net.codec import RemotingCommand
+from rmqnode.net.codes import RequestCode, ResponseCode
+from rmqnode.net.connection import Connection, Handler
+
+if TYPE_CHECKING:
+    from rmqnode.broker.controller import BrokerController
+
+_log = log.get("rmqnode.broker")
+
+RETRY_PREFIX = "%RETRY%"
+LOCK_TTL = 60.0
+
+
+def body_json(cmd: RemotingCommand) -> dict[str, Any]:
+    try:
+        data = fastjson.loads(cmd.body) if cmd.body else {}
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RemotingError(ResponseCode.SYSTEM_ERROR, f"body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise RemotingError(ResponseCode.SYSTEM_ERROR, "body is not a JSON object")
+    return data
+
+
+def mq_key(mq: dict[str, Any]) -> tuple[str, str, int]:
+    return (str(mq.get("topic")), str(mq.get("brokerName")), int(mq.get("queueId", 0)))
+
+
+class ClientProcessor:
+    def __init__(self, broker: BrokerController) -> None:
+        self.broker = broker
+        self.locks: dict[str, dict[tuple[str, str, int], tuple[str, float]]] = {}
+
+    def table(self) -> dict[int, Handler]:
+        rc = RequestCode
+        return {rc.HEART_BEAT: self.heartbeat, rc.UNREGISTER_CLIENT: self.unregister,
+                rc.GET_CONSUMER_LIST_BY_GROUP: self.consumer_list,
+                rc.QUERY_CONSUMER_OFFSET: self.query_offset,
+                rc.UPDATE_CONSUMER_OFFSET: self.update_offset,
+                rc.LOCK_BATCH_MQ: self.lock, rc.UNLOCK_BATCH_MQ: self.unlock,
+                rc.CHECK_CLIENT_CONFIG: self.check_client_config}
+
+    # -- membership --------------------------------------------------------------------
+
+    def heartbeat(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
+        data = body_json(cmd)
+        client_id = str(data.get("clientID") or "")
+        clients = self.broker.clients
+        conn.attrs["client_id"] = client_id
+        for consumer in data.get("consumerDataSet") or []:
+            group = str(consumer.get("groupName") or "")
+            config = self.broker.groups.find(group)
+            if config is None:
+                continue
+            retry = RETRY_PREFIX + group
+            if retry not in self.broker.topics.table:
+                self.broker.create_topic(TopicConfig(retry, int(config.get("retryQueueNums", 1)),
+                                                     int(config.get("retryQueueNums", 1)),
+                                                     PERM_READ | PERM_WRITE))
+            subs = [Subscription.from_json(s) for s in consumer.get("subscriptionDataSet") or []]
+            changed = clients.register_consumer(
+                group, ClientChannel(conn, client_id, cmd.language, cmd.version),
+                enum_name(consumer.get("consumeType"), CONSUME_TYPES, "CONSUME_PASSIVELY"),
+                enum_name(consumer.get("messageModel"), MESSAGE_MODELS, "CLUSTERING"),
+                enum_name(consumer.get("consumeFromWhere"), CONSUME_FROM,
+                          "CONSUME_FROM_LAST_OFFSET"), subs)
+            if changed and config.get("notifyConsumerIdsChangedEnable", True):
+                self.broker.notify_consumers_changed(group)
+        for producer in data.get("producerDataSet") or []:
+            clients.register_producer(str(producer.get("groupName") or ""),
+                                      ClientChannel(conn, client_id, cmd.language, cmd.version))
+        return cmd.response()
+
+    def unregister(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
+        changed = self.broker.clients.unregister(conn, cmd.field("producerGroup"),
+                                                 cmd.field("consumerGroup"))
+        for group in changed:
+            self.broker.notify_consumers_changed(group)
+        return cmd.response(fields={})
+
+    def consumer_list(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
+        group = cmd.require("consumerGroup")
+        info = self.broker.clients.consumers.get(group)
+        if info is None or not info.channels:
+            return cmd.response(ResponseCode.SYSTEM_ERROR, f"no consumer for this group, {group}")
+        return cmd.response(fields={},
+                            body=fastjson.dumpb({"consumerIdList": info.client_ids()}))
+
+    def check_client_config(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
+        data = body_json(cmd)
+        sub = data.get("subscriptionData") or {}
+        kind = sub.get("expressionType") or "TAG"
+        if kind != "TAG":
+            return cmd.response(ResponseCode.SYSTEM_ERROR,
+                                f"The broker does not support consumer to filter message by {kind}")
+        return cmd.response()
+
+    # -- offsets -----------------------------------------------------------------------
+
+    def query_offset(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
+        group, topic = cmd.require("consumerGroup"), cmd.require("topic")
+        queue_id = cmd.int_field("queueId")
+        offset = self.broker.offsets.query(group, topic, queue_id)
+        if offset >= 0:
+            return cmd.response(fields={"offset": offset})
+        # A group new to a queue whose first message is still there starts at 0, whatever
+        # consumeFromWhere says: that is how Java brokers answer.
+        if self.broker.store.min_offset(topic, queue_id) <= 0 and \
+                cmd.bool_field("setZeroIfNotFound", True):
+            return cmd.response(fields={"offset": 0})
+        return cmd.response(ResponseCode.QUERY_NOT_FOUND,
+                            "Not found, V3_0_6_SNAPSHOT maybe this group consumer boot first")
+
+    def update_offset(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
+        self.broker.offsets.commit(cmd.require("consumerGroup"), cmd.require("topic"),
+                                   cmd.int_field("queueId"), cmd.int_field("commitOffset"))
+        return cmd.response(fields={})
+
+    # -- orderly locks -----------------------------------------------------------------
+
+    def lock(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
+        data = body_json(cmd)
+        group, client = str(data.get("consumerGroup")), str(data.get("clientId"))
+        table = self.locks.setdefault(group, {})
+        now = time.monotonic()
+        granted = []
+        for mq in data.get("mqSet") or []:
+            key = mq_key(mq)
+            owner = table.get(key)
+            if owner is None or owner[0] == client or now - owner[1] > LOCK_TTL:
+                table[key] = (client, now)
+                granted.append({"brokerName": key[1], "queueId": key[2], "topic": key[0]})
+        return cmd.response(body=fastjson.dumpb({"lockOKMQSet": granted}))
+
+    def unlock(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
+        data = body_json(cmd)
+        group, client = str(data.get("consumerGroup")), str(data.get("clientId"))
+        table = self.locks.get(group, {})
+        for mq in data.get("mqSet") or []:
+            key = mq_key(mq)
+            if table.get(key, ("",))[0] == client:
+                del table[key]
+        return cmd.response()

@@ -1,0 +1,164 @@
+"""PULL_MESSAGE (11) and LITE_PULL_MESSAGE (361) with long polling (PullMessageProcessor,
+PullRequestHoldService).
+
+A pull that finds nothing new is held until a message reaches its queue or its
+suspendTimeoutMillis passes, then re-run once and answered whatever it finds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from rmqnode.broker.clients import Subscription
+from rmqnode.broker.topics import PERM_READ
+from rmqnode.net.codec import RemotingCommand
+from rmqnode.net.codes import ResponseCode
+from rmqnode.net.connection import Connection
+from rmqnode.storage import store as st
+
+if TYPE_CHECKING:
+    from rmqnode.broker.controller import BrokerController
+
+FLAG_COMMIT_OFFSET = 0x1
+FLAG_SUSPEND = 0x2
+FLAG_SUBSCRIPTION = 0x4
+FAQ = "\nSee http://rocketmq.apache.org/docs/faq/ for further details."
+
+STATUS_CODES = {
+    st.FOUND: ResponseCode.SUCCESS,
+    st.NO_MATCHED_MESSAGE: ResponseCode.PULL_RETRY_IMMEDIATELY,
+    st.OFFSET_FOUND_NULL: ResponseCode.PULL_NOT_FOUND,
+    st.OFFSET_OVERFLOW_BADLY: ResponseCode.PULL_OFFSET_MOVED,
+    st.OFFSET_OVERFLOW_ONE: ResponseCode.PULL_NOT_FOUND,
+    st.OFFSET_TOO_SMALL: ResponseCode.PULL_OFFSET_MOVED,
+}
+
+
+class PullHoldService:
+    """Held pulls per queue, woken by the store's reput step when messages arrive."""
+
+    def __init__(self) -> None:
+        self.waiting: dict[tuple[str, int], list[tuple[int, asyncio.Future[None]]]] = {}
+
+    def on_arrival(self, topic: str, queue_id: int, max_offset: int) -> None:
+        held = self.waiting.get((topic, queue_id))
+        if not held:
+            return
+        keep = []
+        for offset, fut in held:
+            if fut.done():
+                continue
+            if max_offset > offset:
+                fut.set_result(None)
+            else:
+                keep.append((offset, fut))
+        if keep:
+            self.waiting[(topic, queue_id)] = keep
+        else:
+            del self.waiting[(topic, queue_id)]
+
+    async def hold(self, topic: str, queue_id: int, offset: int, timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        self.waiting.setdefault((topic, queue_id), []).append((offset, fut))
+        timer = loop.call_later(timeout, lambda: fut.done() or fut.set_result(None))
+        try:
+            await fut
+        finally:
+            timer.cancel()
+
+    def release_all(self) -> None:
+        for held in self.waiting.values():
+            for _, fut in held:
+                if not fut.done():
+                    fut.set_result(None)
+        self.waiting.clear()
+
+
+class PullProcessor:
+    def __init__(self, broker: BrokerController) -> None:
+        self.broker = broker
+        self.holds = PullHoldService()
+        broker.store.arrival_listeners.append(self.holds.on_arrival)
+
+    async def handle(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
+        response = self.process(cmd, allow_suspend=True)
+        if response is not None:
+            return response
+        # Nothing new: hold the request, then answer with whatever is there.
+        cfg = self.broker.config
+        timeout = (cmd.int_field("suspendTimeoutMillis", 15000) if cfg.longPollingEnable
+                   else cfg.shortPollingTimeMills) / 1000.0
+        await self.holds.hold(cmd.require("topic"), cmd.int_field("queueId"),
+                              cmd.int_field("queueOffset"), timeout)
+        response = self.process(cmd, allow_suspend=False)
+        assert response is not None
+        return response
+
+    def _subscription(self, cmd: RemotingCommand, group: str, topic: str,
+                      sys_flag: int) -> Subscription | RemotingCommand:
+        if sys_flag & FLAG_SUBSCRIPTION:
+            return Subscription.parse(topic, cmd.field("subscription"),
+                                      cmd.int_field("subVersion", 0), cmd.field("expressionType"))
+        info = self.broker.clients.consumers.get(group)
+        if info is None:
+            return cmd.response(ResponseCode.SUBSCRIPTION_NOT_EXIST,
+                                "the consumer's group info not exist" + FAQ)
+        sub = info.subscriptions.get(topic)
+        if sub is None:
+            return cmd.response(ResponseCode.SUBSCRIPTION_NOT_EXIST,
+                                "the consumer's subscription not exist" + FAQ)
+        if sub.sub_version < cmd.int_field("subVersion", 0):
+            return cmd.response(ResponseCode.SUBSCRIPTION_NOT_LATEST,
+                                "the consumer's subscription not latest")
+        return sub
+
+    def process(self, cmd: RemotingCommand, allow_suspend: bool) -> RemotingCommand | None:
+        """The answer, or None when the pull should be held for new messages."""
+        broker = self.broker
+        if not broker.config.brokerPermission & PERM_READ:
+            return cmd.response(ResponseCode.NO_PERMISSION,
+                                f"the broker[{broker.config.brokerIP1}] pulling message is "
+                                "forbidden")
+        group, topic = cmd.require("consumerGroup"), cmd.require("topic")
+        queue_id, offset = cmd.int_field("queueId"), cmd.int_field("queueOffset")
+        sys_flag = cmd.int_field("sysFlag", 0)
+        group_config = broker.groups.find(group)
+        if group_config is None:
+            return cmd.response(ResponseCode.SUBSCRIPTION_GROUP_NOT_EXIST,
+                                f"subscription group [{group}] does not exist, {FAQ.strip()}")
+        if not group_config.get("consumeEnable", True):
+            return cmd.response(ResponseCode.NO_PERMISSION,
+                                f"subscription group no permission, {group}")
+        topic_config = broker.topics.table.get(topic)
+        if topic_config is None:
+            return cmd.response(ResponseCode.TOPIC_NOT_EXIST,
+                                f"topic[{topic}] not exist, apply first please!{FAQ}")
+        if not topic_config.perm & PERM_READ:
+            return cmd.response(ResponseCode.NO_PERMISSION,
+                                f"the topic[{topic}] pulling message is forbidden")
+        if not 0 <= queue_id < topic_config.readQueueNums:
+            return cmd.response(ResponseCode.SYSTEM_ERROR,
+                                f"queueId[{queue_id}] is illegal, topic:[{topic}] "
+                                f"topicConfig.readQueueNums:[{topic_config.readQueueNums}] "
+                                f"consumer:[{cmd.field('consumerGroup')}]")
+        sub = self._subscription(cmd, group, topic, sys_flag)
+        if isinstance(sub, RemotingCommand):
+            return sub
+        if allow_suspend and sys_flag & FLAG_COMMIT_OFFSET:
+            broker.offsets.commit(group, topic, queue_id, cmd.int_field("commitOffset"))
+
+        result = broker.store.get_messages(topic, queue_id, offset,
+                                           max(1, cmd.int_field("maxMsgNums", 32)),
+                                           None if sub.sub_string == "*" else sub.matches)
+        if result.status == st.NO_MESSAGE_IN_QUEUE:
+            code = ResponseCode.PULL_OFFSET_MOVED if offset else ResponseCode.PULL_NOT_FOUND
+        else:
+            code = STATUS_CODES[result.status]
+        if code == ResponseCode.PULL_NOT_FOUND and allow_suspend and sys_flag & FLAG_SUSPEND:
+            return None
+        body = b"".join(result.messages) if result.messages else b""
+        return cmd.response(code, result.status, {
+            "suggestWhichBrokerId": 0, "nextBeginOffset": result.next_begin_offset,
+            "minOffset": result.min_offset, "maxOffset": result.max_offset}, body)
