@@ -69,6 +69,7 @@ class BrokerConfig:
     fileReservedTime: int = 72
     deleteWhen: str = "04"
     diskMaxUsedSpaceRatio: int = 75
+    diskSpaceWarningLevelRatio: int = 90
     messageDelayLevel: str = DEFAULT_DELAY_LEVELS
     # consuming
     longPollingEnable: bool = True

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import subprocess
 import time
 
 import pytest
@@ -324,3 +325,52 @@ def test_expired_commitlog_files_go_and_queues_follow(tmp_path):
         assert delete_expired_commitlog(store, time.time()) == 0
         await store.close()
     run(go())
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A real 1 MiB filesystem (tmpfs), so that the disk really fills up."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, f"cannot mount a tmpfs for the full-disk test: {done.stderr}"
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_full_disk_answers_service_not_available_and_corrupts_nothing(tiny_disk):
+    root = tiny_disk / "store"
+    acked = []
+
+    async def fill():
+        store = await opened(root, mappedFileSizeCommitLog=256 * 1024,
+                             mappedFileSizeConsumeQueue=2000, maxHashSlotNum=16, maxIndexNum=64,
+                             messageIndexEnable=False)
+        for i in range(10_000):
+            r = await store.put_message(msg(queue_id=0, body=b"%05d" % i + b"." * 500))
+            if r.status != PUT_OK:
+                assert r.status == "SERVICE_NOT_AVAILABLE" and r.remark == "the disk is full"
+                break
+            acked.append(i)
+        else:
+            raise AssertionError("the disk never filled up")
+        await asyncio.sleep(0.05)
+        await store.close()
+    run(fill())
+    assert len(acked) > 500
+    got = [int(r.body[:5]) for r in drain_store_with(root)]
+    assert got == acked  # every acknowledged message, in order, nothing torn
+
+
+def drain_store_with(root):
+    async def go():
+        store = await opened(root, mappedFileSizeCommitLog=256 * 1024,
+                             mappedFileSizeConsumeQueue=2000, maxHashSlotNum=16, maxIndexNum=64,
+                             messageIndexEnable=False)
+        try:
+            assert not store.recovered_abnormally
+            return drain(store, "T", 0)
+        finally:
+            await store.close()
+    return run(go())

@@ -53,6 +53,10 @@ class CommitLog:
 
     # -- appending -------------------------------------------------------------------------
 
+    def needs_new_file(self, size: int) -> bool:
+        last = self.files.last()
+        return last is None or last.remaining < size + END_FILE_MIN_BLANK_LENGTH
+
     def _file_for(self, size: int) -> MappedFile:
         """The file with room for `size` bytes plus the end-of-file marker; a file without it
         is closed with a blank record, as Java does, and the next one started."""

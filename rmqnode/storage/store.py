@@ -9,8 +9,10 @@ Life cycle: `open()` loads and recovers (a leftover `abort` file means the last 
 from __future__ import annotations
 
 import asyncio
+import errno
 import fcntl
 import os
+import shutil
 import time
 from collections import deque
 from collections.abc import Callable
@@ -141,6 +143,7 @@ class MessageStore:
         self._recover(abnormal)
         if not self.readonly:
             self.abort_path.touch()
+            self._write_checkpoint()
         self.recovered_abnormally = abnormal
 
     def _lock(self) -> None:
@@ -253,8 +256,17 @@ class MessageStore:
         arrived: dict[tuple[str, int], int] = {}
         pending = self._pending
         while pending:
-            req = pending.popleft()
-            self._dispatch(req)
+            req = pending[0]
+            try:
+                self._dispatch(req)
+            except OSError as exc:
+                # A queue or index file could not be created (full disk): keep the request
+                # and retry; what is in the CommitLog stays safe and is re-dispatched at the
+                # latest on the next start.
+                _log.error("reput.failed", topic=req.topic, queue=req.queue_id, error=exc)
+                asyncio.get_running_loop().call_later(1.0, self._schedule_reput)
+                break
+            pending.popleft()
             self.reput_offset = req.commit_log_offset + req.size
             if req.goes_to_queue:
                 arrived[(req.topic, req.queue_id)] = req.queue_offset + 1
@@ -307,13 +319,16 @@ class MessageStore:
             records.append(encoded[0])
         sizes = [len(r) for r in records]
         blob = records[0] if len(records) == 1 else bytearray().join(records)
+        if self.commitlog.needs_new_file(len(blob)) and not self._room_for_new_file():
+            return PutResult(SERVICE_NOT_AVAILABLE, remark="the disk is full")
         try:
             appended = self.commitlog.append(blob, first.topic, first.queue_id,
                                              sizes if len(records) > 1 else None)
         except OSError as exc:
             _log.error("append.failed", error=exc)
-            return PutResult(CREATE_MAPEDFILE_FAILED if exc.errno is not None else
-                             SERVICE_NOT_AVAILABLE, remark=f"store cannot write: {exc.strerror}")
+            if exc.errno == errno.ENOSPC:
+                return PutResult(SERVICE_NOT_AVAILABLE, remark="the disk is full")
+            return PutResult(CREATE_MAPEDFILE_FAILED, remark=f"store cannot write: {exc}")
         except ValueError as exc:
             return PutResult(MESSAGE_ILLEGAL, remark=str(exc))
         ids = []
@@ -330,6 +345,18 @@ class MessageStore:
         self.last_store_timestamp = appended.store_timestamp
         self._schedule_reput()
         return PutResult(PUT_OK, appended, ids)
+
+    def _room_for_new_file(self) -> bool:
+        """Java stops writing past diskSpaceWarningLevelRatio; we check before each new file,
+        so queue files, the index and the checkpoint always find room for what was stored."""
+        usage = shutil.disk_usage(self.config.commit_log_dir if os.path.isdir(
+            self.config.commit_log_dir) else self.root)
+        limit = usage.total * self.config.diskSpaceWarningLevelRatio / 100
+        if usage.used + self.config.mappedFileSizeCommitLog > limit:
+            _log.error("store.disk_full", used=usage.used, total=usage.total,
+                       limit_ratio=self.config.diskSpaceWarningLevelRatio)
+            return False
+        return True
 
     async def put_messages(self, messages: list[Message]) -> PutResult:
         """Store and, under SYNC_FLUSH (unless the producer said WAIT=false), wait until the
