@@ -6,11 +6,13 @@ import asyncio
 import zlib
 
 from rmqnode import log
+from rmqnode.broker.admin import AdminProcessor
 from rmqnode.broker.client_processor import ClientProcessor
 from rmqnode.broker.clients import ClientManager
 from rmqnode.broker.groups import SubscriptionGroupManager
 from rmqnode.broker.offsets import ConsumerOffsetManager
 from rmqnode.broker.pull import PullProcessor
+from rmqnode.broker.schedule import ScheduleService
 from rmqnode.broker.query import QueryProcessor
 from rmqnode.broker.send import SendProcessor
 from rmqnode.broker.topics import TopicConfig, TopicConfigManager
@@ -40,15 +42,19 @@ class BrokerController:
         self.clients = ClientManager()
         self.store = MessageStore(config)
         self.dispatcher = Dispatcher()
-        send = SendProcessor(self).handle
+        sender = SendProcessor(self)
         for code in (RequestCode.SEND_MESSAGE, RequestCode.SEND_MESSAGE_V2,
                      RequestCode.SEND_BATCH_MESSAGE):
-            self.dispatcher.register(code, send)
+            self.dispatcher.register(code, sender.handle)
+        self.dispatcher.register(RequestCode.CONSUMER_SEND_MSG_BACK, sender.send_back)
+        self.schedule = ScheduleService(self)
         self.pull = PullProcessor(self)
         for code in (RequestCode.PULL_MESSAGE, RequestCode.LITE_PULL_MESSAGE):
             self.dispatcher.register(code, self.pull.handle)
         self.dispatcher.update(ClientProcessor(self).table())
         self.dispatcher.update(QueryProcessor(self).table())
+        self.dispatcher.update(AdminProcessor(self).table())
+        self.stats = {"put": 0, "get": 0}
         self.server = RemotingServer(self.dispatcher, config.listenAddress, config.listenPort,
                                      max_frame=config.maxFrameLength,
                                      idle_timeout=config.serverChannelMaxIdleTimeSeconds)
@@ -71,6 +77,7 @@ class BrokerController:
             log.lifecycle.info("store.recovered_after_crash", root=self.config.storePathRootDir,
                                commitlog_end=self.store.commitlog.max_offset)
         self.store.start()
+        self.schedule.start()
         await self.server.start()
         self.config.listenPort = self.server.port
         await self.register_all()
@@ -89,6 +96,7 @@ class BrokerController:
         self.pull.holds.release_all()  # held pulls get their answer before we go
         await asyncio.sleep(0)
         await self.server.stop()
+        await self.schedule.stop()
         await self.store.close()
         self.topics.persist_if_dirty()
         self.offsets.persist()
@@ -101,6 +109,10 @@ class BrokerController:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         return task
+
+    def spawn_register(self) -> None:
+        """Re-register with the name servers now, in the background (after topic changes)."""
+        self._spawn(self.register_all())
 
     async def _housekeeping_loop(self) -> None:
         """Every 5 s persist offsets and groups; every 10 s drop clients silent for 120 s."""
@@ -139,7 +151,7 @@ class BrokerController:
         self.topics.table[topic.topicName] = topic
         self.topics.data_version.next()
         self.topics.persist()
-        self._spawn(self.register_all())
+        self.spawn_register()
         _log.info("topic.created", topic=topic.topicName, queues=topic.writeQueueNums,
                   perm=topic.perm)
 

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 
 from rmqnode.broker.topics import PERM_INHERIT, PERM_READ, PERM_WRITE, TopicConfig
 from rmqnode.errors import RemotingError
-from rmqnode.message import (CLUSTER, BatchEntry, decode_batch, decode_properties, host_bytes)
+from rmqnode.message import (CLUSTER, DELAY, ORIGIN_MESSAGE_ID, RETRY_TOPIC, WAIT, BatchEntry,
+                             decode_batch, decode_properties, host_bytes)
 from rmqnode.net.codec import RemotingCommand
 from rmqnode.net.codes import ResponseCode
 from rmqnode.net.connection import Connection
@@ -34,6 +35,8 @@ TOPIC_PATTERN = re.compile(r"^[%|a-zA-Z0-9_-]+$")
 NOT_SENDABLE = {"SCHEDULE_TOPIC_XXXX", "RMQ_SYS_TRANS_HALF_TOPIC", "RMQ_SYS_TRANS_OP_HALF_TOPIC",
                 "TRANS_CHECK_MAX_TIME_TOPIC", "SELF_TEST_TOPIC", "OFFSET_MOVED_EVENT"}
 RETRY_PREFIX = "%RETRY%"
+DLQ_PREFIX = "%DLQ%"
+V3_4_9 = 121  # from this client version on, the header's maxReconsumeTimes counts
 FAQ = "\nSee http://rocketmq.apache.org/docs/faq/ for further details."
 
 _ILLEGAL = ("the message is illegal, maybe msg body or properties length not matched. "
@@ -107,7 +110,53 @@ class SendProcessor:
             messages = [self._message(BatchEntry(cmd.body, props, int(h.get("flag") or 0)),
                                       common)]
         result = await self.broker.store.put_messages(messages)
+        if result.ok:
+            self.broker.stats["put"] += len(messages)
         return self._respond(cmd, result, queue_id)
+
+    async def send_back(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
+        """CONSUMER_SEND_MSG_BACK: a consumer failed a message; it comes back through
+        %RETRY%<group> after the next delay level, or goes to %DLQ%<group> for good."""
+        broker = self.broker
+        group = cmd.require("group")
+        config = broker.groups.find(group)
+        if config is None:
+            return cmd.response(ResponseCode.SUBSCRIPTION_GROUP_NOT_EXIST,
+                                f"subscription group not exist, {group} {FAQ.strip()}")
+        offset = cmd.int_field("offset")
+        original = broker.store.message_at(offset)
+        if original is None:
+            return cmd.response(ResponseCode.SYSTEM_ERROR,
+                                f"look message by offset failed, {offset}")
+        retry_nums = int(config.get("retryQueueNums", 1))
+        max_times = cmd.int_field("maxReconsumeTimes", int(config.get("retryMaxTimes", 16))) \
+            if cmd.version >= V3_4_9 else int(config.get("retryMaxTimes", 16))
+        delay = cmd.int_field("delayLevel", 0)
+        props = dict(original.properties)
+        props.setdefault(RETRY_TOPIC, original.topic)
+        props.pop(DELAY, None)
+        if original.reconsume_times >= max_times or delay < 0:
+            topic = DLQ_PREFIX + group
+            if topic not in broker.topics.table:
+                broker.create_topic(TopicConfig(topic, 1, 1, PERM_WRITE))
+            queue_id = 0
+        else:
+            topic = RETRY_PREFIX + group
+            if topic not in broker.topics.table:
+                broker.create_topic(TopicConfig(topic, retry_nums, retry_nums,
+                                                PERM_READ | PERM_WRITE))
+            queue_id = random.randrange(broker.topics.table[topic].writeQueueNums)
+            props[DELAY] = str(delay or 3 + original.reconsume_times)
+        props.setdefault(ORIGIN_MESSAGE_ID, cmd.field("originMsgId") or original.msg_id)
+        props[WAIT] = "false"
+        message = Message(topic=topic, queue_id=queue_id, body=original.body, properties=props,
+                          flag=original.flag, sys_flag=original.sys_flag,
+                          born_timestamp=original.born_timestamp, born_host=original.born_host,
+                          reconsume_times=original.reconsume_times + 1)
+        result = await broker.store.put_message(message)
+        if not result.ok:
+            return cmd.response(ResponseCode.SYSTEM_ERROR, result.status)
+        return cmd.response()
 
     def _message(self, entry: BatchEntry, common: dict) -> Message:
         props = dict(entry.properties)

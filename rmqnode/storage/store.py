@@ -21,12 +21,14 @@ from pathlib import Path
 
 from rmqnode import log
 from rmqnode.config import BrokerConfig
-from rmqnode.message import WAIT, MessageExt, encode_properties, host_bytes, offset_msg_id
+from rmqnode.message import (DELAY, REAL_QID, REAL_TOPIC, TRANSACTION_COMMIT_TYPE,
+                             TRANSACTION_MASK, WAIT, MessageExt, encode_properties, host_bytes,
+                             offset_msg_id)
 from rmqnode.storage.cleanup import delete_expired_commitlog
 from rmqnode.storage.commitlog import Appended, CommitLog
 from rmqnode.storage.consumequeue import ConsumeQueue
-from rmqnode.storage.dispatch import (DispatchRequest, index_keys, parse_delay_levels,
-                                      queue_tags_code, request_from_message)
+from rmqnode.storage.dispatch import (SCHEDULE_TOPIC, DispatchRequest, index_keys,
+                                      parse_delay_levels, queue_tags_code, request_from_message)
 from rmqnode.storage.flush import FlushService
 from rmqnode.storage.index import IndexService
 from rmqnode.storage.records import (CHECKPOINT_FILE_SIZE, Blank, Checkpoint, CorruptRecord,
@@ -289,6 +291,23 @@ class MessageStore:
             return PutResult(MESSAGE_ILLEGAL, remark="topic length exceeds 127")
         return None
 
+    def _park_delayed(self, msg: Message) -> None:
+        """A message with a delay level goes to SCHEDULE_TOPIC_XXXX, queue level - 1, with its
+        real topic and queue kept in properties (as Java's CommitLog does on put)."""
+        level = msg.properties.get(DELAY)
+        if not level or msg.sys_flag & TRANSACTION_MASK not in (0, TRANSACTION_COMMIT_TYPE):
+            return
+        try:
+            n = min(int(level), len(self.delay_levels))
+        except ValueError:
+            return
+        if n <= 0:
+            return
+        msg.properties[DELAY] = str(n)
+        msg.properties[REAL_TOPIC] = msg.topic
+        msg.properties[REAL_QID] = str(msg.queue_id)
+        msg.topic, msg.queue_id = SCHEDULE_TOPIC, n - 1
+
     def _encode(self, msg: Message) -> tuple[bytearray, str] | PutResult:
         text = encode_properties(msg.properties)
         if len(text.encode()) > 32767:
@@ -307,6 +326,8 @@ class MessageStore:
         to the page cache. Flushing is the caller's to wait for (see put_messages)."""
         if self.readonly:
             return PutResult(SERVICE_NOT_AVAILABLE, remark="store is read-only")
+        if len(messages) == 1:
+            self._park_delayed(messages[0])
         first = messages[0]
         records = []
         for msg in messages:
@@ -425,6 +446,13 @@ class MessageStore:
         if next_offset == offset:  # the entry was not readable at all
             return GetResult(OFFSET_FOUND_NULL, offset + 1, low, high)
         return GetResult(NO_MATCHED_MESSAGE, next_offset, low, high)
+
+    def delete_topic(self, topic: str) -> None:
+        """Drop a topic's consume queues (DELETE_TOPIC_IN_BROKER); its CommitLog records stay
+        until they expire, as in Java."""
+        for key in [k for k in self.queues if k[0] == topic]:
+            self.queues.pop(key).destroy()
+        shutil.rmtree(self.cq_root / topic, ignore_errors=True)
 
     def message_at(self, commit_log_offset: int) -> MessageExt | None:
         return self.commitlog.message_at(commit_log_offset)

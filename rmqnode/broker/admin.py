@@ -1,0 +1,274 @@
+"""Broker admin requests (AdminBrokerProcessor), as mqadmin and rmqctl send them: topics,
+subscription groups, connections, consume progress, runtime info, config, offset resets."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from rmqnode.broker.send import validate_topic
+from rmqnode.broker.topics import TopicConfig
+from rmqnode.config import apply, read_properties, write_properties
+from rmqnode.net import fastjson
+from rmqnode.net.codec import OUR_VERSION, RemotingCommand
+from rmqnode.net.codes import RequestCode, ResponseCode
+from rmqnode.net.connection import Connection, Handler
+from rmqnode.net.fastjson import ObjectKey
+from rmqnode.storage.cleanup import disk_used_ratio
+
+if TYPE_CHECKING:
+    from rmqnode.broker.controller import BrokerController
+
+VERSION_DESC = "V4_9_8"
+
+
+def _json(obj: object) -> bytes:
+    return fastjson.dumpb(obj)
+
+
+class AdminProcessor:
+    def __init__(self, broker: BrokerController) -> None:
+        self.broker = broker
+        self.boot = int(time.time() * 1000)
+
+    def table(self) -> dict[int, Handler]:
+        rc = RequestCode
+        return {rc.UPDATE_AND_CREATE_TOPIC: self.update_topic,
+                rc.DELETE_TOPIC_IN_BROKER: self.delete_topic,
+                rc.GET_ALL_TOPIC_CONFIG: self.all_topics,
+                rc.GET_TOPIC_STATS_INFO: self.topic_stats,
+                rc.UPDATE_AND_CREATE_SUBSCRIPTIONGROUP: self.update_group,
+                rc.DELETE_SUBSCRIPTIONGROUP: self.delete_group,
+                rc.GET_ALL_SUBSCRIPTIONGROUP_CONFIG: self.all_groups,
+                rc.GET_CONSUMER_CONNECTION_LIST: self.consumer_connections,
+                rc.GET_PRODUCER_CONNECTION_LIST: self.producer_connections,
+                rc.GET_CONSUME_STATS: self.consume_stats,
+                rc.QUERY_TOPIC_CONSUME_BY_WHO: self.consumed_by,
+                rc.GET_BROKER_RUNTIME_INFO: self.runtime_info,
+                rc.GET_BROKER_CONFIG: self.get_config,
+                rc.UPDATE_BROKER_CONFIG: self.update_config,
+                rc.INVOKE_BROKER_TO_RESET_OFFSET: self.reset_offset,
+                rc.DELETE_EXPIRED_COMMITLOG: self.delete_expired}
+
+    # -- topics --------------------------------------------------------------------------
+
+    def update_topic(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
+        topic = cmd.require("topic")
+        validate_topic(topic)
+        if topic == self.broker.config.brokerClusterName:
+            return cmd.response(ResponseCode.SYSTEM_ERROR,
+                                f"the topic[{topic}] is conflict with system reserved words.")
+        self.broker.create_topic(TopicConfig(
+            topic, cmd.int_field("readQueueNums"), cmd.int_field("writeQueueNums"),
+            cmd.int_field("perm"), cmd.field("topicFilterType") or "SINGLE_TAG",
+            cmd.int_field("topicSysFlag", 0), cmd.bool_field("order")))
+        # Java leaves its default remark on this success; mqadmin users see the same.
+        return cmd.response(ResponseCode.SUCCESS, "not set any response code")
+
+    def delete_topic(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
+        topic = cmd.require("topic")
+        broker = self.broker
+        if broker.topics.table.pop(topic, None) is not None:
+            broker.topics.data_version.next()
+            broker.topics.persist()
+        broker.offsets.remove_topic(topic)
+        broker.store.delete_topic(topic)
+        broker.spawn_register()
+        return cmd.response()
+
+    def all_topics(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
+        topics = self.broker.topics
+        return cmd.response(body=_json({"dataVersion": topics.data_version.to_json(),
+                                        "topicConfigTable": {n: t.to_json() for n, t in
+                                                             topics.table.items()}}))
+
+    def topic_stats(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
+        topic = cmd.require("topic")
+        config = self.broker.topics.table.get(topic)
+        if config is None:
+            return cmd.response(ResponseCode.TOPIC_NOT_EXIST, f"topic[{topic}] not exist")
+        store = self.broker.store
+        table = {}
+        for queue_id in range(config.writeQueueNums):
+            high = store.max_offset(topic, queue_id)
+            entry = store.find_queue(topic, queue_id)
+            last = entry.entry(high - 1) if entry is not None and high > 0 else None
+            table[self._mq(topic, queue_id)] = {
+                "lastUpdateTimestamp": (store.store_time(last[0]) or 0) if last else 0,
+                "maxOffset": high, "minOffset": store.min_offset(topic, queue_id)}
+        return cmd.response(body=_json({"offsetTable": table}))
+
+    def _mq(self, topic: str, queue_id: int) -> ObjectKey:
+        return ObjectKey.of({"brokerName": self.broker.config.brokerName, "queueId": queue_id,
+                             "topic": topic})
+
+    # -- groups and connections ------------------------------------------------------------
+
+    def update_group(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
+        config = fastjson.loads(cmd.body)
+        if not isinstance(config, dict) or not config.get("groupName"):
+            return cmd.response(ResponseCode.SYSTEM_ERROR, "the body is not a group config")
+        self.broker.groups.update(config)
+        self.broker.groups.persist()
+        return cmd.response()
+
+    def delete_group(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
+        group = cmd.require("groupName")
+        self.broker.groups.delete(group)
+        self.broker.groups.persist()
+        if cmd.bool_field("cleanOffset"):
+            self.broker.offsets.remove_group(group)
+        return cmd.response()
+
+    def all_groups(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
+        groups = self.broker.groups
+        return cmd.response(body=_json({"dataVersion": groups.data_version.to_json(),
+                                        "subscriptionGroupTable": groups.table}))
+
+    def consumer_connections(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
+        group = cmd.require("consumerGroup")
+        info = self.broker.clients.consumers.get(group)
+        if info is None or not info.channels:
+            return cmd.response(ResponseCode.CONSUMER_NOT_ONLINE,
+                                f"the consumer group[{group}] not online")
+        return cmd.response(body=_json({
+            "connectionSet": [c.to_json() for c in info.channels.values()],
+            "consumeFromWhere": info.consume_from_where, "consumeType": info.consume_type,
+            "messageModel": info.message_model,
+            "subscriptionTable": {t: s.to_json() for t, s in info.subscriptions.items()}}))
+
+    def producer_connections(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
+        group = cmd.require("producerGroup")
+        channels = self.broker.clients.producers.get(group)
+        if not channels:
+            return cmd.response(ResponseCode.SYSTEM_ERROR, f"the producer group[{group}] not exist")
+        return cmd.response(body=_json({"connectionSet": [c.to_json()
+                                                          for c in channels.values()]}))
+
+    def consume_stats(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
+        """ConsumeStats: per queue the broker's max offset and the group's committed offset;
+        mqadmin consumerProgress prints their difference as the lag."""
+        group = cmd.require("consumerGroup")
+        broker = self.broker
+        topics = [cmd.field("topic")] if cmd.field("topic") else \
+            broker.offsets.topics_of_group(group)
+        store = broker.store
+        table = {}
+        for topic in topics:
+            config = broker.topics.table.get(topic)
+            if config is None:
+                continue
+            for queue_id in range(config.readQueueNums):
+                committed = max(broker.offsets.query(group, topic, queue_id), 0)
+                entry = store.find_queue(topic, queue_id)
+                last = entry.entry(committed - 1) if entry is not None and committed > 0 else None
+                table[self._mq(topic, queue_id)] = {
+                    "brokerOffset": store.max_offset(topic, queue_id),
+                    "consumerOffset": committed,
+                    "lastTimestamp": (store.store_time(last[0]) or 0) if last else 0}
+        if not table and cmd.field("topic"):
+            return cmd.response(ResponseCode.SYSTEM_ERROR,
+                                f"topic[{cmd.field('topic')}] not exist")
+        return cmd.response(body=_json({"consumeTps": 0.0, "offsetTable": table}))
+
+    def consumed_by(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
+        topic = cmd.require("topic")
+        groups = set(self.broker.offsets.groups_of_topic(topic))
+        groups |= {g for g, info in self.broker.clients.consumers.items()
+                   if topic in info.subscriptions}
+        return cmd.response(body=_json({"groupList": sorted(groups)}))
+
+    # -- broker ----------------------------------------------------------------------------
+
+    def runtime_info(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
+        broker, store = self.broker, self.broker.store
+        stats = broker.stats
+        uptime = int(time.time() * 1000) - self.boot
+        ratio = disk_used_ratio(broker.config.commit_log_dir
+                                if store.commitlog.files.files else broker.config.storePathRootDir)
+        table = {
+            "brokerVersionDesc": VERSION_DESC, "brokerVersion": str(OUR_VERSION),
+            "bootTimestamp": str(self.boot),
+            "runtime": f"[ {uptime // 86400000} days, {uptime // 3600000 % 24} hours, "
+                       f"{uptime // 60000 % 60} minutes, {uptime // 1000 % 60} seconds ]",
+            "msgPutTotalTodayNow": str(stats["put"]), "msgGetTotalTodayNow": str(stats["get"]),
+            "msgPutTotalTodayMorning": "0", "msgGetTotalTodayMorning": "0",
+            "msgPutTotalYesterdayMorning": "0", "msgGetTotalYesterdayMorning": "0",
+            "putTps": "0.0 0.0 0.0 ", "getTransferedTps": "0.0 0.0 0.0 ",
+            "getFoundTps": "0.0 0.0 0.0 ", "getMissTps": "0.0 0.0 0.0 ",
+            "getTotalTps": "0.0 0.0 0.0 ",
+            "commitLogMinOffset": str(store.commitlog.min_offset),
+            "commitLogMaxOffset": str(store.commitlog.max_offset),
+            "commitLogDiskRatio": f"{ratio:.2f}", "consumeQueueDiskRatio": f"{ratio:.2f}",
+            "dispatchBehindBytes": str(max(store.commitlog.max_offset - store.reput_offset, 0)),
+            "earliestMessageTimeStamp": str(self._earliest()),
+            "pageCacheLockTimeMills": "0", "remainHowManyDataToFlush":
+                f"{max(store.commitlog.max_offset - store.flusher.flushed_offset, 0)} B",
+            "sendThreadPoolQueueSize": "0", "sendThreadPoolQueueHeadWaitTimeMills": "0",
+            "pullThreadPoolQueueSize": "0", "pullThreadPoolQueueHeadWaitTimeMills": "0",
+            "queryThreadPoolQueueSize": "0", "queryThreadPoolQueueHeadWaitTimeMills": "0",
+            "startAcceptSendRequestTimeStamp": "0",
+        }
+        return cmd.response(body=_json({"table": table}))
+
+    def _earliest(self) -> int:
+        store = self.broker.store
+        first = store.commitlog.message_at(store.commitlog.min_offset, read_body=False)
+        return first.store_timestamp if first is not None else -1
+
+    def get_config(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
+        version = _json(self.broker.topics.data_version.to_json()).decode()
+        return cmd.response(fields={"version": version},
+                            body=write_properties(self.broker.config).encode())
+
+    def update_config(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
+        apply(self.broker.config, read_properties(cmd.body.decode("utf-8")), "UPDATE_BROKER_CONFIG")
+        return cmd.response()
+
+    def delete_expired(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
+        self.broker.store.delete_expired_files()
+        return cmd.response()
+
+    # -- offsets -------------------------------------------------------------------------
+
+    def reset_offset(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
+        """Move a group's offsets on a topic to a time (-1: the end) or, with queueId and
+        offset, to an exact place; tell live members (RESET_CONSUMER_CLIENT_OFFSET) and store
+        the new offsets here too, so a group with nobody online moves as well."""
+        broker = self.broker
+        topic, group = cmd.require("topic"), cmd.require("group")
+        config = broker.topics.table.get(topic)
+        if config is None:
+            return cmd.response(ResponseCode.SYSTEM_ERROR, f"[reset-offset] topic[{topic}] "
+                                f"not exist, please check topic name")
+        if broker.groups.find(group, auto_create=False) is None and \
+                group not in broker.clients.consumers:
+            return cmd.response(ResponseCode.SYSTEM_ERROR,
+                                f"THe consumer group <{group}> not exist")
+        timestamp = cmd.int_field("timestamp")
+        only_queue, exact = cmd.int_field("queueId", -1), cmd.field("offset")
+        offsets = {}
+        for queue_id in range(config.readQueueNums):
+            if only_queue >= 0 and queue_id != only_queue:
+                continue
+            if exact is not None and only_queue >= 0:
+                offset = int(exact)
+            elif timestamp < 0:
+                offset = broker.store.max_offset(topic, queue_id)
+            else:
+                offset = broker.store.offset_by_time(topic, queue_id, timestamp)
+            offsets[queue_id] = offset
+            broker.offsets.commit(group, topic, queue_id, offset)
+        broker.offsets.persist()
+        table = {self._mq(topic, q): o for q, o in offsets.items()}
+        info = broker.clients.consumers.get(group)
+        for channel in list(info.channels.values()) if info else []:
+            body = (_json({"offsetTable": [{"brokerName": broker.config.brokerName,
+                                            "offset": o, "queueId": q, "topic": topic}
+                                           for q, o in offsets.items()]})
+                    if channel.language == "CPP" else _json({"offsetTable": table}))
+            channel.conn.oneway(RemotingCommand.request(
+                RequestCode.RESET_CONSUMER_CLIENT_OFFSET,
+                {"topic": topic, "group": group, "timestamp": timestamp,
+                 "isForce": cmd.bool_field("isForce", True)}, body))
+        return cmd.response(body=_json({"offsetTable": table}))
