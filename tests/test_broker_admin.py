@@ -131,3 +131,36 @@ def test_delayed_message_arrives_after_its_level(node):
     while call(node.broker, RC.GET_MAX_OFFSET, q).field("offset") != "1":
         assert time.time() < deadline, "the delayed message never arrived"
         time.sleep(0.1)
+
+
+def test_transaction_half_commit_and_rollback(node):
+    def half(body: bytes, uniq: str) -> dict:
+        return send(node.broker, "TxT", body, TRAN_MSG="true", PGROUP="PG_TX", UNIQ_KEY=uniq)
+
+    def end(ext: dict, uniq: str, kind: int) -> int:
+        return call(node.broker, RC.END_TRANSACTION, {
+            "producerGroup": "PG_TX", "tranStateTableOffset": ext["queueOffset"],
+            "commitLogOffset": int(ext["msgId"][-16:], 16), "commitOrRollback": kind,
+            "msgId": uniq, "fromTransactionCheck": False}).code
+
+    send(node.broker, "TxT", b"plain")  # create the topic: queue 0 holds one message
+    q = {"topic": "TxT", "queueId": 0}
+    commit, rollback = half(b"commit-me", "U1"), half(b"roll-me-back", "U2")
+    assert call(node.broker, RC.GET_MAX_OFFSET, q).field("offset") == "1"  # halves are hidden
+    wrong = call(node.broker, RC.END_TRANSACTION, {
+        "producerGroup": "OTHER", "tranStateTableOffset": commit["queueOffset"],
+        "commitLogOffset": int(commit["msgId"][-16:], 16), "commitOrRollback": 8,
+        "msgId": "U1"})
+    assert (wrong.code, wrong.remark) == (1, "The producer group wrong")
+    assert end(commit, "U1", 8) == 0
+    assert end(rollback, "U2", 12) == 0
+    time.sleep(0.1)
+    assert call(node.broker, RC.GET_MAX_OFFSET, q).field("offset") == "2"
+    pulled = call(node.broker, RC.PULL_MESSAGE, {
+        "consumerGroup": "TxG", "topic": "TxT", "queueId": 0, "queueOffset": 0,
+        "maxMsgNums": 32, "sysFlag": 4, "commitOffset": 0, "suspendTimeoutMillis": 0,
+        "subscription": "*", "subVersion": 0})
+    assert b"commit-me" in pulled.body and b"roll-me-back" not in pulled.body
+    ops = call(node.broker, RC.GET_MAX_OFFSET, {"topic": "RMQ_SYS_TRANS_OP_HALF_TOPIC",
+                                                "queueId": 0})
+    assert ops.field("offset") == "2"  # one op record per decision

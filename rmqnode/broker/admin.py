@@ -48,6 +48,7 @@ class AdminProcessor:
                 rc.GET_BROKER_CONFIG: self.get_config,
                 rc.UPDATE_BROKER_CONFIG: self.update_config,
                 rc.INVOKE_BROKER_TO_RESET_OFFSET: self.reset_offset,
+                rc.VIEW_BROKER_STATS_DATA: self.stats_data,
                 rc.DELETE_EXPIRED_COMMITLOG: self.delete_expired}
 
     # -- topics --------------------------------------------------------------------------
@@ -166,9 +167,6 @@ class AdminProcessor:
                     "brokerOffset": store.max_offset(topic, queue_id),
                     "consumerOffset": committed,
                     "lastTimestamp": (store.store_time(last[0]) or 0) if last else 0}
-        if not table and cmd.field("topic"):
-            return cmd.response(ResponseCode.SYSTEM_ERROR,
-                                f"topic[{cmd.field('topic')}] not exist")
         return cmd.response(body=_json({"consumeTps": 0.0, "offsetTable": table}))
 
     def consumed_by(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
@@ -225,6 +223,15 @@ class AdminProcessor:
         apply(self.broker.config, read_properties(cmd.body.decode("utf-8")), "UPDATE_BROKER_CONFIG")
         return cmd.response()
 
+    def stats_data(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
+        """VIEW_BROKER_STATS_DATA: per-topic and per-group rates are not tracked yet, so every
+        window reads zero (what Java reports for an idle key)."""
+        cmd.require("statsName")
+        cmd.require("statsKey")
+        window = {"avgpt": 0.0, "sum": 0, "tps": 0.0}
+        return cmd.response(body=_json({"statsDay": window, "statsHour": window,
+                                        "statsMinute": window}))
+
     def delete_expired(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
         self.broker.store.delete_expired_files()
         return cmd.response()
@@ -237,14 +244,14 @@ class AdminProcessor:
         the new offsets here too, so a group with nobody online moves as well."""
         broker = self.broker
         topic, group = cmd.require("topic"), cmd.require("group")
-        config = broker.topics.table.get(topic)
-        if config is None:
-            return cmd.response(ResponseCode.SYSTEM_ERROR, f"[reset-offset] topic[{topic}] "
-                                f"not exist, please check topic name")
         if broker.groups.find(group, auto_create=False) is None and \
                 group not in broker.clients.consumers:
             return cmd.response(ResponseCode.SYSTEM_ERROR,
                                 f"THe consumer group <{group}> not exist")
+        config = broker.topics.table.get(topic)
+        if config is None:
+            return cmd.response(ResponseCode.SYSTEM_ERROR, f"[reset-offset] topic[{topic}] "
+                                f"not exist, please check topic name")
         timestamp = cmd.int_field("timestamp")
         only_queue, exact = cmd.int_field("queueId", -1), cmd.field("offset")
         offsets = {}

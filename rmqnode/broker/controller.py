@@ -16,6 +16,7 @@ from rmqnode.broker.schedule import ScheduleService
 from rmqnode.broker.query import QueryProcessor
 from rmqnode.broker.send import SendProcessor
 from rmqnode.broker.topics import TopicConfig, TopicConfigManager
+from rmqnode.broker.transaction import EndTransactionProcessor
 from rmqnode.config import BrokerConfig
 from rmqnode.errors import ConnectionLost, RemotingTimeout
 from rmqnode.net import fastjson
@@ -47,6 +48,8 @@ class BrokerController:
                      RequestCode.SEND_BATCH_MESSAGE):
             self.dispatcher.register(code, sender.handle)
         self.dispatcher.register(RequestCode.CONSUMER_SEND_MSG_BACK, sender.send_back)
+        self.dispatcher.register(RequestCode.END_TRANSACTION,
+                                 EndTransactionProcessor(self).handle)
         self.schedule = ScheduleService(self)
         self.pull = PullProcessor(self)
         for code in (RequestCode.PULL_MESSAGE, RequestCode.LITE_PULL_MESSAGE):

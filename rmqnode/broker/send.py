@@ -14,8 +14,10 @@ import time
 from typing import TYPE_CHECKING
 
 from rmqnode.broker.topics import PERM_INHERIT, PERM_READ, PERM_WRITE, TopicConfig
+from rmqnode.broker.transaction import park_half
 from rmqnode.errors import RemotingError
-from rmqnode.message import (CLUSTER, DELAY, ORIGIN_MESSAGE_ID, RETRY_TOPIC, WAIT, BatchEntry,
+from rmqnode.message import (CLUSTER, DELAY, ORIGIN_MESSAGE_ID, RETRY_TOPIC, TRAN_MSG, WAIT,
+                             BatchEntry,
                              decode_batch, decode_properties, host_bytes)
 from rmqnode.net.codec import RemotingCommand
 from rmqnode.net.codes import ResponseCode
@@ -109,6 +111,8 @@ class SendProcessor:
             props = decode_properties(h.get("properties") or "")
             messages = [self._message(BatchEntry(cmd.body, props, int(h.get("flag") or 0)),
                                       common)]
+            if props.get(TRAN_MSG, "").lower() == "true":
+                park_half(messages[0])
         result = await self.broker.store.put_messages(messages)
         if result.ok:
             self.broker.stats["put"] += len(messages)
