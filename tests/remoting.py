@@ -8,6 +8,7 @@ import asyncio
 from rmqnode.net import fastjson
 from rmqnode.net.client import RemotingClient
 from rmqnode.net.codec import RemotingCommand
+from rmqnode.net.codes import RequestCode
 
 
 async def _call(addr: str, cmd: RemotingCommand, timeout: float) -> RemotingCommand:
@@ -29,3 +30,13 @@ def call_json(addr: str, code: int, fields: dict[str, object] | None = None,
     resp = call(addr, code, fields, body)
     assert resp.code == 0, f"code {resp.code}: {resp.remark}"
     return fastjson.loads(resp.body)
+
+
+def send(broker: str, topic: str, body: bytes, queue_id: int = 0, **props: str) -> dict:
+    """One SEND_MESSAGE_V2 as a Java producer sends it; the response's fields, or a failure."""
+    text = "\x02".join(f"{k}\x01{v}" for k, v in props.items())
+    resp = call(broker, RequestCode.SEND_MESSAGE_V2, {
+        "a": "PG", "b": topic, "c": "TBW102", "d": 4, "e": queue_id, "f": 0, "g": 0, "h": 0,
+        "i": text}, body)
+    assert resp.code == 0, f"send failed: {resp.code} {resp.remark}"
+    return resp.ext_fields or {}

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from remoting import call, call_json
+from remoting import call, call_json, send
 from rmqnode.net import fastjson
 from rmqnode.net.codes import RequestCode as RC, ResponseCode
 
@@ -15,14 +15,6 @@ from rmqnode.net.codes import RequestCode as RC, ResponseCode
 def node(start_node):
     return start_node("--namesrv-port", "0", "--listen-port", "0",
                       "-D", "messageDelayLevel=1s 1s 1s 1s")
-
-
-def send(broker: str, topic: str, body: bytes, **props) -> dict:
-    text = "\x02".join(f"{k}\x01{v}" for k, v in props.items())
-    resp = call(broker, RC.SEND_MESSAGE_V2, {"a": "PG", "b": topic, "c": "TBW102", "d": 4,
-                                             "e": 0, "f": 0, "g": 0, "h": 0, "i": text}, body)
-    assert resp.code == 0, resp.remark
-    return resp.ext_fields
 
 
 def test_topic_create_update_stats_delete(node):

@@ -6,8 +6,7 @@ from __future__ import annotations
 import json
 
 from peers import run_alions
-from remoting import call
-from rmqnode.net.codes import RequestCode
+from remoting import send
 
 FAST_DELAYS = " ".join(["1s"] * 18)  # retries come back after a second, not 10 s
 
@@ -54,10 +53,7 @@ def test_alions_produces_consumes_and_retries(start_node):
     node = start_node("--namesrv-port", "0", "--listen-port", "0",
                       "-D", f"messageDelayLevel={FAST_DELAYS}")
     # ali-ons never creates topics: make it exist first, as an operator would.
-    created = call(node.broker, RequestCode.SEND_MESSAGE_V2, {
-        "a": "PG", "b": "OnsT", "c": "TBW102", "d": 4, "e": 0, "f": 0, "g": 0, "h": 0,
-        "i": "TAGS\x01Init\x02"}, b"init")
-    assert created.code == 0
+    send(node.broker, "OnsT", b"init", TAGS="Init")
     result = run_alions(SCRIPT % {"ns": node.namesrv}, timeout=90)
     events = [json.loads(line) for line in result.lines if line.startswith("{")]
     assert result.returncode == 0, result.explain()

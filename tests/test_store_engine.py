@@ -253,10 +253,12 @@ def test_consume_queues_rebuild_from_scratch(tmp_path):
     run(keys())
 
 
-def drain_store(root, topic, q):
+def drain_store(root, topic, q, **extra):
+    """Open the store, read one queue from its start, close it again."""
     async def go():
-        store = await opened(root)
+        store = await opened(root, **extra)
         try:
+            assert not store.recovered_abnormally
             return drain(store, topic, q)
         finally:
             await store.close()
@@ -359,18 +361,9 @@ def test_full_disk_answers_service_not_available_and_corrupts_nothing(tiny_disk)
         await store.close()
     run(fill())
     assert len(acked) > 500
-    got = [int(r.body[:5]) for r in drain_store_with(root)]
+    got = [int(r.body[:5]) for r in drain_store(root, "T", 0, mappedFileSizeCommitLog=256 * 1024,
+                                                mappedFileSizeConsumeQueue=2000,
+                                                maxHashSlotNum=16, maxIndexNum=64,
+                                                messageIndexEnable=False)]
     assert got == acked  # every acknowledged message, in order, nothing torn
 
-
-def drain_store_with(root):
-    async def go():
-        store = await opened(root, mappedFileSizeCommitLog=256 * 1024,
-                             mappedFileSizeConsumeQueue=2000, maxHashSlotNum=16, maxIndexNum=64,
-                             messageIndexEnable=False)
-        try:
-            assert not store.recovered_abnormally
-            return drain(store, "T", 0)
-        finally:
-            await store.close()
-    return run(go())
