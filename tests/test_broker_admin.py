@@ -156,3 +156,47 @@ def test_transaction_half_commit_and_rollback(node):
     ops = call(node.broker, RC.GET_MAX_OFFSET, {"topic": "RMQ_SYS_TRANS_OP_HALF_TOPIC",
                                                 "queueId": 0})
     assert ops.field("offset") == "2"  # one op record per decision
+
+
+def test_consumer_status_asks_the_live_members(node):
+    """INVOKE_BROKER_TO_GET_CONSUMER_STATUS: the broker asks each member over its own
+    connection (GET_CONSUMER_STATUS_FROM_CLIENT) and gathers the answers by client id."""
+    import asyncio
+
+    from rmqnode.net.client import RemotingClient
+    from rmqnode.net.codec import RemotingCommand
+    from rmqnode.net.connection import Dispatcher
+
+    status = {fastjson.ObjectKey.of({"brokerName": "broker-a", "queueId": 0,
+                                     "topic": "StatT"}): 7}
+
+    async def go():
+        member = Dispatcher()
+        member.register(RC.GET_CONSUMER_STATUS_FROM_CLIENT, lambda cmd, conn: cmd.response(
+            body=fastjson.dumpb({"messageQueueTable": status})))
+        client = RemotingClient(member)
+        heartbeat = fastjson.dumpb({"clientID": "me@1", "consumerDataSet": [{
+            "groupName": "StatG", "consumeType": "CONSUME_PASSIVELY",
+            "messageModel": "CLUSTERING", "consumeFromWhere": "CONSUME_FROM_LAST_OFFSET",
+            "subscriptionDataSet": [{"topic": "StatT", "subString": "*"}]}]})
+        try:
+            assert (await client.invoke(node.broker, RemotingCommand.request(
+                RC.HEART_BEAT, body=heartbeat))).code == 0
+            admin = RemotingClient()
+            try:
+                resp = await admin.invoke(node.broker, RemotingCommand.request(
+                    RC.INVOKE_BROKER_TO_GET_CONSUMER_STATUS, {"topic": "StatT",
+                                                              "group": "StatG"}))
+            finally:
+                await admin.close()
+        finally:
+            await client.close()
+        return resp
+
+    resp = asyncio.run(go())
+    assert resp.code == 0
+    [(client_id, queues)] = fastjson.loads(resp.body)["consumerTable"].items()
+    assert client_id == "me@1" and list(queues.values()) == [7]
+    offline = call(node.broker, RC.INVOKE_BROKER_TO_GET_CONSUMER_STATUS,
+                   {"topic": "StatT", "group": "Nobody"})
+    assert offline.code == 1 and "No Any Consumer online" in offline.remark

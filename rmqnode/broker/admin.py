@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from rmqnode.broker.send import validate_topic
 from rmqnode.broker.topics import TopicConfig
 from rmqnode.config import apply, read_properties, write_properties
+from rmqnode.errors import ConnectionLost, RemotingTimeout
 from rmqnode.net import fastjson
 from rmqnode.net.codec import OUR_VERSION, RemotingCommand
 from rmqnode.net.codes import RequestCode, ResponseCode
@@ -49,6 +50,7 @@ class AdminProcessor:
                 rc.UPDATE_BROKER_CONFIG: self.update_config,
                 rc.INVOKE_BROKER_TO_RESET_OFFSET: self.reset_offset,
                 rc.VIEW_BROKER_STATS_DATA: self.stats_data,
+                rc.INVOKE_BROKER_TO_GET_CONSUMER_STATUS: self.consumer_status,
                 rc.DELETE_EXPIRED_COMMITLOG: self.delete_expired}
 
     # -- topics --------------------------------------------------------------------------
@@ -237,6 +239,32 @@ class AdminProcessor:
         return cmd.response()
 
     # -- offsets -------------------------------------------------------------------------
+
+    async def consumer_status(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
+        """Ask every live member of a group (GET_CONSUMER_STATUS_FROM_CLIENT) for its offsets
+        on a topic; `clientAddr` narrows it to one member. Members that do not answer within
+        5 s are left out, as Java does."""
+        topic, group = cmd.require("topic"), cmd.require("group")
+        only = cmd.field("clientAddr")
+        info = self.broker.clients.consumers.get(group)
+        if info is None or not info.channels:
+            return cmd.response(ResponseCode.SYSTEM_ERROR,
+                                f"No Any Consumer online in the consumer group: [{group}]")
+        table = {}
+        for channel in list(info.channels.values()):
+            if only and channel.conn.peer != only:
+                continue
+            ask = RemotingCommand.request(RequestCode.GET_CONSUMER_STATUS_FROM_CLIENT,
+                                          {"topic": topic, "group": group,
+                                           "clientAddr": channel.conn.peer})
+            try:
+                answer = await channel.conn.request(ask, timeout=5.0)
+            except (ConnectionLost, RemotingTimeout):
+                continue
+            if answer.code == ResponseCode.SUCCESS and answer.body:
+                status = fastjson.loads(answer.body).get("messageQueueTable", {})
+                table[channel.client_id] = status
+        return cmd.response(body=_json({"consumerTable": table}))
 
     def reset_offset(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
         """Move a group's offsets on a topic to a time (-1: the end) or, with queueId and
