@@ -6,6 +6,7 @@ import click
 
 from rmqctl.commands.cluster import cluster
 from rmqctl.commands.kv import kv
+from rmqctl.commands.messages import consume, send
 from rmqctl.commands.store import dump_consumequeue, inspect_commitlog
 from rmqctl.commands.topic import topic
 from rmqctl.context import Ctx, default_namesrv
@@ -38,6 +39,8 @@ def main(click_ctx: click.Context, namesrv_addr: str, output: str, timeout: floa
 main.add_command(cluster)
 main.add_command(topic)
 main.add_command(kv)
+main.add_command(send)
+main.add_command(consume)
 main.add_command(inspect_commitlog)
 main.add_command(dump_consumequeue)
 

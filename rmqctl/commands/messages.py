@@ -1,0 +1,204 @@
+"""`rmqctl send` and `rmqctl consume`: messages in and out, for people and for pipes."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+
+import click
+
+from rmqnode.message import MessageExt
+from rmqctl.client.consumer import GroupConsumer
+from rmqctl.client.namesrv import NameServerClient
+from rmqctl.client.producer import Producer, SendResult
+from rmqctl.commands.store import BODY_FORMATS, body_text, message_row
+from rmqctl.context import Ctx, pass_ctx
+from rmqctl.output import emit_rows
+
+_TOKEN = re.compile(r"%p\{([^}]*)\}|%[tqokTisb%]|\\[nt\\]")
+
+
+def render(fmt: str, msg: MessageExt, body_format: str) -> str:
+    """kcat-style format strings: %t topic, %q queue, %o offset, %k keys, %T tags, %i msgId,
+    %s store time, %b body, %p{name} a property, \\n \\t escapes."""
+    def sub(m: re.Match) -> str:
+        token = m.group(0)
+        if m.group(1) is not None:
+            return msg.properties.get(m.group(1), "")
+        return {"%t": msg.topic, "%q": str(msg.queue_id), "%o": str(msg.queue_offset),
+                "%k": " ".join(msg.keys), "%T": msg.tags or "", "%i": msg.msg_id,
+                "%s": str(msg.store_timestamp), "%%": "%", "\\n": "\n", "\\t": "\t",
+                "\\\\": "\\"}.get(token) if token != "%b" else \
+            (body_text(msg.body_inflated(), body_format) or "")
+    return _TOKEN.sub(sub, fmt)
+
+
+def split_input(data: bytes, whole: bool, delimiter: str | None) -> list[bytes]:
+    if whole:
+        return [data]
+    sep = (delimiter or "\n").encode().decode("unicode_escape").encode()
+    parts = data.split(sep)
+    if parts and parts[-1] == b"":
+        parts.pop()  # a trailing delimiter ends the last message, it does not start one
+    return parts
+
+
+def result_row(r: SendResult) -> dict:
+    return {"msgId": r.msg_id, "offsetMsgId": r.offset_msg_id, "topic": r.queue.topic,
+            "brokerName": r.queue.broker_name, "queueId": r.queue.queue_id,
+            "queueOffset": r.queue_offset, "status": r.status}
+
+
+@click.command()
+@click.argument("topic")
+@click.argument("body", required=False)
+@click.option("--tags", help="The message's tag (one; consumers filter on it).")
+@click.option("--keys", help="Business keys, space-separated (indexed for lookups).")
+@click.option("-p", "--property", "props", multiple=True, metavar="KEY=VALUE",
+              help="A user property (repeatable).")
+@click.option("--delay-level", type=click.IntRange(0, 18), default=0,
+              help="Deliver after RocketMQ delay level N (1=1s ... 18=2h).")
+@click.option("--mode", type=click.Choice(["sync", "async", "oneway"]), default="sync",
+              show_default=True, help="async: up to 64 sends in flight.")
+@click.option("--sharding-key", help="Same key, same queue (orderly per key).")
+@click.option("--compress", type=click.Choice(["zlib", "zstd"]), help="Compress bodies.")
+@click.option("--delimiter", help="Split stdin on this instead of newlines (e.g. '\\0').")
+@click.option("--whole", is_flag=True, help="All of stdin is one message.")
+@click.option("--batch", type=click.IntRange(1, 1024), default=1,
+              help="Send stdin messages in batches of N (one request each).")
+@pass_ctx
+def send(ctx: Ctx, topic: str, body: str | None, tags: str | None, keys: str | None,
+         props: tuple[str, ...], delay_level: int, mode: str, sharding_key: str | None,
+         compress: str | None, delimiter: str | None, whole: bool, batch: int) -> None:
+    """Send BODY to TOPIC, or each line of stdin as one message.
+
+    \b
+    Examples:
+      rmqctl send Orders 'hello' --tags TagA --keys order-1
+      seq 1 5000 | rmqctl send Numbers
+      cat event.json | rmqctl send Events --whole -p source=cli
+      rmqctl -o ndjson send Orders 'x' --sharding-key customer-7
+    """
+    properties = {}
+    for item in props:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.UsageError(f"-p expects KEY=VALUE, got {item!r}")
+        properties[key] = value
+    if body is not None:
+        bodies = [body.encode()]
+    elif sys.stdin.isatty():
+        raise click.UsageError("give BODY, or pipe messages into stdin")
+    else:
+        bodies = split_input(sys.stdin.buffer.read(), whole, delimiter)
+    key_list = keys.split() if keys else None
+
+    async def work(ns: NameServerClient) -> list[SendResult]:
+        producer = Producer(ns.remoting, ns, timeout=ctx.timeout)
+        one = dict(tags=tags, keys=key_list, props=properties)
+        if batch > 1:
+            out = []
+            for i in range(0, len(bodies), batch):
+                out += await producer.send_batch(topic, bodies[i:i + batch],
+                                                 sharding_key=sharding_key, **one)
+            return out
+        if mode == "async":
+            window = asyncio.Semaphore(64)
+
+            async def limited(b: bytes) -> SendResult:
+                async with window:
+                    return await producer.send(topic, b, delay_level=delay_level,
+                                               sharding_key=sharding_key, compression=compress,
+                                               **one)
+            return list(await asyncio.gather(*(limited(b) for b in bodies)))
+        return [await producer.send(topic, b, delay_level=delay_level, sharding_key=sharding_key,
+                                    oneway=mode == "oneway", compression=compress, **one)
+                for b in bodies]
+
+    results = ctx.run(work)
+    emit_rows([result_row(r) for r in results], ctx.output,
+              ["msgId", "queueId", "queueOffset", "status"] if ctx.output != "json" else None)
+
+
+@click.command()
+@click.argument("topic")
+@click.option("-g", "--group", required=True, help="Consumer group (offsets are committed).")
+@click.option("--tags", "expression", default="*", show_default=True,
+              help="Tag expression, e.g. 'TagA || TagB'.")
+@click.option("--from", "start", metavar="WHERE",
+              help="first, last, @TIMESTAMP_MS, -N (the last N per queue) or an offset. "
+                   "Default: the group's committed offset.")
+@click.option("-c", "--count", type=int, help="Stop after N messages.")
+@click.option("-e", "--exit-at-end", is_flag=True, help="Stop when caught up.")
+@click.option("--broadcast", is_flag=True, help="Read every queue; commit nothing.")
+@click.option("-f", "--format", "fmt", help="kcat-style: %t %q %o %k %T %i %s %b %p{name}.")
+@click.option("--body", "body_format", type=click.Choice(BODY_FORMATS), default="auto",
+              show_default=True)
+@pass_ctx
+def consume(ctx: Ctx, topic: str, group: str, expression: str, start: str | None,
+            count: int | None, exit_at_end: bool, broadcast: bool, fmt: str | None,
+            body_format: str) -> None:
+    """Consume TOPIC as a member of GROUP, printing each message (Ctrl-C stops).
+
+    \b
+    Examples:
+      rmqctl consume Numbers -g cli --from first -e --format '%b'
+      rmqctl -o ndjson consume Orders -g audit --tags 'TagA || TagB' -c 10
+      rmqctl consume Orders -g g2 --from @1700000000000 -e
+    """
+    if fmt is None:
+        fmt = "%b" if ctx.output == "raw" else "%t/%q@%o %i %b"
+    if not fmt.endswith("\\n") and not fmt.endswith("\n"):
+        fmt += "\n"
+    printed = 0
+    done = asyncio.Event()
+
+    def show(msg: MessageExt) -> None:
+        nonlocal printed
+        if ctx.output in ("json", "ndjson"):
+            emit_rows([message_row(msg, body_format)], "ndjson")
+        else:
+            sys.stdout.write(render(fmt, msg, body_format))
+        printed += 1
+        if count is not None and printed >= count:
+            done.set()
+
+    async def work(ns: NameServerClient) -> None:
+        consumer = GroupConsumer(ns.remoting, ns, group, topic, expression, broadcast,
+                                 ctx.timeout)
+        queues = await consumer.join()
+        try:
+            async def read(mq) -> None:
+                offset = await consumer.start_offset(mq, start)
+                while not done.is_set():
+                    result = await consumer.pull(mq, offset, 32, 0 if exit_at_end else 15000,
+                                                 commit_offset=offset)
+                    for msg in result.messages:
+                        if done.is_set():
+                            return
+                        show(msg)
+                    if result.next_offset != offset:
+                        offset = result.next_offset
+                        await consumer.commit(mq, offset)
+                    elif exit_at_end and offset >= result.max_offset:
+                        return
+                    sys.stdout.flush()
+
+            readers = asyncio.gather(*(read(mq) for mq in queues))
+            stop = asyncio.ensure_future(done.wait())
+            await asyncio.wait({readers, stop}, return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
+            if not readers.done():
+                readers.cancel()
+                try:
+                    await readers
+                except asyncio.CancelledError:
+                    pass
+            else:
+                readers.result()
+        finally:
+            sys.stdout.flush()
+            await consumer.leave()
+
+    ctx.run(work)
