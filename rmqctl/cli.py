@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import click
 
+from rmqctl.commands.broker import broker
 from rmqctl.commands.cluster import cluster
+from rmqctl.commands.group import group
 from rmqctl.commands.kv import kv
+from rmqctl.commands.message import message
 from rmqctl.commands.messages import consume, send
+from rmqctl.commands.offset import offset
 from rmqctl.commands.store import dump_consumequeue, inspect_commitlog
 from rmqctl.commands.topic import topic
 from rmqctl.context import Ctx, default_namesrv
@@ -39,6 +43,10 @@ def main(click_ctx: click.Context, namesrv_addr: str, output: str, timeout: floa
 main.add_command(cluster)
 main.add_command(topic)
 main.add_command(kv)
+main.add_command(broker)
+main.add_command(group)
+main.add_command(message)
+main.add_command(offset)
 main.add_command(send)
 main.add_command(consume)
 main.add_command(inspect_commitlog)

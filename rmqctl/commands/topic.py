@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import click
 
+from rmqnode.errors import RemotingError
 from rmqnode.net import fastjson
+from rmqnode.net.codec import RemotingCommand
 from rmqnode.net.codes import RequestCode
+from rmqctl.client.admin import Admin
 from rmqctl.context import Ctx, pass_ctx
 from rmqctl.output import emit_object, emit_rows
 
 
 @click.group()
 def topic() -> None:
-    """Topics: list them, see their routes."""
+    """Topics: list, create, update, delete, route, status."""
 
 
 @topic.command("list")
@@ -62,3 +65,105 @@ def perm_text(perm: int) -> str:
     """6 -> 'RW', 7 -> 'RWX' (X: may serve as an auto-create template), as people read them."""
     return ("R" if perm & 4 else "") + ("W" if perm & 2 else "") + ("X" if perm & 1 else "") \
         or "-"
+
+
+def _apply_topic(ctx: Ctx, name: str, queues: int, perm: str, order: bool,
+                 cluster: str | None, broker: str | None) -> list[dict]:
+    perms = {"R": 4, "W": 2, "RW": 6}
+    async def work(ns):
+        admin = Admin(ns)
+        targets = {broker: broker} if broker else await admin.masters(cluster)
+        if not targets:
+            raise ValueError("no broker to create the topic on (see: rmqctl cluster list)")
+        fields = {"topic": name, "defaultTopic": "TBW102", "readQueueNums": queues,
+                  "writeQueueNums": queues, "perm": perms[perm], "topicFilterType": "SINGLE_TAG",
+                  "topicSysFlag": 0, "order": order}
+        rows = []
+        for broker_name, addr in targets.items():
+            await admin.call(addr, RequestCode.UPDATE_AND_CREATE_TOPIC, fields)
+            rows.append({"topic": name, "broker": broker_name, "addr": addr, "queues": queues,
+                         "perm": perm})
+        if order:  # ordered topics are announced to every name server, as mqadmin -o does
+            conf = ";".join(f"{b}:{queues}" for b in targets)
+            await ns.kv_put("ORDER_TOPIC_CONFIG", name, conf)
+        return rows
+    return ctx.run(work)
+
+
+_TOPIC_OPTIONS = [
+    click.option("-q", "--queues", type=click.IntRange(1, 1024), default=8, show_default=True),
+    click.option("--perm", type=click.Choice(["RW", "R", "W"]), default="RW", show_default=True),
+    click.option("--order", is_flag=True, help="An ordered topic (ORDER_TOPIC_CONFIG)."),
+    click.option("-c", "--cluster", help="On every master of this cluster (default: all)."),
+    click.option("-b", "--broker", "broker_addr", help="Only on the broker at this address."),
+]
+
+
+def _topic_options(f):
+    for option in reversed(_TOPIC_OPTIONS):
+        f = option(f)
+    return f
+
+
+@topic.command("create")
+@click.argument("name")
+@_topic_options
+@pass_ctx
+def topic_create(ctx: Ctx, name: str, queues: int, perm: str, order: bool,
+                 cluster: str | None, broker_addr: str | None) -> None:
+    """Create NAME on brokers (idempotent; `update` is the same request).
+
+    \b
+    Examples:
+      rmqctl topic create Orders -q 8
+      rmqctl topic create Payments -q 4 --order -c DefaultCluster
+    """
+    emit_rows(_apply_topic(ctx, name, queues, perm, order, cluster, broker_addr), ctx.output)
+
+
+@topic.command("update")
+@click.argument("name")
+@_topic_options
+@pass_ctx
+def topic_update(ctx: Ctx, name: str, queues: int, perm: str, order: bool,
+                 cluster: str | None, broker_addr: str | None) -> None:
+    """Change NAME's queue count or permission on brokers."""
+    emit_rows(_apply_topic(ctx, name, queues, perm, order, cluster, broker_addr), ctx.output)
+
+
+@topic.command("delete")
+@click.argument("name")
+@click.option("-c", "--cluster", help="Only in this cluster (default: everywhere).")
+@pass_ctx
+def topic_delete(ctx: Ctx, name: str, cluster: str | None) -> None:
+    """Delete NAME from its brokers and from every name server."""
+    async def work(ns):
+        admin = Admin(ns)
+        for addr in (await admin.masters(cluster)).values():
+            await admin.call(addr, RequestCode.DELETE_TOPIC_IN_BROKER, {"topic": name})
+        for addr in ns.addrs:
+            resp = await ns.remoting.invoke(addr, RemotingCommand.request(
+                RequestCode.DELETE_TOPIC_IN_NAMESRV, {"topic": name, "clusterName": cluster}),
+                ns.timeout)
+            if resp.code != 0:
+                raise RemotingError(resp.code, resp.remark or "")
+    ctx.run(work)
+
+
+@topic.command("status")
+@click.argument("name")
+@pass_ctx
+def topic_status(ctx: Ctx, name: str) -> None:
+    """Min and max offset of every queue of NAME, as `mqadmin topicStatus` shows them."""
+    async def work(ns):
+        admin = Admin(ns)
+        rows = []
+        for broker_name, addr in sorted((await admin.topic_masters(name)).items()):
+            stats = await admin.call_json(addr, RequestCode.GET_TOPIC_STATS_INFO, {"topic": name})
+            for key, value in stats.get("offsetTable", {}).items():
+                mq = key.as_dict()
+                rows.append({"brokerName": broker_name, "queueId": mq["queueId"],
+                             "minOffset": value["minOffset"], "maxOffset": value["maxOffset"],
+                             "lastUpdateTimestamp": value["lastUpdateTimestamp"]})
+        return sorted(rows, key=lambda r: (r["brokerName"], r["queueId"]))
+    emit_rows(ctx.run(work), ctx.output)

@@ -75,14 +75,18 @@ class BrokerController:
         self.topics.persist()
         self.offsets.load()
         self.groups.load()
+        # Bind first: the store host written into every record and message id is the
+        # address clients reach, which is only known once the port is (listenPort 0).
+        await self.server.start(serving=False)
+        self.config.listenPort = self.server.port
+        self.store.set_store_host(self.config.broker_addr)
         await asyncio.to_thread(self.store.open)
         if self.store.recovered_abnormally:
             log.lifecycle.info("store.recovered_after_crash", root=self.config.storePathRootDir,
                                commitlog_end=self.store.commitlog.max_offset)
         self.store.start()
         self.schedule.start()
-        await self.server.start()
-        self.config.listenPort = self.server.port
+        await self.server.serve()
         await self.register_all()
         self._register_task = asyncio.create_task(self._register_loop())
         self._spawn(self._housekeeping_loop())

@@ -43,13 +43,19 @@ class RemotingServer:
         self.connections.add(conn)
         return conn
 
-    async def start(self) -> None:
+    async def start(self, serving: bool = True) -> None:
+        """Bind (and learn the port if 0 was asked for); with serving=False, accept nothing
+        until serve(), so a role can finish starting behind an address it already knows."""
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(self._new_connection, self.host, self.port,
-                                                reuse_address=True)
+                                                reuse_address=True, start_serving=serving)
         if self.port == 0:
             self.port = self._server.sockets[0].getsockname()[1]
         self._reaper = asyncio.create_task(self._reap_idle())
+
+    async def serve(self) -> None:
+        assert self._server is not None
+        await self._server.start_serving()
 
     async def _reap_idle(self) -> None:
         while True:

@@ -122,6 +122,11 @@ class MessageStore:
         self._lock_fd = -1
         self._tasks: list[asyncio.Task] = []
 
+    def set_store_host(self, addr: str) -> None:
+        """The broker's advertised address, once it is known (before open)."""
+        self.store_host = host_bytes(addr)
+        self.commitlog.store_host = self.store_host
+
     # -- opening and recovery --------------------------------------------------------------
 
     @property

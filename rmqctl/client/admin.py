@@ -1,0 +1,49 @@
+"""Admin calls that span brokers (what mqadmin's DefaultMQAdminExt does): find the masters of
+a cluster or a topic, send each the same request, gather the answers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rmqnode.errors import RemotingError
+from rmqnode.net import fastjson
+from rmqnode.net.codec import RemotingCommand
+from rmqnode.net.codes import ResponseCode
+from rmqctl.client.namesrv import NameServerClient
+from rmqctl.client.producer import topic_route
+
+
+class Admin:
+    def __init__(self, namesrv: NameServerClient) -> None:
+        self.namesrv = namesrv
+        self.remoting = namesrv.remoting
+
+    async def masters(self, cluster: str | None = None) -> dict[str, str]:
+        """Broker name -> master address, of one cluster or of all."""
+        info = await self.namesrv.cluster_info()
+        names = info.get("clusterAddrTable", {}).get(cluster, []) if cluster else \
+            [n for ns in info.get("clusterAddrTable", {}).values() for n in ns]
+        if cluster and not names:
+            raise ValueError(f"no cluster named {cluster!r} (see: rmqctl cluster list)")
+        out = {}
+        for name in names:
+            addr = info.get("brokerAddrTable", {}).get(name, {}).get("brokerAddrs", {}).get("0")
+            if addr:
+                out[name] = addr
+        return out
+
+    async def topic_masters(self, topic: str) -> dict[str, str]:
+        return (await topic_route(self.namesrv, topic)).addrs
+
+    async def call(self, addr: str, code: int, fields: dict[str, Any] | None = None,
+                   body: bytes = b"") -> RemotingCommand:
+        resp = await self.remoting.invoke(addr, RemotingCommand.request(code, fields, body),
+                                          self.namesrv.timeout)
+        if resp.code != ResponseCode.SUCCESS:
+            raise RemotingError(resp.code, f"{addr}: {resp.remark or ''}")
+        return resp
+
+    async def call_json(self, addr: str, code: int, fields: dict[str, Any] | None = None,
+                        body: bytes = b"") -> Any:
+        resp = await self.call(addr, code, fields, body)
+        return fastjson.loads(resp.body) if resp.body else {}

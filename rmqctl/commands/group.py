@@ -1,0 +1,113 @@
+"""`rmqctl group ...`: consumer groups, their progress and members."""
+
+from __future__ import annotations
+
+import click
+
+from rmqnode.errors import RemotingError
+from rmqnode.net import fastjson
+from rmqnode.net.codec import RemotingCommand
+from rmqnode.net.codes import RequestCode, ResponseCode
+from rmqctl.client.admin import Admin
+from rmqctl.context import Ctx, pass_ctx
+from rmqctl.output import emit_rows
+
+RETRY_PREFIX = "%RETRY%"
+
+
+@click.group()
+def group() -> None:
+    """Consumer groups: list, create, delete, progress, connections."""
+
+
+@group.command("list")
+@pass_ctx
+def group_list(ctx: Ctx) -> None:
+    """Groups with a retry topic, which every clustering consumer group has."""
+    names = ctx.run(lambda ns: ns.topic_list())
+    emit_rows([{"group": t[len(RETRY_PREFIX):]} for t in sorted(names)
+               if t.startswith(RETRY_PREFIX)], ctx.output, ["group"])
+
+
+@group.command("create")
+@click.argument("name")
+@click.option("--retry-max-times", type=int, default=16, show_default=True)
+@click.option("--no-consume", is_flag=True, help="Create it with consuming disabled.")
+@click.option("-c", "--cluster", help="On every master of this cluster (default: all).")
+@pass_ctx
+def group_create(ctx: Ctx, name: str, retry_max_times: int, no_consume: bool,
+                 cluster: str | None) -> None:
+    """Create or update subscription group NAME on brokers."""
+    body = fastjson.dumpb({"groupName": name, "retryMaxTimes": retry_max_times,
+                           "consumeEnable": not no_consume})
+
+    async def work(ns):
+        admin = Admin(ns)
+        for addr in (await admin.masters(cluster)).values():
+            await admin.call(addr, RequestCode.UPDATE_AND_CREATE_SUBSCRIPTIONGROUP, body=body)
+    ctx.run(work)
+
+
+@group.command("delete")
+@click.argument("name")
+@click.option("--clean-offset", is_flag=True, help="Also forget its committed offsets.")
+@click.option("-c", "--cluster", help="Only in this cluster.")
+@pass_ctx
+def group_delete(ctx: Ctx, name: str, clean_offset: bool, cluster: str | None) -> None:
+    """Delete subscription group NAME from brokers."""
+    async def work(ns):
+        admin = Admin(ns)
+        for addr in (await admin.masters(cluster)).values():
+            await admin.call(addr, RequestCode.DELETE_SUBSCRIPTIONGROUP,
+                             {"groupName": name, "cleanOffset": clean_offset})
+    ctx.run(work)
+
+
+@group.command("progress")
+@click.argument("name")
+@click.option("-t", "--topic", help="Only this topic.")
+@pass_ctx
+def group_progress(ctx: Ctx, name: str, topic: str | None) -> None:
+    """Per queue: the broker's offset, the group's, and the lag (`mqadmin consumerProgress`).
+
+    \b
+    Example:
+      rmqctl group progress orders-service
+    """
+    async def work(ns):
+        admin = Admin(ns)
+        rows = []
+        for broker_name, addr in sorted((await admin.masters()).items()):
+            fields = {"consumerGroup": name} | ({"topic": topic} if topic else {})
+            stats = await admin.call_json(addr, RequestCode.GET_CONSUME_STATS, fields)
+            for key, value in stats.get("offsetTable", {}).items():
+                mq = key.as_dict()
+                rows.append({"topic": mq["topic"], "brokerName": broker_name,
+                             "queueId": mq["queueId"], "brokerOffset": value["brokerOffset"],
+                             "consumerOffset": value["consumerOffset"],
+                             "diff": value["brokerOffset"] - value["consumerOffset"],
+                             "lastTimestamp": value["lastTimestamp"]})
+        return sorted(rows, key=lambda r: (r["topic"], r["brokerName"], r["queueId"]))
+    emit_rows(ctx.run(work), ctx.output)
+
+
+@group.command("connections")
+@click.argument("name")
+@pass_ctx
+def group_connections(ctx: Ctx, name: str) -> None:
+    """The group's live members: client id, address, language, version."""
+    async def work(ns):
+        admin = Admin(ns)
+        rows = []
+        for addr in (await admin.masters()).values():
+            resp = await ns.remoting.invoke(addr, RemotingCommand.request(
+                RequestCode.GET_CONSUMER_CONNECTION_LIST, {"consumerGroup": name}), ns.timeout)
+            if resp.code == 0:
+                data = fastjson.loads(resp.body)
+                rows += [c | {"messageModel": data.get("messageModel")}
+                         for c in data.get("connectionSet", [])]
+        if not rows:
+            raise RemotingError(ResponseCode.CONSUMER_NOT_ONLINE,
+                                f"the consumer group {name} is not online")
+        return rows
+    emit_rows(ctx.run(work), ctx.output)
