@@ -9,7 +9,7 @@ from rmqctl.commands.cluster import cluster
 from rmqctl.commands.group import group
 from rmqctl.commands.kv import kv
 from rmqctl.commands.message import message
-from rmqctl.commands.messages import consume, send
+from rmqctl.commands.messages import consume, send, tail
 from rmqctl.commands.offset import offset
 from rmqctl.commands.store import dump_consumequeue, inspect_commitlog
 from rmqctl.commands.topic import topic
@@ -49,6 +49,7 @@ main.add_command(message)
 main.add_command(offset)
 main.add_command(send)
 main.add_command(consume)
+main.add_command(tail)
 main.add_command(inspect_commitlog)
 main.add_command(dump_consumequeue)
 

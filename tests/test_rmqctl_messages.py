@@ -57,6 +57,7 @@ def test_ndjson_consume_and_properties(node):
     assert row["offsetMsgId"] == result["offsetMsgId"]
     fmt = rmqctl(node.namesrv, "consume", "Props", "-g", "P2", "--from", "first", "-e",
                  "--format", "%t|%q|%o|%T|%k|%p{origin}|%b\\n", "-c", "1")
+    assert fmt.returncode == 0, fmt.stderr
     assert re.fullmatch("Props\\|[0-3]\\|0\\|TagA\\|k1 k2\\|cli\\|hello \u00e9\n", fmt.stdout), fmt.stdout
 
 
@@ -82,3 +83,25 @@ def test_misuse_and_failures_exit_codes(node):
     assert out.stderr.startswith("rmqctl: TOPIC_NOT_EXIST (17)") and out.stderr.count("\n") == 1
     out = rmqctl("127.0.0.1:1", "send", "T", "x")
     assert out.returncode == 1 and "connection refused" in out.stderr
+
+
+def test_tail_shows_the_last_n_then_follows(node):
+    import signal
+    import time
+    assert rmqctl(node.namesrv, "topic", "create", "Tailed", "-q", "1").returncode == 0
+    rmqctl(node.namesrv, "send", "Tailed", input="one\ntwo\nthree\n")
+    proc = subprocess.Popen([sys.executable, "-m", "rmqctl.cli", "-n", node.namesrv, "tail",
+                             "Tailed", "-n", "2", "--format", "%o %b"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.5)
+        rmqctl(node.namesrv, "send", "Tailed", input="four\n")
+        deadline = time.time() + 10
+        lines: list[str] = []
+        while len(lines) < 3 and time.time() < deadline:
+            lines.append(proc.stdout.readline().rstrip("\n"))
+        assert lines == ["1 two", "2 three", "3 four"]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(10)
+    assert proc.returncode == 130 and "Traceback" not in proc.stderr.read()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import sys
 
@@ -11,7 +12,7 @@ import click
 from rmqnode.message import MessageExt
 from rmqctl.client.consumer import GroupConsumer
 from rmqctl.client.namesrv import NameServerClient
-from rmqctl.client.producer import Producer, SendResult
+from rmqctl.client.producer import Producer, SendResult, topic_route
 from rmqctl.commands.store import BODY_FORMATS, body_text, message_row
 from rmqctl.context import Ctx, pass_ctx
 from rmqctl.output import emit_rows
@@ -121,6 +122,94 @@ def send(ctx: Ctx, topic: str, body: str | None, tags: str | None, keys: str | N
               ["msgId", "queueId", "queueOffset", "status"] if ctx.output != "json" else None)
 
 
+async def read_queues(consumer: GroupConsumer, queues: list, start: str | None,
+                      exit_at_end: bool, show, done: asyncio.Event, commit: bool = True) -> None:
+    """Pull every queue concurrently from its start offset, in order within each queue, until
+    caught up (exit_at_end), `done` is set, or the process is interrupted."""
+    async def read(mq) -> None:
+        offset = await consumer.start_offset(mq, start)
+        while not done.is_set():
+            result = await consumer.pull(mq, offset, 32, 0 if exit_at_end else 15000,
+                                         commit_offset=offset if commit else None)
+            for msg in result.messages:
+                if done.is_set():
+                    return
+                show(msg)
+            if result.next_offset != offset:
+                offset = result.next_offset
+                if commit:
+                    await consumer.commit(mq, offset)
+            elif exit_at_end and offset >= result.max_offset:
+                return
+            sys.stdout.flush()
+
+    readers = asyncio.gather(*(read(mq) for mq in queues))
+    stop = asyncio.ensure_future(done.wait())
+    try:
+        await asyncio.wait({readers, stop}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        # Ctrl-C or -c N: stop every reader and collect it, so nothing dies unobserved.
+        stop.cancel()
+        if not readers.done():
+            readers.cancel()
+            await asyncio.gather(readers, return_exceptions=True)
+    if not readers.cancelled():
+        readers.result()  # a reader's own failure (broker error) surfaces here
+
+
+def printer(ctx: Ctx, fmt: str | None, body_format: str, count: int | None,
+            done: asyncio.Event):
+    """What consume and tail do with each message: a format line, or an ndjson row."""
+    if fmt is None:
+        fmt = "%b" if ctx.output == "raw" else "%t/%q@%o %i %b"
+    if not fmt.endswith("\\n") and not fmt.endswith("\n"):
+        fmt += "\n"
+    printed = 0
+
+    def show(msg: MessageExt) -> None:
+        nonlocal printed
+        if ctx.output in ("json", "ndjson"):
+            emit_rows([message_row(msg, body_format)], "ndjson")
+        else:
+            sys.stdout.write(render(fmt, msg, body_format))
+        printed += 1
+        if count is not None and printed >= count:
+            done.set()
+    return show
+
+
+@click.command()
+@click.argument("topic")
+@click.option("-n", "--lines", "last", type=int, default=0, show_default=True,
+              help="Show the last N messages of each queue first.")
+@click.option("--tags", "expression", default="*", show_default=True)
+@click.option("-f", "--format", "fmt", help="kcat-style: %t %q %o %k %T %i %s %b %p{name}.")
+@click.option("--body", "body_format", type=click.Choice(BODY_FORMATS), default="auto",
+              show_default=True)
+@pass_ctx
+def tail(ctx: Ctx, topic: str, last: int, expression: str, fmt: str | None,
+         body_format: str) -> None:
+    """Follow new messages on every queue of TOPIC, like tail -f, without joining a group or
+    committing anything (Ctrl-C stops).
+
+    \b
+    Examples:
+      rmqctl tail Orders
+      rmqctl tail Orders -n 5 --format '%T %b'
+    """
+    done = asyncio.Event()
+    show = printer(ctx, fmt, body_format, None, done)
+
+    async def work(ns: NameServerClient) -> None:
+        consumer = GroupConsumer(ns.remoting, ns, f"rmqctl-tail-{os.getpid()}", topic,
+                                 expression, broadcast=True, timeout=ctx.timeout)
+        consumer.route = await topic_route(ns, topic)
+        await read_queues(consumer, consumer.route.read_queues, f"-{last}" if last else "last",
+                          False, show, done, commit=False)
+
+    ctx.run(work)
+
+
 @click.command()
 @click.argument("topic")
 @click.option("-g", "--group", required=True, help="Consumer group (offsets are committed).")
@@ -147,56 +236,15 @@ def consume(ctx: Ctx, topic: str, group: str, expression: str, start: str | None
       rmqctl -o ndjson consume Orders -g audit --tags 'TagA || TagB' -c 10
       rmqctl consume Orders -g g2 --from @1700000000000 -e
     """
-    if fmt is None:
-        fmt = "%b" if ctx.output == "raw" else "%t/%q@%o %i %b"
-    if not fmt.endswith("\\n") and not fmt.endswith("\n"):
-        fmt += "\n"
-    printed = 0
     done = asyncio.Event()
-
-    def show(msg: MessageExt) -> None:
-        nonlocal printed
-        if ctx.output in ("json", "ndjson"):
-            emit_rows([message_row(msg, body_format)], "ndjson")
-        else:
-            sys.stdout.write(render(fmt, msg, body_format))
-        printed += 1
-        if count is not None and printed >= count:
-            done.set()
+    show = printer(ctx, fmt, body_format, count, done)
 
     async def work(ns: NameServerClient) -> None:
         consumer = GroupConsumer(ns.remoting, ns, group, topic, expression, broadcast,
                                  ctx.timeout)
         queues = await consumer.join()
         try:
-            async def read(mq) -> None:
-                offset = await consumer.start_offset(mq, start)
-                while not done.is_set():
-                    result = await consumer.pull(mq, offset, 32, 0 if exit_at_end else 15000,
-                                                 commit_offset=offset)
-                    for msg in result.messages:
-                        if done.is_set():
-                            return
-                        show(msg)
-                    if result.next_offset != offset:
-                        offset = result.next_offset
-                        await consumer.commit(mq, offset)
-                    elif exit_at_end and offset >= result.max_offset:
-                        return
-                    sys.stdout.flush()
-
-            readers = asyncio.gather(*(read(mq) for mq in queues))
-            stop = asyncio.ensure_future(done.wait())
-            await asyncio.wait({readers, stop}, return_when=asyncio.FIRST_COMPLETED)
-            stop.cancel()
-            if not readers.done():
-                readers.cancel()
-                try:
-                    await readers
-                except asyncio.CancelledError:
-                    pass
-            else:
-                readers.result()
+            await read_queues(consumer, queues, start, exit_at_end, show, done)
         finally:
             sys.stdout.flush()
             await consumer.leave()
