@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from rmqctl.commands.broker import broker
@@ -15,9 +17,11 @@ from rmqctl.commands.store import dump_consumequeue, inspect_commitlog
 from rmqctl.commands.topic import topic
 from rmqctl.context import Ctx, default_namesrv
 from rmqctl.output import FORMATS
+from rmqctl.shell import run_shell
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"]},
+             invoke_without_command=True)
 @click.option("-n", "--namesrv", "namesrv_addr", default=default_namesrv, show_default=
               "$NAMESRV_ADDR or 127.0.0.1:9876",
               help="Name server address(es), 'host:port;host:port'.")
@@ -38,6 +42,20 @@ def main(click_ctx: click.Context, namesrv_addr: str, output: str, timeout: floa
       rmqctl -o json topic list
     """
     click_ctx.obj = Ctx(namesrv_addr, output, timeout, debug)
+    if click_ctx.invoked_subcommand is None:
+        if sys.stdin.isatty() and sys.stdout.isatty():
+            run_shell(main, click_ctx.obj)
+            return
+        click.echo(click_ctx.get_help())
+        click_ctx.exit(2)
+
+
+@main.command()
+@click.pass_obj
+def shell(obj: Ctx) -> None:
+    """Interactive shell: the same commands, with history and completion of commands, topics
+    and groups (also what `rmqctl` alone starts on a terminal)."""
+    run_shell(main, obj)
 
 
 main.add_command(cluster)

@@ -8,7 +8,6 @@ offsets), so a few answers legitimately differ in code; those are listed below w
 from __future__ import annotations
 
 import asyncio
-import json
 
 import pytest
 

@@ -4,13 +4,12 @@ byte, to `rmqnode --role namesrv`, and compare our answers with the real ones.""
 from __future__ import annotations
 
 import asyncio
-import json
 
 import pytest
 
 from rmqnode.config import read_properties
 from rmqnode.net import fastjson
-from rmqnode.net.codec import FrameDecoder, RemotingCommand, decode_frame, encode
+from rmqnode.net.codec import FrameDecoder, RemotingCommand, encode
 from rmqnode.net.codes import RequestCode
 from wire import exchanges, flows
 

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from rmqnode.config import BrokerConfig
-from rmqnode.message import compress, encode_properties, host_bytes
+from rmqnode.message import compress, host_bytes
 from rmqnode.storage.records import Blank, decode_record
 from rmqnode.storage.store import (FLUSH_DISK_TIMEOUT, FOUND, MESSAGE_ILLEGAL,
                                    NO_MATCHED_MESSAGE, NO_MESSAGE_IN_QUEUE, OFFSET_OVERFLOW_BADLY,

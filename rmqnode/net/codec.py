@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from rmqnode.errors import FrameError, RemotingError
 from rmqnode.net.codes import ResponseCode
