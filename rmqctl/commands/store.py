@@ -79,30 +79,59 @@ def commitlog_files(path: Path) -> list[Path]:
     return files
 
 
+class Progress:
+    """A progress bar on stderr for scans of more than one file, only on a terminal (pipes
+    and scripts see nothing of it)."""
+
+    def __init__(self, files: list[Path]) -> None:
+        self.bar = None
+        if len(files) > 1 and sys.stderr.isatty():
+            self.bar = click.progressbar(length=sum(p.stat().st_size for p in files),
+                                         label="scanning", file=sys.stderr)
+            self.bar.__enter__()
+
+    def advance(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+
+
 def scan(files: list[Path], verify: bool, problems: list[str]) -> Iterator[MessageExt]:
     """Every record in offset order. With `verify`, a bad record is reported (file, offset,
     reason) and skipped when its size is plausible; otherwise the file's scan ends there."""
-    for path in files:
-        base = int(path.name) if path.name.isdigit() else 0
-        data = read_only_map(path)
-        pos = 0
-        while pos < len(data):
-            try:
-                rec = decode_record(data, pos, base)
-            except CorruptRecord as exc:
-                problems.append(f"{path} offset {exc.offset}: {exc.reason}")
-                size = int.from_bytes(data[pos:pos + 4], "big", signed=True)
-                if not verify or size < 91 or pos + size > len(data):
-                    break
-                pos += size
-                continue
-            if rec is None or isinstance(rec, Blank):
+    progress = Progress(files)
+    try:
+        for path in files:
+            yield from _scan_file(path, verify, problems)
+            progress.advance(path.stat().st_size)
+    finally:
+        progress.close()
+
+
+def _scan_file(path: Path, verify: bool, problems: list[str]) -> Iterator[MessageExt]:
+    base = int(path.name) if path.name.isdigit() else 0
+    data = read_only_map(path)
+    pos = 0
+    while pos < len(data):
+        try:
+            rec = decode_record(data, pos, base)
+        except CorruptRecord as exc:
+            problems.append(f"{path} offset {exc.offset}: {exc.reason}")
+            size = int.from_bytes(data[pos:pos + 4], "big", signed=True)
+            if not verify or size < 91 or pos + size > len(data):
                 break
-            if verify and body_crc(rec.body) != rec.body_crc:
-                problems.append(f"{path} offset {base + pos}: body CRC {body_crc(rec.body)} "
-                                f"does not match stored {rec.body_crc}")
-            yield rec
-            pos += rec.store_size
+            pos += size
+            continue
+        if rec is None or isinstance(rec, Blank):
+            break
+        if verify and body_crc(rec.body) != rec.body_crc:
+            problems.append(f"{path} offset {base + pos}: body CRC {body_crc(rec.body)} "
+                            f"does not match stored {rec.body_crc}")
+        yield rec
+        pos += rec.store_size
 
 
 @click.command("inspect-commitlog")
