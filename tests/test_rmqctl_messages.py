@@ -105,3 +105,30 @@ def test_tail_shows_the_last_n_then_follows(node):
         proc.send_signal(signal.SIGINT)
         proc.wait(10)
     assert proc.returncode == 130 and "Traceback" not in proc.stderr.read()
+
+
+def test_two_consumers_in_a_group_share_the_queues_and_rebalance(node):
+    import signal
+    import time
+    ns = node.namesrv
+    assert rmqctl(ns, "topic", "create", "Shared2", "-q", "4").returncode == 0
+
+    def member() -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "rmqctl.cli", "-n", ns, "consume",
+                                 "Shared2", "-g", "Pair", "--from", "last", "--format", "%b"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = member()
+    time.sleep(1.5)
+    second = member()  # joining makes the broker notify the first, which gives up queues
+    time.sleep(2.5)
+    rmqctl(ns, "send", "Shared2", input="".join(f"m{i}\n" for i in range(40)))
+    time.sleep(2)
+    outputs = []
+    for proc in (first, second):
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=10)
+        assert proc.returncode == 130, err
+        outputs.append(out.split())
+    assert outputs[0] and outputs[1], "both members got a share"
+    assert not set(outputs[0]) & set(outputs[1]), "no message went to both"
+    assert sorted(outputs[0] + outputs[1]) == sorted(f"m{i}" for i in range(40))

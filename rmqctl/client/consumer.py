@@ -4,6 +4,7 @@ commits offsets to the brokers."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 from dataclasses import dataclass
@@ -66,11 +67,19 @@ class GroupConsumer:
         self.expression = expression or "*"
         self.broadcast = broadcast
         self.timeout = timeout
-        self.client_id = f"{socket.gethostname()}@rmqctl-{os.getpid()}"
+        self.client_id = f"{socket.gethostname()}@rmqctl-{os.getpid()}-{id(self) % 100000}"
         self.route: TopicRoute | None = None
+        self.changed = asyncio.Event()  # the broker said the group's members changed
+        remoting.dispatcher.register(RequestCode.NOTIFY_CONSUMER_IDS_CHANGED, self._notified)
+
+    def _notified(self, cmd: RemotingCommand, conn) -> None:
+        if cmd.field("consumerGroup") == self.group:
+            self.changed.set()
 
     async def join(self) -> list[MessageQueue]:
-        """Heartbeat to every broker of the topic, then take this member's queues."""
+        """Heartbeat to every broker of the topic, then take this member's queues; call again
+        to rebalance (Java clients do every 20 s and when the broker notifies them)."""
+        self.changed.clear()
         self.route = await topic_route(self.namesrv, self.topic)
         body = fastjson.dumpb({"clientID": self.client_id, "consumerDataSet": [{
             "consumeFromWhere": "CONSUME_FROM_LAST_OFFSET", "consumeType": "CONSUME_ACTIVELY",

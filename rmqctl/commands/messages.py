@@ -122,39 +122,79 @@ def send(ctx: Ctx, topic: str, body: str | None, tags: str | None, keys: str | N
               ["msgId", "queueId", "queueOffset", "status"] if ctx.output != "json" else None)
 
 
+async def read_queue(consumer: GroupConsumer, mq, start: str | None, exit_at_end: bool,
+                     show, done: asyncio.Event, commit: bool = True) -> None:
+    """Pull one queue from its start offset, in order, until caught up (exit_at_end) or
+    `done`; offsets are committed after every batch."""
+    offset = await consumer.start_offset(mq, start)
+    while not done.is_set():
+        result = await consumer.pull(mq, offset, 32, 0 if exit_at_end else 15000,
+                                     commit_offset=offset if commit else None)
+        for msg in result.messages:
+            if done.is_set():
+                return
+            show(msg)
+        if result.next_offset != offset:
+            offset = result.next_offset
+            if commit:
+                await consumer.commit(mq, offset)
+        elif exit_at_end and offset >= result.max_offset:
+            return
+        sys.stdout.flush()
+
+
+async def _stop_all(tasks) -> None:
+    """Cancel readers and collect them, so nothing dies unobserved (Ctrl-C, -c N)."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 async def read_queues(consumer: GroupConsumer, queues: list, start: str | None,
                       exit_at_end: bool, show, done: asyncio.Event, commit: bool = True) -> None:
-    """Pull every queue concurrently from its start offset, in order within each queue, until
-    caught up (exit_at_end), `done` is set, or the process is interrupted."""
-    async def read(mq) -> None:
-        offset = await consumer.start_offset(mq, start)
-        while not done.is_set():
-            result = await consumer.pull(mq, offset, 32, 0 if exit_at_end else 15000,
-                                         commit_offset=offset if commit else None)
-            for msg in result.messages:
-                if done.is_set():
-                    return
-                show(msg)
-            if result.next_offset != offset:
-                offset = result.next_offset
-                if commit:
-                    await consumer.commit(mq, offset)
-            elif exit_at_end and offset >= result.max_offset:
-                return
-            sys.stdout.flush()
-
-    readers = asyncio.gather(*(read(mq) for mq in queues))
+    """A fixed set of queues, read concurrently (tail, broadcasting)."""
+    readers = asyncio.gather(*(read_queue(consumer, mq, start, exit_at_end, show, done, commit)
+                               for mq in queues))
     stop = asyncio.ensure_future(done.wait())
     try:
-        await asyncio.wait({readers, stop}, return_when=asyncio.FIRST_COMPLETED)
+        # All readers finish (caught up), one fails, or `done` (-c N, Ctrl-C) comes first.
+        await asyncio.wait([readers, stop], return_when=asyncio.FIRST_COMPLETED)
     finally:
-        # Ctrl-C or -c N: stop every reader and collect it, so nothing dies unobserved.
-        stop.cancel()
-        if not readers.done():
-            readers.cancel()
-            await asyncio.gather(readers, return_exceptions=True)
+        await _stop_all([stop] + ([] if readers.done() else [readers]))
     if not readers.cancelled():
         readers.result()  # a reader's own failure (broker error) surfaces here
+
+
+async def read_group(consumer: GroupConsumer, start: str | None, exit_at_end: bool, show,
+                     done: asyncio.Event, rebalance_every: float = 20.0) -> None:
+    """Clustering: read this member's share of the queues, and rebalance when the broker
+    says the members changed or every 20 s. A queue given away stops (its offset is already
+    committed); a queue taken over starts from the group's committed offset."""
+    readers: dict = {}
+    started: set = set()
+    while not done.is_set():
+        queues = set(await consumer.join())
+        for mq in [mq for mq in readers if mq not in queues]:
+            await _stop_all([readers.pop(mq)])
+        for mq in queues - set(readers):
+            readers[mq] = asyncio.ensure_future(read_queue(
+                consumer, mq, start if mq not in started else None, exit_at_end, show, done))
+            started.add(mq)
+        for mq, task in list(readers.items()):
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                await _stop_all(list(readers.values()))
+                raise task.exception()
+        if exit_at_end and readers and all(t.done() for t in readers.values()):
+            break
+        waits = [asyncio.ensure_future(done.wait()), asyncio.ensure_future(consumer.changed.wait())]
+        try:
+            await asyncio.wait(waits + list(readers.values()), timeout=rebalance_every,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            await _stop_all(waits)
+        if exit_at_end and not readers:
+            break
+    await _stop_all(list(readers.values()))
 
 
 def printer(ctx: Ctx, fmt: str | None, body_format: str, count: int | None,
@@ -242,9 +282,12 @@ def consume(ctx: Ctx, topic: str, group: str, expression: str, start: str | None
     async def work(ns: NameServerClient) -> None:
         consumer = GroupConsumer(ns.remoting, ns, group, topic, expression, broadcast,
                                  ctx.timeout)
-        queues = await consumer.join()
         try:
-            await read_queues(consumer, queues, start, exit_at_end, show, done)
+            if broadcast:
+                await read_queues(consumer, await consumer.join(), start, exit_at_end, show,
+                                  done)
+            else:
+                await read_group(consumer, start, exit_at_end, show, done)
         finally:
             sys.stdout.flush()
             await consumer.leave()
