@@ -37,6 +37,7 @@ class ClusterNames:
     def __init__(self, ctx: Ctx) -> None:
         self.ctx = ctx
         self._topics: list[str] = []
+        self.clusters: list[str] = []
         self._fetched = 0.0
 
     def refresh(self) -> None:
@@ -45,9 +46,9 @@ class ClusterNames:
         if time.monotonic() - self._fetched > CACHE_SECONDS:
             self._fetched = time.monotonic()
             try:
-                self._topics = sorted(asyncio.run(self._fetch()))
+                self._topics, self.clusters = asyncio.run(self._fetch())
             except Exception:  # noqa: BLE001 - completion must never break typing
-                self._topics = []
+                self._topics, self.clusters = [], []
 
     def topics(self) -> list[str]:
         try:
@@ -59,10 +60,13 @@ class ClusterNames:
     def groups(self) -> list[str]:
         return [t[len("%RETRY%"):] for t in self.topics() if t.startswith("%RETRY%")]
 
-    async def _fetch(self) -> list[str]:
+    async def _fetch(self) -> tuple[list[str], list[str]]:
         remoting = RemotingClient(connect_timeout=1.0)
         try:
-            return await NameServerClient(remoting, self.ctx.namesrv_addr, 1.0).topic_list()
+            ns = NameServerClient(remoting, self.ctx.namesrv_addr, 1.0)
+            topics = sorted(await ns.topic_list())
+            clusters = sorted((await ns.cluster_info()).get("clusterAddrTable", {}))
+            return topics, clusters
         finally:
             await remoting.close()
 
@@ -124,8 +128,11 @@ def run_shell(root: click.Group, ctx: Ctx, session: PromptSession | None = None)
         except OSError:
             history = InMemoryHistory()
         session = PromptSession(history=history)
-    toolbar = f" name server {ctx.namesrv_addr}   output {ctx.output}   Tab completes, " \
-              "Ctrl-D leaves"
+    def toolbar() -> str:
+        cluster = ",".join(names.clusters) or "unreachable"
+        return f" name server {ctx.namesrv_addr}   cluster {cluster}   output {ctx.output}" \
+               "   Tab completes, Ctrl-D leaves"
+
     click.echo("rmqctl shell: commands as on the command line, without 'rmqctl'; "
                "'help' lists them.")
     while True:
