@@ -29,6 +29,10 @@ def producer(group):
     p = Producer(group, timeout=5000)
     p.set_namesrv_addr(NS)
     p.start()
+    # The C++ client opens broker connections from its heartbeat thread; a send racing it can
+    # fail inside the client ("GetTransport ... get timed_mutex timeout", seen on a loaded
+    # machine) before anything reaches the broker. Let its start-up settle first.
+    time.sleep(0.5)
     return p
 class Collector:
     def __init__(self):

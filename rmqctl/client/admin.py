@@ -47,3 +47,14 @@ class Admin:
                         body: bytes = b"") -> Any:
         resp = await self.call(addr, code, fields, body)
         return fastjson.loads(resp.body) if resp.body else {}
+
+    async def queue_tables(self, masters: dict[str, str], code: int,
+                           fields: dict[str, Any]) -> list[tuple[str, dict[str, Any], Any]]:
+        """Ask each broker for a MessageQueue-keyed offsetTable (topic stats, consume stats,
+        reset results): (broker name, queue as a dict, value) rows, brokers in name order."""
+        rows = []
+        for broker_name, addr in sorted(masters.items()):
+            data = await self.call_json(addr, code, fields)
+            for key, value in data.get("offsetTable", {}).items():
+                rows.append((broker_name, key.as_dict(), value))
+        return rows

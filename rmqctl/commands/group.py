@@ -76,17 +76,13 @@ def group_progress(ctx: Ctx, name: str, topic: str | None) -> None:
     """
     async def work(ns):
         admin = Admin(ns)
-        rows = []
-        for broker_name, addr in sorted((await admin.masters()).items()):
-            fields = {"consumerGroup": name} | ({"topic": topic} if topic else {})
-            stats = await admin.call_json(addr, RequestCode.GET_CONSUME_STATS, fields)
-            for key, value in stats.get("offsetTable", {}).items():
-                mq = key.as_dict()
-                rows.append({"topic": mq["topic"], "brokerName": broker_name,
-                             "queueId": mq["queueId"], "brokerOffset": value["brokerOffset"],
-                             "consumerOffset": value["consumerOffset"],
-                             "diff": value["brokerOffset"] - value["consumerOffset"],
-                             "lastTimestamp": value["lastTimestamp"]})
+        fields = {"consumerGroup": name} | ({"topic": topic} if topic else {})
+        rows = [{"topic": mq["topic"], "brokerName": broker_name, "queueId": mq["queueId"],
+                 "brokerOffset": value["brokerOffset"], "consumerOffset": value["consumerOffset"],
+                 "diff": value["brokerOffset"] - value["consumerOffset"],
+                 "lastTimestamp": value["lastTimestamp"]}
+                for broker_name, mq, value in await admin.queue_tables(
+                    await admin.masters(), RequestCode.GET_CONSUME_STATS, fields)]
         return sorted(rows, key=lambda r: (r["topic"], r["brokerName"], r["queueId"]))
     emit_rows(ctx.run(work), ctx.output)
 

@@ -58,18 +58,16 @@ def offset_reset(ctx: Ctx, group: str, topic: str, to_timestamp: int | None,
 
     async def work(ns):
         admin = Admin(ns)
-        rows = []
-        for broker_name, addr in sorted((await admin.topic_masters(topic)).items()):
-            fields = {"topic": topic, "group": group, "timestamp": timestamp, "isForce": True}
-            if to_offset is not None:
-                fields |= {"queueId": queue if queue is not None else -1, "offset": to_offset}
-            elif queue is not None:
-                fields["queueId"] = queue
-            data = await admin.call_json(addr, RequestCode.INVOKE_BROKER_TO_RESET_OFFSET, fields)
-            for key, value in data.get("offsetTable", {}).items():
-                mq = key.as_dict()
-                rows.append({"topic": topic, "brokerName": broker_name, "queueId": mq["queueId"],
-                             "offset": value})
+        fields = {"topic": topic, "group": group, "timestamp": timestamp, "isForce": True}
+        if to_offset is not None:
+            fields |= {"queueId": queue if queue is not None else -1, "offset": to_offset}
+        elif queue is not None:
+            fields["queueId"] = queue
+        rows = [{"topic": topic, "brokerName": broker_name, "queueId": mq["queueId"],
+                 "offset": value}
+                for broker_name, mq, value in await admin.queue_tables(
+                    await admin.topic_masters(topic), RequestCode.INVOKE_BROKER_TO_RESET_OFFSET,
+                    fields)]
         return sorted(rows, key=lambda r: (r["brokerName"], r["queueId"]))
     emit_rows(ctx.run(work), ctx.output)
 

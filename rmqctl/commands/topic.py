@@ -157,13 +157,11 @@ def topic_status(ctx: Ctx, name: str) -> None:
     """Min and max offset of every queue of NAME, as `mqadmin topicStatus` shows them."""
     async def work(ns):
         admin = Admin(ns)
-        rows = []
-        for broker_name, addr in sorted((await admin.topic_masters(name)).items()):
-            stats = await admin.call_json(addr, RequestCode.GET_TOPIC_STATS_INFO, {"topic": name})
-            for key, value in stats.get("offsetTable", {}).items():
-                mq = key.as_dict()
-                rows.append({"brokerName": broker_name, "queueId": mq["queueId"],
-                             "minOffset": value["minOffset"], "maxOffset": value["maxOffset"],
-                             "lastUpdateTimestamp": value["lastUpdateTimestamp"]})
+        rows = [{"brokerName": broker_name, "queueId": mq["queueId"],
+                 "minOffset": value["minOffset"], "maxOffset": value["maxOffset"],
+                 "lastUpdateTimestamp": value["lastUpdateTimestamp"]}
+                for broker_name, mq, value in await admin.queue_tables(
+                    await admin.topic_masters(name), RequestCode.GET_TOPIC_STATS_INFO,
+                    {"topic": name})]
         return sorted(rows, key=lambda r: (r["brokerName"], r["queueId"]))
     emit_rows(ctx.run(work), ctx.output)
