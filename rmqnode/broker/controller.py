@@ -16,7 +16,7 @@ from rmqnode.broker.schedule import ScheduleService
 from rmqnode.broker.query import QueryProcessor
 from rmqnode.broker.send import SendProcessor
 from rmqnode.broker.topics import TopicConfig, TopicConfigManager
-from rmqnode.broker.transaction import EndTransactionProcessor
+from rmqnode.broker.transaction import EndTransactionProcessor, TransactionChecker
 from rmqnode.config import BrokerConfig
 from rmqnode.errors import ConnectionLost, RemotingTimeout
 from rmqnode.net import fastjson
@@ -51,6 +51,7 @@ class BrokerController:
         self.dispatcher.register(RequestCode.END_TRANSACTION,
                                  EndTransactionProcessor(self).handle)
         self.schedule = ScheduleService(self)
+        self.transactions = TransactionChecker(self)
         self.pull = PullProcessor(self)
         for code in (RequestCode.PULL_MESSAGE, RequestCode.LITE_PULL_MESSAGE):
             self.dispatcher.register(code, self.pull.handle)
@@ -86,6 +87,7 @@ class BrokerController:
                                commitlog_end=self.store.commitlog.max_offset)
         self.store.start()
         self.schedule.start()
+        self.transactions.start()
         await self.server.serve()
         await self.register_all()
         self._register_task = asyncio.create_task(self._register_loop())
@@ -103,6 +105,7 @@ class BrokerController:
         self.pull.holds.release_all()  # held pulls get their answer before we go
         await asyncio.sleep(0)
         await self.server.stop()
+        self.transactions.stop()
         await self.schedule.stop()
         await self.store.close()
         self.topics.persist_if_dirty()

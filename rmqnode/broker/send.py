@@ -13,6 +13,7 @@ import re
 import time
 from typing import TYPE_CHECKING
 
+from rmqnode.broker.clients import ClientChannel
 from rmqnode.broker.topics import PERM_INHERIT, PERM_READ, PERM_WRITE, TopicConfig
 from rmqnode.broker.transaction import park_half
 from rmqnode.errors import RemotingError
@@ -113,6 +114,12 @@ class SendProcessor:
                                       common)]
             if props.get(TRAN_MSG, "").lower() == "true":
                 park_half(messages[0])
+                # The connection a half message came on belongs to a live producer of its
+                # group: the check-back can reach it before its first heartbeat (30 s).
+                self.broker.clients.register_producer(
+                    h.get("producerGroup") or "", ClientChannel(
+                        conn, str(conn.attrs.get("client_id", conn.peer)), cmd.language,
+                        cmd.version))
         result = await self.broker.store.put_messages(messages)
         if result.ok:
             self.broker.stats["put"] += len(messages)

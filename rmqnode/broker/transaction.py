@@ -5,17 +5,24 @@ record (tag "d", body = the half's queue offset) on RMQ_SYS_TRANS_OP_HALF_TOPIC.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import TYPE_CHECKING
 
-from rmqnode.message import (PGROUP, REAL_QID, REAL_TOPIC, TAGS, TRAN_MSG, TRANSACTION_COMMIT_TYPE,
-                             TRANSACTION_ID, TRANSACTION_MASK, UNIQ_KEY, WAIT)
+from rmqnode import log
+from rmqnode.message import (PGROUP, REAL_QID, REAL_TOPIC, TAGS, TRAN_MSG, TRANSACTION_CHECK_TIMES,
+                             TRANSACTION_COMMIT_TYPE, TRANSACTION_ID, TRANSACTION_MASK, UNIQ_KEY,
+                             WAIT, encode_properties)
 from rmqnode.net.codec import RemotingCommand
-from rmqnode.net.codes import ResponseCode
+from rmqnode.net.codes import RequestCode, ResponseCode
 from rmqnode.net.connection import Connection
+from rmqnode.storage.records import encode_record
 from rmqnode.storage.store import Message
 
 if TYPE_CHECKING:
     from rmqnode.broker.controller import BrokerController
+
+_log = log.get("rmqnode.broker")
 
 HALF_TOPIC = "RMQ_SYS_TRANS_HALF_TOPIC"
 OP_TOPIC = "RMQ_SYS_TRANS_OP_HALF_TOPIC"
@@ -72,3 +79,110 @@ class EndTransactionProcessor:
                      born_timestamp=half.born_timestamp, born_host=half.born_host)
         await store.put_message(op)
         return cmd.response()
+
+
+TRANS_CHECK_MAX_TIME_TOPIC = "TRANS_CHECK_MAX_TIME_TOPIC"
+SYSTEM_GROUP = "CID_RMQ_SYS_TRANS"
+
+
+class TransactionChecker:
+    """Asks producers about half messages nobody ended (TransactionalMessageCheckService).
+
+    Every transactionCheckInterval: a half message with no op record and older than
+    transactionTimeOut is stored again at the end of the half queue with
+    TRANSACTION_CHECK_TIMES + 1 and CHECK_TRANSACTION_STATE goes (oneway) to a live producer
+    of its group, naming the new copy; past transactionCheckMax checks it is moved to
+    TRANS_CHECK_MAX_TIME_TOPIC. Progress is kept as the system group's offset on the half
+    queue, as Java keeps it."""
+
+    def __init__(self, broker: BrokerController) -> None:
+        self.broker = broker
+        self.done: set[int] = set()  # half queue offsets that have an op record
+        self.op_offset = 0
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.broker.config.transactionCheckInterval / 1000.0)
+            try:
+                await self.check(int(time.time() * 1000))
+            except Exception:  # noqa: BLE001 - the checker must outlive one bad message
+                _log.exception("transaction.check_failed")
+
+    def _read_ops(self) -> None:
+        store = self.broker.store
+        cq = store.find_queue(OP_TOPIC, 0)
+        while cq is not None and self.op_offset < cq.max_offset:
+            entry = cq.entry(self.op_offset)
+            op = store.message_at(entry[0]) if entry else None
+            if op is not None and op.body.isdigit():
+                self.done.add(int(op.body))
+            self.op_offset += 1
+
+    async def check(self, now: int) -> int:
+        """One round; returns how many producers were asked."""
+        broker, store, cfg = self.broker, self.broker.store, self.broker.config
+        cq = store.find_queue(HALF_TOPIC, 0)
+        if cq is None:
+            return 0
+        self._read_ops()
+        offset = max(broker.offsets.query(SYSTEM_GROUP, HALF_TOPIC, 0), cq.min_offset)
+        asked = 0
+        end = cq.max_offset  # copies put back during this round wait for the next one
+        while offset < end:
+            entry = cq.entry(offset)
+            half = store.message_at(entry[0]) if entry else None
+            if half is None or offset in self.done:
+                offset += 1
+                continue
+            if now - half.born_timestamp < cfg.transactionTimeOut:
+                break  # younger ones follow: ask again next round
+            times = int(half.properties.get(TRANSACTION_CHECK_TIMES, "0"))
+            props = dict(half.properties)
+            if times >= cfg.transactionCheckMax:
+                await store.put_message(self._copy(half, props, TRANS_CHECK_MAX_TIME_TOPIC))
+                _log.warning("transaction.discarded", msg_id=half.msg_id, checks=times)
+            else:
+                props[TRANSACTION_CHECK_TIMES] = str(times + 1)
+                result = await store.put_message(self._copy(half, props, HALF_TOPIC))
+                if result.ok and result.appended is not None:
+                    asked += self._ask(half, props, result.appended.wrote_offset,
+                                       result.appended.queue_offset, result.msg_ids[0])
+            offset += 1
+        broker.offsets.commit(SYSTEM_GROUP, HALF_TOPIC, 0, offset)
+        return asked
+
+    @staticmethod
+    def _copy(half, props: dict[str, str], topic: str) -> Message:
+        return Message(topic=topic, queue_id=0, body=half.body, properties=props,
+                       flag=half.flag, sys_flag=half.sys_flag,
+                       born_timestamp=half.born_timestamp, born_host=half.born_host,
+                       reconsume_times=half.reconsume_times)
+
+    def _ask(self, half, props: dict[str, str], phy: int, queue_offset: int,
+             offset_id: str) -> int:
+        channel = self.broker.clients.producer_channel(props.get(PGROUP, ""))
+        if channel is None:
+            return 0
+        real = dict(props)
+        topic = real.pop(REAL_TOPIC, half.topic)
+        queue_id = int(real.pop(REAL_QID, "0"))
+        body = encode_record(topic=topic, queue_id=queue_id, flag=half.flag, body=half.body,
+                             properties=encode_properties(props), sys_flag=half.sys_flag,
+                             born_timestamp=half.born_timestamp, born_host=half.born_host,
+                             store_timestamp=half.store_timestamp, store_host=half.store_host,
+                             reconsume_times=half.reconsume_times, queue_offset=queue_offset,
+                             physical_offset=phy)
+        uniq = props.get(UNIQ_KEY, "")
+        channel.conn.oneway(RemotingCommand.request(RequestCode.CHECK_TRANSACTION_STATE, {
+            "topic": topic, "tranStateTableOffset": queue_offset, "commitLogOffset": phy,
+            "msgId": uniq, "transactionId": props.get(TRANSACTION_ID, uniq),
+            "offsetMsgId": offset_id}, bytes(body)))
+        return 1
