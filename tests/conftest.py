@@ -31,6 +31,10 @@ class Node:
     """One `rmqnode` process. Its stderr is collected so tests can read its log lines."""
 
     def __init__(self, args: list[str], home: Path, env: dict[str, str] | None = None) -> None:
+        if not any(a.startswith("mappedFileSizeCommitLog=") for a in args):
+            # Default 1 GiB CommitLog files are reserved on disk: dozens of test nodes would
+            # take tens of GB. Tests that care about file sizes set their own.
+            args = [*args, "-D", "mappedFileSizeCommitLog=67108864"]
         self.args = args
         self.home = home
         self.lines: list[str] = []

@@ -35,7 +35,7 @@ class Appended:
 class CommitLog:
     def __init__(self, directory: str, file_size: int, store_host: bytes,
                  readonly: bool = False) -> None:
-        self.files = MappedFileQueue(directory, file_size, readonly=readonly)
+        self.files = MappedFileQueue(directory, file_size, readonly=readonly, preallocate=True)
         self.file_size = file_size
         self.store_host = store_host
         self.topic_queue_table: dict[tuple[str, int], int] = {}  # next queue offset per queue

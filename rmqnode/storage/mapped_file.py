@@ -3,8 +3,10 @@
 Appends are memory copies into the mapping, so a write is in the page cache when `append`
 returns (what ASYNC_FLUSH acknowledges); `flush` msyncs the written range (what SYNC_FLUSH
 waits for). Files are created at their full size (Java RocketMQ expects every file of a queue to have the
-configured size), with their blocks reserved up front so that a full disk is an error at file
-creation, never a crash on write.
+configured size). CommitLog files have their blocks reserved up front, so that a full disk is
+an error at file creation, never a crash on write; consume queue and index files stay sparse
+as in Java (thousands of queues would otherwise reserve gigabytes), and the disk-usage limit
+before each new CommitLog file keeps room for them.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ class MappedFile:
     __slots__ = ("path", "file_from_offset", "file_size", "wrote_position", "flushed_position",
                  "_fd", "mm", "readonly")
 
-    def __init__(self, path: str | os.PathLike, file_size: int, readonly: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike, file_size: int, readonly: bool = False,
+                 preallocate: bool = False) -> None:
         self.path = Path(path)
         self.file_from_offset = int(self.path.name)
         self.readonly = readonly
@@ -38,9 +41,12 @@ class MappedFile:
             size = os.fstat(self._fd).st_size
             if size < file_size:
                 try:
-                    # Reserve the blocks now: a full disk fails here, cleanly, rather than as
-                    # SIGBUS on a later write into a sparse mapping.
-                    os.posix_fallocate(self._fd, 0, file_size)
+                    if preallocate:
+                        # Reserve the blocks now: a full disk fails here, cleanly, rather than
+                        # as SIGBUS on a later write into a sparse mapping.
+                        os.posix_fallocate(self._fd, 0, file_size)
+                    else:
+                        os.ftruncate(self._fd, file_size)  # sparse, as Java creates them
                 except OSError:
                     os.close(self._fd)
                     if size == 0:
@@ -144,10 +150,12 @@ class MappedFile:
 class MappedFileQueue:
     """The ordered files of one log (the CommitLog, or one ConsumeQueue)."""
 
-    def __init__(self, directory: str | os.PathLike, file_size: int, readonly: bool = False) -> None:
+    def __init__(self, directory: str | os.PathLike, file_size: int, readonly: bool = False,
+                 preallocate: bool = False) -> None:
         self.directory = Path(directory)
         self.file_size = file_size
         self.readonly = readonly
+        self.preallocate = preallocate
         self.files: list[MappedFile] = []
 
     def load(self) -> None:
@@ -179,7 +187,8 @@ class MappedFileQueue:
 
     def create(self, start: int) -> MappedFile:
         self.directory.mkdir(parents=True, exist_ok=True)
-        mf = MappedFile(self.directory / file_name(start), self.file_size)
+        mf = MappedFile(self.directory / file_name(start), self.file_size,
+                        preallocate=self.preallocate)
         self.files.append(mf)
         return mf
 
