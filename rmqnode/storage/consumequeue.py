@@ -16,8 +16,8 @@ class ConsumeQueue:
                  readonly: bool = False) -> None:
         self.topic = topic
         self.queue_id = queue_id
-        # Whole entries per file, as Java rounds mappedFileSizeConsumeQueue.
-        self.file_size = file_size // CQ_UNIT_SIZE * CQ_UNIT_SIZE
+        # Whole entries per file: Java rounds mappedFileSizeConsumeQueue up to a multiple of 20.
+        self.file_size = -(-file_size // CQ_UNIT_SIZE) * CQ_UNIT_SIZE
         self.files = MappedFileQueue(os.path.join(root, topic, str(queue_id)), self.file_size,
                                      readonly=readonly)
         self.min_logic_offset = 0  # first readable queue offset, raised by expiry
