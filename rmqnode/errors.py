@@ -7,7 +7,7 @@ line on stderr and an exit code.
 
 from __future__ import annotations
 
-from rmqnode.net.codes import ResponseCode, response_name
+from rmqnode.net.codes import response_name
 
 
 class RemotingError(Exception):
@@ -33,6 +33,3 @@ class RemotingTimeout(Exception):
 class ConnectionLost(Exception):
     """The connection closed while a request was waiting for its response."""
 
-
-def system_error(remark: str) -> RemotingError:
-    return RemotingError(ResponseCode.SYSTEM_ERROR, remark)

@@ -95,8 +95,4 @@ class ScheduleService:
         queue_id = int(props.pop(REAL_QID, "0"))
         props.pop(DELAY, None)
         props[WAIT] = "false"  # as Java's messageTimeup: the scheduler does not wait for disk
-        return Message(topic=topic, queue_id=queue_id, body=parked.body, properties=props,
-                       flag=parked.flag, sys_flag=parked.sys_flag,
-                       born_timestamp=parked.born_timestamp, born_host=parked.born_host,
-                       reconsume_times=parked.reconsume_times,
-                       prepared_transaction_offset=parked.prepared_transaction_offset)
+        return Message.copy_of(parked, topic, queue_id, props)

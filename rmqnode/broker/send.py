@@ -160,10 +160,9 @@ class SendProcessor:
             props[DELAY] = str(delay or 3 + original.reconsume_times)
         props.setdefault(ORIGIN_MESSAGE_ID, cmd.field("originMsgId") or original.msg_id)
         props[WAIT] = "false"
-        message = Message(topic=topic, queue_id=queue_id, body=original.body, properties=props,
-                          flag=original.flag, sys_flag=original.sys_flag,
-                          born_timestamp=original.born_timestamp, born_host=original.born_host,
-                          reconsume_times=original.reconsume_times + 1)
+        message = Message.copy_of(original, topic, queue_id, props,
+                                  reconsume_times=original.reconsume_times + 1,
+                                  prepared_transaction_offset=0)
         result = await broker.store.put_message(message)
         if not result.ok:
             return cmd.response(ResponseCode.SYSTEM_ERROR, result.status)

@@ -64,13 +64,9 @@ class EndTransactionProcessor:
             topic = props.pop(REAL_TOPIC, half.topic)
             queue_id = int(props.pop(REAL_QID, "0"))
             props.pop(TRAN_MSG, None)
-            committed = Message(topic=topic, queue_id=queue_id, body=half.body, properties=props,
-                                flag=half.flag,
-                                sys_flag=(half.sys_flag & ~TRANSACTION_MASK) |
-                                TRANSACTION_COMMIT_TYPE,
-                                born_timestamp=half.born_timestamp, born_host=half.born_host,
-                                reconsume_times=half.reconsume_times,
-                                prepared_transaction_offset=offset)
+            committed = Message.copy_of(
+                half, topic, queue_id, props, prepared_transaction_offset=offset,
+                sys_flag=(half.sys_flag & ~TRANSACTION_MASK) | TRANSACTION_COMMIT_TYPE)
             result = await store.put_message(committed)
             if not result.ok:
                 return cmd.response(ResponseCode.SYSTEM_ERROR, result.status)
@@ -147,24 +143,18 @@ class TransactionChecker:
             times = int(half.properties.get(TRANSACTION_CHECK_TIMES, "0"))
             props = dict(half.properties)
             if times >= cfg.transactionCheckMax:
-                await store.put_message(self._copy(half, props, TRANS_CHECK_MAX_TIME_TOPIC))
+                await store.put_message(Message.copy_of(half, TRANS_CHECK_MAX_TIME_TOPIC, 0,
+                                                        props))
                 _log.warning("transaction.discarded", msg_id=half.msg_id, checks=times)
             else:
                 props[TRANSACTION_CHECK_TIMES] = str(times + 1)
-                result = await store.put_message(self._copy(half, props, HALF_TOPIC))
+                result = await store.put_message(Message.copy_of(half, HALF_TOPIC, 0, props))
                 if result.ok and result.appended is not None:
                     asked += self._ask(half, props, result.appended.wrote_offset,
                                        result.appended.queue_offset, result.msg_ids[0])
             offset += 1
         broker.offsets.commit(SYSTEM_GROUP, HALF_TOPIC, 0, offset)
         return asked
-
-    @staticmethod
-    def _copy(half, props: dict[str, str], topic: str) -> Message:
-        return Message(topic=topic, queue_id=0, body=half.body, properties=props,
-                       flag=half.flag, sys_flag=half.sys_flag,
-                       born_timestamp=half.born_timestamp, born_host=half.born_host,
-                       reconsume_times=half.reconsume_times)
 
     def _ask(self, half, props: dict[str, str], phy: int, queue_offset: int,
              offset_id: str) -> int:

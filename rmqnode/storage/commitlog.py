@@ -73,8 +73,7 @@ class CommitLog:
         return mf
 
     def append(self, record: bytearray, topic: str, queue_id: int,
-               batch_sizes: list[int] | None = None, assign_queue_offset: bool = True
-               ) -> Appended:
+               batch_sizes: list[int] | None = None) -> Appended:
         """Place one encoded record (or a batch of records laid end to end, whose sizes are
         `batch_sizes`): patch in physical offsets, queue offsets and the store time, copy."""
         mf = self._file_for(len(record))
@@ -86,14 +85,12 @@ class CommitLog:
         pos = 0
         for i, size in enumerate(sizes):
             _LONG.pack_into(record, pos + POS_PHYSICAL_OFFSET, wrote + pos)
-            if assign_queue_offset:
-                _LONG.pack_into(record, pos + POS_QUEUE_OFFSET, queue_offset + i)
+            _LONG.pack_into(record, pos + POS_QUEUE_OFFSET, queue_offset + i)
             (sys_flag,) = _INT.unpack_from(record, pos + POS_SYS_FLAG)
             _LONG.pack_into(record, pos + store_timestamp_pos(sys_flag), now)
             pos += size
         mf.append(record)
-        if assign_queue_offset:
-            self.topic_queue_table[key] = queue_offset + len(sizes)
+        self.topic_queue_table[key] = queue_offset + len(sizes)
         return Appended(wrote, len(record), queue_offset, now,
                         offset_msg_id(self.store_host, wrote))
 

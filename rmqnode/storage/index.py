@@ -8,8 +8,8 @@ from pathlib import Path
 
 from rmqnode.storage.mapped_file import MappedFile
 from rmqnode.storage.records import (INDEX_ENTRY, INDEX_HEADER, INDEX_SLOT, index_entry_pos,
-                                     index_file_name, index_file_size, index_key_hash,
-                                     index_slot_pos)
+                                     index_file_name, index_file_size, index_key,
+                                     index_key_hash, index_slot_pos)
 
 
 class IndexFile:
@@ -116,7 +116,7 @@ class IndexService:
         if last is not None and phy_offset < last.end_phy_offset:
             return
         for key in keys:
-            full = f"{topic}#{key}"
+            full = index_key(topic, key)
             if last is None or not last.put(full, phy_offset, store_timestamp):
                 last = self._new_file(store_timestamp)
                 last.put(full, phy_offset, store_timestamp)
@@ -140,7 +140,7 @@ class IndexService:
                 break
             if f.begin_timestamp > end:
                 continue
-            out += f.select(f"{topic}#{key}", max_num - len(out), begin, end)
+            out += f.select(index_key(topic, key), max_num - len(out), begin, end)
             if len(out) >= max_num:
                 break
         return out

@@ -21,7 +21,6 @@ BLANK_MAGIC = -875286124       # 0xCBD43194: end of file, the rest is unused
 END_FILE_MIN_BLANK_LENGTH = 8  # a file always keeps room for the blank marker
 
 # Fixed positions shared by every record variant: the broker patches them at append time.
-POS_TOTAL_SIZE = 0
 POS_QUEUE_OFFSET = 20
 POS_PHYSICAL_OFFSET = 28
 POS_SYS_FLAG = 36
@@ -201,10 +200,6 @@ def decode_record(buf: bytes | memoryview, pos: int, base_offset: int = 0,
 
 CQ_ENTRY = struct.Struct(">qiq")  # commit log offset, size, tags code
 CQ_UNIT_SIZE = CQ_ENTRY.size      # 20
-
-
-def cq_entry(commit_log_offset: int, size: int, tags_code: int) -> bytes:
-    return CQ_ENTRY.pack(commit_log_offset, size, tags_code)
 
 
 # -- IndexFile ------------------------------------------------------------------------------

@@ -83,6 +83,20 @@ class Message:
     prepared_transaction_offset: int = 0
 
 
+    @classmethod
+    def copy_of(cls, stored: MessageExt, topic: str, queue_id: int,
+                properties: dict[str, str], **changes: int) -> Message:
+        """A stored message to be stored again elsewhere (retry, delay due, transaction
+        commit or check-back): same body, flags and birth, new place and properties."""
+        fields = dict(flag=stored.flag, sys_flag=stored.sys_flag,
+                      born_timestamp=stored.born_timestamp, born_host=stored.born_host,
+                      reconsume_times=stored.reconsume_times,
+                      prepared_transaction_offset=stored.prepared_transaction_offset)
+        fields.update(changes)
+        return cls(topic=topic, queue_id=queue_id, body=stored.body, properties=properties,
+                   **fields)
+
+
 @dataclass(slots=True)
 class PutResult:
     status: str
@@ -576,16 +590,13 @@ class MessageStore:
             await self.flusher.stop()
             self._flush_logics()
             self.abort_path.unlink(missing_ok=True)
-        self.commitlog.close()
-        for cq in self.queues.values():
-            cq.close()
-        self.index.close()
+        self.close_readonly()
         if self._lock_fd >= 0:
             os.close(self._lock_fd)
             self._lock_fd = -1
 
     def close_readonly(self) -> None:
-        """For offline readers: unmap everything (no flushing, nothing written)."""
+        """Unmap everything, writing nothing (offline readers call only this)."""
         self.commitlog.close()
         for cq in self.queues.values():
             cq.close()
