@@ -74,6 +74,11 @@ class BrokerConfig:
     # consuming
     longPollingEnable: bool = True
     shortPollingTimeMills: int = 1000
+    # POP consumption (5.x)
+    reviveQueueNum: int = 8
+    reviveInterval: int = 1000
+    popFromRetryProbability: int = 20
+    popPollingSize: int = 1024
     # transactions
     transactionTimeOut: int = 6000
     transactionCheckMax: int = 15

@@ -11,7 +11,7 @@ import pytest
 from conftest import JAVA_SIZES, STORE_FIXTURE
 from rmqnode.config import BrokerConfig
 from rmqnode.message import tags_code
-from rmqnode.storage.records import Blank, decode_record, encode_record
+from rmqnode.storage.records import Blank, decode_record, reencode
 from rmqnode.storage.store import FOUND, MessageStore
 
 
@@ -42,14 +42,7 @@ def test_every_record_decodes_verifies_and_reencodes_byte_for_byte(java_store_pr
     records = all_records(java_store_pristine)
     assert len(records) == len(manifest) == 2873
     for raw, rec in records:
-        again = encode_record(topic=rec.topic, queue_id=rec.queue_id, flag=rec.flag,
-                              body=rec.body, properties=rec.properties_text,
-                              sys_flag=rec.sys_flag, born_timestamp=rec.born_timestamp,
-                              born_host=rec.born_host, store_timestamp=rec.store_timestamp,
-                              store_host=rec.store_host, reconsume_times=rec.reconsume_times,
-                              prepared_transaction_offset=rec.prepared_transaction_offset,
-                              queue_offset=rec.queue_offset,
-                              physical_offset=rec.commit_log_offset)
+        again = reencode(rec)
         assert bytes(again) == raw
 
 

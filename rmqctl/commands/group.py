@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from rmqnode.errors import RemotingError
+from rmqnode.message import RETRY_PREFIX
 from rmqnode.net import fastjson
 from rmqnode.net.codec import RemotingCommand
 from rmqnode.net.codes import RequestCode, ResponseCode
@@ -12,7 +13,6 @@ from rmqctl.client.admin import Admin
 from rmqctl.context import Ctx, pass_ctx
 from rmqctl.output import emit_rows
 
-RETRY_PREFIX = "%RETRY%"
 
 
 @click.group()

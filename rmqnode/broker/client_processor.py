@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Any
 from rmqnode import log
 from rmqnode.broker.clients import (CONSUME_FROM, CONSUME_TYPES, MESSAGE_MODELS, ClientChannel,
                                     Subscription, enum_name)
-from rmqnode.broker.topics import PERM_READ, PERM_WRITE, TopicConfig
+from rmqnode.broker.topics import PERM_READ, PERM_WRITE
 from rmqnode.errors import RemotingError
+from rmqnode.message import RETRY_PREFIX
 from rmqnode.net import fastjson
 from rmqnode.net.codec import RemotingCommand
 from rmqnode.net.codes import RequestCode, ResponseCode
@@ -22,7 +23,6 @@ if TYPE_CHECKING:
 
 _log = log.get("rmqnode.broker")
 
-RETRY_PREFIX = "%RETRY%"
 LOCK_TTL = 60.0
 
 
@@ -66,11 +66,8 @@ class ClientProcessor:
             config = self.broker.groups.find(group)
             if config is None:
                 continue
-            retry = RETRY_PREFIX + group
-            if retry not in self.broker.topics.table:
-                self.broker.create_topic(TopicConfig(retry, int(config.get("retryQueueNums", 1)),
-                                                     int(config.get("retryQueueNums", 1)),
-                                                     PERM_READ | PERM_WRITE))
+            self.broker.ensure_topic(RETRY_PREFIX + group, int(config.get("retryQueueNums", 1)),
+                                     PERM_READ | PERM_WRITE)
             subs = [Subscription.from_json(s) for s in consumer.get("subscriptionDataSet") or []]
             changed = clients.register_consumer(
                 group, ClientChannel(conn, client_id, cmd.language, cmd.version),

@@ -11,7 +11,9 @@ from rmqnode.broker.client_processor import ClientProcessor
 from rmqnode.broker.clients import ClientManager
 from rmqnode.broker.groups import SubscriptionGroupManager
 from rmqnode.broker.offsets import ConsumerOffsetManager
+from rmqnode.broker.pop import PopProcessor
 from rmqnode.broker.pull import PullProcessor
+from rmqnode.broker.revive import ReviveService
 from rmqnode.broker.schedule import ScheduleService
 from rmqnode.broker.query import QueryProcessor
 from rmqnode.broker.send import SendProcessor
@@ -53,6 +55,9 @@ class BrokerController:
         self.schedule = ScheduleService(self)
         self.transactions = TransactionChecker(self)
         self.pull = PullProcessor(self)
+        self.revive = ReviveService(self)
+        self.popper = PopProcessor(self)
+        self.dispatcher.update(self.popper.table())
         for code in (RequestCode.PULL_MESSAGE, RequestCode.LITE_PULL_MESSAGE):
             self.dispatcher.register(code, self.pull.handle)
         self.dispatcher.update(ClientProcessor(self).table())
@@ -88,6 +93,7 @@ class BrokerController:
         self.store.start()
         self.schedule.start()
         self.transactions.start()
+        self.revive.start()
         await self.server.serve()
         await self.register_all()
         self._register_task = asyncio.create_task(self._register_loop())
@@ -102,11 +108,13 @@ class BrokerController:
         for task in list(self._background):
             task.cancel()
         await self.unregister_all()
-        self.pull.holds.release_all()  # held pulls get their answer before we go
+        self.pull.holds.release_all()  # held pulls and pops get their answer before we go
+        self.popper.holds.release_all()
         await asyncio.sleep(0)
         await self.server.stop()
         self.transactions.stop()
         await self.schedule.stop()
+        self.revive.stop()
         await self.store.close()
         self.topics.persist_if_dirty()
         self.offsets.persist()
@@ -164,6 +172,15 @@ class BrokerController:
         self.spawn_register()
         _log.info("topic.created", topic=topic.topicName, queues=topic.writeQueueNums,
                   perm=topic.perm)
+
+    def ensure_topic(self, name: str, queues: int, perm: int) -> TopicConfig:
+        """The topic's config, created first if the broker makes it itself (retry, dead
+        letter, revive topics)."""
+        found = self.topics.table.get(name)
+        if found is None:
+            found = TopicConfig(name, queues, queues, perm)
+            self.create_topic(found)
+        return found
 
     # -- name server registration (BrokerOuterAPI) -------------------------------------------
 

@@ -17,9 +17,8 @@ from rmqnode.broker.clients import ClientChannel
 from rmqnode.broker.topics import PERM_INHERIT, PERM_READ, PERM_WRITE, TopicConfig
 from rmqnode.broker.transaction import park_half
 from rmqnode.errors import RemotingError
-from rmqnode.message import (CLUSTER, DELAY, ORIGIN_MESSAGE_ID, RETRY_TOPIC, TRAN_MSG, WAIT,
-                             BatchEntry,
-                             decode_batch, decode_properties, host_bytes)
+from rmqnode.message import (CLUSTER, DELAY, DLQ_PREFIX, ORIGIN_MESSAGE_ID, POP_CK,
+                             RETRY_PREFIX, RETRY_TOPIC, TRAN_MSG, WAIT, BatchEntry, decode_batch, decode_properties, host_bytes)
 from rmqnode.net.codec import RemotingCommand
 from rmqnode.net.codes import ResponseCode
 from rmqnode.net.connection import Connection
@@ -37,8 +36,6 @@ V2_NAMES = {"a": "producerGroup", "b": "topic", "c": "defaultTopic", "d": "defau
 TOPIC_PATTERN = re.compile(r"^[%|a-zA-Z0-9_-]+$")
 NOT_SENDABLE = {"SCHEDULE_TOPIC_XXXX", "RMQ_SYS_TRANS_HALF_TOPIC", "RMQ_SYS_TRANS_OP_HALF_TOPIC",
                 "TRANS_CHECK_MAX_TIME_TOPIC", "SELF_TEST_TOPIC", "OFFSET_MOVED_EVENT"}
-RETRY_PREFIX = "%RETRY%"
-DLQ_PREFIX = "%DLQ%"
 V3_4_9 = 121  # from this client version on, the header's maxReconsumeTimes counts
 FAQ = "\nSee http://rocketmq.apache.org/docs/faq/ for further details."
 
@@ -147,16 +144,12 @@ class SendProcessor:
         props.setdefault(RETRY_TOPIC, original.topic)
         props.pop(DELAY, None)
         if original.reconsume_times >= max_times or delay < 0:
-            topic = DLQ_PREFIX + group
-            if topic not in broker.topics.table:
-                broker.create_topic(TopicConfig(topic, 1, 1, PERM_WRITE))
+            topic = broker.ensure_topic(DLQ_PREFIX + group, 1, PERM_WRITE).topicName
             queue_id = 0
         else:
-            topic = RETRY_PREFIX + group
-            if topic not in broker.topics.table:
-                broker.create_topic(TopicConfig(topic, retry_nums, retry_nums,
-                                                PERM_READ | PERM_WRITE))
-            queue_id = random.randrange(broker.topics.table[topic].writeQueueNums)
+            retry = broker.ensure_topic(RETRY_PREFIX + group, retry_nums, PERM_READ | PERM_WRITE)
+            topic = retry.topicName
+            queue_id = random.randrange(retry.writeQueueNums)
             props[DELAY] = str(delay or 3 + original.reconsume_times)
         props.setdefault(ORIGIN_MESSAGE_ID, cmd.field("originMsgId") or original.msg_id)
         props[WAIT] = "false"
@@ -171,6 +164,7 @@ class SendProcessor:
     def _message(self, entry: BatchEntry, common: dict) -> Message:
         props = dict(entry.properties)
         props[CLUSTER] = self.broker.config.brokerClusterName
+        props.pop(POP_CK, None)  # a re-sent popped message must not look revived
         return Message(body=entry.body, properties=props, flag=entry.flag, **common)
 
     def topic_for_send(self, topic: str, h: dict[str, str]) -> TopicConfig:

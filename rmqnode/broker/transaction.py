@@ -16,7 +16,7 @@ from rmqnode.message import (PGROUP, REAL_QID, REAL_TOPIC, TAGS, TRAN_MSG, TRANS
 from rmqnode.net.codec import RemotingCommand
 from rmqnode.net.codes import RequestCode, ResponseCode
 from rmqnode.net.connection import Connection
-from rmqnode.storage.records import encode_record
+from rmqnode.storage.records import reencode
 from rmqnode.storage.store import Message
 
 if TYPE_CHECKING:
@@ -164,12 +164,9 @@ class TransactionChecker:
         real = dict(props)
         topic = real.pop(REAL_TOPIC, half.topic)
         queue_id = int(real.pop(REAL_QID, "0"))
-        body = encode_record(topic=topic, queue_id=queue_id, flag=half.flag, body=half.body,
-                             properties=encode_properties(props), sys_flag=half.sys_flag,
-                             born_timestamp=half.born_timestamp, born_host=half.born_host,
-                             store_timestamp=half.store_timestamp, store_host=half.store_host,
-                             reconsume_times=half.reconsume_times, queue_offset=queue_offset,
-                             physical_offset=phy)
+        body = reencode(half, topic=topic, queue_id=queue_id,
+                        properties=encode_properties(props), prepared_transaction_offset=0,
+                        queue_offset=queue_offset, physical_offset=phy)
         uniq = props.get(UNIQ_KEY, "")
         channel.conn.oneway(RemotingCommand.request(RequestCode.CHECK_TRANSACTION_STATE, {
             "topic": topic, "tranStateTableOffset": queue_offset, "commitLogOffset": phy,

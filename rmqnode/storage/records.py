@@ -103,6 +103,22 @@ def encode_record(*, topic: str, queue_id: int, flag: int, body: bytes, properti
     return out
 
 
+def reencode(msg: MessageExt, **changes: object) -> bytearray:
+    """A decoded record encoded again with some fields changed (`properties` as text): what
+    a broker sends when it delivers a stored message under another topic or with more
+    properties (transaction check-back, revived POP messages)."""
+    fields: dict[str, object] = dict(
+        topic=msg.topic, queue_id=msg.queue_id, flag=msg.flag, body=msg.body,
+        properties=msg.properties_text, sys_flag=msg.sys_flag,
+        born_timestamp=msg.born_timestamp, born_host=msg.born_host,
+        store_timestamp=msg.store_timestamp, store_host=msg.store_host,
+        reconsume_times=msg.reconsume_times,
+        prepared_transaction_offset=msg.prepared_transaction_offset,
+        queue_offset=msg.queue_offset, physical_offset=msg.commit_log_offset)
+    fields.update(changes)
+    return encode_record(**fields)  # type: ignore[arg-type]
+
+
 def store_timestamp_pos(sys_flag: int) -> int:
     return POS_BORN_HOST + (20 if sys_flag & BORNHOST_V6_FLAG else 8)
 

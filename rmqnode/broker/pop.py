@@ -1,0 +1,312 @@
+"""POP consumption (RocketMQ 5.x): POP_MESSAGE, ACK_MESSAGE, CHANGE_MESSAGE_INVISIBLETIME.
+
+Unlike pull, a POP consumer does not own queues: the broker hands out messages from any
+queue, commits the group's offset at once, and keeps a checkpoint; what is not acked within
+the invisible time comes back through the group's POP retry topic (see revive.py). These
+codes do not fit the binary header's short code, so POP always travels as JSON.
+
+Orderly POP (per-queue locks, reviveQid 999) is not implemented; such requests get an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import struct
+import time
+from typing import TYPE_CHECKING
+
+from rmqnode.broker.clients import Subscription
+from rmqnode.broker.revive import CheckPoint
+from rmqnode.broker.topics import PERM_READ
+from rmqnode.errors import RemotingError
+from rmqnode.message import POP_CK, RETRY_PREFIX, MessageExt, encode_properties
+from rmqnode.net.codec import RemotingCommand
+from rmqnode.net.codes import RequestCode, ResponseCode
+from rmqnode.net.connection import Connection
+from rmqnode.net.popinfo import RETRY_V1, ExtraInfo, offset_info_item, pop_retry_topic
+from rmqnode.storage import store as st
+from rmqnode.storage.records import decode_record, reencode
+
+if TYPE_CHECKING:
+    from rmqnode.broker.controller import BrokerController
+    from rmqnode.broker.topics import TopicConfig
+
+MAX_POP_NUMS = 32
+ORDER_REVIVE_QUEUE = 999
+INIT_MODE_MIN = 0
+_QUEUE_OFFSET = struct.Struct(">q")
+POS_QUEUE_OFFSET = 20  # after totalSize, magic, bodyCRC, queueId, flag
+FAQ = "\nSee http://rocketmq.apache.org/docs/faq/ for further details."
+
+
+class PopHoldService:
+    """POP requests with nothing to return, held per topic until a message arrives."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.waiting: dict[str, set[asyncio.Future[None]]] = {}
+
+    def full(self, topic: str) -> bool:
+        return len(self.waiting.get(topic, ())) >= self.limit
+
+    def on_arrival(self, topic: str, _queue_id: int, _max_offset: int) -> None:
+        for fut in self.waiting.pop(topic, ()):
+            if not fut.done():
+                fut.set_result(None)
+
+    async def hold(self, topics: list[str], timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        for topic in topics:
+            self.waiting.setdefault(topic, set()).add(fut)
+        timer = loop.call_later(timeout, lambda: fut.done() or fut.set_result(None))
+        try:
+            await fut
+        finally:
+            timer.cancel()
+            for topic in topics:
+                held = self.waiting.get(topic)
+                if held is not None:
+                    held.discard(fut)
+                    if not held:
+                        del self.waiting[topic]
+
+    def release_all(self) -> None:
+        for held in self.waiting.values():
+            for fut in held:
+                if not fut.done():
+                    fut.set_result(None)
+        self.waiting.clear()
+
+
+class _Popped:
+    """What one pass of a POP request collected across queues, for the response headers."""
+
+    def __init__(self, max_num: int, pop_time: int, revive_qid: int) -> None:
+        self.max_num = max_num
+        self.pop_time = pop_time
+        self.revive_qid = revive_qid
+        self.messages: list[bytes | memoryview] = []
+        self.rest = 0
+        self.start_info: list[str] = []
+        self.msg_info: list[str] = []
+
+    @property
+    def room(self) -> int:
+        return self.max_num - len(self.messages)
+
+
+class PopProcessor:
+    def __init__(self, broker: BrokerController) -> None:
+        self.broker = broker
+        self.revive = broker.revive
+        self.holds = PopHoldService(broker.config.popPollingSize)
+        broker.store.arrival_listeners.append(self.holds.on_arrival)
+        self._ck_counter = 0
+
+    def table(self) -> dict[int, object]:
+        return {RequestCode.POP_MESSAGE: self.pop,
+                RequestCode.ACK_MESSAGE: self.ack,
+                RequestCode.CHANGE_MESSAGE_INVISIBLETIME: self.change_invisible_time}
+
+    # -- POP_MESSAGE -----------------------------------------------------------------------
+
+    async def pop(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
+        broker = self.broker
+        poll_ms = cmd.int_field("pollTime", 0)
+        born = cmd.int_field("bornTime", 0)
+        if born and poll_ms and int(time.time() * 1000) - born - poll_ms > 500:
+            return cmd.response(ResponseCode.POLLING_TIMEOUT,
+                                f"the broker[{broker.config.brokerIP1}] pop message is timeout "
+                                "too much")
+        if not broker.config.brokerPermission & PERM_READ:
+            return cmd.response(ResponseCode.NO_PERMISSION,
+                                f"the broker[{broker.config.brokerIP1}] pop message is forbidden")
+        if cmd.int_field("maxMsgNums") > MAX_POP_NUMS:
+            return cmd.response(ResponseCode.INVALID_PARAMETER,
+                                f"the broker[{broker.config.brokerIP1}] pop message's num is "
+                                f"greater than {MAX_POP_NUMS}")
+        if cmd.field("order", "false").lower() == "true":
+            return cmd.response(ResponseCode.SYSTEM_ERROR, "orderly POP is not supported by "
+                                "this broker; pop with order=false or use an orderly pull "
+                                "consumer")
+        topic, group = cmd.require("topic"), cmd.require("consumerGroup")
+        topic_config = self._topic(topic)
+        if not topic_config.perm & PERM_READ:
+            return cmd.response(ResponseCode.NO_PERMISSION,
+                                f"the topic[{topic}] peeking message is forbidden")
+        queue_id = cmd.int_field("queueId")
+        if queue_id >= topic_config.readQueueNums:
+            return cmd.response(ResponseCode.INVALID_PARAMETER,
+                                f"queueId[{queue_id}] is illegal, topic:[{topic}] "
+                                f"topicConfig.readQueueNums:[{topic_config.readQueueNums}] "
+                                f"consumer:[{conn.peer}]")
+        config = broker.groups.find(group)
+        if config is None:
+            return cmd.response(ResponseCode.SUBSCRIPTION_GROUP_NOT_EXIST,
+                                f"subscription group [{group}] does not exist, {FAQ.strip()}")
+        if not config.get("consumeEnable", True):
+            return cmd.response(ResponseCode.NO_PERMISSION,
+                                f"subscription group no permission, {group}")
+        retry_topic = pop_retry_topic(topic, group)
+        popped = await self._collect(cmd, topic_config, retry_topic)
+        if not popped.messages and poll_ms > 0:
+            if self.holds.full(topic):
+                return self._answer(cmd, popped, ResponseCode.POLLING_FULL)
+            await self.holds.hold([topic, retry_topic], poll_ms / 1000.0)
+            popped = await self._collect(cmd, topic_config, retry_topic)
+        return self._answer(cmd, popped, ResponseCode.SUCCESS if popped.messages
+                            else ResponseCode.POLLING_TIMEOUT)
+
+    def _topic(self, topic: str) -> TopicConfig:
+        found = self.broker.topics.table.get(topic)
+        if found is None:
+            raise RemotingError(ResponseCode.TOPIC_NOT_EXIST,
+                                f"topic[{topic}] not exist, apply first please!{FAQ}")
+        return found
+
+    def _answer(self, cmd: RemotingCommand, popped: _Popped, code: int) -> RemotingCommand:
+        fields = {"popTime": popped.pop_time, "invisibleTime": cmd.int_field("invisibleTime"),
+                  "reviveQid": popped.revive_qid, "restNum": popped.rest, "startOffsetInfo": ";".join(popped.start_info),
+                  "msgOffsetInfo": ";".join(popped.msg_info)}
+        remark = "FOUND" if popped.messages else st.NO_MESSAGE_IN_QUEUE
+        self.broker.stats["get"] += len(popped.messages)
+        return cmd.response(code, remark, fields, b"".join(popped.messages))
+
+    async def _collect(self, cmd: RemotingCommand, topic_config: TopicConfig,
+                       retry_topic: str) -> _Popped:
+        """One pass over the retry topic and the topic's queues, as Java's processor makes:
+        the retry topic first one time in five (popFromRetryProbability), else last."""
+        broker = self.broker
+        self._ck_counter += 1
+        popped = _Popped(cmd.int_field("maxMsgNums"), int(time.time() * 1000),
+                         self._ck_counter % broker.config.reviveQueueNum)
+        rand = random.randrange(100)
+        retry_first = rand < broker.config.popFromRetryProbability
+        queue_id = cmd.int_field("queueId")
+        n = topic_config.readQueueNums
+        queues = [queue_id] if queue_id >= 0 else [(rand + i) % n for i in range(n)]
+        sources = [(topic_config.topicName, q) for q in queues]
+        retry = [(retry_topic, 0)] if retry_topic in broker.topics.table else []
+        sources = retry + sources if retry_first else sources + retry
+        for topic, qid in sources:
+            await self._pop_queue(cmd, topic, qid, popped)
+        return popped
+
+    async def _pop_queue(self, cmd: RemotingCommand, topic: str, queue_id: int,
+                         popped: _Popped) -> None:
+        broker, store = self.broker, self.broker.store
+        group = cmd.require("consumerGroup")
+        offset = broker.offsets.query(group, topic, queue_id)
+        if offset < 0:
+            offset = self._init_offset(group, topic, queue_id, cmd.int_field("initMode", 0))
+        if popped.room <= 0:
+            popped.rest += max(store.max_offset(topic, queue_id) - offset, 0)
+            return
+        sub = Subscription.parse(topic, cmd.field("exp"), 0, cmd.field("expType"))
+        match = None if sub.sub_string == "*" or topic != cmd.field("topic") else sub.matches
+        result = store.get_messages(topic, queue_id, offset, popped.room, match)
+        if result.status in (st.OFFSET_TOO_SMALL, st.OFFSET_OVERFLOW_BADLY,
+                             st.OFFSET_FOUND_NULL):
+            offset = result.next_begin_offset  # the stored offset is out of range: correct it
+            broker.offsets.commit(group, topic, queue_id, offset)
+            result = store.get_messages(topic, queue_id, offset, popped.room, match)
+        if result.messages:
+            offsets = [_QUEUE_OFFSET.unpack_from(m, POS_QUEUE_OFFSET)[0]
+                       for m in result.messages]
+            ck = CheckPoint(topic, group, queue_id, offset, popped.pop_time,
+                            cmd.int_field("invisibleTime"), offsets, broker.config.brokerName)
+            if not await self.revive.add_checkpoint(popped.revive_qid, ck):
+                popped.rest += result.max_offset - offset
+                return
+            popped.start_info.append(offset_info_item(topic, queue_id, offset))
+            popped.msg_info.append(offset_info_item(topic, queue_id,
+                                                    ",".join(map(str, offsets))))
+            if topic == cmd.field("topic"):
+                popped.messages.extend(result.messages)
+            else:
+                popped.messages.extend(self._as_original(m, cmd.require("topic"), ck,
+                                                         popped.revive_qid)
+                                       for m in result.messages)
+        if result.next_begin_offset > offset:
+            broker.offsets.commit(group, topic, queue_id, result.next_begin_offset)
+        popped.rest += max(result.max_offset - result.next_begin_offset, 0)
+
+    def _init_offset(self, group: str, topic: str, queue_id: int, init_mode: int) -> int:
+        """A group's first POP of a queue: from the start (initMode MIN, and retry topics),
+        else from the last message, as Java's getInitOffset."""
+        store = self.broker.store
+        if init_mode == INIT_MODE_MIN or topic.startswith(RETRY_PREFIX):
+            offset = store.min_offset(topic, queue_id)
+        else:
+            offset = max(store.max_offset(topic, queue_id) - 1, 0)
+        self.broker.offsets.commit(group, topic, queue_id, offset)
+        return offset
+
+    @staticmethod
+    def _as_original(raw: memoryview, topic: str, ck: CheckPoint, revive_qid: int) -> bytes:
+        """A revived message is delivered under its original topic, carrying its extra info
+        (POP_CK) since the client cannot derive it from the retry topic's headers."""
+        msg = decode_record(raw, 0)
+        assert isinstance(msg, MessageExt)
+        props = dict(msg.properties)
+        props.setdefault(POP_CK, str(ExtraInfo(
+            ck.start_offset, ck.pop_time, ck.invisible_time, revive_qid, RETRY_V1,
+            ck.broker_name, msg.queue_id, msg.queue_offset)))
+        return bytes(reencode(msg, topic=topic, properties=encode_properties(props)))
+
+    # -- ACK_MESSAGE and CHANGE_MESSAGE_INVISIBLETIME -----------------------------------------
+
+    def _acked_message(self, cmd: RemotingCommand, upper_inclusive: bool) -> tuple[str, int, int,
+                                                                                  ExtraInfo]:
+        """Check an ack's topic, queue and offset as Java does; its extra info parsed."""
+        topic = cmd.require("topic")
+        topic_config = self._topic(topic)
+        queue_id, offset = cmd.int_field("queueId"), cmd.int_field("offset")
+        if not 0 <= queue_id < topic_config.readQueueNums:
+            raise RemotingError(ResponseCode.MESSAGE_ILLEGAL,
+                                f"queueId[{queue_id}] is illegal, topic:[{topic}] "
+                                f"topicConfig.readQueueNums:[{topic_config.readQueueNums}]")
+        store = self.broker.store
+        low, high = store.min_offset(topic, queue_id), store.max_offset(topic, queue_id)
+        if offset < low or offset > high or (offset == high and not upper_inclusive):
+            raise RemotingError(ResponseCode.NO_MESSAGE,
+                                f"offset is illegal, key:{topic}@{queue_id}, commit:{offset}, "
+                                f"store:{low}~{high}")
+        try:
+            info = ExtraInfo.parse(cmd.require("extraInfo"))
+        except ValueError as exc:
+            raise RemotingError(ResponseCode.INVALID_PARAMETER, str(exc)) from None
+        if info.revive_qid == ORDER_REVIVE_QUEUE:
+            raise RemotingError(ResponseCode.SYSTEM_ERROR, "orderly POP is not supported")
+        if not 0 <= info.revive_qid < self.broker.config.reviveQueueNum:
+            raise RemotingError(ResponseCode.INVALID_PARAMETER,
+                                f"reviveQid {info.revive_qid} is illegal")
+        return topic, queue_id, offset, info
+
+    async def ack(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
+        topic, queue_id, offset, info = self._acked_message(cmd, upper_inclusive=True)
+        key = (topic, cmd.require("consumerGroup"), queue_id, info.ck_queue_offset,
+               info.pop_time)
+        if not await self.revive.ack(info.revive_qid, key, info.broker_name, [offset]):
+            return cmd.response(ResponseCode.SYSTEM_ERROR, "ack could not be stored")
+        return cmd.response()
+
+    async def change_invisible_time(self, cmd: RemotingCommand,
+                                    conn: Connection) -> RemotingCommand:
+        """A new one-message checkpoint from now, then an ack of the old one (Java's order:
+        a crash in between re-delivers rather than loses)."""
+        topic, queue_id, offset, info = self._acked_message(cmd, upper_inclusive=False)
+        group, invisible = cmd.require("consumerGroup"), cmd.int_field("invisibleTime")
+        now = int(time.time() * 1000)
+        ck = CheckPoint(topic, group, queue_id, offset, now, invisible, [offset],
+                        info.broker_name)
+        if not await self.revive.add_checkpoint(info.revive_qid, ck):
+            return cmd.response(ResponseCode.SYSTEM_ERROR, "checkpoint could not be stored")
+        old = (topic, group, queue_id, info.ck_queue_offset, info.pop_time)
+        if not await self.revive.ack(info.revive_qid, old, info.broker_name, [offset]):
+            return cmd.response(ResponseCode.SYSTEM_ERROR, "ack could not be stored")
+        return cmd.response(fields={"popTime": now, "invisibleTime": invisible,
+                                    "reviveQid": info.revive_qid})
+

@@ -1,0 +1,78 @@
+"""The strings POP consumption puts on the wire (ExtraInfoUtil), IO-free.
+
+A popped message is acknowledged by its *extra info*: the checkpoint it was popped under
+(`ckQueueOffset popTime invisibleTime reviveQid retry brokerName queueId [queueOffset]`,
+space-separated). The broker sends the checkpoint part once per response, as
+`startOffsetInfo` and `msgOffsetInfo` headers, and clients build each message's extra info
+from them; messages revived into a retry topic carry it ready-made in their POP_CK property.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rmqnode.message import RETRY_PREFIX
+
+NORMAL, RETRY_V1 = "0", "1"
+
+
+def pop_retry_topic(topic: str, group: str) -> str:
+    """Where a POP consumer group's unacknowledged messages of `topic` come back (v1 naming)."""
+    return f"{RETRY_PREFIX}{group}_{topic}"
+
+
+def real_topic(topic: str, group: str, retry: str) -> str:
+    """The topic a message was popped from, given the topic the client saw and the retry flag."""
+    if retry == NORMAL:
+        return topic
+    if retry == RETRY_V1:
+        return pop_retry_topic(topic, group)
+    raise ValueError(f"unknown retry flag {retry!r}")
+
+
+def retry_flag(topic: str) -> str:
+    return RETRY_V1 if topic.startswith(RETRY_PREFIX) else NORMAL
+
+
+@dataclass(frozen=True, slots=True)
+class ExtraInfo:
+    ck_queue_offset: int
+    pop_time: int
+    invisible_time: int
+    revive_qid: int
+    retry: str
+    broker_name: str
+    queue_id: int
+    queue_offset: int = -1
+
+    @classmethod
+    def parse(cls, text: str) -> ExtraInfo:
+        """Raises ValueError for anything that is not an extra info string."""
+        parts = text.split(" ")
+        if len(parts) < 7:
+            raise ValueError(f"extraInfo {text!r} has {len(parts)} fields, expected 7 or 8")
+        return cls(int(parts[0]), int(parts[1]), int(parts[2]), int(parts[3]), parts[4],
+                   parts[5], int(parts[6]), int(parts[7]) if len(parts) > 7 else -1)
+
+    def __str__(self) -> str:
+        text = (f"{self.ck_queue_offset} {self.pop_time} {self.invisible_time} "
+                f"{self.revive_qid} {self.retry} {self.broker_name} {self.queue_id}")
+        return text if self.queue_offset < 0 else f"{text} {self.queue_offset}"
+
+
+def offset_info_item(topic: str, queue_id: int, value: str | int) -> str:
+    """One `retry queueId value` item of startOffsetInfo / msgOffsetInfo (joined by `;`)."""
+    return f"{retry_flag(topic)} {queue_id} {value}"
+
+
+def parse_offset_info(text: str | None) -> dict[str, str]:
+    """startOffsetInfo or msgOffsetInfo as {"retry@queueId": value}."""
+    out: dict[str, str] = {}
+    for item in (text or "").split(";"):
+        if not item:
+            continue
+        parts = item.split(" ")
+        if len(parts) != 3:
+            raise ValueError(f"bad offset info item {item!r}")
+        out[f"{parts[0]}@{parts[1]}"] = parts[2]
+    return out
