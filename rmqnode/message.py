@@ -76,7 +76,7 @@ MAX_PROPERTIES_LENGTH = 32767
 def encode_properties(props: dict[str, str]) -> str:
     """`name\\x01value` pairs joined by \\x02, as a 4.9.8 broker stores them: without the
     trailing \\x02 that clients put on the wire (messageProperties2String drops it)."""
-    return "\x02".join(f"{k}\x01{v}" for k, v in props.items())
+    return "\x02".join([k + "\x01" + v for k, v in props.items()])
 
 
 def decode_properties(text: str) -> dict[str, str]:
@@ -93,12 +93,17 @@ def decode_properties(text: str) -> dict[str, str]:
 # -- hash codes -----------------------------------------------------------------------------
 
 _POW31: list[int] = [1]
+_REVERSED_POW31: dict[int, list[int]] = {}
 
 
 def _powers(n: int) -> list[int]:
-    while len(_POW31) < n:
-        _POW31.append(_POW31[-1] * 31 & 0xFFFFFFFF)
-    return _POW31
+    """31^(n-1) ... 31^0 mod 2^32: the weights of a string of n code units."""
+    pows = _REVERSED_POW31.get(n)
+    if pows is None:
+        while len(_POW31) < n:
+            _POW31.append(_POW31[-1] * 31 & 0xFFFFFFFF)
+        pows = _REVERSED_POW31[n] = _POW31[n - 1::-1] if n else []
+    return pows
 
 
 def java_hash(text: str) -> int:
@@ -111,9 +116,7 @@ def java_hash(text: str) -> int:
     else:
         raw = text.encode("utf-16-be")
         units = [raw[i] << 8 | raw[i + 1] for i in range(0, len(raw), 2)]
-    n = len(units)
-    pows = _powers(n)
-    h = sum(map(mul, units, reversed(pows[:n]))) & 0xFFFFFFFF
+    h = sum(map(mul, units, _powers(len(units)))) & 0xFFFFFFFF
     return h - 0x100000000 if h & 0x80000000 else h
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 import re
 import time
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 from rmqnode.broker.clients import ClientChannel
@@ -39,6 +40,7 @@ NOT_SENDABLE = {"SCHEDULE_TOPIC_XXXX", "RMQ_SYS_TRANS_HALF_TOPIC", "RMQ_SYS_TRAN
 V3_4_9 = 121  # from this client version on, the header's maxReconsumeTimes counts
 FAQ = "\nSee http://rocketmq.apache.org/docs/faq/ for further details."
 
+_VALID_TOPICS: set[str] = set()  # names that passed validate_topic: a cache, not a registry
 _ILLEGAL = ("the message is illegal, maybe msg body or properties length not matched. "
             "msg body length limit {}k, msg properties length limit 32k.")
 
@@ -53,6 +55,8 @@ def send_header(cmd: RemotingCommand) -> dict[str, str]:
 
 def validate_topic(topic: str) -> None:
     """TopicValidator.validateTopic, with its remarks."""
+    if topic in _VALID_TOPICS:
+        return
     if not topic:
         raise RemotingError(ResponseCode.SYSTEM_ERROR, "The specified topic is blank.")
     if not TOPIC_PATTERN.match(topic):
@@ -61,13 +65,18 @@ def validate_topic(topic: str) -> None:
     if len(topic) > 127:
         raise RemotingError(ResponseCode.SYSTEM_ERROR,
                             "The specified topic is longer than topic max length.")
+    if len(_VALID_TOPICS) < 100_000:
+        _VALID_TOPICS.add(topic)
 
 
 class SendProcessor:
     def __init__(self, broker: BrokerController) -> None:
         self.broker = broker
 
-    async def handle(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
+    def handle(self, cmd: RemotingCommand,
+               conn: Connection) -> RemotingCommand | Awaitable[RemotingCommand]:
+        """Answered at once unless the store must flush first (SYNC_FLUSH): no task per send
+        on the hot path."""
         h = send_header(cmd)
         topic = h.get("topic") or ""
         cfg = self.broker.config
@@ -90,7 +99,10 @@ class SendProcessor:
         if queue_id < 0:
             queue_id = random.randrange(topic_config.writeQueueNums)
 
-        born_host = host_bytes(conn.peer) if conn.peer != "?" else host_bytes("0.0.0.0:0")
+        born_host = conn.attrs.get("born_host")
+        if born_host is None:
+            born_host = conn.attrs["born_host"] = host_bytes(
+                conn.peer if conn.peer != "?" else "0.0.0.0:0")
         common = dict(topic=topic, queue_id=queue_id, sys_flag=int(h.get("sysFlag") or 0),
                       born_timestamp=int(h.get("bornTimestamp") or time.time() * 1000),
                       born_host=born_host, reconsume_times=int(h.get("reconsumeTimes") or 0))
@@ -117,10 +129,17 @@ class SendProcessor:
                     h.get("producerGroup") or "", ClientChannel(
                         conn, str(conn.attrs.get("client_id", conn.peer)), cmd.language,
                         cmd.version))
-        result = await self.broker.store.put_messages(messages)
+        store = self.broker.store
+        result = store.put_nowait(messages)
         if result.ok:
             self.broker.stats["put"] += len(messages)
+        if store.must_wait_flush(result, messages):
+            return self._respond_flushed(cmd, result, queue_id)
         return self._respond(cmd, result, queue_id)
+
+    async def _respond_flushed(self, cmd: RemotingCommand, result: st.PutResult,
+                               queue_id: int) -> RemotingCommand:
+        return self._respond(cmd, await self.broker.store.wait_flushed(result), queue_id)
 
     async def send_back(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
         """CONSUMER_SEND_MSG_BACK: a consumer failed a message; it comes back through
@@ -191,10 +210,12 @@ class SendProcessor:
         if status in (st.PUT_OK, st.FLUSH_DISK_TIMEOUT):
             code = ResponseCode.SUCCESS if status == st.PUT_OK else ResponseCode.FLUSH_DISK_TIMEOUT
             assert result.appended is not None
-            return cmd.response(code, None, {
-                "msgId": ",".join(result.msg_ids), "queueId": queue_id,
-                "queueOffset": result.appended.queue_offset,
-                "MSG_REGION": "DefaultRegion", "TRACE_ON": "true"})
+            response = cmd.response(code)
+            response.ext_fields = {  # strings already: every send is answered with these
+                "msgId": ",".join(result.msg_ids), "queueId": str(queue_id),
+                "queueOffset": str(result.appended.queue_offset),
+                "MSG_REGION": "DefaultRegion", "TRACE_ON": "true"}
+            return response
         if status in (st.MESSAGE_ILLEGAL, st.PROPERTIES_SIZE_EXCEEDED):
             limit = self.broker.config.maxMessageSize // 1024
             return cmd.response(ResponseCode.MESSAGE_ILLEGAL,

@@ -61,7 +61,9 @@ class Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         self.pending: dict[int, asyncio.Future[RemotingCommand]] = {}
-        self.closed = asyncio.get_running_loop().create_future()
+        self._loop = asyncio.get_running_loop()
+        self._out: list[bytes] | None = None  # frames written in this loop iteration
+        self.closed = self._loop.create_future()
         self.last_active = time.monotonic()
         self.tasks: set[asyncio.Task] = set()
         self.attrs: dict[str, object] = {}  # what roles remember about the peer (client id, ...)
@@ -163,8 +165,21 @@ class Connection(asyncio.Protocol):
         return self.transport is not None and not self.transport.is_closing()
 
     def write(self, cmd: RemotingCommand, serialize_type: int | None = None) -> None:
-        if self.is_open:
-            self.transport.write(encode(cmd, serialize_type))  # type: ignore[union-attr]
+        """Queue a frame; the frames of one loop iteration go out in one socket write (the
+        answers to a burst of pipelined requests cost one syscall, not one each)."""
+        if not self.is_open:
+            return
+        frame = encode(cmd, serialize_type)
+        if self._out is None:
+            self._out = [frame]
+            self._loop.call_soon(self._flush_out)
+        else:
+            self._out.append(frame)
+
+    def _flush_out(self) -> None:
+        out, self._out = self._out, None
+        if out and self.is_open:
+            self.transport.write(out[0] if len(out) == 1 else b"".join(out))  # type: ignore
 
     async def request(self, cmd: RemotingCommand, timeout: float = 3.0) -> RemotingCommand:
         """Send a request and wait for its response; raises RemotingTimeout / ConnectionLost."""
@@ -193,4 +208,5 @@ class Connection(asyncio.Protocol):
 
     def close(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
+            self._flush_out()
             self.transport.close()

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from rmqnode.message import MessageExt, offset_msg_id
+from rmqnode.message import MessageExt
 from rmqnode.storage.mapped_file import MappedFile, MappedFileQueue
 from rmqnode.storage.records import (END_FILE_MIN_BLANK_LENGTH, POS_PHYSICAL_OFFSET,
                                      POS_QUEUE_OFFSET, POS_SYS_FLAG, Blank, CorruptRecord,
@@ -20,6 +20,8 @@ from rmqnode.storage.records import (END_FILE_MIN_BLANK_LENGTH, POS_PHYSICAL_OFF
 
 _LONG = struct.Struct(">q")
 _INT = struct.Struct(">i")
+_OFFSETS = struct.Struct(">qq")  # queue offset, then physical offset: adjacent in a record
+assert POS_PHYSICAL_OFFSET == POS_QUEUE_OFFSET + 8
 
 
 @dataclass(slots=True)
@@ -29,7 +31,6 @@ class Appended:
     wrote_bytes: int
     queue_offset: int
     store_timestamp: int
-    msg_id: str
 
 
 class CommitLog:
@@ -81,18 +82,16 @@ class CommitLog:
         now = int(time.time() * 1000)
         key = (topic, queue_id)
         queue_offset = self.topic_queue_table.get(key, 0)
-        sizes = batch_sizes or [len(record)]
+        sizes = batch_sizes or (len(record),)
         pos = 0
         for i, size in enumerate(sizes):
-            _LONG.pack_into(record, pos + POS_PHYSICAL_OFFSET, wrote + pos)
-            _LONG.pack_into(record, pos + POS_QUEUE_OFFSET, queue_offset + i)
+            _OFFSETS.pack_into(record, pos + POS_QUEUE_OFFSET, queue_offset + i, wrote + pos)
             (sys_flag,) = _INT.unpack_from(record, pos + POS_SYS_FLAG)
             _LONG.pack_into(record, pos + store_timestamp_pos(sys_flag), now)
             pos += size
         mf.append(record)
         self.topic_queue_table[key] = queue_offset + len(sizes)
-        return Appended(wrote, len(record), queue_offset, now,
-                        offset_msg_id(self.store_host, wrote))
+        return Appended(wrote, len(record), queue_offset, now)
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -102,7 +102,7 @@ class ConsumeQueue:
             self.files.create(start)
             mf = self.files.find(pos)
         local = pos - mf.file_from_offset
-        mf.write_at(local, CQ_ENTRY.pack(phy_offset, size, tags_code))
+        CQ_ENTRY.pack_into(mf.mm, local, phy_offset, size, tags_code)  # type: ignore[arg-type]
         if local + CQ_UNIT_SIZE > mf.wrote_position:
             mf.wrote_position = local + CQ_UNIT_SIZE
         if phy_offset + size > self.max_phy_end:

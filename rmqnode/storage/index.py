@@ -33,21 +33,23 @@ class IndexFile:
 
     def put(self, key: str, phy_offset: int, store_timestamp: int) -> bool:
         """Add one key; False when the file is full."""
-        if self.is_full:
+        count = self.index_count
+        if count >= self.max_entries:
             return False
         h = index_key_hash(key)
         slot_pos = index_slot_pos(h, self.slots)
-        (prev,) = INDEX_SLOT.unpack_from(self.mf.mm, slot_pos)  # type: ignore[arg-type]
-        if prev <= 0 or prev > self.index_count:
+        mm = self.mf.mm
+        (prev,) = INDEX_SLOT.unpack_from(mm, slot_pos)  # type: ignore[arg-type]
+        if prev <= 0 or prev > count:
             prev = 0
-        if self.index_count == 1 and self.begin_timestamp == 0:
+        if count == 1 and self.begin_timestamp == 0:
             self.begin_timestamp = store_timestamp
             self.begin_phy_offset = phy_offset
         diff = max(0, (store_timestamp - self.begin_timestamp) // 1000)
-        self.mf.write_at(index_entry_pos(self.index_count, self.slots),
-                         INDEX_ENTRY.pack(h, phy_offset, min(diff, 0x7FFFFFFF), prev))
-        self.mf.write_at(slot_pos, INDEX_SLOT.pack(self.index_count))
-        self.index_count += 1
+        INDEX_ENTRY.pack_into(mm, index_entry_pos(count, self.slots),  # type: ignore[arg-type]
+                              h, phy_offset, min(diff, 0x7FFFFFFF), prev)
+        INDEX_SLOT.pack_into(mm, slot_pos, count)  # type: ignore[arg-type]
+        self.index_count = count + 1
         self.end_timestamp = store_timestamp
         self.end_phy_offset = phy_offset
         return True

@@ -402,10 +402,15 @@ class MessageStore:
         """Store and, under SYNC_FLUSH (unless the producer said WAIT=false), wait until the
         bytes are on disk; a flush slower than syncFlushTimeout answers FLUSH_DISK_TIMEOUT."""
         result = self.put_nowait(messages)
-        if result.status != PUT_OK or not self.sync_flush:
-            return result
-        if messages[0].properties.get(WAIT, "true").lower() == "false":
-            return result
+        if self.must_wait_flush(result, messages):
+            await self.wait_flushed(result)
+        return result
+
+    def must_wait_flush(self, result: PutResult, messages: list[Message]) -> bool:
+        return (self.sync_flush and result.status == PUT_OK
+                and messages[0].properties.get(WAIT, "true").lower() != "false")
+
+    async def wait_flushed(self, result: PutResult) -> PutResult:
         end = result.appended.wrote_offset + result.appended.wrote_bytes  # type: ignore[union-attr]
         if not await self.flusher.wait_flushed(end, self.config.syncFlushTimeout / 1000.0):
             result.status = FLUSH_DISK_TIMEOUT
