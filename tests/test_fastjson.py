@@ -62,3 +62,15 @@ def test_cpp_heartbeat_with_trailing_newline_parses():
     [body] = [b for f, b in _bodies() if f.header["code"] == 34 and f.header["language"] == "CPP"][:1]
     data = fastjson.loads(body)
     assert "clientID" in data
+
+
+def test_the_fast_writer_and_the_general_one_agree_on_every_captured_body():
+    """dumps hands values without fastjson-only keys to json's C encoder; both writers must
+    give the same text for everything real peers sent (and for ASCII-only output)."""
+    checked = 0
+    for _, body in _bodies():
+        value = fastjson.loads(body)
+        for ascii_only in (False, True):
+            assert fastjson.dumps(value, ascii_only) == fastjson.dumps_fastjson(value, ascii_only)
+        checked += 1
+    assert checked > 100

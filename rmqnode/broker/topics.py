@@ -107,11 +107,13 @@ class TopicConfigManager(JsonConfigFile):
         for topic in wanted:
             self.table.setdefault(topic.topicName, topic)
 
-    def wrapper(self) -> dict[str, object]:
-        """TopicConfigSerializeWrapper: what REGISTER_BROKER carries."""
+    def wrapper(self, only: list[TopicConfig] | None = None) -> dict[str, object]:
+        """TopicConfigSerializeWrapper: what REGISTER_BROKER carries (every topic, or `only`
+        these for an incremental registration)."""
         perm_mask = self.config.brokerPermission | PERM_INHERIT
         table = {}
-        for name, topic in self.table.items():
+        for topic in self.table.values() if only is None else only:
+            name = topic.topicName
             item = topic.to_json()
             item["perm"] = topic.perm & perm_mask
             table[name] = item

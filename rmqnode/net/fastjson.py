@@ -16,6 +16,8 @@ from typing import Any
 
 _dumps_str = json.JSONEncoder(ensure_ascii=False).encode
 _dumps_ascii = json.JSONEncoder(ensure_ascii=True).encode
+_compact_str = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_compact_ascii = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
 
 
 class ObjectKey(tuple):
@@ -143,12 +145,36 @@ def loads(data: bytes | str) -> Any:
     return value
 
 
+def _standard(value: Any) -> bool:
+    """True when `value` holds nothing only fastjson writes: no UnquotedKey or ObjectKey keys
+    (nor other non-str keys), no sets."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, dict):
+            if not all(type(k) is str for k in v):
+                return False
+            stack.extend(v.values())
+        elif isinstance(v, (list, tuple)):
+            stack.extend(v)
+        elif isinstance(v, (set, frozenset)):
+            return False
+    return True
+
+
 def dumps(value: Any, ascii_only: bool = False) -> str:
     """Compact JSON as fastjson writes it. `UnquotedKey` and `ObjectKey` keys stay non-standard.
 
     Keys are written in the order given: callers build dicts in fastjson's (alphabetical bean
     property) order where a peer might care.
     """
+    if _standard(value):  # json's C encoder writes the same bytes, many times faster
+        return _compact_ascii(value) if ascii_only else _compact_str(value)
+    return dumps_fastjson(value, ascii_only)
+
+
+def dumps_fastjson(value: Any, ascii_only: bool = False) -> str:
+    """The general writer, for values with fastjson-only keys (`dumps` picks)."""
     enc = _dumps_ascii if ascii_only else _dumps_str
     parts: list[str] = []
 
