@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 from rmqnode.message import MessageExt
 from rmqnode.storage.mapped_file import MappedFile, MappedFileQueue
 from rmqnode.storage.records import (END_FILE_MIN_BLANK_LENGTH, POS_PHYSICAL_OFFSET,
                                      POS_QUEUE_OFFSET, POS_SYS_FLAG, Blank, CorruptRecord,
-                                     decode_record, encode_blank, store_timestamp_pos)
+                                     check_record, decode_record, encode_blank,
+                                     store_timestamp_pos)
 
 _LONG = struct.Struct(">q")
 _INT = struct.Struct(">i")
+T = TypeVar("T")
 _OFFSETS = struct.Struct(">qq")  # queue offset, then physical offset: adjacent in a record
 assert POS_PHYSICAL_OFFSET == POS_QUEUE_OFFSET + 8
 
@@ -119,10 +122,11 @@ class CommitLog:
             return None
         return rec if isinstance(rec, MessageExt) else None
 
-    def scan(self, start: int, check_crc: bool = False
-             ) -> Iterator[tuple[int, MessageExt | Blank]]:
-        """Every record from `start` on, across files, stopping at the first gap or bad record
-        (which raises CorruptRecord carrying its file and offset)."""
+    def _walk(self, start: int, read: Callable[[memoryview, int, int], tuple[int, bool, T]]
+              ) -> Iterator[tuple[int, T]]:
+        """Records from `start` on, across files, stopping at the first gap or bad record
+        (CorruptRecord, with its file); `read` gives (size, is_blank, item) of one record,
+        size 0 where nothing was written."""
         mf = self.files.find(start)
         if mf is None:
             return
@@ -133,18 +137,39 @@ class CommitLog:
             try:
                 while local < mf.wrote_position:
                     try:
-                        rec = decode_record(view, local, mf.file_from_offset, check_crc=check_crc)
+                        size, blank, item = read(view, local, mf.file_from_offset)
                     except CorruptRecord as exc:
                         raise CorruptRecord(exc.offset, exc.reason, str(mf.path)) from None
-                    if rec is None:
+                    if size == 0:
                         return
-                    yield mf.file_from_offset + local, rec
-                    if isinstance(rec, Blank):
+                    yield mf.file_from_offset + local, item
+                    if blank:
                         break
-                    local += rec.store_size
+                    local += size
             finally:
                 del view
             local = 0
+
+    def scan(self, start: int, check_crc: bool = False
+             ) -> Iterator[tuple[int, MessageExt | Blank]]:
+        """Every record from `start` on, decoded."""
+        def read(view: memoryview, local: int, base: int) -> tuple[int, bool, MessageExt | Blank]:
+            rec = decode_record(view, local, base, check_crc=check_crc)
+            if rec is None:
+                return 0, False, Blank(0)
+            if isinstance(rec, Blank):
+                return rec.size, True, rec
+            return rec.store_size, False, rec
+        return self._walk(start, read)
+
+    def extents(self, start: int, check_crc: bool = False) -> Iterator[tuple[int, int, int]]:
+        """(offset, size, store timestamp) of every record from `start` on, checked but not
+        decoded (the blank end-of-file record has timestamp -1): recovery's fast path."""
+        def read(view: memoryview, local: int, base: int) -> tuple[int, bool, tuple[int, int]]:
+            size, stamp = check_record(view, local, base, check_crc)
+            return size, stamp == -1, (size, stamp)
+        for offset, (size, stamp) in self._walk(start, read):
+            yield offset, size, stamp
 
     def close(self) -> None:
         self.files.close()

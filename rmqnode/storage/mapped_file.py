@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 PAGE = mmap.PAGESIZE
+_ZERO_CHUNK = 1 << 20
 
 
 def file_name(offset: int) -> str:
@@ -114,14 +115,18 @@ class MappedFile:
             self.flushed_position = end
         return self.flushed_position
 
-    def truncate_to(self, pos: int) -> None:
-        """Forget everything from `pos` on, and zero what is stored there, so that no later scan
-        mistakes stale bytes for records (recovery of a torn or dirty tail). Only the file's data
-        extents are zeroed: the sparse remainder of a 1 GiB file stays unallocated.
+    def truncate_to(self, pos: int, zero: bool = True) -> None:
+        """Forget everything from `pos` on and, with `zero`, zero what is stored there, so that
+        no later scan mistakes stale bytes for records (recovery of a torn or dirty tail).
+        Only the file's data extents are looked at, a chunk at a time, and only chunks that are
+        not zero already are written: the unwritten remainder of a 1 GiB file stays so.
         A read-only file only forgets: offline readers never change a store."""
-        if self.mm is not None and not self.readonly:
+        if zero and self.mm is not None and not self.readonly:
             for start, end in self._data_extents(pos):
-                self.mm[start:end] = bytes(end - start)
+                for chunk in range(start, end, _ZERO_CHUNK):
+                    stop = min(chunk + _ZERO_CHUNK, end)
+                    if self.mm[chunk:stop].count(0) != stop - chunk:
+                        self.mm[chunk:stop] = bytes(stop - chunk)
         self.wrote_position = pos
         self.flushed_position = min(self.flushed_position, pos)
 
@@ -234,15 +239,15 @@ class MappedFileQueue:
                 mf.flush()
         return self.flushed_offset
 
-    def truncate(self, offset: int) -> None:
+    def truncate(self, offset: int, zero: bool = True) -> None:
         """Drop everything at and after `offset`: later files are deleted, the one holding it
-        is cut there."""
+        is cut there (zeroed from there, with `zero`)."""
         keep: list[MappedFile] = []
         for mf in self.files:
             if mf.file_from_offset + self.file_size <= offset:
                 keep.append(mf)
             elif mf.file_from_offset <= offset:
-                mf.truncate_to(offset - mf.file_from_offset)
+                mf.truncate_to(offset - mf.file_from_offset, zero)
                 keep.append(mf)
             else:
                 mf.destroy()

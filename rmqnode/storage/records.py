@@ -155,6 +155,56 @@ def peek(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
     return _SIZE_MAGIC.unpack_from(buf, pos)
 
 
+def check_record(buf: bytes | memoryview, pos: int, base_offset: int = 0,
+                 check_crc: bool = False) -> tuple[int, int]:
+    """(total size, store timestamp) of the record at `pos`, checked without decoding it:
+    recovery walks whole CommitLog files with this. (0, 0) where nothing was written; the
+    blank end-of-file record gives (its size, -1).
+
+    Raises CorruptRecord for anything that is not a complete, consistent record (with the
+    body CRC when `check_crc`); `base_offset` is the global offset of buf[0], for the message.
+    """
+    where = base_offset + pos
+    size, magic = peek(buf, pos)
+    if size == 0 and magic == 0:
+        return 0, 0
+    if magic == BLANK_MAGIC:
+        return size, -1
+    if magic not in (MESSAGE_MAGIC_V1, MESSAGE_MAGIC_V2):
+        raise CorruptRecord(where, f"bad magic code {magic & 0xFFFFFFFF:#010x}")
+    if size < 91 or pos + size > len(buf):
+        raise CorruptRecord(where, f"total size {size} does not fit "
+                                   f"({len(buf) - pos} bytes left)")
+    try:
+        (sys_flag,) = _INT.unpack_from(buf, pos + POS_SYS_FLAG)
+        p = pos + POS_BORN_HOST + (20 if sys_flag & BORNHOST_V6_FLAG else 8)
+        (store_ts,) = _LONG.unpack_from(buf, p)
+        p += 8 + (20 if sys_flag & STOREHOST_V6_FLAG else 8) + 12
+        (body_len,) = _INT.unpack_from(buf, p)
+        p += 4
+        if body_len < 0 or p + body_len > pos + size:
+            raise CorruptRecord(where, f"body length {body_len} overruns the record")
+        body_at = p
+        p += body_len
+        if magic == MESSAGE_MAGIC_V2:
+            (topic_len,) = _SHORT.unpack_from(buf, p)
+            p += 2 + topic_len
+        else:
+            p += 1 + buf[p]
+        (props_len,) = _SHORT.unpack_from(buf, p)
+        p += 2 + max(props_len, 0)
+    except (struct.error, IndexError):
+        raise CorruptRecord(where, "record is truncated") from None
+    if p != pos + size:
+        raise CorruptRecord(where, f"fields add up to {p - pos} bytes, total size says {size}")
+    if check_crc:
+        (crc,) = _INT.unpack_from(buf, pos + 8)
+        actual = body_crc(memoryview(buf)[body_at:body_at + body_len])
+        if actual != crc:
+            raise CorruptRecord(where, f"body CRC {actual} does not match stored {crc}")
+    return size, store_ts
+
+
 def decode_record(buf: bytes | memoryview, pos: int, base_offset: int = 0,
                   check_crc: bool = False, read_body: bool = True) -> MessageExt | Blank | None:
     """The record at `pos`; None where nothing was written (a zero size).
@@ -162,66 +212,52 @@ def decode_record(buf: bytes | memoryview, pos: int, base_offset: int = 0,
     `base_offset` is the global offset of buf[0], used only to say where a corrupt record is.
     Raises CorruptRecord for anything that is not a complete, consistent record.
     """
-    where = base_offset + pos
-    size, magic = peek(buf, pos)
-    if size == 0 and magic == 0:
+    size, _ = check_record(buf, pos, base_offset, check_crc)
+    if size == 0:
         return None
+    magic = _SIZE_MAGIC.unpack_from(buf, pos)[1]
     if magic == BLANK_MAGIC:
         return Blank(size)
-    if magic not in (MESSAGE_MAGIC_V1, MESSAGE_MAGIC_V2):
-        raise CorruptRecord(where, f"bad magic code {magic & 0xFFFFFFFF:#010x}")
-    if size < 91 or pos + size > len(buf):
-        raise CorruptRecord(where, f"total size {size} does not fit "
-                                   f"({len(buf) - pos} bytes left)")
+    (_, _, crc, queue_id, flag, queue_offset, physical_offset, sys_flag,
+     born_ts) = _HEAD.unpack_from(buf, pos)
+    p = pos + _HEAD.size
+    if not sys_flag & (BORNHOST_V6_FLAG | STOREHOST_V6_FLAG):
+        born_host, store_ts, store_host, reconsume, prepared = _V4_HOSTS.unpack_from(buf, p)
+        p += _V4_HOSTS.size
+    else:
+        n = 20 if sys_flag & BORNHOST_V6_FLAG else 8
+        born_host = bytes(buf[p:p + n])
+        p += n
+        (store_ts,) = _LONG.unpack_from(buf, p)
+        p += 8
+        n = 20 if sys_flag & STOREHOST_V6_FLAG else 8
+        store_host = bytes(buf[p:p + n])
+        p += n
+        reconsume, prepared = struct.unpack_from(">iq", buf, p)
+        p += 12
+    (body_len,) = _INT.unpack_from(buf, p)
+    p += 4
+    body = bytes(buf[p:p + body_len]) if read_body else b""
+    p += body_len
+    if magic == MESSAGE_MAGIC_V2:
+        (topic_len,) = _SHORT.unpack_from(buf, p)
+        p += 2
+    else:
+        topic_len = buf[p]
+        p += 1
     try:
-        (_, _, crc, queue_id, flag, queue_offset, physical_offset, sys_flag,
-         born_ts) = _HEAD.unpack_from(buf, pos)
-        p = pos + _HEAD.size
-        if not sys_flag & (BORNHOST_V6_FLAG | STOREHOST_V6_FLAG):
-            born_host, store_ts, store_host, reconsume, prepared = _V4_HOSTS.unpack_from(buf, p)
-            p += _V4_HOSTS.size
-        else:
-            n = 20 if sys_flag & BORNHOST_V6_FLAG else 8
-            born_host = bytes(buf[p:p + n])
-            p += n
-            (store_ts,) = _LONG.unpack_from(buf, p)
-            p += 8
-            n = 20 if sys_flag & STOREHOST_V6_FLAG else 8
-            store_host = bytes(buf[p:p + n])
-            p += n
-            reconsume, prepared = struct.unpack_from(">iq", buf, p)
-            p += 12
-        (body_len,) = _INT.unpack_from(buf, p)
-        p += 4
-        if body_len < 0 or p + body_len > pos + size:
-            raise CorruptRecord(where, f"body length {body_len} overruns the record")
-        body = bytes(buf[p:p + body_len]) if read_body or check_crc else b""
-        p += body_len
-        if magic == MESSAGE_MAGIC_V2:
-            (topic_len,) = _SHORT.unpack_from(buf, p)
-            p += 2
-        else:
-            topic_len = buf[p]
-            p += 1
         topic = bytes(buf[p:p + topic_len]).decode()
         p += topic_len
         (props_len,) = _SHORT.unpack_from(buf, p)
         p += 2
         props_text = bytes(buf[p:p + props_len]).decode() if props_len > 0 else ""
-        p += max(props_len, 0)
-    except (struct.error, IndexError):
-        raise CorruptRecord(where, "record is truncated") from None
     except UnicodeDecodeError:
-        raise CorruptRecord(where, "topic or properties are not UTF-8") from None
-    if p != pos + size:
-        raise CorruptRecord(where, f"fields add up to {p - pos} bytes, total size says {size}")
-    if check_crc and body_crc(body) != crc:
-        raise CorruptRecord(where, f"body CRC {body_crc(body)} does not match stored {crc}")
+        raise CorruptRecord(base_offset + pos, "topic or properties are not UTF-8") from None
     return MessageExt(topic=topic, queue_id=queue_id, queue_offset=queue_offset,
                       commit_log_offset=physical_offset, store_size=size, body_crc=crc,
                       flag=flag, sys_flag=sys_flag, born_timestamp=born_ts, born_host=born_host,
                       store_timestamp=store_ts, store_host=store_host, reconsume_times=reconsume,
-                      prepared_transaction_offset=prepared, body=body if read_body else b"",
+                      prepared_transaction_offset=prepared, body=body,
                       properties=decode_properties(props_text), properties_text=props_text,
                       magic=magic)
 
