@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from rmqnode.net.codes import response_name
 
+# The hint Java appends to many remarks (FAQUrl.suggestTodo).
+FAQ = "\nSee http://rocketmq.apache.org/docs/faq/ for further details."
+
 
 class RemotingError(Exception):
     """A request failed with a RocketMQ response code; `remark` is what the peer is told."""

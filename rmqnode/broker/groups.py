@@ -9,6 +9,8 @@ from typing import Any
 
 from rmqnode.broker.configfile import JsonConfigFile
 from rmqnode.broker.topics import DataVersion
+from rmqnode.errors import FAQ, RemotingError
+from rmqnode.net.codes import ResponseCode
 
 SYSTEM_GROUPS = ("SELF_TEST_C_GROUP", "CID_ONSAPI_OWNER", "CID_ONSAPI_PERMISSION",
                  "CID_ONSAPI_PULL", "CID_RMQ_SYS_TRANS", "TOOLS_CONSUMER", "FILTERSRV_CONSUMER")
@@ -44,6 +46,17 @@ class SubscriptionGroupManager(JsonConfigFile):
         create = self.config.autoCreateSubscriptionGroup if auto_create is None else auto_create
         if group is None and create:
             group = self.update(default_group(name))
+        return group
+
+    def consumable(self, name: str) -> dict[str, Any]:
+        """The config of a group about to pull or pop; Java's error when it may not."""
+        group = self.find(name)
+        if group is None:
+            raise RemotingError(ResponseCode.SUBSCRIPTION_GROUP_NOT_EXIST,
+                                f"subscription group [{name}] does not exist, {FAQ.strip()}")
+        if not group.get("consumeEnable", True):
+            raise RemotingError(ResponseCode.NO_PERMISSION,
+                                f"subscription group no permission, {name}")
         return group
 
     def update(self, group: dict[str, Any]) -> dict[str, Any]:

@@ -37,7 +37,6 @@ ORDER_REVIVE_QUEUE = 999
 INIT_MODE_MIN = 0
 _QUEUE_OFFSET = struct.Struct(">q")
 POS_QUEUE_OFFSET = 20  # after totalSize, magic, bodyCRC, queueId, flag
-FAQ = "\nSee http://rocketmq.apache.org/docs/faq/ for further details."
 
 
 class PopHoldService:
@@ -132,7 +131,7 @@ class PopProcessor:
                                 "this broker; pop with order=false or use an orderly pull "
                                 "consumer")
         topic, group = cmd.require("topic"), cmd.require("consumerGroup")
-        topic_config = self._topic(topic)
+        topic_config = broker.topics.existing(topic)
         if not topic_config.perm & PERM_READ:
             return cmd.response(ResponseCode.NO_PERMISSION,
                                 f"the topic[{topic}] peeking message is forbidden")
@@ -142,13 +141,7 @@ class PopProcessor:
                                 f"queueId[{queue_id}] is illegal, topic:[{topic}] "
                                 f"topicConfig.readQueueNums:[{topic_config.readQueueNums}] "
                                 f"consumer:[{conn.peer}]")
-        config = broker.groups.find(group)
-        if config is None:
-            return cmd.response(ResponseCode.SUBSCRIPTION_GROUP_NOT_EXIST,
-                                f"subscription group [{group}] does not exist, {FAQ.strip()}")
-        if not config.get("consumeEnable", True):
-            return cmd.response(ResponseCode.NO_PERMISSION,
-                                f"subscription group no permission, {group}")
+        broker.groups.consumable(group)
         retry_topic = pop_retry_topic(topic, group)
         popped = await self._collect(cmd, topic_config, retry_topic)
         if not popped.messages and poll_ms > 0:
@@ -158,13 +151,6 @@ class PopProcessor:
             popped = await self._collect(cmd, topic_config, retry_topic)
         return self._answer(cmd, popped, ResponseCode.SUCCESS if popped.messages
                             else ResponseCode.POLLING_TIMEOUT)
-
-    def _topic(self, topic: str) -> TopicConfig:
-        found = self.broker.topics.table.get(topic)
-        if found is None:
-            raise RemotingError(ResponseCode.TOPIC_NOT_EXIST,
-                                f"topic[{topic}] not exist, apply first please!{FAQ}")
-        return found
 
     def _answer(self, cmd: RemotingCommand, popped: _Popped, code: int) -> RemotingCommand:
         fields = {"popTime": popped.pop_time, "invisibleTime": cmd.int_field("invisibleTime"),
@@ -262,7 +248,7 @@ class PopProcessor:
                                                                                   ExtraInfo]:
         """Check an ack's topic, queue and offset as Java does; its extra info parsed."""
         topic = cmd.require("topic")
-        topic_config = self._topic(topic)
+        topic_config = self.broker.topics.existing(topic)
         queue_id, offset = cmd.int_field("queueId"), cmd.int_field("offset")
         if not 0 <= queue_id < topic_config.readQueueNums:
             raise RemotingError(ResponseCode.MESSAGE_ILLEGAL,

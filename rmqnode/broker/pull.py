@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from rmqnode.broker.clients import Subscription
 from rmqnode.broker.topics import PERM_READ
+from rmqnode.errors import FAQ
 from rmqnode.net.codec import RemotingCommand
 from rmqnode.net.codes import ResponseCode
 from rmqnode.net.connection import Connection
@@ -23,7 +24,6 @@ if TYPE_CHECKING:
 FLAG_COMMIT_OFFSET = 0x1
 FLAG_SUSPEND = 0x2
 FLAG_SUBSCRIPTION = 0x4
-FAQ = "\nSee http://rocketmq.apache.org/docs/faq/ for further details."
 
 STATUS_CODES = {
     st.FOUND: ResponseCode.SUCCESS,
@@ -124,17 +124,8 @@ class PullProcessor:
         group, topic = cmd.require("consumerGroup"), cmd.require("topic")
         queue_id, offset = cmd.int_field("queueId"), cmd.int_field("queueOffset")
         sys_flag = cmd.int_field("sysFlag", 0)
-        group_config = broker.groups.find(group)
-        if group_config is None:
-            return cmd.response(ResponseCode.SUBSCRIPTION_GROUP_NOT_EXIST,
-                                f"subscription group [{group}] does not exist, {FAQ.strip()}")
-        if not group_config.get("consumeEnable", True):
-            return cmd.response(ResponseCode.NO_PERMISSION,
-                                f"subscription group no permission, {group}")
-        topic_config = broker.topics.table.get(topic)
-        if topic_config is None:
-            return cmd.response(ResponseCode.TOPIC_NOT_EXIST,
-                                f"topic[{topic}] not exist, apply first please!{FAQ}")
+        broker.groups.consumable(group)
+        topic_config = broker.topics.existing(topic)
         if not topic_config.perm & PERM_READ:
             return cmd.response(ResponseCode.NO_PERMISSION,
                                 f"the topic[{topic}] pulling message is forbidden")

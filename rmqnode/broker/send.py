@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from rmqnode.broker.clients import ClientChannel
 from rmqnode.broker.topics import PERM_INHERIT, PERM_READ, PERM_WRITE, TopicConfig
 from rmqnode.broker.transaction import park_half
-from rmqnode.errors import RemotingError
+from rmqnode.errors import FAQ, RemotingError
 from rmqnode.message import (CLUSTER, DELAY, DLQ_PREFIX, ORIGIN_MESSAGE_ID, POP_CK,
                              RETRY_PREFIX, RETRY_TOPIC, TRAN_MSG, WAIT, BatchEntry, decode_batch, decode_properties, host_bytes)
 from rmqnode.net.codec import RemotingCommand
@@ -38,7 +38,6 @@ TOPIC_PATTERN = re.compile(r"^[%|a-zA-Z0-9_-]+$")
 NOT_SENDABLE = {"SCHEDULE_TOPIC_XXXX", "RMQ_SYS_TRANS_HALF_TOPIC", "RMQ_SYS_TRANS_OP_HALF_TOPIC",
                 "TRANS_CHECK_MAX_TIME_TOPIC", "SELF_TEST_TOPIC", "OFFSET_MOVED_EVENT"}
 V3_4_9 = 121  # from this client version on, the header's maxReconsumeTimes counts
-FAQ = "\nSee http://rocketmq.apache.org/docs/faq/ for further details."
 
 _VALID_TOPICS: set[str] = set()  # names that passed validate_topic: a cache, not a registry
 _ILLEGAL = ("the message is illegal, maybe msg body or properties length not matched. "

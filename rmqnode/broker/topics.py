@@ -12,6 +12,8 @@ from typing import Any
 
 from rmqnode.broker.configfile import JsonConfigFile
 from rmqnode.config import BrokerConfig
+from rmqnode.errors import FAQ, RemotingError
+from rmqnode.net.codes import ResponseCode
 
 PERM_INHERIT = 1
 PERM_WRITE = 2
@@ -106,6 +108,14 @@ class TopicConfigManager(JsonConfigFile):
                    TopicConfig(f"{c.brokerClusterName}_REPLY_TOPIC", 1, 1, rw)]
         for topic in wanted:
             self.table.setdefault(topic.topicName, topic)
+
+    def existing(self, name: str) -> TopicConfig:
+        """The topic's config; Java's TOPIC_NOT_EXIST error for a topic this broker lacks."""
+        found = self.table.get(name)
+        if found is None:
+            raise RemotingError(ResponseCode.TOPIC_NOT_EXIST,
+                                f"topic[{name}] not exist, apply first please!{FAQ}")
+        return found
 
     def wrapper(self, only: list[TopicConfig] | None = None) -> dict[str, object]:
         """TopicConfigSerializeWrapper: what REGISTER_BROKER carries (every topic, or `only`

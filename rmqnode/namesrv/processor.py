@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from rmqnode import log
 from rmqnode.config import read_properties, write_properties
-from rmqnode.errors import RemotingError
+from rmqnode.errors import FAQ, RemotingError
 from rmqnode.net import fastjson
 from rmqnode.net.codec import RemotingCommand
 from rmqnode.net.codes import RequestCode, ResponseCode
@@ -27,7 +27,6 @@ _log = log.get("rmqnode.namesrv")
 # from V4_9_4 clients get standard JSON (quoted broker ids) in routes.
 V3_0_11 = 37
 V4_9_4 = 401
-FAQ_APPLY_TOPIC = "\nSee http://rocketmq.apache.org/docs/faq/ for further details."
 
 
 def _ok(cmd: RemotingCommand, body: bytes = b"", fields: dict[str, object] | None = None
@@ -132,7 +131,7 @@ class NamesrvProcessor:
         if route is None:
             return cmd.response(ResponseCode.TOPIC_NOT_EXIST,
                                 f"No topic route info in name server for the topic: {topic}"
-                                + FAQ_APPLY_TOPIC)
+                                + FAQ)
         # Java's BrowserCompatible feature (used for standard JSON) escapes non-ASCII.
         return cmd.response(body=fastjson.dumpb(route, ascii_only=standard))
 
