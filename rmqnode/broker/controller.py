@@ -131,8 +131,10 @@ class BrokerController:
     def spawn_register(self, only: list[TopicConfig] | None = None) -> None:
         """Re-register with the name servers now, in the background (after topic changes);
         `only` the topics that changed, as Java's registerIncrementBrokerData does, so that
-        creating the n-th topic does not cost a registration of all n."""
-        self._spawn(self.register_all(only))
+        creating the n-th topic does not cost a registration of all n. The body is built now:
+        a registration carries the data version of its own change, or a name server that saw
+        a later version first would skip it."""
+        self._spawn(self._send_registration(*self._registration(only)))
 
     async def _housekeeping_loop(self) -> None:
         """Every 5 s persist offsets and groups; every 10 s drop clients silent for 120 s."""
@@ -199,12 +201,18 @@ class BrokerController:
                 "brokerName": self.config.brokerName,
                 "clusterName": self.config.brokerClusterName}
 
-    async def register_all(self, only: list[TopicConfig] | None = None) -> None:
+    async def register_all(self) -> None:
+        await self._send_registration(*self._registration(None))
+
+    def _registration(self, only: list[TopicConfig] | None) -> tuple[dict[str, object], bytes]:
         body = fastjson.dumpb({"filterServerList": [],
                                "topicConfigSerializeWrapper": self.topics.wrapper(only)})
         fields = self._header() | {"haServerAddr": self.config.ha_server_addr,
                                    "compressed": False,
                                    "bodyCrc32": zlib.crc32(body) & 0x7FFFFFFF}
+        return fields, body
+
+    async def _send_registration(self, fields: dict[str, object], body: bytes) -> None:
         await asyncio.gather(*(self._register_one(addr, fields, body)
                                for addr in namesrv_list(self.config.namesrvAddr)))
 
