@@ -17,6 +17,41 @@ def node(start_node):
                       "-D", "messageDelayLevel=1s 1s 1s 1s")
 
 
+def test_topics_created_concurrently_are_all_routed(node):
+    """Each creation registers its topic with the name server; eight in flight at once must
+    not shadow each other (each registration carries its own data version)."""
+    import asyncio
+
+    from rmqnode.net.client import RemotingClient
+    from rmqnode.net.codec import RemotingCommand
+
+    async def create_all() -> None:
+        client = RemotingClient()
+        gate = asyncio.Semaphore(8)
+
+        async def one(i: int) -> None:
+            async with gate:
+                resp = await client.invoke(node.broker, RemotingCommand.request(
+                    RC.UPDATE_AND_CREATE_TOPIC, {
+                        "topic": f"Many{i}", "readQueueNums": 2, "writeQueueNums": 2,
+                        "perm": 6, "topicFilterType": "SINGLE_TAG"}), 10)
+                assert resp.code == 0, resp.remark
+        try:
+            await asyncio.gather(*(one(i) for i in range(80)))
+        finally:
+            await client.close()
+
+    asyncio.run(create_all())
+    deadline = time.time() + 5
+    while True:
+        listed = set(call_json(node.namesrv, RC.GET_ALL_TOPIC_LIST_FROM_NAMESERVER)["topicList"])
+        missing = {f"Many{i}" for i in range(80)} - listed
+        if not missing:
+            break
+        assert time.time() < deadline, f"the name server never routed {sorted(missing)[:5]}"
+        time.sleep(0.1)
+
+
 def test_topic_create_update_stats_delete(node):
     resp = call(node.broker, RC.UPDATE_AND_CREATE_TOPIC, {
         "topic": "AdminT", "defaultTopic": "TBW102", "readQueueNums": 3, "writeQueueNums": 3,
