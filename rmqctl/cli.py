@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from rmqctl.commands.bench import bench
 from rmqctl.commands.broker import broker
 from rmqctl.commands.cluster import cluster
 from rmqctl.commands.group import group
@@ -70,6 +71,7 @@ main.add_command(consume)
 main.add_command(tail)
 main.add_command(inspect_commitlog)
 main.add_command(dump_consumequeue)
+main.add_command(bench)
 
 
 if __name__ == "__main__":

@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
-import subprocess
-import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
+
+from rmqnode.launch import ServerProcess, rmqnode_argv
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("RMQ_SHARED", REPO.parent / "shared"))
 WIRE = SHARED / "fixtures" / "wire"
 STORE_FIXTURE = SHARED / "fixtures" / "rocketmq-4.9.8"
-
-_STARTED = re.compile(r"(namesrv|broker)\.started addr=(\S+)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -27,8 +22,8 @@ def pytest_configure(config: pytest.Config) -> None:
                                 "or set RMQ_SHARED")
 
 
-class Node:
-    """One `rmqnode` process. Its stderr is collected so tests can read its log lines."""
+class Node(ServerProcess):
+    """One `rmqnode` process. Its output is collected so tests can read its log lines."""
 
     def __init__(self, args: list[str], home: Path, env: dict[str, str] | None = None) -> None:
         if not any(a.startswith("mappedFileSizeCommitLog=") for a in args):
@@ -36,55 +31,8 @@ class Node:
             # take tens of GB. Tests that care about file sizes set their own.
             args = [*args, "-D", "mappedFileSizeCommitLog=67108864"]
         self.args = args
-        self.home = home
-        self.lines: list[str] = []
-        self.addrs: dict[str, str] = {}
-        self._ready = threading.Condition()
-        full_env = dict(os.environ, RMQNODE_HOME=str(home), PYTHONUNBUFFERED="1")
-        full_env.pop("NAMESRV_ADDR", None)
-        full_env.update(env or {})
-        self.proc = subprocess.Popen([sys.executable, "-m", "rmqnode.cli", *args],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True, env=full_env,
-                                     cwd=str(home))
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            with self._ready:
-                self.lines.append(line.rstrip("\n"))
-                m = _STARTED.search(line)
-                if m:
-                    self.addrs[m.group(1)] = m.group(2)
-                self._ready.notify_all()
-        with self._ready:
-            self._ready.notify_all()
-
-    def wait_started(self, roles: tuple[str, ...], timeout: float = 15.0) -> Node:
-        deadline = time.monotonic() + timeout
-        with self._ready:
-            while not all(r in self.addrs for r in roles):
-                left = deadline - time.monotonic()
-                if left <= 0 or self.proc.poll() is not None:
-                    raise AssertionError(f"rmqnode {self.args} did not start {roles}; "
-                                         f"output:\n" + "\n".join(self.lines))
-                self._ready.wait(min(left, 0.2))
-        return self
-
-    def wait_line(self, pattern: str, timeout: float = 10.0) -> str:
-        regex = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        with self._ready:
-            while True:
-                for line in self.lines:
-                    if regex.search(line):
-                        return line
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(f"no line matching {pattern!r}; output:\n"
-                                         + "\n".join(self.lines))
-                self._ready.wait(min(left, 0.2))
+        own_env: dict[str, str | None] = {"NAMESRV_ADDR": None, **(env or {})}
+        super().__init__(rmqnode_argv(*args), home, own_env)
 
     @property
     def namesrv(self) -> str:
@@ -95,14 +43,7 @@ class Node:
         return self.addrs["broker"]
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
+        return super().stop(sig, timeout)
 
 
 @pytest.fixture

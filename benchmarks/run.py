@@ -1,0 +1,384 @@
+"""Every figure of benchmarks/RESULTS.md, each beside a baseline measured in the same run.
+
+    python benchmarks/run.py              # the full matrix: about 6 minutes on 2 cores
+    python benchmarks/run.py --quick      # the same kinds of rows, smaller: about 1 minute
+    python benchmarks/run.py --out FILE   # write the report elsewhere (default RESULTS.md here)
+
+Produce rows: `rmqctl bench produce` (async client, 64 sends in flight in all) against
+a fresh rmqnode per flush mode, for each message size, connection count and batch size. Each
+row's baselines: the Python floor (benchmarks/floor.py) loaded with the very same settings,
+and the disk: a plain write() loop of the same request payloads to a file on the same disk
+(for SYNC_FLUSH rows with an fdatasync every `connections` writes, the best group commit that
+many concurrent senders allow). Then: a drain of a backlog with `rmqctl bench consume`
+against the produce rate; the C++ client (1 and 16 threads sync-sending) against rmqnode and
+against the floor, with the issue's Java RocketMQ 4.9.8 figures beside it; node RSS after
+creating 1,000 topics x 8 queues against a fresh node's; and node start time with a ~1 GiB
+store, and with the many small messages of the ASYNC_FLUSH rows, against an empty store.
+Targets from issue 7 get a pass/fail column.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tabulate import tabulate
+
+from bench_store import raw_write
+from servers import BENCH_DIR, Server, start_floor, start_node
+
+from rmqnode.net.client import RemotingClient
+from rmqctl.client.admin import Admin
+from rmqctl.client.bench import create_topic
+from rmqctl.client.namesrv import NameServerClient
+
+MIB = 1024 * 1024
+WINDOW = 64  # produce rows: sends in flight, over all connections
+CPP_PYTHON = Path(os.environ.get("RMQ_PEERS_DIR") or Path.home() / ".cache" / "rmqnode-peers") \
+    / "cpp" / "bin" / "python"
+# The issue's reference: Java RocketMQ 4.9.8 on this kind of machine, C++ client sync sends of
+# 128 B: threads -> (msgs/s, p50 ms, p99 ms or None).
+JAVA_REF = {1: (2734, 0.34, None), 4: (7302, None, None), 16: (12964, 1.10, 2.74)}
+
+
+@dataclass(frozen=True)
+class Plan:
+    seconds: float           # per produce row
+    sizes: tuple[int, ...]
+    connections: tuple[int, ...]
+    batches: tuple[int, ...]
+    drain: int               # messages in the backlog the consume row drains
+    cpp_threads: tuple[int, ...]
+    cpp_seconds: float
+    topics: int              # for the RSS row, each with 8 queues
+    store_bytes: int         # for the start-time row
+
+
+FULL = Plan(5.0, (128, 1024), (1, 16), (1, 32), 200_000, (1, 16), 10.0, 1000, 1024 * MIB)
+QUICK = Plan(1.5, (128,), (16,), (1, 32), 20_000, (16,), 3.0, 1000, 128 * MIB)
+
+
+@dataclass
+class Row:
+    name: str
+    value: float
+    unit: str
+    latency: str = ""
+    baseline_name: str = ""
+    baseline: float | None = None
+    disk: float | None = None    # produce rows: the disk's rate in the same unit
+    java: str = ""
+    target: str = ""
+    passed: bool | None = None
+
+    def cells(self) -> list[str]:
+        def ratio(base: float | None) -> str:
+            if not base:
+                return ""
+            r = self.value / base
+            return f"{r:.2f}x" if r >= 0.1 else f"{r:.4f}x"
+
+        base = f"{self.baseline_name} {fmt(self.baseline, self.unit)}" \
+            if self.baseline is not None else ""
+        return [self.name, fmt(self.value, self.unit), self.latency, base, ratio(self.baseline),
+                fmt(self.disk, self.unit) if self.disk else "", ratio(self.disk), self.java,
+                self.target, {True: "pass", False: "FAIL", None: ""}[self.passed]]
+
+
+HEADERS = ["Benchmark", "Figure", "Latency p50 / p99", "Baseline (same run)", "vs baseline",
+           "Disk (same run)", "vs disk", "Java 4.9.8 (issue)", "Target", "Result"]
+
+
+def fmt(value: float | None, unit: str) -> str:
+    if value is None:
+        return ""
+    if unit in ("msgs/s", "MB/s"):
+        return f"{value:,.0f} {unit}" if value >= 100 else f"{value:.1f} {unit}"
+    return f"{value:.2f} {unit}"
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def rmqctl(namesrv: str, *args: str, timeout: float = 300) -> dict:
+    """One `rmqctl -o json ...` run; its JSON answer."""
+    argv = [sys.executable, "-m", "rmqctl.cli", "-n", namesrv, "-o", "json", *args]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        raise RuntimeError(f"{shlex.join(argv[1:])} exited {done.returncode}: "
+                           f"{done.stderr.strip()[-2000:]}")
+    return json.loads(done.stdout)
+
+
+def produce_args(topic: str, size: int, connections: int, batch: int, seconds: float
+                 ) -> list[str]:
+    """The same window (WINDOW sends in flight in all) whatever the connection count, so the
+    connection rows differ in how the load arrives, not in how much of it there is."""
+    return ["bench", "produce", "-t", topic, "-s", str(size), "-c", str(connections),
+            "--inflight", str(max(1, WINDOW // connections)), "--batch", str(batch),
+            "--mode", "async", "-d", str(seconds), "--procs", str(min(2, connections))]
+
+
+def latency(figures: dict) -> str:
+    ms = figures.get("latencyMs") or {}
+    return f"{ms['p50']:.2f} / {ms['p99']:.2f} ms" if ms else ""
+
+
+class DiskBaseline:
+    """Writes per second of a plain loop on the disk the stores use, per payload size and
+    fdatasync interval (cached: several rows share one)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = str(directory / "disk-baseline.data")
+        self.cache: dict[tuple[int, int], float] = {}
+
+    def writes_per_s(self, payload: int, sync_every: int) -> float:
+        key = (payload, sync_every)
+        if key not in self.cache:
+            record, n = b"x" * payload, 64
+            while True:  # grow the run until it is long enough to time
+                elapsed = raw_write(self.path, record, n, sync_every)
+                if elapsed > 0.3 or n >= 1 << 22:
+                    break
+                n *= 4
+            self.cache[key] = n / elapsed
+            os.unlink(self.path)
+        return self.cache[key]
+
+
+class Report:
+    def __init__(self, plan: Plan, work: Path) -> None:
+        self.plan = plan
+        self.work = work
+        self.rows: list[Row] = []
+        self.disk = DiskBaseline(work)
+        self.floor_rates: dict[tuple[int, int, int], dict] = {}
+        self.stored = 0  # messages the node of the current flush mode was sent
+
+    def add(self, row: Row) -> None:
+        self.rows.append(row)
+        extra = f" ({row.value / row.baseline:.2f}x {row.baseline_name})" if row.baseline else ""
+        say(f"  {row.name}: {fmt(row.value, row.unit)}{extra}")
+
+    def floor(self, floor: Server, size: int, connections: int, batch: int) -> dict:
+        key = (size, connections, batch)
+        if key not in self.floor_rates:
+            self.floor_rates[key] = rmqctl(floor.addrs["floor"], *produce_args(
+                f"Floor-{size}-{connections}-{batch}", size, connections, batch,
+                self.plan.seconds))["produce"]
+        return self.floor_rates[key]
+
+    def produce_matrix(self, node: Server, floor: Server, flush: str) -> None:
+        sync = flush == "SYNC_FLUSH"
+        for size in self.plan.sizes:
+            for connections in self.plan.connections:
+                for batch in self.plan.batches:
+                    got = rmqctl(node.addrs["namesrv"], *produce_args(
+                        f"Bench-{size}-{connections}-{batch}", size, connections, batch,
+                        self.plan.seconds))["produce"]
+                    self.stored += got["messages"]
+                    base = self.floor(floor, size, connections, batch)
+                    writes = self.disk.writes_per_s(size * batch, connections if sync else 0)
+                    row = Row(f"produce {size} B, {connections} conn, batch {batch}, "
+                              f"{flush}", got["msgsPerSec"], "msgs/s", latency(got),
+                              "floor", base["msgsPerSec"], writes * batch)
+                    self.check_targets(row, size, connections, batch, sync)
+                    self.add(row)
+
+    def check_targets(self, row: Row, size: int, connections: int, batch: int,
+                      sync: bool) -> None:
+        if not sync and (size, connections, batch) == (128, 16, 1):
+            row.target, row.passed = ">= 0.5x floor", row.value >= 0.5 * row.baseline
+        if sync and connections == 16:
+            twin = next(r for r in self.rows if r.name == row.name.replace("SYNC", "ASYNC"))
+            row.target = f">= 0.5x ASYNC_FLUSH ({fmt(twin.value, 'msgs/s')})"
+            row.passed = row.value >= 0.5 * twin.value
+
+    def drain(self, node: Server) -> None:
+        ns = node.addrs["namesrv"]
+        rmqctl(ns, "bench", "produce", "-t", "Drain", "-s", "128", "-c", "4", "--procs", "2",
+               "--batch", "32", "-n", str(self.plan.drain))
+        got = rmqctl(ns, "bench", "consume", "-t", "Drain", "-c", "4", "--procs", "2")["consume"]
+        self.stored += self.plan.drain
+        produced = next(r for r in self.rows
+                        if r.name == "produce 128 B, 16 conn, batch 1, ASYNC_FLUSH")
+        row = Row(f"consume (drain {got['messages']:,} of {self.plan.drain:,}), 128 B",
+                  got["msgsPerSec"], "msgs/s", latency(got), "produce 128 B 16 conn",
+                  produced.value, target=">= 2x produce")
+        row.passed = row.value >= 2 * produced.value and got["messages"] == self.plan.drain
+        self.add(row)
+
+    def cpp(self, node: Server, floor: Server, threads: int) -> None:
+        if not CPP_PYTHON.exists():
+            say(f"  C++ client not installed ({CPP_PYTHON}): bash .ci/peers.sh; row skipped")
+            return
+        rmqctl(node.addrs["namesrv"], "topic", "create", "CppBench", "-q", "8")
+        got = self.cpp_run(node.addrs["namesrv"], threads)
+        self.stored += got["messages"]
+        base = self.cpp_run(floor.addrs["floor"], threads)
+        rate, p50, p99 = JAVA_REF[threads]
+        java_ms = " / ".join(f"{name} {ms:.2f}" for name, ms in (("p50", p50), ("p99", p99))
+                             if ms)
+        self.add(Row(f"C++ client 1.x, {threads} thread{'s' * (threads > 1)} sync send 128 B",
+                     got["msgsPerSec"], "msgs/s", f"{got['p50Ms']:.2f} / {got['p99Ms']:.2f} ms",
+                     "floor, same load", base["msgsPerSec"],
+                     java=f"{rate:,} msgs/s" + (f", {java_ms} ms" if java_ms else "")))
+
+    def cpp_run(self, namesrv: str, threads: int) -> dict:
+        home = Path(tempfile.mkdtemp(prefix="cpp-", dir=self.work))
+        argv = [str(CPP_PYTHON), str(BENCH_DIR / "cpp_load.py"), namesrv, "CppBench",
+                str(threads), str(self.plan.cpp_seconds), "128"]
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("PYTHONPATH", "VIRTUAL_ENV", "NAMESRV_ADDR")}
+        done = subprocess.run(argv, capture_output=True, text=True, cwd=home,
+                              env=dict(env, HOME=str(home)), timeout=self.plan.cpp_seconds + 60)
+        results = [line for line in done.stdout.splitlines() if line.startswith("{")]
+        if not results:  # an exit status alone may be the client's shutdown crash, see there
+            raise RuntimeError(f"C++ load exited {done.returncode}: {done.stderr[-2000:]}")
+        return json.loads(results[-1])
+
+    def rss(self) -> None:
+        with start_node(self.work / "rss", f"mappedFileSizeCommitLog={64 * MIB}") as node:
+            time.sleep(1.0)
+            fresh = node.rss_mib()
+            asyncio.run(create_topics(node.addrs["namesrv"], self.plan.topics, 8))
+            row = Row(f"node RSS after {self.plan.topics:,} topics x 8 queues",
+                      node.rss_mib(), "MiB", baseline_name="fresh node", baseline=fresh,
+                      target="< 200 MiB")
+            row.passed = row.value < 200
+            self.add(row)
+
+    def restart(self, node: Server, defines: list[str]) -> None:
+        """Start the node of the rows above again: a store of many small messages, where the
+        1 GiB row below has few large ones (filling 1 GiB with small ones would take minutes)."""
+        with start_node(node.home, *defines) as again:
+            self.add(Row(f"node start, store of the rows above (~{self.stored:,} messages)",
+                         again.started_after, "s", baseline_name="empty store",
+                         baseline=node.started_after))
+
+    def start_time(self) -> None:
+        home = self.work / "start"
+        with start_node(home) as node:
+            size = 16 * 1024  # large bodies: the store fills at disk-ish speed, not msgs/s
+            filled = rmqctl(node.addrs["namesrv"], "bench", "produce", "-t", "Fill", "-s",
+                            str(size), "--batch", "4", "--inflight", "4", "-c", "4", "--procs",
+                            "2", "-n", str(self.plan.store_bytes // size), timeout=600)
+        stored = filled["produce"]["bytes"]
+        starts = []
+        for _ in range(3):  # the median of three: one start is at the mercy of the machine
+            with start_node(home) as again:
+                starts.append(again.started_after)
+        row = Row(f"node start, {stored / MIB:,.0f} MiB of {size // 1024} KiB messages stored",
+                  sorted(starts)[1], "s", baseline_name="empty store",
+                  baseline=node.started_after, target="< 2 s")
+        row.passed = row.value < 2.0
+        self.add(row)
+
+
+async def create_topics(namesrv: str, count: int, queues: int) -> None:
+    """UPDATE_AND_CREATE_TOPIC for count topics, one after another as mqadmin sends them."""
+    remoting = RemotingClient()
+    try:
+        admin = Admin(NameServerClient(remoting, namesrv, 30.0))
+        [addr] = (await admin.masters()).values()
+        for i in range(count):
+            await create_topic(admin, addr, f"RssTopic{i:04d}", queues)
+    finally:
+        await remoting.close()
+
+
+def machine() -> dict[str, str]:
+    cpu = next((line.split(":", 1)[1].strip() for line in
+                Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor() or "?")
+    return {"nproc": str(os.cpu_count()), "CPU": cpu,
+            "Python": platform.python_version(), "kernel": platform.release()}
+
+
+def write_report(out: Path, rows: list[Row], plan: Plan, command: str, seconds: float) -> str:
+    table = tabulate([r.cells() for r in rows], HEADERS, tablefmt="github",
+                     disable_numparse=True)
+    info = machine()
+    text = f"""# Benchmark results
+
+Generated by `{command}` on {datetime.date.today().isoformat()} in {seconds:.0f} s.
+Machine: {info['nproc']} cores, {info['CPU']}, Python {info['Python']}, Linux {info['kernel']}.
+
+{table}
+
+How to read it:
+- Every baseline was measured in the same run on the same machine; the ratio is figure /
+  baseline. "floor" is benchmarks/floor.py (a Python server on the same transport that appends
+  each body to a file and acks) loaded with the very same `rmqctl bench` settings; "disk" is
+  a plain write() loop of the same payloads (SYNC_FLUSH rows: fdatasync every `connections`
+  writes).
+- Produce rows: `rmqctl bench produce --mode async` with {WINDOW} sends in flight in all
+  (`--inflight {WINDOW}` on 1 connection, `--inflight {WINDOW // 16}` on 16), {plan.seconds:g} s
+  each, `--procs 2` with 16 connections; latency is request to answer.
+  Node: rmqnode on a fresh store per flush mode, 256 MiB CommitLog files.
+- The drain row consumes a backlog written just before by `bench produce --batch 32`, with
+  `bench consume -c 4 --procs 2`; latency is a pull's round trip.
+- C++ row: benchmarks/cpp_load.py under PyPI rocketmq==0.4.4 (the C++ client 1.x), one
+  producer shared by N threads, {plan.cpp_seconds:g} s. The Java column is the issue's
+  reference: Java RocketMQ 4.9.8 on this kind of machine under the same client: 2,734 msgs/s
+  from 1 thread (p50 0.34 ms), 7,302 from 4 threads, 12,964 from 16 threads (p50 1.10 ms,
+  p99 2.74 ms).
+- RSS is VmRSS of the node process (name server and broker in one). Start time is from spawn
+  to the `broker.started` line after a clean stop; its baseline is the first start of the same
+  node on an empty store. The 1 GiB row (default 1 GiB CommitLog files) is the median of three
+  starts; it holds few, large messages because filling 1 GiB with small ones through the
+  broker takes minutes, so the restart of the ASYNC_FLUSH node (256 MiB files, every small
+  message of the rows above it) shows what many records cost.
+- Figures are noisy when anything else runs on the machine; the load generator shares the
+  same cores as the node.
+"""
+    out.write_text(text)
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="A ~1 minute smoke run.")
+    parser.add_argument("--out", type=Path, default=BENCH_DIR / "RESULTS.md")
+    args = parser.parse_args()
+    plan = QUICK if args.quick else FULL
+    command = "python benchmarks/run.py" + (" --quick" if args.quick else "")
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="rmq-bench-") as tmp:
+        work = Path(tmp)
+        report = Report(plan, work)
+        with start_floor(work) as floor:
+            for flush in ("ASYNC_FLUSH", "SYNC_FLUSH"):
+                say(f"rmqnode, {flush}:")
+                defines = [f"mappedFileSizeCommitLog={256 * MIB}", f"flushDiskType={flush}"]
+                report.stored = 0
+                with start_node(work / flush.lower(), *defines) as node:
+                    report.produce_matrix(node, floor, flush)
+                    if flush == "ASYNC_FLUSH":
+                        report.drain(node)
+                        for threads in plan.cpp_threads:
+                            report.cpp(node, floor, threads)
+                if flush == "ASYNC_FLUSH":
+                    report.restart(node, defines)
+        say("memory and start time:")
+        report.rss()
+        report.start_time()
+    table = write_report(args.out, report.rows, plan, command, time.monotonic() - started)
+    print(table)
+    print(f"\nwritten to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""Processes that benchmarks/run.py loads: rmqnode on a fresh store, and the Python floor,
+started as the tests start nodes (rmqnode.launch)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from rmqnode.launch import ServerProcess, rmqnode_argv
+
+BENCH_DIR = Path(__file__).resolve().parent
+
+
+class Server(ServerProcess):
+    """A started server process; `addrs` maps role (namesrv, broker, floor) to address."""
+
+    def __init__(self, argv: list[str], roles: tuple[str, ...], home: Path,
+                 timeout: float = 60.0) -> None:
+        home.mkdir(parents=True, exist_ok=True)
+        super().__init__(argv, home)
+        try:
+            self.wait_started(roles, timeout)
+        except RuntimeError:
+            self.stop()
+            raise
+        # seconds from spawn to the last of `roles` being up
+        self.started_after = max(self.started_at[r] for r in roles)
+
+    def rss_mib(self) -> float:
+        """VmRSS of the process, from /proc."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError(f"no VmRSS for pid {self.pid}")
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_node(home: Path, *defines: str) -> Server:
+    """rmqnode (name server + broker) with its store under home/store; defines are -D
+    KEY=VALUE properties."""
+    argv = rmqnode_argv("--namesrv-port", "0", "--listen-port", "0", "--store",
+                        str(home / "store"))
+    for define in defines:
+        argv += ["-D", define]
+    return Server(argv, ("namesrv", "broker"), home)
+
+
+def start_floor(home: Path) -> Server:
+    return Server([sys.executable, str(BENCH_DIR / "floor.py"), "--dir", str(home)],
+                  ("floor",), home)

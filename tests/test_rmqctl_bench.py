@@ -1,0 +1,134 @@
+"""rmqctl bench against a real node, and benchmarks/run.py's machinery on one small row.
+
+Counts and fields only: speed is what the benchmarks report, never what a test asserts.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import REPO
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import run as bench_run  # noqa: E402 - benchmarks/ is scripts, not a package
+from servers import start_floor  # noqa: E402
+
+LATENCY_KEYS = {"p50", "p90", "p99", "p99.9", "max"}
+SIDE_KEYS = {"messages", "bytes", "errors", "seconds", "msgsPerSec", "mbPerSec", "latencyOf",
+             "latencyMs"}
+
+
+def rmqctl(ns: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rmqctl.cli", "-n", ns, *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def bench_json(ns: str, *args: str) -> dict:
+    out = rmqctl(ns, "-o", "json", "bench", *args)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+@pytest.fixture
+def node(start_node):
+    return start_node("--namesrv-port", "0", "--listen-port", "0")
+
+
+def test_produce_then_drain_counts_every_message(node):
+    sent = bench_json(node.namesrv, "produce", "-n", "2000", "-t", "Counted", "--queues", "4")
+    assert sent["command"] == "produce" and sent["topic"] == "Counted"
+    figures = sent["produce"]
+    assert SIDE_KEYS <= set(figures) and set(figures["latencyMs"]) == LATENCY_KEYS
+    assert figures["messages"] == 2000 and figures["errors"] == 0
+    assert figures["bytes"] == 2000 * 128 and figures["latencyOf"] == "send"
+    drained = bench_json(node.namesrv, "consume", "-t", "Counted")["consume"]
+    assert SIDE_KEYS <= set(drained) and drained["latencyOf"] == "pull"
+    assert drained["messages"] == 2000 and drained["bytes"] == 2000 * 128
+    route = json.loads(rmqctl(node.namesrv, "-o", "json", "topic", "route", "Counted").stdout)
+    assert [q["writeQueueNums"] for q in route["queueDatas"]] == [4]  # created by bench
+
+
+def test_batches_and_processes_split_the_count_exactly(node):
+    sent = bench_json(node.namesrv, "produce", "-t", "Split", "-n", "1001", "--batch", "10",
+                      "-c", "3", "--procs", "2", "-s", "300", "--mode", "sync")
+    assert sent["procs"] == 2 and sent["batch"] == 10 and sent["inflight"] == 1
+    assert sent["produce"]["messages"] == 1001 and sent["produce"]["errors"] == 0
+    drained = bench_json(node.namesrv, "consume", "-t", "Split", "-c", "4", "--procs", "2",
+                         "--batch", "7")
+    assert drained["procs"] == 2 and drained["consume"]["messages"] == 1001
+    assert drained["consume"]["bytes"] == 1001 * 300
+
+
+def test_oneway_sends_arrive(node):
+    sent = bench_json(node.namesrv, "produce", "-t", "Oneway", "-n", "500", "--mode", "oneway")
+    assert sent["produce"]["messages"] == 500 and sent["produce"]["latencyMs"] is None
+    deadline = time.monotonic() + 15
+    while True:  # oneway: nothing says when the node has stored them all
+        got = bench_json(node.namesrv, "consume", "-t", "Oneway", "-g", "G1")
+        if got["consume"]["messages"] == 500 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert got["consume"]["messages"] == 500
+
+
+def test_e2e_consumes_what_it_produced(node):
+    bench_json(node.namesrv, "produce", "-t", "E2E", "-n", "100")  # an earlier backlog
+    result = bench_json(node.namesrv, "e2e", "-t", "E2E", "-n", "1500", "-c", "2", "-s", "64")
+    produced, consumed = result["produce"], result["consume"]
+    assert produced["messages"] == 1500 and produced["errors"] == 0
+    assert consumed["messages"] == 1500, "from the end: the backlog is not counted"
+    assert result["missing"] == 0 and consumed["latencyOf"] == "e2e"
+    assert set(consumed["latencyMs"]) == LATENCY_KEYS and consumed["latencyMs"]["max"] > 0
+
+
+def test_table_output_and_progress(node):
+    out = rmqctl(node.namesrv, "bench", "produce", "-d", "1.5", "-c", "2")
+    assert out.returncode == 0, out.stderr
+    header, _, row = out.stdout.splitlines()
+    assert header.split()[:6] == ["role", "messages", "errors", "seconds", "msgs/s", "MB/s"]
+    assert row.split()[0] == "produce"
+    assert any(line.startswith("bench ") and "msgs/s" in line
+               for line in out.stderr.splitlines()), out.stderr
+
+
+@pytest.mark.parametrize("args, says", [
+    (["produce", "--mode", "fast"], "'--mode'"),
+    (["produce", "--mode", "oneway", "--batch", "4"], "--batch needs answers"),
+    (["produce", "-s", "0"], "'-s'"),
+    (["e2e", "-s", "4"], "at least 8"),
+    (["consume", "--nope"], "--nope"),
+])
+def test_misuse_is_one_line_and_exit_2(args, says):
+    out = rmqctl("127.0.0.1:1", "bench", *args)
+    assert out.returncode == 2 and out.stdout == ""
+    assert len(out.stderr.splitlines()) == 1 and says in out.stderr, out.stderr
+
+
+def test_unreachable_name_server_is_exit_1():
+    out = rmqctl("127.0.0.1:1", "bench", "produce", "-n", "10")
+    assert out.returncode == 1 and out.stderr.startswith("rmqctl: ")
+    assert len(out.stderr.splitlines()) == 1, out.stderr
+
+
+def test_run_py_one_row_with_its_baselines(node, tmp_path):
+    """benchmarks/run.py --quick takes over a minute on 2 cores; this runs its produce row
+    machinery once (node, floor, disk baseline, report) on one small row."""
+    plan = bench_run.Plan(seconds=0.5, sizes=(128,), connections=(1,), batches=(1,), drain=0,
+                          cpp_threads=(), cpp_seconds=0.0, topics=0, store_bytes=0)
+    report = bench_run.Report(plan, tmp_path)
+    with start_floor(tmp_path / "floor") as floor:
+        report.produce_matrix(node, floor, "ASYNC_FLUSH")
+    [row] = report.rows
+    assert row.name == "produce 128 B, 1 conn, batch 1, ASYNC_FLUSH"
+    assert row.value > 0 and row.baseline and row.disk and row.baseline_name == "floor"
+    out = tmp_path / "RESULTS.md"
+    table = bench_run.write_report(out, report.rows, plan, "python benchmarks/run.py", 1.0)
+    text = out.read_text()
+    assert table in text and row.name in text and "`python benchmarks/run.py`" in text
+    assert "Python 3" in text and "cores" in text
