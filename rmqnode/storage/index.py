@@ -77,8 +77,8 @@ class IndexFile:
             ts = self.begin_timestamp + diff * 1000
             if key_hash == h and begin <= ts <= end:
                 out.append(phy)
-            if prev <= 0 or prev >= pos:
-                break
+            if prev <= 0 or prev >= pos or ts < begin:
+                break  # a chain runs newest first: past `begin`, every older entry is too
             pos = prev
         return out
 
