@@ -276,8 +276,8 @@ class ReviveService:
 
     def _commit(self, qid: int) -> None:
         """Move the revive group's offset up to the oldest checkpoint still in flight."""
-        if self._writing[qid]:
-            return  # a record is being written whose checkpoint is not yet in `pending`
+        if self._writing[qid] or self.broker.store.find_queue(self.topic, qid) is None:
+            return  # a record is being written whose checkpoint is not in `pending` yet
         cks = self.pending[qid]
         offset = (min(c.revive_offset for c in cks.values()) if cks
                   else self.broker.store.max_offset(self.topic, qid))
