@@ -40,7 +40,6 @@ from servers import BENCH_DIR, Server, start_floor, start_node
 
 from rmqnode.net.client import RemotingClient
 from rmqctl.client.admin import Admin
-from rmqctl.client.bench import create_topic
 from rmqctl.client.namesrv import NameServerClient
 
 MIB = 1024 * 1024
@@ -294,7 +293,7 @@ async def create_topics(namesrv: str, count: int, queues: int) -> None:
         admin = Admin(NameServerClient(remoting, namesrv, 30.0))
         [addr] = (await admin.masters()).values()
         for i in range(count):
-            await create_topic(admin, addr, f"RssTopic{i:04d}", queues)
+            await admin.create_topic(addr, f"RssTopic{i:04d}", queues)
     finally:
         await remoting.close()
 

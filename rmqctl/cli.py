@@ -9,6 +9,7 @@ import click
 from rmqctl.commands.bench import bench
 from rmqctl.commands.broker import broker
 from rmqctl.commands.cluster import cluster
+from rmqctl.commands.dlq import dlq
 from rmqctl.commands.group import group
 from rmqctl.commands.kv import kv
 from rmqctl.commands.message import message
@@ -62,6 +63,7 @@ def shell(obj: Ctx) -> None:
 main.add_command(cluster)
 main.add_command(topic)
 main.add_command(kv)
+main.add_command(dlq)
 main.add_command(broker)
 main.add_command(group)
 main.add_command(message)

@@ -51,6 +51,8 @@ class Ctx:
             self.fail(str(exc), 1, exc)
         except KeyboardInterrupt:
             sys.exit(130)
+        except click.ClickException as exc:  # a command's own failure, with its exit code
+            self.fail(exc.format_message(), exc.exit_code, exc)
 
     def fail(self, message: str, code: int = 1, exc: BaseException | None = None):
         if self.debug and exc is not None:

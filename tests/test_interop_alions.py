@@ -10,18 +10,32 @@ from remoting import send
 
 FAST_DELAYS = " ".join(["1s"] * 18)  # retries come back after a second, not 10 s
 
-SCRIPT = """
+HEAD = """
 const { Producer, Consumer, Message } = require('ali-ons');
 const httpclient = {};
 const logger = { info() {}, warn() {}, error() {}, debug() {} };
-const nameSrv = %(ns)r;
+const nameSrv = %r;
 const out = o => console.log(JSON.stringify(o));
 (async () => {
+"""
+TAIL = """
+  process.exit(0);
+})().catch(e => { out({ kind: 'error', error: String(e && e.stack || e) }); process.exit(1); });
+"""
+
+
+def ons_script(ns: str, body: str) -> str:
+    """An ali-ons program: `body` runs in an async main that has `nameSrv`, `httpclient`, a
+    silent `logger` and `out(obj)` (one JSON line), and exits 0 after it (1 on an error)."""
+    return HEAD % ns + body + TAIL
+
+
+BODY = """
   const producer = new Producer({ httpclient, logger, nameSrv, producerGroup: 'PID_ONS_T' });
   await producer.ready();
   for (let i = 0; i < 20; i++) {
-    const msg = new Message('OnsT', i %% 2 ? 'TagA' : 'TagB', Buffer.from('ons-' + i + '-\\u00e9'));
-    msg.keys = ['k' + i, 'g' + (i %% 3)];
+    const msg = new Message('OnsT', i % 2 ? 'TagA' : 'TagB', Buffer.from('ons-' + i + '-\\u00e9'));
+    msg.keys = ['k' + i, 'g' + (i % 3)];
     msg.properties.idx = String(i);
     const r = await producer.send(msg);
     out({ kind: 'sent', status: r.sendStatus, id: r.msgId, queue: r.messageQueue.queueId,
@@ -44,8 +58,6 @@ const out = o => console.log(JSON.stringify(o));
   out({ kind: 'got', got });
   await consumer.close();
   await producer.close();
-  process.exit(0);
-})().catch(e => { out({ kind: 'error', error: String(e && e.stack || e) }); process.exit(1); });
 """
 
 
@@ -54,7 +66,7 @@ def test_alions_produces_consumes_and_retries(start_node):
                       "-D", f"messageDelayLevel={FAST_DELAYS}")
     # ali-ons never creates topics: make it exist first, as an operator would.
     send(node.broker, "OnsT", b"init", TAGS="Init")
-    result = run_alions(SCRIPT % {"ns": node.namesrv}, timeout=90)
+    result = run_alions(ons_script(node.namesrv, BODY), timeout=90)
     events = [json.loads(line) for line in result.lines if line.startswith("{")]
     assert result.returncode == 0, result.explain()
     sent = [e for e in events if e["kind"] == "sent"]

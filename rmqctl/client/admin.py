@@ -8,7 +8,7 @@ from typing import Any
 from rmqnode.errors import RemotingError
 from rmqnode.net import fastjson
 from rmqnode.net.codec import RemotingCommand
-from rmqnode.net.codes import ResponseCode
+from rmqnode.net.codes import RequestCode, ResponseCode
 from rmqctl.client.namesrv import NameServerClient
 from rmqctl.client.producer import topic_route
 
@@ -47,6 +47,15 @@ class Admin:
                         body: bytes = b"") -> Any:
         resp = await self.call(addr, code, fields, body)
         return fastjson.loads(resp.body) if resp.body else {}
+
+    async def create_topic(self, addr: str, topic: str, queues: int, perm: int = 6,
+                           order: bool = False) -> None:
+        """UPDATE_AND_CREATE_TOPIC on one broker, as `mqadmin updateTopic` sends it (the same
+        request updates an existing topic)."""
+        await self.call(addr, RequestCode.UPDATE_AND_CREATE_TOPIC, {
+            "topic": topic, "defaultTopic": "TBW102", "readQueueNums": queues,
+            "writeQueueNums": queues, "perm": perm, "topicFilterType": "SINGLE_TAG",
+            "topicSysFlag": 0, "order": order})
 
     async def queue_tables(self, masters: dict[str, str], code: int,
                            fields: dict[str, Any]) -> list[tuple[str, dict[str, Any], Any]]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from rmqnode.errors import ConnectionLost, RemotingError, RemotingTimeout
 from rmqnode.net.client import RemotingClient
 from rmqnode.net.connection import Connection
-from rmqnode.net.codes import RequestCode, ResponseCode
+from rmqnode.net.codes import ResponseCode
 from rmqctl.client.admin import Admin
 from rmqctl.client.consumer import GroupConsumer
 from rmqctl.client.namesrv import NameServerClient
@@ -290,14 +290,6 @@ class ConsumeLoad:
             await client.close()
 
 
-async def create_topic(admin: Admin, addr: str, topic: str, queues: int) -> None:
-    """UPDATE_AND_CREATE_TOPIC on one broker, as `mqadmin updateTopic` sends it."""
-    await admin.call(addr, RequestCode.UPDATE_AND_CREATE_TOPIC, {
-        "topic": topic, "defaultTopic": "TBW102", "readQueueNums": queues,
-        "writeQueueNums": queues, "perm": 6, "topicFilterType": "SINGLE_TAG",
-        "topicSysFlag": 0, "order": False})
-
-
 async def ensure_topic(namesrv: NameServerClient, topic: str, queues: int) -> TopicRoute:
     """The topic's route, creating it on every master first if nobody has (a route from
     auto-creation would only have TBW102's queues, and only after the first send)."""
@@ -311,7 +303,7 @@ async def ensure_topic(namesrv: NameServerClient, topic: str, queues: int) -> To
     if not masters:
         raise RemotingError(ResponseCode.TOPIC_NOT_EXIST, "no broker to create the topic on")
     for addr in masters.values():
-        await create_topic(admin, addr, topic, queues)
+        await admin.create_topic(addr, topic, queues)
     for _ in range(100):  # brokers register new topics with the name servers at once
         try:
             return await topic_route(namesrv, topic)

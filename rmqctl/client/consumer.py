@@ -10,7 +10,7 @@ import socket
 from dataclasses import dataclass
 
 from rmqnode.errors import RemotingError
-from rmqnode.message import MessageExt
+from rmqnode.message import ORIGIN_MESSAGE_ID, RETRY_PREFIX, RETRY_TOPIC, MessageExt
 from rmqnode.net import fastjson
 from rmqnode.net.client import RemotingClient
 from rmqnode.net.codec import RemotingCommand
@@ -59,7 +59,9 @@ class PullResult:
 class GroupConsumer:
     def __init__(self, remoting: RemotingClient, namesrv: NameServerClient, group: str,
                  topic: str, expression: str = "*", broadcast: bool = False,
-                 timeout: float = 5.0) -> None:
+                 timeout: float = 5.0, retry: bool = False) -> None:
+        """With `retry`, the group's %RETRY% topic is subscribed too, as clustering clients
+        do, so messages sent back (send_back) come round again."""
         self.remoting = remoting
         self.namesrv = namesrv
         self.group = group
@@ -69,6 +71,8 @@ class GroupConsumer:
         self.timeout = timeout
         self.client_id = f"{socket.gethostname()}@rmqctl-{os.getpid()}-{id(self) % 100000}"
         self.route: TopicRoute | None = None
+        self.retry_topic = RETRY_PREFIX + group if retry and not broadcast else None
+        self.retry_route: TopicRoute | None = None
         self.changed = asyncio.Event()  # the broker said the group's members changed
         remoting.dispatcher.register(RequestCode.NOTIFY_CONSUMER_IDS_CHANGED, self._notified)
 
@@ -81,12 +85,15 @@ class GroupConsumer:
         to rebalance (Java clients do every 20 s and when the broker notifies them)."""
         self.changed.clear()
         self.route = await topic_route(self.namesrv, self.topic)
+        subscriptions = [{"subString": self.expression, "topic": self.topic, "subVersion": 0}]
+        if self.retry_topic:
+            subscriptions.append({"subString": "*", "topic": self.retry_topic,
+                                  "subVersion": 0})
         body = fastjson.dumpb({"clientID": self.client_id, "consumerDataSet": [{
             "consumeFromWhere": "CONSUME_FROM_LAST_OFFSET", "consumeType": "CONSUME_ACTIVELY",
             "groupName": self.group,
             "messageModel": "BROADCASTING" if self.broadcast else "CLUSTERING",
-            "subscriptionDataSet": [{"subString": self.expression, "topic": self.topic,
-                                     "subVersion": 0}], "unitMode": False}],
+            "subscriptionDataSet": subscriptions, "unitMode": False}],
             "producerDataSet": []})
         for addr in set(self.route.addrs.values()):
             await self._ok(addr, RemotingCommand.request(RequestCode.HEART_BEAT, body=body))
@@ -97,7 +104,25 @@ class GroupConsumer:
         resp = await self._ok(addr, RemotingCommand.request(
             RequestCode.GET_CONSUMER_LIST_BY_GROUP, {"consumerGroup": self.group}))
         members = fastjson.loads(resp.body).get("consumerIdList", [])
-        return allocate(queues, members, self.client_id)
+        mine = allocate(queues, members, self.client_id)
+        if self.retry_topic:
+            self.retry_route = await self._retry_route()
+            if self.retry_route is not None:
+                mine += allocate(self.retry_route.read_queues, members, self.client_id)
+        return mine
+
+    async def _retry_route(self) -> TopicRoute | None:
+        """The retry topic's route; the broker creates the topic on the first heartbeat and
+        registers it at once, so a just-joined member may have to ask twice."""
+        assert self.retry_topic is not None
+        for _ in range(10):
+            try:
+                return await topic_route(self.namesrv, self.retry_topic)
+            except RemotingError as exc:
+                if exc.code != ResponseCode.TOPIC_NOT_EXIST:
+                    raise
+            await asyncio.sleep(0.1)
+        return None
 
     async def leave(self) -> None:
         if self.route is None:
@@ -112,6 +137,8 @@ class GroupConsumer:
 
     def addr(self, mq: MessageQueue) -> str:
         assert self.route is not None
+        if mq.topic == self.retry_topic and self.retry_route is not None:
+            return self.retry_route.addrs[mq.broker_name]
         return self.route.addrs[mq.broker_name]
 
     async def _ok(self, addr: str, cmd: RemotingCommand) -> RemotingCommand:
@@ -149,6 +176,7 @@ class GroupConsumer:
 
     async def pull(self, mq: MessageQueue, offset: int, max_num: int = 32,
                    suspend_ms: int = 15000, commit_offset: int | None = None) -> PullResult:
+        expression = "*" if mq.topic == self.retry_topic else self.expression
         flags = PULL_FLAG_SUBSCRIPTION | (PULL_FLAG_SUSPEND if suspend_ms else 0)
         if commit_offset is not None and not self.broadcast:
             flags |= PULL_FLAG_COMMIT
@@ -157,15 +185,26 @@ class GroupConsumer:
                 "consumerGroup": self.group, "topic": mq.topic, "queueId": mq.queue_id,
                 "queueOffset": offset, "maxMsgNums": max_num, "sysFlag": flags,
                 "commitOffset": commit_offset or 0, "suspendTimeoutMillis": suspend_ms,
-                "subscription": self.expression, "subVersion": 0, "expressionType": "TAG"}),
+                "subscription": expression, "subVersion": 0, "expressionType": "TAG"}),
             self.timeout + suspend_ms / 1000.0)
         messages = parse_messages(resp.body) if resp.code == ResponseCode.SUCCESS else []
-        if self.expression != "*":  # the broker filters by hash; check the tag itself
-            wanted = {t.strip() for t in self.expression.split("||")}
+        if expression != "*":  # the broker filters by hash; check the tag itself
+            wanted = {t.strip() for t in expression.split("||")}
             messages = [m for m in messages if m.tags in wanted]
         return PullResult(resp.code, int(resp.field("nextBeginOffset") or offset),
                           int(resp.field("minOffset") or 0), int(resp.field("maxOffset") or 0),
                           messages)
+
+    async def send_back(self, msg: MessageExt, max_reconsume_times: int = 16) -> None:
+        """CONSUMER_SEND_MSG_BACK, as Java's consumers do with a message they failed: it comes
+        back through %RETRY%<group> after the next delay level, or, once retried
+        `max_reconsume_times` times, goes to %DLQ%<group>. Sent to the broker that stored it."""
+        await self._ok(msg.store_host_text, RemotingCommand.request(
+            RequestCode.CONSUMER_SEND_MSG_BACK, {
+                "offset": msg.commit_log_offset, "group": self.group, "delayLevel": 0,
+                "originMsgId": msg.properties.get(ORIGIN_MESSAGE_ID, msg.msg_id),
+                "originTopic": msg.properties.get(RETRY_TOPIC, msg.topic), "unitMode": False,
+                "maxReconsumeTimes": max_reconsume_times}))
 
     async def commit(self, mq: MessageQueue, offset: int) -> None:
         if self.broadcast:

@@ -11,6 +11,7 @@ import click
 
 from rmqnode.message import MessageExt
 from rmqctl.client.consumer import GroupConsumer
+from rmqctl.client.pop import PopConsumer
 from rmqctl.client.namesrv import NameServerClient
 from rmqctl.client.producer import Producer, SendResult, topic_route
 from rmqctl.commands.store import BODY_FORMATS, body_text, message_row
@@ -122,10 +123,42 @@ def send(ctx: Ctx, topic: str, body: str | None, tags: str | None, keys: str | N
               ["msgId", "queueId", "queueOffset", "status"] if ctx.output != "json" else None)
 
 
+class HandlerFailed(click.ClickException):
+    """A --exec command failed a message and --retry was not given: consumption stops, and
+    the message's offset is not committed, so the next run starts with it."""
+
+    exit_code = 3
+
+
+def handler_env(msg: MessageExt) -> dict[str, str]:
+    """What an --exec command learns about its message, beside the body on stdin."""
+    return {"RMQ_TOPIC": msg.topic, "RMQ_QUEUE_ID": str(msg.queue_id),
+            "RMQ_QUEUE_OFFSET": str(msg.queue_offset), "RMQ_MSG_ID": msg.msg_id,
+            "RMQ_KEYS": " ".join(msg.keys), "RMQ_TAGS": msg.tags or "",
+            "RMQ_RECONSUME_TIMES": str(msg.reconsume_times),
+            "RMQ_BORN_TIMESTAMP": str(msg.born_timestamp),
+            "RMQ_STORE_TIMESTAMP": str(msg.store_timestamp)}
+
+
+def exec_handler(command: str):
+    """A handler that runs `command` (with sh) once per message, body on stdin; True when
+    it exits 0."""
+    async def handle(msg: MessageExt) -> bool:
+        sys.stdout.flush()
+        proc = await asyncio.create_subprocess_shell(
+            command, stdin=asyncio.subprocess.PIPE, env={**os.environ, **handler_env(msg)})
+        await proc.communicate(msg.body_inflated())
+        return proc.returncode == 0
+    return handle
+
+
 async def read_queue(consumer: GroupConsumer, mq, start: str | None, exit_at_end: bool,
-                     show, done: asyncio.Event, commit: bool = True) -> None:
+                     show, done: asyncio.Event, commit: bool = True,
+                     on_failure=None) -> None:
     """Pull one queue from its start offset, in order, until caught up (exit_at_end) or
-    `done`; offsets are committed after every batch."""
+    `done`; offsets are committed after every batch. `show` may be a coroutine answering
+    whether the message was handled; a failed one goes to `on_failure` (retry) or stops
+    the queue with its offset uncommitted."""
     offset = await consumer.start_offset(mq, start)
     while not done.is_set():
         result = await consumer.pull(mq, offset, 32, 0 if exit_at_end else 15000,
@@ -133,7 +166,19 @@ async def read_queue(consumer: GroupConsumer, mq, start: str | None, exit_at_end
         for msg in result.messages:
             if done.is_set():
                 return
-            show(msg)
+            if mq.topic == consumer.retry_topic:
+                msg.topic = msg.properties.get("RETRY_TOPIC", msg.topic)  # as Java shows it
+            outcome = show(msg)
+            if outcome is None or await outcome:
+                continue
+            if on_failure is not None:
+                await on_failure(msg)
+                continue
+            if commit:
+                await consumer.commit(mq, msg.queue_offset)
+            raise HandlerFailed(f"the handler failed {msg.topic}/{msg.queue_id}@"
+                                f"{msg.queue_offset} (msgId {msg.msg_id}); its offset is not "
+                                "committed (--retry sends failed messages back instead)")
         if result.next_offset != offset:
             offset = result.next_offset
             if commit:
@@ -166,7 +211,8 @@ async def read_queues(consumer: GroupConsumer, queues: list, start: str | None,
 
 
 async def read_group(consumer: GroupConsumer, start: str | None, exit_at_end: bool, show,
-                     done: asyncio.Event, rebalance_every: float = 20.0) -> None:
+                     done: asyncio.Event, rebalance_every: float = 20.0,
+                     on_failure=None) -> None:
     """Clustering: read this member's share of the queues, and rebalance when the broker
     says the members changed or every 20 s. A queue given away stops (its offset is already
     committed); a queue taken over starts from the group's committed offset."""
@@ -178,7 +224,8 @@ async def read_group(consumer: GroupConsumer, start: str | None, exit_at_end: bo
             await _stop_all([readers.pop(mq)])
         for mq in queues - set(readers):
             readers[mq] = asyncio.ensure_future(read_queue(
-                consumer, mq, start if mq not in started else None, exit_at_end, show, done))
+                consumer, mq, start if mq not in started else None, exit_at_end, show, done,
+                on_failure=on_failure))
             started.add(mq)
         for mq, task in list(readers.items()):
             if task.done() and not task.cancelled() and task.exception() is not None:
@@ -264,32 +311,108 @@ def tail(ctx: Ctx, topic: str, last: int, expression: str, fmt: str | None,
 @click.option("-f", "--format", "fmt", help="kcat-style: %t %q %o %k %T %i %s %b %p{name}.")
 @click.option("--body", "body_format", type=click.Choice(BODY_FORMATS), default="auto",
               show_default=True)
+@click.option("--exec", "command", metavar="CMD",
+              help="Run CMD (with sh) for each message instead of printing it: body on stdin, "
+                   "RMQ_TOPIC, RMQ_MSG_ID, RMQ_KEYS, RMQ_TAGS, RMQ_RECONSUME_TIMES, ... in the "
+                   "environment. A non-zero exit fails the message.")
+@click.option("--retry", is_flag=True,
+              help="Send failed messages back to be redelivered later through %RETRY%GROUP "
+                   "(then %DLQ%GROUP), instead of stopping.")
+@click.option("--max-retries", type=click.IntRange(0, 64), default=16, show_default=True,
+              help="With --retry: redeliveries before a message goes to the DLQ.")
+@click.option("--pop", is_flag=True,
+              help="POP consumption (RocketMQ 5.x): the broker assigns messages; each is acked "
+                   "once handled, or comes back after --invisible.")
+@click.option("--invisible", type=click.FloatRange(1, 43200), default=60.0, show_default=True,
+              help="With --pop: seconds a popped message stays hidden before it comes back.")
 @pass_ctx
 def consume(ctx: Ctx, topic: str, group: str, expression: str, start: str | None,
             count: int | None, exit_at_end: bool, broadcast: bool, fmt: str | None,
-            body_format: str) -> None:
-    """Consume TOPIC as a member of GROUP, printing each message (Ctrl-C stops).
+            body_format: str, command: str | None, retry: bool, max_retries: int, pop: bool,
+            invisible: float) -> None:
+    """Consume TOPIC as a member of GROUP, printing each message or running a command for
+    it (Ctrl-C stops).
+
+    \b
+    Exit codes: 0 done, 1 error, 2 misuse, 3 a --exec command failed a message (without
+    --retry; the message's offset is not committed), 130 interrupted.
 
     \b
     Examples:
       rmqctl consume Numbers -g cli --from first -e --format '%b'
       rmqctl -o ndjson consume Orders -g audit --tags 'TagA || TagB' -c 10
       rmqctl consume Orders -g g2 --from @1700000000000 -e
+      rmqctl consume Orders -g billing --exec './bill.sh' --retry
+      rmqctl consume Orders -g popper --pop --invisible 30
     """
+    if retry and not command:
+        raise click.UsageError("--retry needs --exec: it is the command's failures that retry")
+    if pop and (broadcast or start is not None):
+        raise click.UsageError("--pop takes neither --broadcast nor --from: the broker keeps "
+                               "the group's place")
     done = asyncio.Event()
     show = printer(ctx, fmt, body_format, count, done)
+    if command:
+        show = counted(exec_handler(command), count, done)
 
     async def work(ns: NameServerClient) -> None:
+        if pop:
+            await pop_loop(PopConsumer(ns.remoting, ns, group, ctx.timeout), topic, expression,
+                           int(invisible * 1000), exit_at_end, show, retry, done)
+            return
         consumer = GroupConsumer(ns.remoting, ns, group, topic, expression, broadcast,
-                                 ctx.timeout)
+                                 ctx.timeout, retry=retry)
+
+        async def send_back(msg: MessageExt) -> None:
+            await consumer.send_back(msg, max_retries)
+
+        failure = send_back if retry else None
         try:
             if broadcast:
                 await read_queues(consumer, await consumer.join(), start, exit_at_end, show,
                                   done)
             else:
-                await read_group(consumer, start, exit_at_end, show, done)
+                await read_group(consumer, start, exit_at_end, show, done,
+                                 on_failure=failure)
         finally:
             sys.stdout.flush()
             await consumer.leave()
 
     ctx.run(work)
+
+
+def counted(handle, count: int | None, done: asyncio.Event):
+    """A handler that sets `done` after `count` messages handled successfully."""
+    handled = 0
+
+    async def run(msg: MessageExt) -> bool:
+        nonlocal handled
+        ok = await handle(msg)
+        handled += ok
+        if count is not None and handled >= count:
+            done.set()
+        return ok
+    return run
+
+
+async def pop_loop(consumer: PopConsumer, topic: str, expression: str, invisible_ms: int,
+                   exit_at_end: bool, show, retry: bool, done: asyncio.Event) -> None:
+    """POP until `done` (or, with -e, until a pop finds nothing): each message handled is
+    acked; a failed one is left to come back after its invisible time (--retry), or stops
+    consumption unacked."""
+    while not done.is_set():
+        popped = await consumer.pop(topic, 32, invisible_ms, 0 if exit_at_end else 15000,
+                                    expression)
+        if not popped and exit_at_end:
+            return
+        for item in popped:
+            if done.is_set():
+                return
+            outcome = show(item.message)
+            if outcome is None or await outcome:
+                await consumer.ack(item)
+            elif not retry:
+                raise HandlerFailed(f"the handler failed {item.message.topic}/"
+                                    f"{item.message.queue_id}@{item.message.queue_offset} "
+                                    f"(msgId {item.message.msg_id}); it is not acked and comes "
+                                    f"back after {invisible_ms / 1000:g} s")

@@ -75,12 +75,9 @@ def _apply_topic(ctx: Ctx, name: str, queues: int, perm: str, order: bool,
         targets = {broker: broker} if broker else await admin.masters(cluster)
         if not targets:
             raise ValueError("no broker to create the topic on (see: rmqctl cluster list)")
-        fields = {"topic": name, "defaultTopic": "TBW102", "readQueueNums": queues,
-                  "writeQueueNums": queues, "perm": perms[perm], "topicFilterType": "SINGLE_TAG",
-                  "topicSysFlag": 0, "order": order}
         rows = []
         for broker_name, addr in targets.items():
-            await admin.call(addr, RequestCode.UPDATE_AND_CREATE_TOPIC, fields)
+            await admin.create_topic(addr, name, queues, perms[perm], order)
             rows.append({"topic": name, "broker": broker_name, "addr": addr, "queues": queues,
                          "perm": perm})
         if order:  # ordered topics are announced to every name server, as mqadmin -o does

@@ -154,7 +154,8 @@ class PopProcessor:
 
     def _answer(self, cmd: RemotingCommand, popped: _Popped, code: int) -> RemotingCommand:
         fields = {"popTime": popped.pop_time, "invisibleTime": cmd.int_field("invisibleTime"),
-                  "reviveQid": popped.revive_qid, "restNum": popped.rest, "startOffsetInfo": ";".join(popped.start_info),
+                  "reviveQid": popped.revive_qid, "restNum": popped.rest,
+                  "startOffsetInfo": ";".join(popped.start_info),
                   "msgOffsetInfo": ";".join(popped.msg_info)}
         remark = "FOUND" if popped.messages else st.NO_MESSAGE_IN_QUEUE
         self.broker.stats["get"] += len(popped.messages)

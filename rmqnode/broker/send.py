@@ -19,7 +19,8 @@ from rmqnode.broker.topics import PERM_INHERIT, PERM_READ, PERM_WRITE, TopicConf
 from rmqnode.broker.transaction import park_half
 from rmqnode.errors import FAQ, RemotingError
 from rmqnode.message import (CLUSTER, DELAY, DLQ_PREFIX, ORIGIN_MESSAGE_ID, POP_CK,
-                             RETRY_PREFIX, RETRY_TOPIC, TRAN_MSG, WAIT, BatchEntry, decode_batch, decode_properties, host_bytes)
+                             RETRY_PREFIX, RETRY_TOPIC, TRAN_MSG, WAIT, BatchEntry, decode_batch,
+                             decode_properties, host_bytes)
 from rmqnode.net.codec import RemotingCommand
 from rmqnode.net.codes import ResponseCode
 from rmqnode.net.connection import Connection
