@@ -32,8 +32,8 @@ from rmqnode.storage.dispatch import (SCHEDULE_TOPIC, DispatchRequest, index_key
 from rmqnode.storage.flush import FlushService
 from rmqnode.storage.index import IndexService
 from rmqnode.storage.records import (CHECKPOINT_FILE_SIZE, Blank, Checkpoint, CorruptRecord,
-                                     check_record,
                                      encode_record)
+from rmqnode.storage.recovery import recover
 
 _log = log.get("rmqnode.storage")
 
@@ -162,7 +162,7 @@ class MessageStore:
                     if qdir.name.isdigit():
                         self._queue(topic_dir.name, int(qdir.name)).load()
         self.index.load()
-        self._recover(abnormal)
+        recover(self, abnormal)
         if not self.readonly:
             self.abort_path.touch()
             self._write_checkpoint()
@@ -192,79 +192,7 @@ class MessageStore:
         finally:
             os.close(fd)
 
-    def _recover(self, abnormal: bool) -> None:
-        """Validate the CommitLog's tail, cut what is torn, drop queue entries past the cut,
-        and re-dispatch what the queues and index may have missed.
-
-        After a clean stop only the last three files are checked (as Java does); after a crash
-        the scan starts at the first file older than the checkpoint and checks every CRC. The
-        records are only checked here, not decoded: only re-dispatch decodes.
-        """
-        for cq in self.queues.values():
-            cq.recover()
-        files = self.commitlog.files.files
-        valid_end = 0
-        redispatch_from: int | None = None
-        torn = False
-        if files:
-            if abnormal:
-                valid_end = self._crash_scan_start(files).file_from_offset
-            else:
-                valid_end = self._clean_scan_start(files)
-            safe = self.checkpoint.min_timestamp()
-            try:
-                for offset, size, stamp in self.commitlog.extents(valid_end, abnormal):
-                    if redispatch_from is None and stamp >= safe:
-                        redispatch_from = offset
-                    valid_end = offset + size
-            except CorruptRecord as exc:
-                torn = True
-                _log.warning("recover.corrupt_tail", file=exc.file, offset=exc.offset,
-                             reason=exc.reason)
-        _log.info("recover.commitlog_end", offset=valid_end, after_crash=abnormal)
-        # After a clean stop with an intact tail nothing was written past the end.
-        self.commitlog.files.truncate(valid_end, zero=abnormal or torn)
-        for cq in self.queues.values():
-            cq.truncate_dirty(valid_end)
-        dispatched = max((cq.max_phy_end for cq in self.queues.values()), default=0)
-        if abnormal:
-            # Queues and index were flushed up to the checkpoint's time: re-dispatch what was
-            # stored since (3 s of margin included), not the whole file.
-            dispatched = valid_end if redispatch_from is None else redispatch_from
-        self.reput_offset = min(dispatched, valid_end)
-        self.reput_offset = max(self.reput_offset, self.commitlog.min_offset)
-        if not self.readonly:
-            self._reput_from_log()
-        self.commitlog.topic_queue_table = {k: cq.max_offset for k, cq in self.queues.items()}
-
-    def _clean_scan_start(self, files) -> int:
-        """Where to check the CommitLog from after a clean stop: Java checks the last three
-        files; the queues were flushed with the log, so we start at the last record a queue
-        points to, once that record checks out (CRC included), and check only what follows."""
-        start = files[max(0, len(files) - 3)].file_from_offset
-        cq = max(self.queues.values(), key=lambda q: q.max_phy_end, default=None)
-        if cq is None or cq.max_phy_end <= start:
-            return start
-        entry = cq.entry(cq.max_offset - 1)
-        view = self.commitlog.view(entry[0], entry[1]) if entry is not None else None
-        if view is None:
-            return start
-        try:
-            size, _ = check_record(view, 0, entry[0], check_crc=True)
-        except CorruptRecord:
-            return start
-        return entry[0] if size == entry[1] else start
-
-    def _crash_scan_start(self, files):
-        """The newest file whose first message is older than the checkpoint's safe point."""
-        safe = self.checkpoint.min_timestamp(index_safe=False)
-        for mf in reversed(files):
-            first = self.commitlog.message_at(mf.file_from_offset, read_body=False)
-            if first is not None and first.store_timestamp <= safe:
-                return mf
-        return files[0]
-
-    def _reput_from_log(self) -> None:
+    def redispatch_from_log(self) -> None:
         """Dispatch every record from reput_offset to the end of the CommitLog (recovery and
         rebuilding queues from scratch)."""
         count = 0
