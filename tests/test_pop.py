@@ -59,16 +59,22 @@ def bodies(popped: list[Popped]) -> list[str]:
     return sorted(p.message.body.decode() for p in popped)
 
 
-def send_n(broker: str, topic: str, n: int, prefix: str = "m") -> list[str]:
+def send_n(node, topic: str, n: int, prefix: str = "m") -> list[str]:
+    """Send n bodies over the topic's queues; return once the name server routes the topic
+    (the first send creates it, and the broker registers it in the background)."""
     sent = [f"{prefix}{i}" for i in range(n)]
     for i, body in enumerate(sent):
-        send(broker, topic, body.encode(), queue_id=i % 4)
+        send(node.broker, topic, body.encode(), queue_id=i % 4)
+    deadline = time.monotonic() + 10
+    while call(node.namesrv, RequestCode.GET_ROUTEINFO_BY_TOPIC, {"topic": topic}).code != 0:
+        assert time.monotonic() < deadline, f"{topic} was never routed"
+        time.sleep(0.05)
     return sorted(sent)
 
 
 def test_pop_ack_then_nothing_comes_back_even_after_restart(start_node, tmp_path):
     node = start(start_node, home=tmp_path)
-    sent = send_n(node.broker, "PopT", 40)
+    sent = send_n(node, "PopT", 40)
     got = pop_all(node.namesrv, "PG", "PopT", 40, invisible_ms=1500)
     assert bodies(got) == sent, "each message popped once"
     assert all(p.message.topic == "PopT" and p.message.reconsume_times == 0 for p in got)
@@ -82,7 +88,7 @@ def test_pop_ack_then_nothing_comes_back_even_after_restart(start_node, tmp_path
 
 def test_unacked_messages_are_revived_once_through_the_retry_topic(start_node):
     node = start(start_node)
-    sent = send_n(node.broker, "PopR", 6)
+    sent = send_n(node, "PopR", 6)
     got = pop_all(node.namesrv, "PG", "PopR", 6, invisible_ms=1000)
     keep, drop = got[:4], got[4:]
     ack(node.namesrv, "PG", keep)
@@ -101,7 +107,7 @@ def test_unacked_messages_are_revived_once_through_the_retry_topic(start_node):
 
 def test_checkpoints_survive_kill_9(start_node, tmp_path):
     node = start(start_node, home=tmp_path)
-    sent = send_n(node.broker, "PopK", 8)
+    sent = send_n(node, "PopK", 8)
     got = pop_all(node.namesrv, "PG", "PopK", 8, invisible_ms=2500)
     ack(node.namesrv, "PG", got[:5])
     node.stop(signal.SIGKILL)
@@ -116,7 +122,7 @@ def test_checkpoints_survive_kill_9(start_node, tmp_path):
 
 def test_change_invisible_time_postpones_revival(start_node):
     node = start(start_node)
-    send_n(node.broker, "PopC", 1)
+    send_n(node, "PopC", 1)
     [p] = pop_all(node.namesrv, "PG", "PopC", 1, invisible_ms=800)
 
     async def extend(c: PopConsumer) -> Popped:
@@ -133,7 +139,7 @@ def test_change_invisible_time_postpones_revival(start_node):
 
 def test_long_polling_pop_is_woken_by_a_send(start_node):
     node = start(start_node)
-    send_n(node.broker, "PopL", 1)
+    send_n(node, "PopL", 1)
     ack(node.namesrv, "PG", pop_all(node.namesrv, "PG", "PopL", 1))
 
     async def wait_and_pop(c: PopConsumer) -> tuple[list[Popped], float]:
@@ -150,7 +156,7 @@ def test_long_polling_pop_is_woken_by_a_send(start_node):
 
 def test_pop_and_pull_groups_each_see_everything(start_node):
     node = start(start_node)
-    sent = send_n(node.broker, "PopP", 20)
+    sent = send_n(node, "PopP", 20)
     assert bodies(pop_all(node.namesrv, "PopGroup", "PopP", 20)) == sent
     out = subprocess.run([sys.executable, "-m", "rmqctl.cli", "-n", node.namesrv, "consume",
                           "PopP", "-g", "PullGroup", "--from", "first", "-e", "--format", "%b"],
@@ -163,7 +169,7 @@ def test_messages_retried_past_retry_max_times_go_to_the_dlq(start_node):
     node = start(start_node)
     body = fastjson.dumpb({"groupName": "PD", "retryMaxTimes": 1})
     assert call(node.broker, RequestCode.UPDATE_AND_CREATE_SUBSCRIPTIONGROUP, body=body).code == 0
-    send_n(node.broker, "PopD", 1)
+    send_n(node, "PopD", 1)
     pop_all(node.namesrv, "PD", "PopD", 1, invisible_ms=300)
     [again] = pop_all(node.namesrv, "PD", "PopD", 1, poll_ms=2000, invisible_ms=300)
     assert again.message.reconsume_times == 1
@@ -182,7 +188,7 @@ def pop_request(broker: str, **fields) -> RemotingCommand:
 
 def test_pop_errors_answer_javas_codes(start_node):
     node = start(start_node)
-    send_n(node.broker, "PopE", 1)
+    send_n(node, "PopE", 1)
     assert pop_request(node.broker, maxMsgNums=33).code == ResponseCode.INVALID_PARAMETER
     assert pop_request(node.broker, topic="NoSuch").code == ResponseCode.TOPIC_NOT_EXIST
     assert pop_request(node.broker, queueId=9).code == ResponseCode.INVALID_PARAMETER
