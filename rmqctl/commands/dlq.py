@@ -14,7 +14,9 @@ import asyncio
 import click
 
 from rmqnode.errors import RemotingError
-from rmqnode.message import DLQ_PREFIX, RETRY_TOPIC, MessageExt
+from rmqnode.message import (CLUSTER, DELAY, DLQ_PREFIX, KEYS, MAX_OFFSET, MIN_OFFSET,
+                             ORIGIN_MESSAGE_ID, REAL_QID, REAL_TOPIC, RETRY_TOPIC, TAGS, UNIQ_KEY,
+                             WAIT, MessageExt)
 from rmqnode.net.codes import RequestCode, ResponseCode
 from rmqctl.client.admin import Admin
 from rmqctl.client.consumer import GroupConsumer
@@ -25,6 +27,10 @@ from rmqctl.context import Ctx, pass_ctx
 from rmqctl.output import emit_rows
 
 PERM_READ = 4
+# Properties a resend must not carry over: tags and keys go as themselves, the rest was set
+# by brokers (retry, delay, DLQ bookkeeping) or is the producer's own per-send state.
+BROKER_SET = (TAGS, KEYS, RETRY_TOPIC, UNIQ_KEY, WAIT, CLUSTER, MAX_OFFSET, MIN_OFFSET,
+              REAL_TOPIC, REAL_QID, DELAY, ORIGIN_MESSAGE_ID)
 
 
 @click.group()
@@ -151,9 +157,7 @@ def dlq_resend(ctx: Ctx, group: str, msg_ids: tuple[str, ...], resend_all: bool,
             if not topic:
                 raise ValueError(f"{msg.msg_id} has no RETRY_TOPIC: give --to")
             props = {k: v for k, v in msg.properties.items()
-                     if k not in ("TAGS", "KEYS", RETRY_TOPIC, "UNIQ_KEY", "WAIT", "CLUSTER",
-                                  "MAX_OFFSET", "MIN_OFFSET", "REAL_TOPIC", "REAL_QID", "DELAY",
-                                  "ORIGIN_MESSAGE_ID")}
+                     if k not in BROKER_SET}
             sent = await producer.send(topic, msg.body_inflated(), tags=msg.tags,
                                        keys=msg.keys or None, props=props)
             rows.append({"msgId": msg.msg_id, "topic": topic, "newMsgId": sent.msg_id,

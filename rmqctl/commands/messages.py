@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from rmqnode.message import MessageExt
+from rmqnode.message import RETRY_TOPIC, MessageExt
 from rmqctl.client.consumer import GroupConsumer
 from rmqctl.client.pop import PopConsumer
 from rmqctl.client.namesrv import NameServerClient
@@ -167,7 +167,7 @@ async def read_queue(consumer: GroupConsumer, mq, start: str | None, exit_at_end
             if done.is_set():
                 return
             if mq.topic == consumer.retry_topic:
-                msg.topic = msg.properties.get("RETRY_TOPIC", msg.topic)  # as Java shows it
+                msg.topic = msg.properties.get(RETRY_TOPIC, msg.topic)  # as Java shows it
             outcome = show(msg)
             if outcome is None or await outcome:
                 continue
