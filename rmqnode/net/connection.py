@@ -63,6 +63,7 @@ class Connection(asyncio.Protocol):
         self.pending: dict[int, asyncio.Future[RemotingCommand]] = {}
         self._loop = asyncio.get_running_loop()
         self._out: list[bytes] | None = None  # frames written in this loop iteration
+        self._receiving = False  # inside data_received: it flushes the answers itself
         self.closed = self._loop.create_future()
         self.last_active = time.monotonic()
         self.tasks: set[asyncio.Task] = set()
@@ -77,6 +78,9 @@ class Connection(asyncio.Protocol):
             self.peer = f"{peer[0]}:{peer[1]}"
 
     def data_received(self, data: bytes) -> None:
+        """The answers this read produced go out in one write before anything else queued
+        on the loop (the store's dispatch into consume queues and the index): a sender
+        waits for its ack, no one waits for the dispatch."""
         self.last_active = time.monotonic()
         try:
             commands = self.decoder.feed(data)
@@ -84,13 +88,19 @@ class Connection(asyncio.Protocol):
             _log.warning("connection.bad_frame", peer=self.peer, error=exc)
             self.close()
             return
-        for cmd in commands:
-            if cmd.is_response:
-                fut = self.pending.pop(cmd.opaque, None)
-                if fut is not None and not fut.done():
-                    fut.set_result(cmd)
-            else:
-                self._dispatch(cmd)
+        self._receiving = True
+        try:
+            for cmd in commands:
+                if cmd.is_response:
+                    fut = self.pending.pop(cmd.opaque, None)
+                    if fut is not None and not fut.done():
+                        fut.set_result(cmd)
+                else:
+                    self._dispatch(cmd)
+        finally:
+            self._receiving = False
+            if self._out is not None:
+                self._flush_out()
 
     def connection_lost(self, exc: Exception | None) -> None:
         for fut in self.pending.values():
@@ -172,7 +182,8 @@ class Connection(asyncio.Protocol):
         frame = encode(cmd, serialize_type)
         if self._out is None:
             self._out = [frame]
-            self._loop.call_soon(self._flush_out)
+            if not self._receiving:
+                self._loop.call_soon(self._flush_out)
         else:
             self._out.append(frame)
 
