@@ -8,6 +8,7 @@ that is what the client means.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import re
 import time
@@ -137,9 +138,17 @@ class SendProcessor:
             return self._respond_flushed(cmd, result, queue_id)
         return self._respond(cmd, result, queue_id)
 
-    async def _respond_flushed(self, cmd: RemotingCommand, result: st.PutResult,
-                               queue_id: int) -> RemotingCommand:
-        return self._respond(cmd, await self.broker.store.wait_flushed(result), queue_id)
+    def _respond_flushed(self, cmd: RemotingCommand, result: st.PutResult,
+                         queue_id: int) -> asyncio.Future[RemotingCommand]:
+        """The answer once the flush is done, as a bare future: no task per send."""
+        answer: asyncio.Future[RemotingCommand] = asyncio.get_running_loop().create_future()
+
+        def flushed(done: st.PutResult) -> None:
+            if not answer.done():
+                answer.set_result(self._respond(cmd, done, queue_id))
+
+        self.broker.store.when_flushed(result, flushed)
+        return answer
 
     async def send_back(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
         """CONSUMER_SEND_MSG_BACK: a consumer failed a message; it comes back through

@@ -11,6 +11,7 @@ import asyncio
 import itertools
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Union
 
 from rmqnode import log
@@ -137,7 +138,9 @@ class Connection(asyncio.Protocol):
         except Exception as exc:  # noqa: BLE001 - every failure becomes a response
             self._reply(cmd, self._error_response(cmd, exc))
             return
-        if hasattr(result, "__await__"):
+        if isinstance(result, asyncio.Future):
+            result.add_done_callback(partial(self._reply_done, cmd))
+        elif hasattr(result, "__await__"):
             task = asyncio.ensure_future(self._finish(cmd, result))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
@@ -152,6 +155,12 @@ class Connection(asyncio.Protocol):
         except Exception as exc:  # noqa: BLE001
             response = self._error_response(cmd, exc)
         self._reply(cmd, response)
+
+    def _reply_done(self, cmd: RemotingCommand, answer: asyncio.Future) -> None:
+        if answer.cancelled():
+            return
+        exc = answer.exception()
+        self._reply(cmd, answer.result() if exc is None else self._error_response(cmd, exc))
 
     def _error_response(self, cmd: RemotingCommand, exc: Exception) -> RemotingCommand:
         if isinstance(exc, RemotingError):

@@ -3,7 +3,9 @@
 
 Group commit: every sender waiting for a flush registers the offset it needs; one flush round
 covers everything written before it started, so concurrent senders share one msync, and what
-arrives during a round is covered by the next.
+arrives during a round is covered by the next. A waiter is a callback, not a future with its
+own timer: under SYNC_FLUSH every send waits, and one timer for all of them (at the earliest
+deadline) is enough to answer a stuck disk with a timeout.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ class FlushService:
         self.interval = interval
         self.on_flushed = on_flushed
         self.flushed_offset = 0
-        self._waiters: list[tuple[int, int, asyncio.Future[bool]]] = []
+        # (offset needed, arrival, deadline, callback)
+        self._waiters: list[tuple[int, int, float, Callable[[bool], None]]] = []
+        self._expiry: asyncio.TimerHandle | None = None
         self._seq = itertools.count()
         self._kick = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -45,19 +49,39 @@ class FlushService:
             self._task = None
         await self.flush_now()
 
+    def when_flushed(self, offset: int, timeout: float, callback: Callable[[bool], None]) -> None:
+        """callback(True) once everything before `offset` is on disk, or callback(False) after
+        `timeout` seconds; at once when it is there already."""
+        if offset <= self.flushed_offset:
+            callback(True)
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(timeout, 0.0)
+        heapq.heappush(self._waiters, (offset, next(self._seq), deadline, callback))
+        if self._expiry is None:
+            self._expiry = loop.call_at(deadline, self._expire)
+        self._kick.set()
+
     async def wait_flushed(self, offset: int, timeout: float) -> bool:
         """True once everything before `offset` is on disk; False after `timeout`."""
-        if offset <= self.flushed_offset:
-            return True
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[bool] = loop.create_future()
-        heapq.heappush(self._waiters, (offset, next(self._seq), fut))
-        timer = loop.call_later(max(timeout, 0.0), _resolve, fut, False)
-        self._kick.set()
-        try:
-            return await fut
-        finally:
-            timer.cancel()
+        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.when_flushed(offset, timeout, lambda ok: _resolve(fut, ok))
+        return await fut
+
+    def _expire(self) -> None:
+        """Answer the waiters past their deadline (a flush that hangs), then wait for the next
+        deadline; waiters answered by flushes meanwhile are simply gone."""
+        self._expiry = None
+        now = asyncio.get_running_loop().time()
+        late = [w for w in self._waiters if w[2] <= now]
+        if late:
+            self._waiters = [w for w in self._waiters if w[2] > now]
+            heapq.heapify(self._waiters)
+            for waiter in late:
+                waiter[3](False)
+        if self._waiters:
+            self._expiry = asyncio.get_running_loop().call_at(
+                min(w[2] for w in self._waiters), self._expire)
 
     async def flush_now(self) -> int:
         flushed = await asyncio.to_thread(self._flush)
@@ -72,7 +96,7 @@ class FlushService:
                 self.on_flushed(flushed)
         waiters = self._waiters
         while waiters and waiters[0][0] <= flushed:
-            _resolve(heapq.heappop(waiters)[2], True)
+            heapq.heappop(waiters)[3](True)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -370,10 +370,21 @@ class MessageStore:
                 and messages[0].properties.get(WAIT, "true").lower() != "false")
 
     async def wait_flushed(self, result: PutResult) -> PutResult:
+        fut: asyncio.Future[PutResult] = asyncio.get_running_loop().create_future()
+        self.when_flushed(result, lambda done: fut.done() or fut.set_result(done))
+        return await fut
+
+    def when_flushed(self, result: PutResult, callback: Callable[[PutResult], None]) -> None:
+        """callback(result) once the stored bytes are on disk; its status is FLUSH_DISK_TIMEOUT
+        if that took longer than syncFlushTimeout. For the hot path: no task, no future."""
         end = result.appended.wrote_offset + result.appended.wrote_bytes  # type: ignore[union-attr]
-        if not await self.flusher.wait_flushed(end, self.config.syncFlushTimeout / 1000.0):
-            result.status = FLUSH_DISK_TIMEOUT
-        return result
+
+        def flushed(ok: bool) -> None:
+            if not ok:
+                result.status = FLUSH_DISK_TIMEOUT
+            callback(result)
+
+        self.flusher.when_flushed(end, self.config.syncFlushTimeout / 1000.0, flushed)
 
     async def put_message(self, msg: Message) -> PutResult:
         return await self.put_messages([msg])
