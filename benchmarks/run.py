@@ -10,8 +10,8 @@ row's baselines: the Python floor (benchmarks/floor.py) loaded with the very sam
 and the disk: a plain write() loop of the same request payloads to a file on the same disk
 (for SYNC_FLUSH rows with an fdatasync every `connections` writes, the best group commit that
 many concurrent senders allow). Then: a drain of a backlog with `rmqctl bench consume`
-against the produce rate; the C++ client (1 and 16 threads sync-sending) against rmqnode and
-against the floor, with the issue's Java RocketMQ 4.9.8 figures beside it; node RSS after
+against the produce rate; the C++ client (1, 4 and 16 threads sync-sending) against rmqnode and
+against the floors, with the issue's Java RocketMQ 4.9.8 figures beside it; node RSS after
 creating 1,000 topics x 8 queues against a fresh node's; and node start time with a ~1 GiB
 store, and with the many small messages of the ASYNC_FLUSH rows, against an empty store.
 Targets from issue 7 get a pass/fail column.
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from contextlib import nullcontext
 import datetime
 import json
 import os
@@ -36,7 +37,7 @@ from pathlib import Path
 from tabulate import tabulate
 
 from bench_store import raw_write
-from servers import BENCH_DIR, Server, start_floor, start_node
+from servers import BENCH_DIR, Server, start_floor, start_native_floor, start_node
 
 from rmqnode.net.client import RemotingClient
 from rmqctl.client.admin import Admin
@@ -64,7 +65,7 @@ class Plan:
     store_bytes: int         # for the start-time row
 
 
-FULL = Plan(5.0, (128, 1024), (1, 16), (1, 32), 200_000, (1, 16), 10.0, 1000, 1024 * MIB)
+FULL = Plan(5.0, (128, 1024), (1, 16), (1, 32), 200_000, (1, 4, 16), 10.0, 1000, 1024 * MIB)
 QUICK = Plan(1.5, (128,), (16,), (1, 32), 20_000, (16,), 3.0, 1000, 128 * MIB)
 
 
@@ -219,21 +220,31 @@ class Report:
         row.passed = row.value >= 2 * produced.value and got["messages"] == self.plan.drain
         self.add(row)
 
-    def cpp(self, node: Server, floor: Server, threads: int) -> None:
+    def cpp(self, node: Server, floor: Server, native: Server | None, threads: int) -> None:
+        """The issue's reference load against rmqnode and the Python floor, each next to the
+        native floor: what this client reaches here when the server costs next to nothing."""
         if not CPP_PYTHON.exists():
             say(f"  C++ client not installed ({CPP_PYTHON}): bash .ci/peers.sh; row skipped")
             return
         rmqctl(node.addrs["namesrv"], "topic", "create", "CppBench", "-q", "8")
         got = self.cpp_run(node.addrs["namesrv"], threads)
         self.stored += got["messages"]
-        base = self.cpp_run(floor.addrs["floor"], threads)
+        python_floor = self.cpp_run(floor.addrs["floor"], threads)
+        ceiling = self.cpp_run(native.addrs["floor"], threads) if native else None
         rate, p50, p99 = JAVA_REF[threads]
         java_ms = " / ".join(f"{name} {ms:.2f}" for name, ms in (("p50", p50), ("p99", p99))
                              if ms)
-        self.add(Row(f"C++ client 1.x, {threads} thread{'s' * (threads > 1)} sync send 128 B",
-                     got["msgsPerSec"], "msgs/s", f"{got['p50Ms']:.2f} / {got['p99Ms']:.2f} ms",
-                     "floor, same load", base["msgsPerSec"],
-                     java=f"{rate:,} msgs/s" + (f", {java_ms} ms" if java_ms else "")))
+        java = f"{rate:,} msgs/s" + (f", {java_ms} ms" if java_ms else "")
+        load = f"C++ client 1.x, {threads} thread{'s' * (threads > 1)} sync send 128 B"
+        for server, figures in (("", got), (" -> Python floor", python_floor),
+                                (" -> native floor", ceiling)):
+            if figures is None:
+                continue
+            self.add(Row(load + server, figures["msgsPerSec"], "msgs/s",
+                         f"{figures['p50Ms']:.2f} / {figures['p99Ms']:.2f} ms",
+                         "native floor" if ceiling else "",
+                         ceiling["msgsPerSec"] if ceiling else None,
+                         java=java if not server else ""))
 
     def cpp_run(self, namesrv: str, threads: int) -> dict:
         home = Path(tempfile.mkdtemp(prefix="cpp-", dir=self.work))
@@ -329,11 +340,14 @@ How to read it:
   Node: rmqnode on a fresh store per flush mode, 256 MiB CommitLog files.
 - The drain row consumes a backlog written just before by `bench produce --batch 32`, with
   `bench consume -c 4 --procs 2`; latency is a pull's round trip.
-- C++ row: benchmarks/cpp_load.py under PyPI rocketmq==0.4.4 (the C++ client 1.x), one
-  producer shared by N threads, {plan.cpp_seconds:g} s. The Java column is the issue's
-  reference: Java RocketMQ 4.9.8 on this kind of machine under the same client: 2,734 msgs/s
-  from 1 thread (p50 0.34 ms), 7,302 from 4 threads, 12,964 from 16 threads (p50 1.10 ms,
-  p99 2.74 ms).
+- C++ rows: benchmarks/cpp_load.py under PyPI rocketmq==0.4.4 (the C++ client 1.x), one
+  producer shared by N threads, {plan.cpp_seconds:g} s, against rmqnode, the Python floor and
+  the native floor (benchmarks/native_floor.c: one epoll thread in C that appends each body to
+  a file and acks). The native floor costs the server next to nothing, so its rate is what
+  this client reaches on this machine at all: the client shares the cores with the server.
+  The Java column is the issue's reference: Java RocketMQ 4.9.8 on this kind of machine under
+  the same client: 2,734 msgs/s from 1 thread (p50 0.34 ms), 7,302 from 4 threads, 12,964
+  from 16 threads (p50 1.10 ms, p99 2.74 ms).
 - RSS is VmRSS of the node process (name server and broker in one). Start time is from spawn
   to the `broker.started` line after a clean stop; its baseline is the first start of the same
   node on an empty store. The 1 GiB row (default 1 GiB CommitLog files) is the median of three
@@ -358,7 +372,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="rmq-bench-") as tmp:
         work = Path(tmp)
         report = Report(plan, work)
-        with start_floor(work) as floor:
+        with start_floor(work) as floor, \
+                (start_native_floor(work / "native") or nullcontext()) as native:
+            if native is None:
+                say("no C compiler: the C++ rows go without the native floor")
             for flush in ("ASYNC_FLUSH", "SYNC_FLUSH"):
                 say(f"rmqnode, {flush}:")
                 defines = [f"mappedFileSizeCommitLog={256 * MIB}", f"flushDiskType={flush}"]
@@ -368,7 +385,7 @@ def main() -> None:
                     if flush == "ASYNC_FLUSH":
                         report.drain(node)
                         for threads in plan.cpp_threads:
-                            report.cpp(node, floor, threads)
+                            report.cpp(node, floor, native, threads)
                 if flush == "ASYNC_FLUSH":
                     report.restart(node, defines)
         say("memory and start time:")

@@ -1,8 +1,10 @@
-"""Processes that benchmarks/run.py loads: rmqnode on a fresh store, and the Python floor,
-started as the tests start nodes (rmqnode.launch)."""
+"""Processes that benchmarks/run.py loads: rmqnode on a fresh store, the Python floor and the
+native floor, started as the tests start nodes (rmqnode.launch)."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -53,3 +55,15 @@ def start_node(home: Path, *defines: str) -> Server:
 def start_floor(home: Path) -> Server:
     return Server([sys.executable, str(BENCH_DIR / "floor.py"), "--dir", str(home)],
                   ("floor",), home)
+
+
+def start_native_floor(home: Path) -> Server | None:
+    """benchmarks/native_floor.c, compiled into home; None when there is no C compiler."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        return None
+    home.mkdir(parents=True, exist_ok=True)
+    binary = home / "native_floor"
+    subprocess.run([cc, "-O2", "-o", str(binary), str(BENCH_DIR / "native_floor.c")],
+                   check=True, capture_output=True)
+    return Server([str(binary)], ("floor",), home)
