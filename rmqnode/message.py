@@ -16,6 +16,8 @@ from operator import mul
 
 import zstandard
 
+from rmqnode import lz4frame
+
 # -- sys flag bits (MessageSysFlag) ---------------------------------------------------------
 COMPRESSED_FLAG = 0x1
 MULTI_TAGS_FLAG = 0x2
@@ -204,7 +206,8 @@ class CompressionError(ValueError):
 
 
 def decompress(body: bytes, sys_flag: int) -> bytes:
-    """The body as the producer wrote it. Type bits 0 (old clients) and ZLIB mean zlib."""
+    """The body as the producer wrote it. Type bits 0 (old clients) and ZLIB mean zlib; LZ4
+    is the frame format of RocketMQ 5.x's Lz4Compressor."""
     if not sys_flag & COMPRESSED_FLAG:
         return body
     kind = sys_flag & COMPRESSION_MASK
@@ -212,20 +215,23 @@ def decompress(body: bytes, sys_flag: int) -> bytes:
         if kind == COMPRESSION_ZSTD:
             return zstandard.ZstdDecompressor().decompressobj().decompress(body)
         if kind == COMPRESSION_LZ4:
-            raise CompressionError("body is LZ4-compressed; LZ4 is not supported here")
+            return lz4frame.decompress(body)
         return zlib.decompress(body)
-    except (zlib.error, zstandard.ZstdError) as exc:
+    except (zlib.error, zstandard.ZstdError, lz4frame.LZ4Error) as exc:
         raise CompressionError(f"compressed body does not inflate: {exc}") from None
 
 
 def compress(body: bytes, kind: str = "zlib", level: int | None = None) -> tuple[bytes, int]:
-    """(compressed body, sys flag bits to OR in) for 'zlib' (level 5 as Java) or 'zstd'."""
+    """(compressed body, sys flag bits to OR in) for 'zlib' (level 5 as Java), 'zstd' or
+    'lz4' (a frame, as RocketMQ 5.x writes; 4.x consumers only inflate zlib)."""
+    if kind == "lz4":
+        return lz4frame.compress(body), COMPRESSED_FLAG | COMPRESSION_LZ4
     if kind == "zstd":
         data = zstandard.ZstdCompressor(level=level or 3).compress(body)
         return data, COMPRESSED_FLAG | COMPRESSION_ZSTD
     if kind == "zlib":
         return zlib.compress(body, 5 if level is None else level), COMPRESSED_FLAG | COMPRESSION_ZLIB
-    raise ValueError(f"unknown compression {kind!r} (zlib or zstd)")
+    raise ValueError(f"unknown compression {kind!r} (zlib, zstd or lz4)")
 
 
 # -- batch bodies ---------------------------------------------------------------------------

@@ -66,13 +66,19 @@ def test_batches_whole_input_and_compression(node):
                  input="".join(f"b{i}\n" for i in range(25)))
     results = [json.loads(line) for line in out.stdout.splitlines()]
     assert out.returncode == 0 and len({r["msgId"] for r in results}) == 25
-    rmqctl(node.namesrv, "send", "Batched", "--whole", "--compress", "zstd",
-           input="line1\nline2\n" * 3000)
+    for codec in ("zstd", "lz4"):
+        sent = rmqctl(node.namesrv, "send", "Batched", "--whole", "--compress", codec,
+                      input=f"{codec}1\n{codec}2\n" * 3000)
+        assert sent.returncode == 0, sent.stderr
     got = rmqctl(node.namesrv, "-o", "ndjson", "consume", "Batched", "-g", "B", "--from",
                  "first", "-e")
-    bodies = [json.loads(line)["body"] for line in got.stdout.splitlines()]
+    rows = [json.loads(line) for line in got.stdout.splitlines()]
+    bodies = [row["body"] for row in rows]
     assert sorted(b for b in bodies if b.startswith("b")) == sorted(f"b{i}" for i in range(25))
-    assert "line1\nline2\n" * 3000 in bodies  # inflated on the way out
+    for codec in ("zstd", "lz4"):
+        assert f"{codec}1\n{codec}2\n" * 3000 in bodies  # inflated on the way out
+    lz4_row = next(row for row in rows if row["body"].startswith("lz4"))
+    assert lz4_row["sysFlag"] & 0x701 == 0x101  # compressed, type LZ4: as 5.x consumers expect
 
 
 def test_misuse_and_failures_exit_codes(node):

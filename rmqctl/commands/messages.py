@@ -64,7 +64,8 @@ def result_row(r: SendResult) -> dict:
 @click.option("--mode", type=click.Choice(["sync", "async", "oneway"]), default="sync",
               show_default=True, help="async: up to 64 sends in flight.")
 @click.option("--sharding-key", help="Same key, same queue (orderly per key).")
-@click.option("--compress", type=click.Choice(["zlib", "zstd"]), help="Compress bodies.")
+@click.option("--compress", type=click.Choice(["zlib", "zstd", "lz4"]),
+              help="Compress bodies (zlib: every client; zstd, lz4: RocketMQ 5.x consumers).")
 @click.option("--delimiter", help="Split stdin on this instead of newlines (e.g. '\\0').")
 @click.option("--whole", is_flag=True, help="All of stdin is one message.")
 @click.option("--batch", type=click.IntRange(1, 1024), default=1,
