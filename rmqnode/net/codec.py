@@ -175,11 +175,15 @@ def decode_json_header(data: bytes | memoryview) -> RemotingCommand:
     if raw_ext is None:
         ext = None
     elif isinstance(raw_ext, dict):
-        # Java and C++ send strings already; only ali-ons-style numbers need converting.
-        if set(map(type, raw_ext.values())) <= {str}:
-            ext = raw_ext
-        else:
-            ext = {str(k): s for k, v in raw_ext.items() if (s := ext_value(v)) is not None}
+        # Java sends strings only; the C++ client and ali-ons send a few numbers, converted
+        # in place (JSON object keys are strings already).
+        ext = raw_ext
+        for key in [k for k, v in raw_ext.items() if type(v) is not str]:
+            value = ext_value(raw_ext[key])
+            if value is None:
+                del raw_ext[key]
+            else:
+                raw_ext[key] = value
     else:
         raise FrameError("JSON header 'extFields' is not an object")
     remark = header.get("remark")
