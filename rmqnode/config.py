@@ -48,6 +48,7 @@ class BrokerConfig:
     brokerRole: str = "ASYNC_MASTER"
     brokerPermission: int = 6
     registerNameServerPeriod: int = 30_000
+    registerBrokerTimeoutMills: int = 6_000
     # topics and groups
     autoCreateTopicEnable: bool = True
     autoCreateSubscriptionGroup: bool = True

@@ -55,16 +55,18 @@ class AdminProcessor:
 
     # -- topics --------------------------------------------------------------------------
 
-    def update_topic(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
+    async def update_topic(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
+        """Answered once the name servers know the topic, as in Java, so that a script can
+        use the topic the moment its creation returns."""
         topic = cmd.require("topic")
         validate_topic(topic)
         if topic == self.broker.config.brokerClusterName:
             return cmd.response(ResponseCode.SYSTEM_ERROR,
                                 f"the topic[{topic}] is conflict with system reserved words.")
-        self.broker.create_topic(TopicConfig(
+        await self.broker.registered(self.broker.create_topic(TopicConfig(
             topic, cmd.int_field("readQueueNums"), cmd.int_field("writeQueueNums"),
             cmd.int_field("perm"), cmd.field("topicFilterType") or "SINGLE_TAG",
-            cmd.int_field("topicSysFlag", 0), cmd.bool_field("order")))
+            cmd.int_field("topicSysFlag", 0), cmd.bool_field("order"))))
         # Java leaves its default remark on this success; mqadmin users see the same.
         return cmd.response(ResponseCode.SUCCESS, "not set any response code")
 

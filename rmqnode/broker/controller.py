@@ -128,13 +128,19 @@ class BrokerController:
         task.add_done_callback(self._background.discard)
         return task
 
-    def spawn_register(self, only: list[TopicConfig] | None = None) -> None:
+    def spawn_register(self, only: list[TopicConfig] | None = None) -> asyncio.Task:
         """Re-register with the name servers now, in the background (after topic changes);
         `only` the topics that changed, as Java's registerIncrementBrokerData does, so that
         creating the n-th topic does not cost a registration of all n. The body is built now:
         a registration carries the data version of its own change, or a name server that saw
-        a later version first would skip it."""
-        self._spawn(self._send_registration(*self._registration(only)))
+        a later version first would skip it. The task never fails (failures are logged)."""
+        return self._spawn(self._send_registration(*self._registration(only)))
+
+    async def registered(self, registration: asyncio.Task) -> None:
+        """Wait, at most registerBrokerTimeoutMills, for a registration to reach the name
+        servers: Java answers the request that created a topic only after that, so a client
+        that got the answer finds the topic's route."""
+        await asyncio.wait({registration}, timeout=self.config.registerBrokerTimeoutMills / 1000)
 
     async def _housekeeping_loop(self) -> None:
         """Every 5 s persist offsets and groups; every 10 s drop clients silent for 120 s."""
@@ -167,15 +173,16 @@ class BrokerController:
                 conn.oneway(RemotingCommand.request(RequestCode.NOTIFY_CONSUMER_IDS_CHANGED,
                                                     {"consumerGroup": group}))
 
-    def create_topic(self, topic: TopicConfig) -> None:
+    def create_topic(self, topic: TopicConfig) -> asyncio.Task:
         """Add or replace a topic, persist topics.json, and tell the name servers now rather
-        than at the next 30 s registration (Java registers right after a change, too)."""
+        than at the next 30 s registration (Java registers right after a change, too).
+        Returns the registration, for callers that answer once it is done (see registered)."""
         self.topics.table[topic.topicName] = topic
         self.topics.data_version.next()
         self.topics.persist()
-        self.spawn_register([topic])
         _log.info("topic.created", topic=topic.topicName, queues=topic.writeQueueNums,
                   perm=topic.perm)
+        return self.spawn_register([topic])
 
     def ensure_topic(self, name: str, queues: int, perm: int) -> TopicConfig:
         """The topic's config, created first if the broker makes it itself (retry, dead

@@ -88,7 +88,10 @@ class SendProcessor:
         if topic in NOT_SENDABLE:
             return cmd.response(ResponseCode.NO_PERMISSION,
                                 f"Sending message to topic[{topic}] is forbidden.")
-        topic_config = self.topic_for_send(topic, h)
+        topic_config = self.broker.topics.table.get(topic)
+        registering = None
+        if topic_config is None:
+            topic_config, registering = self.create_for_send(topic, h)
         if not topic_config.perm & PERM_WRITE:
             return cmd.response(ResponseCode.NO_PERMISSION,
                                 f"the topic[{topic}] sending message is forbidden")
@@ -135,8 +138,20 @@ class SendProcessor:
         if result.ok:
             self.broker.stats["put"] += len(messages)
         if store.must_wait_flush(result, messages):
-            return self._respond_flushed(cmd, result, queue_id)
-        return self._respond(cmd, result, queue_id)
+            answer: RemotingCommand | asyncio.Future[RemotingCommand] = \
+                self._respond_flushed(cmd, result, queue_id)
+        else:
+            answer = self._respond(cmd, result, queue_id)
+        if registering is not None:
+            return self._respond_registered(registering, answer)
+        return answer
+
+    async def _respond_registered(self, registering: asyncio.Task, answer: RemotingCommand |
+                                  asyncio.Future[RemotingCommand]) -> RemotingCommand:
+        """A send that created its topic is answered once the name servers know the topic,
+        as in Java: the producer may hand the topic to a consumer the moment it is acked."""
+        await self.broker.registered(registering)
+        return await answer if isinstance(answer, asyncio.Future) else answer
 
     def _respond_flushed(self, cmd: RemotingCommand, result: st.PutResult,
                          queue_id: int) -> asyncio.Future[RemotingCommand]:
@@ -195,12 +210,10 @@ class SendProcessor:
         props.pop(POP_CK, None)  # a re-sent popped message must not look revived
         return Message(body=entry.body, properties=props, flag=entry.flag, **common)
 
-    def topic_for_send(self, topic: str, h: dict[str, str]) -> TopicConfig:
-        """The topic's config, auto-created from its default topic (TBW102) when allowed."""
+    def create_for_send(self, topic: str, h: dict[str, str]) -> tuple[TopicConfig, asyncio.Task]:
+        """A topic a producer sends to first: created from its default topic (TBW102) when
+        that allows it; returns the config and the name-server registration under way."""
         topics = self.broker.topics
-        found = topics.table.get(topic)
-        if found is not None:
-            return found
         default = topics.table.get(h.get("defaultTopic") or "")
         if default is not None and default.perm & PERM_INHERIT:
             nums = min(int(h.get("defaultTopicQueueNums") or 4), default.writeQueueNums)
@@ -210,8 +223,7 @@ class SendProcessor:
         else:
             raise RemotingError(ResponseCode.TOPIC_NOT_EXIST,
                                 f"topic[{topic}] not exist, apply first please!{FAQ}")
-        self.broker.create_topic(created)
-        return created
+        return created, self.broker.create_topic(created)
 
     def _respond(self, cmd: RemotingCommand, result: st.PutResult,
                  queue_id: int) -> RemotingCommand:
