@@ -287,6 +287,39 @@ def test_sync_flush_group_commit_and_timeout(tmp_path):
     run(go())
 
 
+def test_empty_last_files_left_by_a_crash_are_dropped(tmp_path):
+    """kill -9 between creating a new file and sizing it leaves it empty (a CI run of the
+    kill -9 test found such a consume-queue file): the node must start, lose nothing, and
+    recreate the file; an empty file before the last, or a wrong size, is still refused."""
+    async def fill():
+        store = await opened(tmp_path)
+        for i in range(60):  # 50 entries per queue file: the second file is in use
+            await store.put_message(msg(body=f"m{i}".encode()))
+        await asyncio.sleep(0)
+        await store.close()
+    run(fill())
+    cq_dir = tmp_path / "consumequeue" / "T" / "0"
+    log_dir = tmp_path / "commitlog"
+    (cq_dir / f"{20 * 100:020d}").touch()  # the third queue file, created, never sized
+    (log_dir / f"{64 * 1024:020d}").touch()  # likewise the next CommitLog file
+    got = drain_store(tmp_path, "T", 0)
+    assert [g.body for g in got] == [f"m{i}".encode() for i in range(60)]
+
+    async def more():
+        store = await opened(tmp_path)
+        for i in range(60, 110):  # into the recreated third queue file
+            await store.put_message(msg(body=f"m{i}".encode()))
+        await asyncio.sleep(0)
+        assert [g.body for g in drain(store, "T", 0)] == [f"m{i}".encode() for i in range(110)]
+        await store.close()
+    run(more())
+    assert (cq_dir / f"{20 * 100:020d}").stat().st_size == 20 * 50
+
+    (cq_dir / f"{20 * 50:020d}").write_bytes(b"")  # an empty file that is not the last one
+    with pytest.raises(OSError, match="size 0 differs from the configured 1000"):
+        run(opened(tmp_path))
+
+
 def test_abort_file_exists_only_while_open(tmp_path):
     async def go():
         store = await opened(tmp_path)

@@ -16,6 +16,10 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from rmqnode import log
+
+_log = log.get("rmqnode.storage")
+
 PAGE = mmap.PAGESIZE
 _ZERO_CHUNK = 1 << 20
 
@@ -172,14 +176,21 @@ class MappedFileQueue:
         self.files: list[MappedFile] = []
 
     def load(self) -> None:
-        """Map existing files; a file of the wrong size means a broken store, said plainly."""
+        """Map existing files; a file of the wrong size means a broken store, said plainly.
+        An empty last file is what a crash between creating a file and sizing it leaves
+        (Java's stores too): it never held anything, so it is dropped, not refused."""
         if not self.directory.is_dir():
             return
         names = sorted(p.name for p in self.directory.iterdir()
                        if p.name.isdigit() and len(p.name) == 20)
-        for name in names:
+        for i, name in enumerate(names):
             path = self.directory / name
             size = path.stat().st_size
+            if size == 0 and i == len(names) - 1:
+                if not self.readonly:
+                    _log.warning("store.empty_file_removed", path=path)
+                    path.unlink()
+                break
             if not self.readonly and size != self.file_size:
                 raise OSError(f"{path}: size {size} differs from the configured "
                               f"{self.file_size}; check mappedFileSize settings")
