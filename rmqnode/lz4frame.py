@@ -208,9 +208,9 @@ def compress_block(src: bytes) -> bytes:
             continue
         longest = n - _LAST_LITERALS - pos
         length = _MIN_MATCH
-        while length + 32 <= longest and \
-                src[candidate + length:candidate + length + 32] == src[pos + length:pos + length + 32]:
-            length += 32
+        while length + 32 <= longest and (src[candidate + length:candidate + length + 32]
+                                          == src[pos + length:pos + length + 32]):
+            length += 32  # a slice compare runs in C: long matches are common in bodies
         while length < longest and src[candidate + length] == src[pos + length]:
             length += 1
         _sequence(out, view[anchor:pos], pos - candidate, length)
@@ -220,9 +220,10 @@ def compress_block(src: bytes) -> bytes:
     return bytes(out)
 
 
-def compress(data: bytes) -> bytes:
+def compress(data: bytes | bytearray | memoryview) -> bytes:
     """One LZ4 frame: independent 64 KiB blocks (stored raw where LZ4 would not shrink
     them) and a content checksum."""
+    data = bytes(data)  # block slices become dict keys
     descriptor = bytes((0x64, 0x40))  # version 1, independent blocks, content checksum; 64 KiB
     out = bytearray(_U32.pack(MAGIC) + descriptor)
     out.append((xxh32(descriptor) >> 8) & 0xFF)
