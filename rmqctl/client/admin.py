@@ -8,7 +8,7 @@ from typing import Any
 from rmqnode.errors import RemotingError
 from rmqnode.net import fastjson
 from rmqnode.net.codec import RemotingCommand
-from rmqnode.net.codes import RequestCode, ResponseCode
+from rmqnode.net.codes import PERM_READ, PERM_WRITE, RequestCode, ResponseCode
 from rmqctl.client.namesrv import NameServerClient
 from rmqctl.client.producer import topic_route
 
@@ -48,7 +48,8 @@ class Admin:
         resp = await self.call(addr, code, fields, body)
         return fastjson.loads(resp.body) if resp.body else {}
 
-    async def create_topic(self, addr: str, topic: str, queues: int, perm: int = 6,
+    async def create_topic(self, addr: str, topic: str, queues: int,
+                           perm: int = PERM_READ | PERM_WRITE,
                            order: bool = False) -> None:
         """UPDATE_AND_CREATE_TOPIC on one broker, as `mqadmin updateTopic` sends it (the same
         request updates an existing topic)."""

@@ -16,7 +16,7 @@ from rmqnode.message import (DELAY, KEYS, TAGS, UNIQ_KEY, WAIT, BatchEntry, Uniq
                              java_hash)
 from rmqnode.net.client import RemotingClient
 from rmqnode.net.codec import RemotingCommand
-from rmqnode.net.codes import RequestCode, ResponseCode
+from rmqnode.net.codes import PERM_READ, PERM_WRITE, RequestCode, ResponseCode
 from rmqctl.client.namesrv import NameServerClient
 
 ROUTE_TTL = 30.0
@@ -50,9 +50,9 @@ async def topic_route(namesrv: NameServerClient, topic: str) -> TopicRoute:
         name = q["brokerName"]
         if name not in addrs:
             continue
-        if q["perm"] & 2:
+        if q["perm"] & PERM_WRITE:
             write += [MessageQueue(topic, name, i) for i in range(q["writeQueueNums"])]
-        if q["perm"] & 4:
+        if q["perm"] & PERM_READ:
             read += [MessageQueue(topic, name, i) for i in range(q["readQueueNums"])]
     return TopicRoute(write, read, addrs)
 

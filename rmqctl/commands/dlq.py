@@ -17,7 +17,7 @@ from rmqnode.errors import RemotingError
 from rmqnode.message import (CLUSTER, DELAY, DLQ_PREFIX, KEYS, MAX_OFFSET, MIN_OFFSET,
                              ORIGIN_MESSAGE_ID, REAL_QID, REAL_TOPIC, RETRY_TOPIC, TAGS, UNIQ_KEY,
                              WAIT, MessageExt)
-from rmqnode.net.codes import RequestCode, ResponseCode
+from rmqnode.net.codes import PERM_READ, PERM_WRITE, RequestCode, ResponseCode
 from rmqctl.client.admin import Admin
 from rmqctl.client.consumer import GroupConsumer
 from rmqctl.client.namesrv import NameServerClient
@@ -26,7 +26,6 @@ from rmqctl.commands.store import BODY_FORMATS, message_row
 from rmqctl.context import Ctx, pass_ctx
 from rmqctl.output import emit_rows
 
-PERM_READ = 4
 # Properties a resend must not carry over: tags and keys go as themselves, the rest was set
 # by brokers (retry, delay, DLQ bookkeeping) or is the producer's own per-send state.
 BROKER_SET = (TAGS, KEYS, RETRY_TOPIC, UNIQ_KEY, WAIT, CLUSTER, MAX_OFFSET, MIN_OFFSET,
@@ -79,7 +78,7 @@ async def readable(ns: NameServerClient, topic: str, grant: bool) -> list[Messag
     admin = Admin(ns)
     for addr in route.addrs.values():
         await admin.create_topic(addr, topic, max(len(route.write_queues), 1),
-                                 perm=PERM_READ | 2)
+                                 perm=PERM_READ | PERM_WRITE)
     for _ in range(50):  # the brokers register the change with the name servers at once
         route = await topic_route(ns, topic)
         if route.read_queues:

@@ -7,7 +7,7 @@ import click
 from rmqnode.errors import RemotingError
 from rmqnode.net import fastjson
 from rmqnode.net.codec import RemotingCommand
-from rmqnode.net.codes import RequestCode
+from rmqnode.net.codes import PERM_READ, PERM_WRITE, RequestCode, perm_text
 from rmqctl.client.admin import Admin
 from rmqctl.context import Ctx, pass_ctx
 from rmqctl.output import emit_object, emit_rows
@@ -61,15 +61,9 @@ def topic_route(ctx: Ctx, name: str) -> None:
     emit_rows(rows, ctx.output, ["brokerName", "addr", "readQueueNums", "writeQueueNums", "perm"])
 
 
-def perm_text(perm: int) -> str:
-    """6 -> 'RW', 7 -> 'RWX' (X: may serve as an auto-create template), as people read them."""
-    return ("R" if perm & 4 else "") + ("W" if perm & 2 else "") + ("X" if perm & 1 else "") \
-        or "-"
-
-
 def _apply_topic(ctx: Ctx, name: str, queues: int, perm: str, order: bool,
                  cluster: str | None, broker: str | None) -> list[dict]:
-    perms = {"R": 4, "W": 2, "RW": 6}
+    perms = {"R": PERM_READ, "W": PERM_WRITE, "RW": PERM_READ | PERM_WRITE}
     async def work(ns):
         admin = Admin(ns)
         targets = {broker: broker} if broker else await admin.masters(cluster)

@@ -13,11 +13,7 @@ from typing import Any
 from rmqnode.broker.configfile import JsonConfigFile
 from rmqnode.config import BrokerConfig
 from rmqnode.errors import FAQ, RemotingError
-from rmqnode.net.codes import ResponseCode
-
-PERM_INHERIT = 1
-PERM_WRITE = 2
-PERM_READ = 4
+from rmqnode.net.codes import PERM_INHERIT, PERM_READ, PERM_WRITE, ResponseCode
 
 AUTO_CREATE_TOPIC_KEY = "TBW102"
 SELF_TEST_TOPIC = "SELF_TEST_TOPIC"

@@ -1,4 +1,5 @@
-"""RocketMQ remoting request and response codes: the one table the node, client and tools share.
+"""RocketMQ remoting request and response codes, and the permission bits of topics and brokers:
+the one table the node, client and tools share.
 
 Numbers are RocketMQ's own (RequestCode / ResponseCode in apache/rocketmq); names match so that a
 RocketMQ engineer can grep for them.
@@ -229,6 +230,18 @@ class ResponseCode:
     CONTROLLER_BROKER_LIVE_INFO_NOT_EXISTS = 2016
     USER_NOT_EXIST = 3001
     POLICY_NOT_EXIST = 3002
+
+
+# PermName: a topic's (and a broker's) perm field, as routes and topic configs carry it.
+PERM_INHERIT = 1  # TBW102 only: topics auto-created from it inherit its other bits
+PERM_WRITE = 2
+PERM_READ = 4
+
+
+def perm_text(perm: int) -> str:
+    """6 -> 'RW', 7 -> 'RWX' (X: may serve as an auto-create template), as people read them."""
+    return ("R" if perm & PERM_READ else "") + ("W" if perm & PERM_WRITE else "") + \
+        ("X" if perm & PERM_INHERIT else "") or "-"
 
 
 def _names(cls: type) -> dict[int, str]:
