@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from collections.abc import Callable
 from contextlib import nullcontext
 import datetime
 import json
@@ -79,6 +80,7 @@ class Row:
     baseline: float | None = None
     disk: float | None = None    # produce rows: the disk's rate in the same unit
     java: str = ""
+    cpu_us: float | None = None  # the server's CPU time per message during the row
     target: str = ""
     passed: bool | None = None
 
@@ -91,12 +93,15 @@ class Row:
 
         base = f"{self.baseline_name} {fmt(self.baseline, self.unit)}" \
             if self.baseline is not None else ""
-        return [self.name, fmt(self.value, self.unit), self.latency, base, ratio(self.baseline),
+        cpu = f"{self.cpu_us:.0f} us" if self.cpu_us is not None else ""
+        return [self.name, fmt(self.value, self.unit), self.latency, cpu, base,
+                ratio(self.baseline),
                 fmt(self.disk, self.unit) if self.disk else "", ratio(self.disk), self.java,
                 self.target, {True: "pass", False: "FAIL", None: ""}[self.passed]]
 
 
-HEADERS = ["Benchmark", "Figure", "Latency p50 / p99", "Baseline (same run)", "vs baseline",
+HEADERS = ["Benchmark", "Figure", "Latency p50 / p99", "Server CPU / msg", "Baseline (same run)",
+           "vs baseline",
            "Disk (same run)", "vs disk", "Java 4.9.8 (issue)", "Target", "Result"]
 
 
@@ -120,6 +125,14 @@ def rmqctl(namesrv: str, *args: str, timeout: float = 300) -> dict:
         raise RuntimeError(f"{shlex.join(argv[1:])} exited {done.returncode}: "
                            f"{done.stderr.strip()[-2000:]}")
     return json.loads(done.stdout)
+
+
+def on_cpu(server: Server, run: Callable[[], dict]) -> tuple[dict, float]:
+    """A load's figures and the server's CPU time per message it moved (all its threads:
+    under SYNC_FLUSH the flush thread's too)."""
+    before = server.cpu_seconds()
+    figures = run()
+    return figures, (server.cpu_seconds() - before) * 1e6 / max(figures["messages"], 1)
 
 
 def produce_args(topic: str, size: int, connections: int, batch: int, seconds: float
@@ -185,15 +198,16 @@ class Report:
         for size in self.plan.sizes:
             for connections in self.plan.connections:
                 for batch in self.plan.batches:
-                    got = rmqctl(node.addrs["namesrv"], *produce_args(
-                        f"Bench-{size}-{connections}-{batch}", size, connections, batch,
-                        self.plan.seconds))["produce"]
+                    args = produce_args(f"Bench-{size}-{connections}-{batch}", size,
+                                        connections, batch, self.plan.seconds)
+                    got, cpu = on_cpu(node, lambda: rmqctl(node.addrs["namesrv"],
+                                                           *args)["produce"])
                     self.stored += got["messages"]
                     base = self.floor(floor, size, connections, batch)
                     writes = self.disk.writes_per_s(size * batch, connections if sync else 0)
                     row = Row(f"produce {size} B, {connections} conn, batch {batch}, "
                               f"{flush}", got["msgsPerSec"], "msgs/s", latency(got),
-                              "floor", base["msgsPerSec"], writes * batch)
+                              "floor", base["msgsPerSec"], writes * batch, cpu_us=cpu)
                     self.check_targets(row, size, connections, batch, sync)
                     self.add(row)
 
@@ -210,13 +224,14 @@ class Report:
         ns = node.addrs["namesrv"]
         rmqctl(ns, "bench", "produce", "-t", "Drain", "-s", "128", "-c", "4", "--procs", "2",
                "--batch", "32", "-n", str(self.plan.drain))
-        got = rmqctl(ns, "bench", "consume", "-t", "Drain", "-c", "4", "--procs", "2")["consume"]
+        got, cpu = on_cpu(node, lambda: rmqctl(ns, "bench", "consume", "-t", "Drain", "-c", "4",
+                                               "--procs", "2")["consume"])
         self.stored += self.plan.drain
         produced = next(r for r in self.rows
                         if r.name == "produce 128 B, 16 conn, batch 1, ASYNC_FLUSH")
         row = Row(f"consume (drain {got['messages']:,} of {self.plan.drain:,}), 128 B",
                   got["msgsPerSec"], "msgs/s", latency(got), "produce 128 B 16 conn",
-                  produced.value, target=">= 2x produce")
+                  produced.value, target=">= 2x produce", cpu_us=cpu)
         row.passed = row.value >= 2 * produced.value and got["messages"] == self.plan.drain
         self.add(row)
 
@@ -227,24 +242,26 @@ class Report:
             say(f"  C++ client not installed ({CPP_PYTHON}): bash .ci/peers.sh; row skipped")
             return
         rmqctl(node.addrs["namesrv"], "topic", "create", "CppBench", "-q", "8")
-        got = self.cpp_run(node.addrs["namesrv"], threads)
-        self.stored += got["messages"]
-        python_floor = self.cpp_run(floor.addrs["floor"], threads)
-        ceiling = self.cpp_run(native.addrs["floor"], threads) if native else None
+        got = on_cpu(node, lambda: self.cpp_run(node.addrs["namesrv"], threads))
+        self.stored += got[0]["messages"]
+        python_floor = on_cpu(floor, lambda: self.cpp_run(floor.addrs["floor"], threads))
+        ceiling = on_cpu(native, lambda: self.cpp_run(native.addrs["floor"], threads)) \
+            if native else None
         rate, p50, p99 = JAVA_REF[threads]
         java_ms = " / ".join(f"{name} {ms:.2f}" for name, ms in (("p50", p50), ("p99", p99))
                              if ms)
         java = f"{rate:,} msgs/s" + (f", {java_ms} ms" if java_ms else "")
         load = f"C++ client 1.x, {threads} thread{'s' * (threads > 1)} sync send 128 B"
-        for server, figures in (("", got), (" -> Python floor", python_floor),
-                                (" -> native floor", ceiling)):
-            if figures is None:
+        for server, measured in (("", got), (" -> Python floor", python_floor),
+                                 (" -> native floor", ceiling)):
+            if measured is None:
                 continue
+            figures, cpu = measured
             self.add(Row(load + server, figures["msgsPerSec"], "msgs/s",
                          f"{figures['p50Ms']:.2f} / {figures['p99Ms']:.2f} ms",
                          "native floor" if ceiling else "",
-                         ceiling["msgsPerSec"] if ceiling else None,
-                         java=java if not server else ""))
+                         ceiling[0]["msgsPerSec"] if ceiling else None,
+                         java=java if not server else "", cpu_us=cpu))
 
     def cpp_run(self, namesrv: str, threads: int) -> dict:
         home = Path(tempfile.mkdtemp(prefix="cpp-", dir=self.work))
@@ -329,6 +346,8 @@ Machine: {info['nproc']} cores, {info['CPU']}, Python {info['Python']}, Linux {i
 {table}
 
 How to read it:
+- "Server CPU / msg" is the loaded server's user + system CPU time over the row (every thread
+  of it, from /proc), divided by the messages the row moved.
 - Every baseline was measured in the same run on the same machine; the ratio is figure /
   baseline. "floor" is benchmarks/floor.py (a Python server on the same transport that appends
   each body to a file and acks) loaded with the very same `rmqctl bench` settings; "disk" is

@@ -65,6 +65,12 @@ class ServerProcess:
     def pid(self) -> int:
         return self.proc.pid
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU the process has used so far, from /proc (clock-tick resolution,
+        10 ms: fine over a run of seconds). For benchmarks that bill a load to its server."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def wait_started(self, roles: tuple[str, ...], timeout: float = 15.0) -> ServerProcess:
         """Wait for every role's started line; raises RuntimeError with the output if the
         child exits or the time runs out first."""

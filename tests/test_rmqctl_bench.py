@@ -127,6 +127,7 @@ def test_run_py_one_row_with_its_baselines(node, tmp_path):
     [row] = report.rows
     assert row.name == "produce 128 B, 1 conn, batch 1, ASYNC_FLUSH"
     assert row.value > 0 and row.baseline and row.disk and row.baseline_name == "floor"
+    assert row.cpu_us and 1 < row.cpu_us < 100_000  # the node's CPU, billed per message
     out = tmp_path / "RESULTS.md"
     table = bench_run.write_report(out, report.rows, plan, "python benchmarks/run.py", 1.0)
     text = out.read_text()
