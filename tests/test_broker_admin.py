@@ -262,3 +262,21 @@ def test_consumer_status_asks_the_live_members(node):
     offline = call(node.broker, RC.INVOKE_BROKER_TO_GET_CONSUMER_STATUS,
                    {"topic": "StatT", "group": "Nobody"})
     assert offline.code == 1 and "No Any Consumer online" in offline.remark
+
+
+def test_sync_flush_timeout_is_answered_as_java_does(start_node):
+    """SYNC_FLUSH answers a send once its group commit is done; one that takes longer than
+    syncFlushTimeout is answered FLUSH_DISK_TIMEOUT, the message stored all the same."""
+    node = start_node("--namesrv-port", "0", "--listen-port", "0",
+                      "-D", "flushDiskType=SYNC_FLUSH", "-D", "syncFlushTimeout=0")
+    assert call(node.broker, RC.UPDATE_AND_CREATE_TOPIC, {
+        "topic": "Slow", "readQueueNums": 1, "writeQueueNums": 1, "perm": 6,
+        "topicFilterType": "SINGLE_TAG"}).code == 0
+    for i in range(3):
+        resp = call(node.broker, RC.SEND_MESSAGE_V2, {
+            "a": "PG", "b": "Slow", "c": "TBW102", "d": 4, "e": 0, "f": 0, "g": 0, "h": 0,
+            "i": ""}, f"m{i}".encode())
+        assert resp.code == ResponseCode.FLUSH_DISK_TIMEOUT, (resp.code, resp.remark)
+        assert resp.ext_fields["queueOffset"] == str(i)
+    stored = call(node.broker, RC.GET_MAX_OFFSET, {"topic": "Slow", "queueId": 0})
+    assert stored.code == 0 and stored.ext_fields["offset"] == "3"
