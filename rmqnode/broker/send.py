@@ -75,9 +75,9 @@ class SendProcessor:
         self.broker = broker
 
     def handle(self, cmd: RemotingCommand,
-               conn: Connection) -> RemotingCommand | Awaitable[RemotingCommand]:
-        """Answered at once unless the store must flush first (SYNC_FLUSH): no task per send
-        on the hot path."""
+               conn: Connection) -> RemotingCommand | Awaitable[RemotingCommand] | None:
+        """Answered at once, or (SYNC_FLUSH) through conn.reply once the flush is done: no
+        task per send on the hot path."""
         h = send_header(cmd)
         topic = h.get("topic") or ""
         cfg = self.broker.config
@@ -137,33 +137,25 @@ class SendProcessor:
         result = store.put_nowait(messages)
         if result.ok:
             self.broker.stats["put"] += len(messages)
-        if store.must_wait_flush(result, messages):
-            answer: RemotingCommand | asyncio.Future[RemotingCommand] = \
-                self._respond_flushed(cmd, result, queue_id)
-        else:
-            answer = self._respond(cmd, result, queue_id)
+        flush = store.must_wait_flush(result, messages)
         if registering is not None:
-            return self._respond_registered(registering, answer)
-        return answer
+            return self._respond_registered(registering, cmd, result, queue_id, flush)
+        if flush:
+            # Answered from the flush round that covers it: no task or future per send.
+            store.when_flushed(result, lambda done: conn.reply(
+                cmd, self._respond(cmd, done, queue_id)))
+            return None
+        return self._respond(cmd, result, queue_id)
 
-    async def _respond_registered(self, registering: asyncio.Task, answer: RemotingCommand |
-                                  asyncio.Future[RemotingCommand]) -> RemotingCommand:
+    async def _respond_registered(self, registering: asyncio.Task, cmd: RemotingCommand,
+                                  result: st.PutResult, queue_id: int,
+                                  flush: bool) -> RemotingCommand:
         """A send that created its topic is answered once the name servers know the topic,
         as in Java: the producer may hand the topic to a consumer the moment it is acked."""
         await self.broker.registered(registering)
-        return await answer if isinstance(answer, asyncio.Future) else answer
-
-    def _respond_flushed(self, cmd: RemotingCommand, result: st.PutResult,
-                         queue_id: int) -> asyncio.Future[RemotingCommand]:
-        """The answer once the flush is done, as a bare future: no task per send."""
-        answer: asyncio.Future[RemotingCommand] = asyncio.get_running_loop().create_future()
-
-        def flushed(done: st.PutResult) -> None:
-            if not answer.done():
-                answer.set_result(self._respond(cmd, done, queue_id))
-
-        self.broker.store.when_flushed(result, flushed)
-        return answer
+        if flush:
+            result = await self.broker.store.wait_flushed(result)
+        return self._respond(cmd, result, queue_id)
 
     async def send_back(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
         """CONSUMER_SEND_MSG_BACK: a consumer failed a message; it comes back through

@@ -11,7 +11,6 @@ import asyncio
 import itertools
 import time
 from collections.abc import Awaitable, Callable
-from functools import partial
 from typing import Union
 
 from rmqnode import log
@@ -39,7 +38,9 @@ def _expire(fut: asyncio.Future, cmd: RemotingCommand, peer: str, timeout: float
 
 
 class Dispatcher:
-    """A table of request code -> handler. Handlers may be plain functions or coroutines."""
+    """A table of request code -> handler. Handlers may be plain functions or coroutines;
+    one that returns None sends no answer now, and may answer later with Connection.reply
+    (a send waiting for its flush: no task or future per request)."""
 
     def __init__(self) -> None:
         self.handlers: dict[int, Handler] = {}
@@ -130,22 +131,20 @@ class Connection(asyncio.Protocol):
                        language=cmd.language, oneway=cmd.is_oneway)
         handler = self.dispatcher.handlers.get(cmd.code)
         if handler is None:
-            self._reply(cmd, cmd.response(ResponseCode.REQUEST_CODE_NOT_SUPPORTED,
+            self.reply(cmd, cmd.response(ResponseCode.REQUEST_CODE_NOT_SUPPORTED,
                                           f" request type {cmd.code} not supported"))
             return
         try:
             result = handler(cmd, self)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a response
-            self._reply(cmd, self._error_response(cmd, exc))
+            self.reply(cmd, self._error_response(cmd, exc))
             return
-        if isinstance(result, asyncio.Future):
-            result.add_done_callback(partial(self._reply_done, cmd))
-        elif hasattr(result, "__await__"):
+        if hasattr(result, "__await__"):
             task = asyncio.ensure_future(self._finish(cmd, result))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
         else:
-            self._reply(cmd, result)
+            self.reply(cmd, result)
 
     async def _finish(self, cmd: RemotingCommand, pending: Awaitable) -> None:
         try:
@@ -154,13 +153,7 @@ class Connection(asyncio.Protocol):
             return
         except Exception as exc:  # noqa: BLE001
             response = self._error_response(cmd, exc)
-        self._reply(cmd, response)
-
-    def _reply_done(self, cmd: RemotingCommand, answer: asyncio.Future) -> None:
-        if answer.cancelled():
-            return
-        exc = answer.exception()
-        self._reply(cmd, answer.result() if exc is None else self._error_response(cmd, exc))
+        self.reply(cmd, response)
 
     def _error_response(self, cmd: RemotingCommand, exc: Exception) -> RemotingCommand:
         if isinstance(exc, RemotingError):
@@ -170,7 +163,8 @@ class Connection(asyncio.Protocol):
         _log.exception("request.crashed", peer=self.peer, code=request_name(cmd.code))
         return cmd.response(ResponseCode.SYSTEM_ERROR, f"{type(exc).__name__}: {exc}")
 
-    def _reply(self, request: RemotingCommand, response: RemotingCommand | None) -> None:
+    def reply(self, request: RemotingCommand, response: RemotingCommand | None) -> None:
+        """Answer `request` (a handler that returned None answers this way, later)."""
         if response is None or request.is_oneway:
             return
         response.opaque = request.opaque
