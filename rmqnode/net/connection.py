@@ -132,7 +132,7 @@ class Connection(asyncio.Protocol):
         handler = self.dispatcher.handlers.get(cmd.code)
         if handler is None:
             self.reply(cmd, cmd.response(ResponseCode.REQUEST_CODE_NOT_SUPPORTED,
-                                          f" request type {cmd.code} not supported"))
+                                         f" request type {cmd.code} not supported"))
             return
         try:
             result = handler(cmd, self)

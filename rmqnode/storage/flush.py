@@ -62,12 +62,6 @@ class FlushService:
             self._expiry = loop.call_at(deadline, self._expire)
         self._kick.set()
 
-    async def wait_flushed(self, offset: int, timeout: float) -> bool:
-        """True once everything before `offset` is on disk; False after `timeout`."""
-        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self.when_flushed(offset, timeout, lambda ok: _resolve(fut, ok))
-        return await fut
-
     def _expire(self) -> None:
         """Answer the waiters past their deadline (a flush that hangs), then wait for the next
         deadline; waiters answered by flushes meanwhile are simply gone."""
@@ -112,7 +106,3 @@ class FlushService:
                 _log.error("flush.failed", error=exc)
                 await asyncio.sleep(min(self.interval, 1.0))
 
-
-def _resolve(fut: asyncio.Future[bool], value: bool) -> None:
-    if not fut.done():
-        fut.set_result(value)
