@@ -169,7 +169,14 @@ class Connection(asyncio.Protocol):
             return
         response.opaque = request.opaque
         response.flag |= 1
-        self.write(response, request.serialize_type)
+        if self._receiving or not self.is_open:
+            self.write(response, request.serialize_type)
+        else:
+            # A late answer (after its flush) goes out now: queued for the next loop
+            # iteration it would wait behind the reads of every other connection.
+            if self._out is not None:
+                self._flush_out()
+            self.transport.write(encode(response, request.serialize_type))  # type: ignore
 
     # -- sending -------------------------------------------------------------------------------
 
