@@ -287,6 +287,40 @@ def test_sync_flush_group_commit_and_timeout(tmp_path):
     run(go())
 
 
+def test_a_slow_disk_does_not_stall_the_loop():
+    """The loop waits a few milliseconds for a round that senders wait for; a disk slower
+    than that finishes the round in the background while the loop keeps serving, and a
+    sender whose deadline passes meanwhile is answered with a timeout."""
+    from rmqnode.storage.flush import INLINE_WAIT, FlushService
+
+    def slow_disk() -> int:
+        time.sleep(0.3)
+        return 100
+
+    async def go():
+        flusher = FlushService(slow_disk, interval=10.0)
+        flusher.start()
+        answers: dict[str, tuple[bool, float]] = {}
+        began = time.monotonic()
+
+        def answer(name):
+            return lambda ok: answers.setdefault(name, (ok, time.monotonic() - began))
+        flusher.when_flushed(100, 5.0, answer("patient"))
+        flusher.when_flushed(50, 0.05, answer("hasty"))
+        ticks = 0
+        while "patient" not in answers:
+            await asyncio.sleep(0.01)
+            ticks += 1
+        await flusher.stop()
+        return answers, ticks
+
+    answers, ticks = run(go())
+    assert answers["hasty"][0] is False and answers["hasty"][1] < 0.2
+    assert answers["patient"][0] is True and answers["patient"][1] >= 0.3
+    assert ticks >= 10  # the loop ran all along; it was held INLINE_WAIT at most
+    assert INLINE_WAIT < 0.05
+
+
 def test_empty_last_files_left_by_a_crash_are_dropped(tmp_path):
     """kill -9 between creating a new file and sizing it leaves it empty (a CI run of the
     kill -9 test found such a consume-queue file): the node must start, lose nothing, and
