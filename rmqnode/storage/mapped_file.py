@@ -66,6 +66,14 @@ class MappedFile:
             self.file_size = size
         access = mmap.ACCESS_READ if readonly else mmap.ACCESS_WRITE
         self.mm = mmap.mmap(self._fd, self.file_size, access=access) if self.file_size else None
+        if self.mm is not None and not readonly:
+            # No readahead while the file is written. With it the kernel caches a mapped
+            # file in large folios (up to megabytes), a store through the mapping dirties a
+            # whole folio, and the next fdatasync writes all of it: after 30 MiB appended,
+            # each 9 KiB group commit wrote 793 KiB and took 2.9 ms instead of 0.5 (ext4,
+            # Linux 6.18). pwrite() does not have the problem; stores through the mapping
+            # do, unless the mapping is MADV_RANDOM.
+            self.mm.madvise(mmap.MADV_RANDOM)
         self.wrote_position = 0
         self.flushed_position = 0
 
@@ -98,6 +106,12 @@ class MappedFile:
     def write_at(self, pos: int, data: bytes | bytearray | memoryview) -> None:
         """Overwrite in place (rebuilding consume queues, patching recovered tails)."""
         self.mm[pos:pos + len(data)] = data  # type: ignore[index]
+
+    def written(self) -> None:
+        """The file is complete: readers of it (consumers catching up from disk) get the
+        kernel's readahead back."""
+        if self.mm is not None:
+            self.mm.madvise(mmap.MADV_NORMAL)
 
     def view(self, pos: int = 0, size: int | None = None) -> memoryview:
         """Bytes of the file without copying; valid until the file is closed."""
@@ -196,6 +210,8 @@ class MappedFileQueue:
                               f"{self.file_size}; check mappedFileSize settings")
             mf = MappedFile(path, self.file_size, readonly=self.readonly)
             mf.wrote_position = mf.flushed_position = mf.file_size
+            if self.files and not self.readonly:
+                self.files[-1].written()
             self.files.append(mf)
 
     def last(self) -> MappedFile | None:
@@ -213,6 +229,8 @@ class MappedFileQueue:
         self.directory.mkdir(parents=True, exist_ok=True)
         mf = MappedFile(self.directory / file_name(start), self.file_size,
                         preallocate=self.preallocate)
+        if self.files:
+            self.files[-1].written()
         self.files.append(mf)
         return mf
 
