@@ -14,8 +14,8 @@ answers go out, and with the GIL contended more for the worker to start and to r
 machine where fdatasync takes about 1 ms, that hand-off was longer than the flush itself.
 Waiting inline, with the answers written at once (`Connection.reply`), took SYNC_FLUSH sends
 over 16 connections from 4,400 to 5,000 a second on a fresh store (medians of six
-alternating runs). A flush
-slower than `INLINE_WAIT` finishes in the background while the loop serves everyone else.
+alternating runs). A flush slower than `INLINE_WAIT` finishes in the background while the
+loop serves everyone else.
 """
 
 from __future__ import annotations
