@@ -262,9 +262,6 @@ def run_alions(source: str, timeout: float = 60, env: dict[str, str] | None = No
     return run_peer("alions", source, timeout, env, args)
 
 
-run_node_alions = run_alions
-
-
 def run_grpc5(source: str, timeout: float = 60, env: dict[str, str] | None = None,
               args: Sequence[str] = ()) -> PeerRun:
     """Python source run with the official 5.x gRPC client: `from rocketmq import Producer`."""

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import json
 
-from peers import run_alions
-from remoting import send
-from test_interop_alions import FAST_DELAYS, ons_script
+from test_interop_alions import run_ons
 from test_rmqctl_messages import rmqctl
 
 BODY = """
@@ -40,12 +38,7 @@ BODY = """
 
 
 def test_a_message_failed_past_max_reconsume_times_lands_in_the_dlq(start_node):
-    node = start_node("--namesrv-port", "0", "--listen-port", "0",
-                      "-D", f"messageDelayLevel={FAST_DELAYS}")
-    send(node.broker, "DlqT", b"init", TAGS="Init")  # ali-ons never creates topics
-    result = run_alions(ons_script(node.namesrv, BODY), timeout=90)
-    assert result.returncode == 0, result.explain()
-    events = [json.loads(line) for line in result.lines if line.startswith("{")]
+    node, events = run_ons(start_node, "DlqT", BODY)
     [sent] = [e["id"] for e in events if e["kind"] == "sent"]
     [tries] = [e["tries"] for e in events if e["kind"] == "tries"]
     assert tries == [0, 1, 2], f"delivered, retried twice, then never again: {tries}"

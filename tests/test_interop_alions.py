@@ -30,6 +30,18 @@ def ons_script(ns: str, body: str) -> str:
     return HEAD % ns + body + TAIL
 
 
+def run_ons(start_node, topic: str, body: str):
+    """A node with one-second retry delays and `topic` created (ali-ons never creates topics:
+    made to exist first, as an operator would), and the events the ali-ons `body` printed
+    there, once it exited 0."""
+    node = start_node("--namesrv-port", "0", "--listen-port", "0",
+                      "-D", f"messageDelayLevel={FAST_DELAYS}")
+    send(node.broker, topic, b"init", TAGS="Init")
+    result = run_alions(ons_script(node.namesrv, body), timeout=90)
+    assert result.returncode == 0, result.explain()
+    return node, [json.loads(line) for line in result.lines if line.startswith("{")]
+
+
 BODY = """
   const producer = new Producer({ httpclient, logger, nameSrv, producerGroup: 'PID_ONS_T' });
   await producer.ready();
@@ -62,13 +74,7 @@ BODY = """
 
 
 def test_alions_produces_consumes_and_retries(start_node):
-    node = start_node("--namesrv-port", "0", "--listen-port", "0",
-                      "-D", f"messageDelayLevel={FAST_DELAYS}")
-    # ali-ons never creates topics: make it exist first, as an operator would.
-    send(node.broker, "OnsT", b"init", TAGS="Init")
-    result = run_alions(ons_script(node.namesrv, BODY), timeout=90)
-    events = [json.loads(line) for line in result.lines if line.startswith("{")]
-    assert result.returncode == 0, result.explain()
+    _, events = run_ons(start_node, "OnsT", BODY)
     sent = [e for e in events if e["kind"] == "sent"]
     assert len(sent) == 20 and all(e["status"] == "SEND_OK" for e in sent)
     [got] = [e["got"] for e in events if e["kind"] == "got"]
