@@ -1,6 +1,6 @@
 """Every figure of benchmarks/RESULTS.md, each beside a baseline measured in the same run.
 
-    python benchmarks/run.py              # the full matrix: about 6 minutes on 2 cores
+    python benchmarks/run.py              # the full matrix: about 9 minutes on 2 cores
     python benchmarks/run.py --quick      # the same kinds of rows, smaller: about 1 minute
     python benchmarks/run.py --out FILE   # write the report elsewhere (default RESULTS.md here)
 
@@ -14,7 +14,8 @@ against the produce rate; the C++ client (1, 4 and 16 threads sync-sending) agai
 against the floors, with the issue's Java RocketMQ 4.9.8 figures beside it; node RSS after
 creating 1,000 topics x 8 queues against a fresh node's; and node start time with a ~1 GiB
 store, and with the many small messages of the ASYNC_FLUSH rows, against an empty store.
-Targets from issue 7 get a pass/fail column.
+Targets from issue 7 get a pass/fail column; the produce targets are judged last, on medians
+of runs that alternate between the figure and what it is held against.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from rmqctl.client.namesrv import NameServerClient
 
 MIB = 1024 * 1024
 WINDOW = 64  # produce rows: sends in flight, over all connections
+TARGET_ROUNDS = 3  # alternating runs behind each target row's median
 CPP_PYTHON = Path(os.environ.get("RMQ_PEERS_DIR") or Path.home() / ".cache" / "rmqnode-peers") \
     / "cpp" / "bin" / "python"
 # The issue's reference: Java RocketMQ 4.9.8 on this kind of machine, C++ client sync sends of
@@ -135,6 +137,10 @@ def on_cpu(server: Server, run: Callable[[], dict]) -> tuple[dict, float]:
     return figures, (server.cpu_seconds() - before) * 1e6 / max(figures["messages"], 1)
 
 
+def node_defines(flush: str) -> list[str]:
+    return [f"mappedFileSizeCommitLog={256 * MIB}", f"flushDiskType={flush}"]
+
+
 def produce_args(topic: str, size: int, connections: int, batch: int, seconds: float
                  ) -> list[str]:
     """The same window (WINDOW sends in flight in all) whatever the connection count, so the
@@ -179,6 +185,7 @@ class Report:
         self.disk = DiskBaseline(work)
         self.floor_rates: dict[tuple[int, int, int], dict] = {}
         self.stored = 0  # messages the node of the current flush mode was sent
+        self.target_runs: list[str] = []  # every run behind the target rows' medians
 
     def add(self, row: Row) -> None:
         self.rows.append(row)
@@ -208,17 +215,45 @@ class Report:
                     row = Row(f"produce {size} B, {connections} conn, batch {batch}, "
                               f"{flush}", got["msgsPerSec"], "msgs/s", latency(got),
                               "floor", base["msgsPerSec"], writes * batch, cpu_us=cpu)
-                    self.check_targets(row, size, connections, batch, sync)
                     self.add(row)
 
-    def check_targets(self, row: Row, size: int, connections: int, batch: int,
-                      sync: bool) -> None:
-        if not sync and (size, connections, batch) == (128, 16, 1):
-            row.target, row.passed = ">= 0.5x floor", row.value >= 0.5 * row.baseline
-        if sync and connections == 16:
-            twin = next(r for r in self.rows if r.name == row.name.replace("SYNC", "ASYNC"))
-            row.target = f">= 0.5x ASYNC_FLUSH ({fmt(twin.value, 'msgs/s')})"
-            row.passed = row.value >= 0.5 * twin.value
+    def targets(self, floor: Server) -> None:
+        """Issue 7's produce targets, judged on the median ratio of paired runs. This machine's
+        speed drifts by tens of percent within minutes (the same code's ASYNC_FLUSH row was
+        8.0k msgs/s in one full run and 5.1k in another), so a figure and the one it is held
+        against are measured in the same round, on fresh nodes of both flush modes, not
+        minutes apart in the matrix above."""
+        with start_node(self.work / "targets-async", *node_defines("ASYNC_FLUSH")) as anode, \
+                start_node(self.work / "targets-sync", *node_defines("SYNC_FLUSH")) as snode:
+            cases = [("floor", floor, 128, 1)] + [
+                (flush, node, size, batch) for size in self.plan.sizes
+                for batch in self.plan.batches
+                for flush, node in (("ASYNC_FLUSH", anode), ("SYNC_FLUSH", snode))]
+            runs: dict[tuple[str, int, int], list[tuple[dict, float]]] = {}
+            for _ in range(TARGET_ROUNDS):
+                for name, server, size, batch in cases:
+                    addr = server.addrs.get("namesrv") or server.addrs["floor"]
+                    args = produce_args(f"Target-{size}-{batch}", size, 16, batch,
+                                        self.plan.seconds)
+                    runs.setdefault((name, size, batch), []).append(
+                        on_cpu(server, lambda: rmqctl(addr, *args)["produce"]))
+        for (name, size, batch), figures in runs.items():
+            rates = " / ".join(f"{got['msgsPerSec']:,.0f}" for got, _ in figures)
+            self.target_runs.append(f"{name}, {size} B, batch {batch}: {rates} msgs/s")
+        for flush, size, batch in (k for k in runs if k[0] != "floor"):
+            ref_name = "floor" if flush == "ASYNC_FLUSH" else "ASYNC_FLUSH"
+            if (ref_name, size, batch) not in runs:
+                continue
+            # Paired by round: the round with the median ratio stands for all of them.
+            rounds = sorted(zip(runs[(flush, size, batch)], runs[(ref_name, size, batch)]),
+                            key=lambda pair: pair[0][0]["msgsPerSec"] / pair[1][0]["msgsPerSec"])
+            (got, cpu), (ref, _) = rounds[len(rounds) // 2]
+            row = Row(f"produce {size} B, 16 conn, batch {batch}, {flush}, median of "
+                      f"{TARGET_ROUNDS}", got["msgsPerSec"], "msgs/s", latency(got),
+                      f"{ref_name}, same round", ref["msgsPerSec"], cpu_us=cpu,
+                      target=f">= 0.5x {ref_name}")
+            row.passed = row.value >= 0.5 * ref["msgsPerSec"]
+            self.add(row)
 
     def drain(self, node: Server) -> None:
         ns = node.addrs["namesrv"]
@@ -334,9 +369,11 @@ def machine() -> dict[str, str]:
             "Python": platform.python_version(), "kernel": platform.release()}
 
 
-def write_report(out: Path, rows: list[Row], plan: Plan, command: str, seconds: float) -> str:
-    table = tabulate([r.cells() for r in rows], HEADERS, tablefmt="github",
+def write_report(out: Path, report: Report, command: str, seconds: float) -> str:
+    plan = report.plan
+    table = tabulate([r.cells() for r in report.rows], HEADERS, tablefmt="github",
                      disable_numparse=True)
+    runs = "\n".join(f"  - {line}" for line in report.target_runs)
     info = machine()
     text = f"""# Benchmark results
 
@@ -374,7 +411,12 @@ How to read it:
   broker takes minutes, so the restart of the ASYNC_FLUSH node (256 MiB files, every small
   message of the rows above it) shows what many records cost.
 - Figures are noisy when anything else runs on the machine; the load generator shares the
-  same cores as the node.
+  same cores as the node, and this machine's speed drifts within minutes. So the produce
+  targets are judged by the "median of {TARGET_ROUNDS}" rows: 16 connections, fresh nodes of
+  both flush modes and the floor loaded in turn, {TARGET_ROUNDS} rounds. Each figure is held
+  against its reference from the same round; the row shows the round whose ratio is the
+  median. Every run, round by round:
+{runs}
 """
     out.write_text(text)
     return table
@@ -397,7 +439,7 @@ def main() -> None:
                 say("no C compiler: the C++ rows go without the native floor")
             for flush in ("ASYNC_FLUSH", "SYNC_FLUSH"):
                 say(f"rmqnode, {flush}:")
-                defines = [f"mappedFileSizeCommitLog={256 * MIB}", f"flushDiskType={flush}"]
+                defines = node_defines(flush)
                 report.stored = 0
                 with start_node(work / flush.lower(), *defines) as node:
                     report.produce_matrix(node, floor, flush)
@@ -407,10 +449,12 @@ def main() -> None:
                             report.cpp(node, floor, native, threads)
                 if flush == "ASYNC_FLUSH":
                     report.restart(node, defines)
+            say("targets, alternating runs:")
+            report.targets(floor)
         say("memory and start time:")
         report.rss()
         report.start_time()
-    table = write_report(args.out, report.rows, plan, command, time.monotonic() - started)
+    table = write_report(args.out, report, command, time.monotonic() - started)
     print(table)
     print(f"\nwritten to {args.out}")
 
