@@ -129,7 +129,40 @@ def test_run_py_one_row_with_its_baselines(node, tmp_path):
     assert row.value > 0 and row.baseline and row.disk and row.baseline_name == "floor"
     assert row.cpu_us and 1 < row.cpu_us < 100_000  # the node's CPU, billed per message
     out = tmp_path / "RESULTS.md"
-    table = bench_run.write_report(out, report.rows, plan, "python benchmarks/run.py", 1.0)
+    table = bench_run.write_report(out, report, "python benchmarks/run.py", 1.0)
     text = out.read_text()
     assert table in text and row.name in text and "`python benchmarks/run.py`" in text
     assert "Python 3" in text and "cores" in text
+
+
+def test_run_py_target_rounds_pair_each_figure_with_its_reference(tmp_path):
+    """The targets are judged on rounds that load fresh nodes of both flush modes and the
+    floor in turn; each row is the round with the median ratio, against that same round's
+    reference, and every run is listed in the report."""
+    plan = bench_run.Plan(seconds=0.5, sizes=(128,), connections=(16,), batches=(1,),
+                          drain=0, cpp_threads=(), cpp_seconds=0.0, topics=0, store_bytes=0)
+    report = bench_run.Report(plan, tmp_path)
+    with start_floor(tmp_path / "floor") as floor:
+        report.targets(floor)
+    rounds = bench_run.TARGET_ROUNDS
+    assert [r.name for r in report.rows] == [
+        f"produce 128 B, 16 conn, batch 1, {flush}, median of {rounds}"
+        for flush in ("ASYNC_FLUSH", "SYNC_FLUSH")]
+    runs = {}
+    for line in report.target_runs:
+        name, figures = line.split(": ")
+        runs[name] = [float(f.replace(",", "")) for f in figures.removesuffix(" msgs/s")
+                      .split(" / ")]
+    assert sorted(runs) == ["ASYNC_FLUSH, 128 B, batch 1", "SYNC_FLUSH, 128 B, batch 1",
+                            "floor, 128 B, batch 1"]
+    assert all(len(figures) == rounds and min(figures) > 0 for figures in runs.values())
+    for row, mine, ref in ((report.rows[0], "ASYNC_FLUSH", "floor"),
+                           (report.rows[1], "SYNC_FLUSH", "ASYNC_FLUSH")):
+        ratios = sorted(a / b for a, b in zip(runs[f"{mine}, 128 B, batch 1"],
+                                              runs[f"{ref}, 128 B, batch 1"]))
+        assert row.baseline_name == f"{ref}, same round"
+        assert abs(row.value / row.baseline - ratios[rounds // 2]) < 0.01
+        assert row.passed == (row.value >= 0.5 * row.baseline)
+    out = tmp_path / "RESULTS.md"
+    bench_run.write_report(out, report, "python benchmarks/run.py", 1.0)
+    assert all(line in out.read_text() for line in report.target_runs)
