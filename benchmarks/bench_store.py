@@ -151,5 +151,6 @@ def main() -> None:
             print(f"{name:22} {size:>5}B {rate:10,.0f} {rate * mb:8.1f} {rate / ref:11.2f}x "
                   f"{per_record:>9}")
 
+
 if __name__ == "__main__":
     main()

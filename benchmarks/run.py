@@ -1,6 +1,6 @@
 """Every figure of benchmarks/RESULTS.md, each beside a baseline measured in the same run.
 
-    python benchmarks/run.py              # the full matrix: about 9 minutes on 2 cores
+    python benchmarks/run.py              # the full matrix: about 8 minutes on 2 cores
     python benchmarks/run.py --quick      # the same kinds of rows, smaller: about 1 minute
     python benchmarks/run.py --out FILE   # write the report elsewhere (default RESULTS.md here)
 
@@ -14,8 +14,8 @@ against the produce rate; the C++ client (1, 4 and 16 threads sync-sending) agai
 against the floors, with the issue's Java RocketMQ 4.9.8 figures beside it; node RSS after
 creating 1,000 topics x 8 queues against a fresh node's; and node start time with a ~1 GiB
 store, and with the many small messages of the ASYNC_FLUSH rows, against an empty store.
-Targets from issue 7 get a pass/fail column; the produce targets are judged last, on medians
-of runs that alternate between the figure and what it is held against.
+Targets from issue 7 get a pass/fail column; the produce targets are judged last, on the
+median ratio of paired runs that alternate between a figure and what it is held against.
 """
 
 from __future__ import annotations
@@ -415,7 +415,7 @@ How to read it:
   targets are judged by the "median of {TARGET_ROUNDS}" rows: 16 connections, fresh nodes of
   both flush modes and the floor loaded in turn, {TARGET_ROUNDS} rounds. Each figure is held
   against its reference from the same round; the row shows the round whose ratio is the
-  median. Every run, round by round:
+  median. Each case's runs, in round order:
 {runs}
 """
     out.write_text(text)

@@ -78,7 +78,8 @@ class FlushService:
         if offset <= self.flushed_offset:
             callback(True)
             return
-        loop = self._loop or asyncio.get_running_loop()
+        loop = self._loop
+        assert loop is not None, "FlushService.start() first"
         deadline = loop.time() + max(timeout, 0.0)
         heapq.heappush(self._waiters, (offset, next(self._seq), deadline, callback))
         if self._expiry is None or deadline < self._expiry.when():
