@@ -20,7 +20,7 @@ from rmqnode.broker.topics import PERM_INHERIT, PERM_READ, PERM_WRITE, TopicConf
 from rmqnode.broker.transaction import park_half
 from rmqnode.errors import FAQ, RemotingError
 from rmqnode.message import (CLUSTER, DELAY, DLQ_PREFIX, ORIGIN_MESSAGE_ID, POP_CK,
-                             RETRY_PREFIX, RETRY_TOPIC, TRAN_MSG, WAIT, BatchEntry, decode_batch,
+                             RETRY_PREFIX, RETRY_TOPIC, TRAN_MSG, WAIT, decode_batch,
                              decode_properties, host_bytes)
 from rmqnode.net.codec import RemotingCommand
 from rmqnode.net.codes import ResponseCode
@@ -47,11 +47,12 @@ _ILLEGAL = ("the message is illegal, maybe msg body or properties length not mat
 
 
 def send_header(cmd: RemotingCommand) -> dict[str, str]:
-    """The request's fields under their V1 names, whichever header version it used."""
+    """The request's fields under their V1 names, whichever header version it used (the
+    request's own dict for V1: read, never changed)."""
     ext = cmd.ext_fields or {}
     if "b" in ext and "topic" not in ext:
         return {V2_NAMES.get(k, k): v for k, v in ext.items()}
-    return dict(ext)
+    return ext
 
 
 def validate_topic(topic: str) -> None:
@@ -107,9 +108,9 @@ class SendProcessor:
         if born_host is None:
             born_host = conn.attrs["born_host"] = host_bytes(
                 conn.peer if conn.peer != "?" else "0.0.0.0:0")
-        common = dict(topic=topic, queue_id=queue_id, sys_flag=int(h.get("sysFlag") or 0),
-                      born_timestamp=int(h.get("bornTimestamp") or time.time() * 1000),
-                      born_host=born_host, reconsume_times=int(h.get("reconsumeTimes") or 0))
+        common = Message(topic, queue_id, b"", sys_flag=int(h.get("sysFlag") or 0),
+                         born_timestamp=int(h.get("bornTimestamp") or time.time() * 1000),
+                         born_host=born_host, reconsume_times=int(h.get("reconsumeTimes") or 0))
         if (h.get("batch") or "").lower() in ("true", "1"):
             try:
                 entries = decode_batch(cmd.body)
@@ -120,11 +121,11 @@ class SendProcessor:
             if topic.startswith(RETRY_PREFIX):
                 return cmd.response(ResponseCode.MESSAGE_ILLEGAL,
                                     "batch request does not support retry group " + topic)
-            messages = [self._message(e, common) for e in entries]
+            messages = [self._message(common, e.body, e.properties, e.flag)
+                        for e in entries]
         else:
             props = decode_properties(h.get("properties") or "")
-            messages = [self._message(BatchEntry(cmd.body, props, int(h.get("flag") or 0)),
-                                      common)]
+            messages = [self._message(common, cmd.body, props, int(h.get("flag") or 0))]
             if props.get(TRAN_MSG, "").lower() == "true":
                 park_half(messages[0])
                 # The connection a half message came on belongs to a live producer of its
@@ -196,11 +197,14 @@ class SendProcessor:
             return cmd.response(ResponseCode.SYSTEM_ERROR, result.status)
         return cmd.response()
 
-    def _message(self, entry: BatchEntry, common: dict) -> Message:
-        props = dict(entry.properties)
+    def _message(self, common: Message, body: bytes, props: dict[str, str],
+                 flag: int) -> Message:
+        """One message of the request: `common` holds what the header says for all of them;
+        `props` becomes the message's own."""
         props[CLUSTER] = self.broker.config.brokerClusterName
         props.pop(POP_CK, None)  # a re-sent popped message must not look revived
-        return Message(body=entry.body, properties=props, flag=entry.flag, **common)
+        return Message(common.topic, common.queue_id, body, props, flag, common.sys_flag,
+                       common.born_timestamp, common.born_host, common.reconsume_times)
 
     def create_for_send(self, topic: str, h: dict[str, str]) -> tuple[TopicConfig, asyncio.Task]:
         """A topic a producer sends to first: created from its default topic (TBW102) when
