@@ -8,6 +8,7 @@ import struct
 import pytest
 
 from rmqnode.errors import FrameError
+from rmqnode.net import codec
 from rmqnode.net.codec import (SERIALIZE_JSON, SERIALIZE_ROCKETMQ, FrameDecoder, RemotingCommand,
                                decode_frame, encode)
 from wire import flows, frames
@@ -132,3 +133,54 @@ def test_json_header_matches_fastjson_layout():
                       b'"language":"JAVA","opaque":3,"remark":"a\\nb",'
                       b'"serializeTypeCurrentRPC":"JSON","version":409}')
     assert json.loads(header)["remark"] == "a\nb"
+
+
+def _parsed(parse, data: bytes) -> object:
+    try:
+        return parse(data)
+    except FrameError as exc:
+        return f"FrameError: {exc}"
+
+
+ODD_HEADERS = [
+    b'{"code":1,"x":NaN,"y":-Infinity}',            # msgspec refuses, json accepts
+    b'{"code":1,"opaque":123456789012345678901234567890}',  # past 64 bits
+    b'{"code":1,"v":1e400,"w":-0.0,"z":0.1}',
+    b'{"code":1,"code":2}',                          # the last one wins
+    b'{"code":1,"s":"\\ud800 lone surrogate","t":"\\u00e9\\n"}',
+    '{"code":1,"s":"é日😀"}'.encode(),
+    b'\xef\xbb\xbf{"code":1}',                       # a byte-order mark
+    b' \t{"code":1}\r\n',
+    b'{"code":1,"s":"tab\tinside"}',                 # a raw control character
+    b'{"code":1}{"code":2}',
+    b'{"code":1,"s":"\xff"}',                        # not UTF-8
+    b"[1,2]", b"null", b"", b"{",
+]
+
+
+@pytest.mark.parametrize("data", ODD_HEADERS)
+def test_msgspec_and_the_standard_parser_agree_on_odd_headers(data):
+    """msgspec (the `fast` extra, which CI installs) must change nothing but speed: what it
+    refuses goes to json, and what it accepts must parse to what json makes of it."""
+    assert codec._fast_loads is not None, "msgspec is missing: pip install -e '.[fast]'"
+    assert repr(_parsed(codec.parse_json, data)) == repr(_parsed(codec.parse_json_std, data))
+
+
+def test_msgspec_and_the_standard_library_agree_on_every_captured_header():
+    assert codec._fast_loads is not None, "msgspec is missing: pip install -e '.[fast]'"
+    for f in ALL_FRAMES:
+        word = struct.unpack_from(">i", f.raw, 4)[0]
+        if word >> 24 != SERIALIZE_JSON:
+            continue
+        header = f.raw[8:8 + (word & 0xFFFFFF)]
+        assert codec.parse_json(header) == codec.parse_json_std(header), f.flow
+        ext = decode_frame(f.raw[4:]).ext_fields
+        if ext:
+            assert codec.ext_json_fast(ext) == codec.ext_json_std(ext), f.flow
+
+
+def test_ext_fields_are_escaped_alike_by_both_encoders():
+    text = "".join(map(chr, range(0x80))) + "\u2028\u2029\u00e9\u20ac\U0001f600\ufeff\ue000"
+    ext = {text: text, "empty": "", "": "k", 'q"': "\\"}
+    assert codec.ext_json_fast(ext) == codec.ext_json_std(ext)
+    assert json.loads(codec.ext_json_std(ext)) == ext
