@@ -15,8 +15,8 @@ from rmqnode.message import compress, host_bytes
 from rmqnode.storage.records import Blank, decode_record
 from rmqnode.storage.store import (FLUSH_DISK_TIMEOUT, FOUND, MESSAGE_ILLEGAL,
                                    NO_MATCHED_MESSAGE, NO_MESSAGE_IN_QUEUE, OFFSET_OVERFLOW_BADLY,
-                                   OFFSET_OVERFLOW_ONE, OFFSET_TOO_SMALL, PUT_OK, Message,
-                                   MessageStore)
+                                   OFFSET_OVERFLOW_ONE, OFFSET_TOO_SMALL, PROPERTIES_SIZE_EXCEEDED,
+                                   PUT_OK, Message, MessageStore)
 from test_store_java import all_records
 
 
@@ -175,6 +175,11 @@ def test_get_statuses_follow_rocketmq(tmp_path):
         assert (r.status, r.next_begin_offset) == (OFFSET_TOO_SMALL, 4)
         big = await store.put_message(msg(body=b"x" * (4 * 1024 * 1024 + 1)))
         assert big.status == MESSAGE_ILLEGAL and "maxMessageSize" in big.remark
+        wide = await store.put_message(msg(body=b"w", KEYS="k" * 32763))  # 32768 bytes
+        assert wide.status == PROPERTIES_SIZE_EXCEEDED and "32767" in wide.remark
+        assert store.max_offset("T", 0) == 10  # neither was stored
+        edge = await store.put_message(msg(body=b"e", KEYS="k" * 32762))  # 32767: fits
+        assert edge.status == PUT_OK
         await store.close()
     run(go())
 

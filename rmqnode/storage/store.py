@@ -286,18 +286,16 @@ class MessageStore:
         msg.properties[REAL_QID] = str(msg.queue_id)
         msg.topic, msg.queue_id = SCHEDULE_TOPIC, n - 1
 
-    def _encode(self, msg: Message) -> tuple[bytearray, str] | PutResult:
-        text = encode_properties(msg.properties)
-        if len(text.encode()) > 32767:
-            return PutResult(PROPERTIES_SIZE_EXCEEDED,
-                             remark=f"properties size {len(text.encode())} exceeds 32767")
-        record = encode_record(topic=msg.topic, queue_id=msg.queue_id, flag=msg.flag,
-                               body=msg.body, properties=text, sys_flag=msg.sys_flag,
-                               born_timestamp=msg.born_timestamp, born_host=msg.born_host,
-                               store_timestamp=0, store_host=self.store_host,
-                               reconsume_times=msg.reconsume_times,
-                               prepared_transaction_offset=msg.prepared_transaction_offset)
-        return record, text
+    def _encode(self, msg: Message) -> bytearray | PutResult:
+        try:
+            return encode_record(topic=msg.topic, queue_id=msg.queue_id, flag=msg.flag,
+                                 body=msg.body, properties=encode_properties(msg.properties),
+                                 sys_flag=msg.sys_flag, born_timestamp=msg.born_timestamp,
+                                 born_host=msg.born_host, store_timestamp=0,
+                                 store_host=self.store_host, reconsume_times=msg.reconsume_times,
+                                 prepared_transaction_offset=msg.prepared_transaction_offset)
+        except ValueError as exc:  # its one refusal: properties past 32767 bytes
+            return PutResult(PROPERTIES_SIZE_EXCEEDED, remark=str(exc))
 
     def put_nowait(self, messages: list[Message]) -> PutResult:
         """Append one message, or a batch (same topic and queue, consecutive queue offsets),
@@ -315,7 +313,7 @@ class MessageStore:
             encoded = self._encode(msg)
             if isinstance(encoded, PutResult):
                 return encoded
-            records.append(encoded[0])
+            records.append(encoded)
         sizes = [len(r) for r in records]
         blob = records[0] if len(records) == 1 else bytearray().join(records)
         if self.commitlog.needs_new_file(len(blob)) and not self._room_for_new_file():
