@@ -217,7 +217,8 @@ def decode_json_header(data: bytes | memoryview) -> RemotingCommand:
         # in place (JSON object keys are strings already).
         ext = raw_ext
         for key in [k for k, v in raw_ext.items() if type(v) is not str]:
-            value = ext_value(raw_ext[key])
+            value = raw_ext[key]
+            value = str(value) if type(value) is int else ext_value(value)
             if value is None:
                 del raw_ext[key]
             else:
@@ -225,17 +226,12 @@ def decode_json_header(data: bytes | memoryview) -> RemotingCommand:
     else:
         raise FrameError("JSON header 'extFields' is not an object")
     remark = header.get("remark")
-    try:
-        return RemotingCommand(
-            code=code,
-            opaque=int(header.get("opaque") or 0),
-            flag=int(header.get("flag") or 0),
-            remark=None if remark is None else str(remark),
-            ext_fields=ext,
-            language=str(header.get("language") or "OTHER"),
-            version=int(header.get("version") or 0),
-            serialize_type=SERIALIZE_JSON,
-        )
+    try:  # positional: the field order of RemotingCommand
+        return RemotingCommand(code, int(header.get("opaque") or 0),
+                               int(header.get("flag") or 0),
+                               None if remark is None else str(remark), ext, b"",
+                               str(header.get("language") or "OTHER"),
+                               int(header.get("version") or 0), SERIALIZE_JSON)
     except (TypeError, ValueError) as exc:
         raise FrameError(f"JSON header field has the wrong type: {exc}") from None
 
