@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -162,13 +163,27 @@ def test_lookups_view_and_query(node):
 
 
 def test_runtime_info_and_config(node):
-    send(node.broker, "Rt", b"x")
+    for body in (b"x", b"yy", b"zzz"):
+        send(node.broker, "Rt", body)
+    pull = {"consumerGroup": "RtG", "topic": "Rt", "queueId": 0, "queueOffset": 0,
+            "maxMsgNums": 32, "sysFlag": 4, "commitOffset": 0, "suspendTimeoutMillis": 0,
+            "subscription": "*", "subVersion": 0}
+    assert call(node.broker, RC.PULL_MESSAGE, pull).code == ResponseCode.SUCCESS
+    assert call(node.broker, RC.PULL_MESSAGE, pull | {"queueOffset": 3}).code == \
+        ResponseCode.PULL_NOT_FOUND
     table = call_json(node.broker, RC.GET_BROKER_RUNTIME_INFO)["table"]
-    for key in ("brokerVersionDesc", "msgPutTotalTodayNow", "msgGetTotalTodayNow", "putTps",
-                "commitLogDiskRatio", "earliestMessageTimeStamp", "runtime",
-                "msgPutTotalTodayMorning", "pullThreadPoolQueueSize"):
+    for key in ("brokerVersionDesc", "commitLogDiskRatio", "earliestMessageTimeStamp", "runtime",
+                "msgPutTotalTodayMorning", "pullThreadPoolQueueSize", "putMessageFailedTimes"):
         assert key in table
-    assert int(table["msgPutTotalTodayNow"]) >= 1
+    # Counted by the store, as Java's StoreStatsService counts: every stored byte, each read
+    assert table["msgPutTotalTodayNow"] == table["putMessageTimesTotal"] == "3"
+    assert table["putMessageSizeTotal"] == table["commitLogMaxOffset"]
+    assert float(table["putMessageAverageSize"]) == int(table["commitLogMaxOffset"]) / 3
+    assert table["msgGetTotalTodayNow"] == "3"
+    figure = r"(\d+\.\d+(E-?\d+)?)?"  # one per window (10, 60, 600 s), empty until sampled
+    for line in ("putTps", "getFoundTps", "getMissTps", "getTransferedTps"):
+        assert re.fullmatch(f"{figure} {figure} {figure}", table[line]), (line, table[line])
+    assert re.fullmatch(r"\d+\.\d+ \d+\.\d+ \d+\.\d+", table["getTotalTps"])
     resp = call(node.broker, RC.GET_BROKER_CONFIG)
     assert b"brokerName=broker-a" in resp.body
     assert fastjson.loads(resp.field("version"))["counter"] >= 0

@@ -184,7 +184,6 @@ class AdminProcessor:
 
     def runtime_info(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
         broker, store = self.broker, self.broker.store
-        stats = broker.stats
         uptime = int(time.time() * 1000) - self.boot
         ratio = disk_used_ratio(broker.config.commit_log_dir
                                 if store.commitlog.files.files else broker.config.storePathRootDir)
@@ -193,12 +192,7 @@ class AdminProcessor:
             "bootTimestamp": str(self.boot),
             "runtime": f"[ {uptime // 86400000} days, {uptime // 3600000 % 24} hours, "
                        f"{uptime // 60000 % 60} minutes, {uptime // 1000 % 60} seconds ]",
-            "msgPutTotalTodayNow": str(stats["put"]), "msgGetTotalTodayNow": str(stats["get"]),
-            "msgPutTotalTodayMorning": "0", "msgGetTotalTodayMorning": "0",
-            "msgPutTotalYesterdayMorning": "0", "msgGetTotalYesterdayMorning": "0",
-            "putTps": "0.0 0.0 0.0 ", "getTransferedTps": "0.0 0.0 0.0 ",
-            "getFoundTps": "0.0 0.0 0.0 ", "getMissTps": "0.0 0.0 0.0 ",
-            "getTotalTps": "0.0 0.0 0.0 ",
+            **store.stats.runtime_info(),
             "commitLogMinOffset": str(store.commitlog.min_offset),
             "commitLogMaxOffset": str(store.commitlog.max_offset),
             "commitLogDiskRatio": f"{ratio:.2f}", "consumeQueueDiskRatio": f"{ratio:.2f}",

@@ -63,7 +63,6 @@ class BrokerController:
         self.dispatcher.update(ClientProcessor(self).table())
         self.dispatcher.update(QueryProcessor(self).table())
         self.dispatcher.update(AdminProcessor(self).table())
-        self.stats = {"put": 0, "get": 0}
         self.server = RemotingServer(self.dispatcher, config.listenAddress, config.listenPort,
                                      max_frame=config.maxFrameLength,
                                      idle_timeout=config.serverChannelMaxIdleTimeSeconds)

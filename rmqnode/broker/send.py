@@ -136,8 +136,6 @@ class SendProcessor:
                         cmd.version))
         store = self.broker.store
         result = store.put_nowait(messages)
-        if result.ok:
-            self.broker.stats["put"] += len(messages)
         flush = store.must_wait_flush(result, messages)
         if registering is not None:
             return self._respond_registered(registering, cmd, result, queue_id, flush)

@@ -34,6 +34,7 @@ from rmqnode.storage.index import IndexService
 from rmqnode.storage.records import (CHECKPOINT_FILE_SIZE, Blank, Checkpoint, CorruptRecord,
                                      encode_record)
 from rmqnode.storage.recovery import recover
+from rmqnode.storage.stats import SAMPLE_EVERY, StoreStats
 
 _log = log.get("rmqnode.storage")
 
@@ -131,6 +132,7 @@ class MessageStore:
         self._pending: deque[DispatchRequest] = deque()
         self._reput_scheduled = False
         self.arrival_listeners: list[Callable[[str, int, int], None]] = []
+        self.stats = StoreStats()  # brokerStatus's put and get figures
         self.last_store_timestamp = 0
         self.last_dispatched_timestamp = 0
         self.recovered_abnormally = False
@@ -300,6 +302,16 @@ class MessageStore:
     def put_nowait(self, messages: list[Message]) -> PutResult:
         """Append one message, or a batch (same topic and queue, consecutive queue offsets),
         to the page cache. Flushing is the caller's to wait for (see put_messages)."""
+        result = self._append(messages)
+        stats = self.stats
+        if result.status == PUT_OK:
+            stats.put_times += len(messages)
+            stats.put_bytes += result.appended.wrote_bytes  # type: ignore[union-attr]
+        else:
+            stats.put_failed += 1
+        return result
+
+    def _append(self, messages: list[Message]) -> PutResult:
         if self.readonly:
             return PutResult(SERVICE_NOT_AVAILABLE, remark="store is read-only")
         if len(messages) == 1:
@@ -405,6 +417,16 @@ class MessageStore:
         `match` sees each entry's tag code (the consume-queue filter); entries it rejects are
         skipped but still advance nextBeginOffset, so consumers never re-scan them.
         """
+        result = self._read(topic, queue_id, offset, max_num, match, max_bytes)
+        if result.status == FOUND:
+            self.stats.get_found += 1
+            self.stats.get_transferred += len(result.messages)
+        else:
+            self.stats.get_miss += 1
+        return result
+
+    def _read(self, topic: str, queue_id: int, offset: int, max_num: int,
+              match: Callable[[int], bool] | None, max_bytes: int) -> GetResult:
         cq = self.queues.get((topic, queue_id))
         if cq is None or cq.max_offset == 0:
             return GetResult(NO_MESSAGE_IN_QUEUE, 0, 0, 0)
@@ -535,6 +557,16 @@ class MessageStore:
             except OSError as exc:
                 _log.error("flush.logics_failed", error=exc)
 
+    async def _stats_loop(self) -> None:
+        day = time.localtime().tm_yday
+        while True:
+            await asyncio.sleep(SAMPLE_EVERY)
+            now = time.time()
+            self.stats.sample(int(now * 1000))
+            if time.localtime(now).tm_yday != day:
+                day = time.localtime(now).tm_yday
+                self.stats.new_day()
+
     async def _cleanup_loop(self) -> None:
         while True:
             await asyncio.sleep(10.0)
@@ -552,6 +584,7 @@ class MessageStore:
         self.flusher.start()
         self._tasks.append(asyncio.create_task(self._logics_loop()))
         self._tasks.append(asyncio.create_task(self._cleanup_loop()))
+        self._tasks.append(asyncio.create_task(self._stats_loop()))
 
     async def close(self) -> None:
         for task in self._tasks:
