@@ -26,6 +26,7 @@ STATE_DEPENDENT = {
     RC.GET_CONSUMER_LIST_BY_GROUP: {0, 1},  # members that joined before the capture
     RC.GET_TOPIC_STATS_INFO: {0, 17},       # the topic was created before the capture
     RC.END_TRANSACTION: {0, 1},             # names the captured broker's physical offset
+    RC.VIEW_BROKER_STATS_DATA: {0, 1},      # the topic and groups had traffic before it
 }
 
 

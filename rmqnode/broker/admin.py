@@ -222,13 +222,13 @@ class AdminProcessor:
         return cmd.response()
 
     def stats_data(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
-        """VIEW_BROKER_STATS_DATA: per-topic and per-group rates are not tracked yet, so every
-        window reads zero (what Java reports for an idle key)."""
-        cmd.require("statsName")
-        cmd.require("statsKey")
-        window = {"avgpt": 0.0, "sum": 0, "tps": 0.0}
-        return cmd.response(body=_json({"statsDay": window, "statsHour": window,
-                                        "statsMinute": window}))
+        """VIEW_BROKER_STATS_DATA: one item's last minute, hour and day."""
+        name, key = cmd.require("statsName"), cmd.require("statsKey")
+        data = self.broker.stats.data(name, key)
+        if data is None:
+            return cmd.response(ResponseCode.SYSTEM_ERROR,
+                                f"The stats <{name}> <{key}> not exist")
+        return cmd.response(body=_json(data))
 
     def delete_expired(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
         self.broker.store.delete_expired_files()

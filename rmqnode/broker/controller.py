@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import zlib
 
 from rmqnode import log
@@ -17,6 +18,7 @@ from rmqnode.broker.revive import ReviveService
 from rmqnode.broker.schedule import ScheduleService
 from rmqnode.broker.query import QueryProcessor
 from rmqnode.broker.send import SendProcessor
+from rmqnode.broker.stats import DAY, HOUR, MINUTE, WINDOWS, BrokerStats
 from rmqnode.broker.topics import TopicConfig, TopicConfigManager
 from rmqnode.broker.transaction import EndTransactionProcessor, TransactionChecker
 from rmqnode.config import BrokerConfig
@@ -44,6 +46,7 @@ class BrokerController:
         self.groups = SubscriptionGroupManager(config)
         self.clients = ClientManager()
         self.store = MessageStore(config)
+        self.stats = BrokerStats(config.brokerClusterName)  # VIEW_BROKER_STATS_DATA
         self.dispatcher = Dispatcher()
         sender = SendProcessor(self)
         for code in (RequestCode.SEND_MESSAGE, RequestCode.SEND_MESSAGE_V2,
@@ -97,6 +100,7 @@ class BrokerController:
         await self.register_all()
         self._register_task = asyncio.create_task(self._register_loop())
         self._spawn(self._housekeeping_loop())
+        self._spawn(self._stats_loop())
         log.lifecycle.info("broker.started", addr=self.addr, name=self.config.brokerName,
                            cluster=self.config.brokerClusterName,
                            namesrv=self.config.namesrvAddr or "-")
@@ -140,6 +144,21 @@ class BrokerController:
         servers: Java answers the request that created a topic only after that, so a client
         that got the answer finds the topic's route."""
         await asyncio.wait({registration}, timeout=self.config.registerBrokerTimeoutMills / 1000)
+
+    async def _stats_loop(self) -> None:
+        """Samples every stats item on BrokerStatsManager's clocks, each first at start."""
+        step = WINDOWS[MINUTE][1] // 1000
+        per_hour, per_day = WINDOWS[HOUR][1] // 1000 // step, WINDOWS[DAY][1] // 1000 // step
+        tick = 0
+        while True:
+            now = int(time.time() * 1000)
+            self.stats.tick(MINUTE, now)
+            if tick % per_hour == 0:
+                self.stats.tick(HOUR, now)
+            if tick % per_day == 0:
+                self.stats.tick(DAY, now)
+            tick += 1
+            await asyncio.sleep(step)
 
     async def _housekeeping_loop(self) -> None:
         """Every 5 s persist offsets and groups; every 10 s drop clients silent for 120 s."""

@@ -158,6 +158,9 @@ class PopProcessor:
                   "startOffsetInfo": ";".join(popped.start_info),
                   "msgOffsetInfo": ";".join(popped.msg_info)}
         remark = "FOUND" if popped.messages else st.NO_MESSAGE_IN_QUEUE
+        if popped.messages:
+            self.broker.stats.got(cmd.require("topic"), cmd.require("consumerGroup"),
+                                  popped.messages)
         return cmd.response(code, remark, fields, b"".join(popped.messages))
 
     async def _collect(self, cmd: RemotingCommand, topic_config: TopicConfig,

@@ -150,6 +150,8 @@ class PullProcessor:
         if code == ResponseCode.PULL_NOT_FOUND and allow_suspend and sys_flag & FLAG_SUSPEND:
             return None
         body = b"".join(result.messages) if result.messages else b""
+        if result.messages:
+            broker.stats.got(topic, group, result.messages)
         return cmd.response(code, result.status, {
             "suggestWhichBrokerId": 0, "nextBeginOffset": result.next_begin_offset,
             "minOffset": result.min_offset, "maxOffset": result.max_offset}, body)

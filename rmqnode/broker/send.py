@@ -136,6 +136,9 @@ class SendProcessor:
                         cmd.version))
         store = self.broker.store
         result = store.put_nowait(messages)
+        if result.ok:
+            self.broker.stats.put(topic, len(messages),
+                                  result.appended.wrote_bytes)  # type: ignore[union-attr]
         flush = store.must_wait_flush(result, messages)
         if registering is not None:
             return self._respond_registered(registering, cmd, result, queue_id, flush)
@@ -193,6 +196,7 @@ class SendProcessor:
         result = await broker.store.put_message(message)
         if not result.ok:
             return cmd.response(ResponseCode.SYSTEM_ERROR, result.status)
+        broker.stats.sent_back(props[RETRY_TOPIC], group)
         return cmd.response()
 
     def _message(self, common: Message, body: bytes, props: dict[str, str],
