@@ -61,6 +61,16 @@ def test_ndjson_consume_and_properties(node):
     assert re.fullmatch("Props\\|[0-3]\\|0\\|TagA\\|k1 k2\\|cli\\|hello \u00e9\n", fmt.stdout), fmt.stdout
 
 
+def test_consume_count_commits_what_it_showed(node):
+    """-c N stops within a pulled batch: the next run of the group starts after the N."""
+    ns = node.namesrv
+    assert rmqctl(ns, "send", "Cnt", "--sharding-key", "k", input="a\nb\nc\nd\n").returncode == 0
+    first = rmqctl(ns, "-o", "raw", "consume", "Cnt", "-g", "CntG", "--from", "first", "-c", "2")
+    assert first.stdout.split() == ["a", "b"], first.stderr
+    rest = rmqctl(ns, "-o", "raw", "consume", "Cnt", "-g", "CntG", "-e")
+    assert rest.stdout.split() == ["c", "d"], rest.stderr
+
+
 def test_batches_whole_input_and_compression(node):
     out = rmqctl(node.namesrv, "-o", "ndjson", "send", "Batched", "--batch", "10",
                  input="".join(f"b{i}\n" for i in range(25)))

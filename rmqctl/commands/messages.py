@@ -165,7 +165,9 @@ async def read_queue(consumer: GroupConsumer, mq, start: str | None, exit_at_end
         result = await consumer.pull(mq, offset, 32, 0 if exit_at_end else 15000,
                                      commit_offset=offset if commit else None)
         for msg in result.messages:
-            if done.is_set():
+            if done.is_set():  # -c N reached within the batch: what was shown is consumed
+                if commit:
+                    await consumer.commit(mq, msg.queue_offset)
                 return
             if mq.topic == consumer.retry_topic:
                 msg.topic = msg.properties.get(RETRY_TOPIC, msg.topic)  # as Java shows it
