@@ -55,6 +55,32 @@ def test_topic_group_broker_and_message_commands(node):
     assert gone.returncode == 1 and "TOPIC_NOT_EXIST" in gone.stderr
 
 
+def test_topic_stats_shows_traffic_as_mqadmin_statsAll(node):
+    """Three messages in, two consumed by one group: the backlog at once, the in and out
+    counts once the broker's 10-second sampling has seen them. Out counts what pulls
+    returned, as in Java: one pull brought all three, though the consumer stopped at two."""
+    ns = node.namesrv
+    assert rmqctl(ns, "topic", "create", "Quiet").returncode == 0
+    assert rmqctl(ns, "send", "Tr", "--sharding-key", "k", input="a\nb\nc\n").returncode == 0
+    pull = rmqctl(ns, "-o", "json", "consume", "Tr", "-g", "TrG", "--from", "first", "-c", "2")
+    assert pull.returncode == 0, pull.stderr
+    quiet = js(rmqctl(ns, "-o", "json", "topic", "stats", "Tr", "Quiet"))
+    assert {(r["topic"], r["group"]) for r in quiet} == {("Tr", "TrG"), ("Quiet", "")}
+    row = next(r for r in quiet if r["group"] == "TrG")
+    assert row["accumulation"] == 1
+    assert next(r for r in quiet if r["topic"] == "Quiet")["outMsg24Hour"] is None
+    deadline = time.monotonic() + 20
+    while row["inMsg24Hour"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.5)
+        [row] = js(rmqctl(ns, "-o", "json", "topic", "stats", "Tr"))
+    assert (row["inMsg24Hour"], row["outMsg24Hour"]) == (3, 3), row
+    assert row["inTps"] > 0 and row["outTps"] > 0
+    active = js(rmqctl(ns, "-o", "json", "topic", "stats", "--active"))
+    assert [(r["topic"], r["group"]) for r in active] == [("Tr", "TrG")]
+    table = rmqctl(ns, "topic", "stats", "Tr")
+    assert table.returncode == 0 and "TrG" in table.stdout
+
+
 def test_offset_reset_offline_refuses_a_running_node_and_edits_a_stopped_one(start_node,
                                                                              tmp_path):
     home = tmp_path / "home"
