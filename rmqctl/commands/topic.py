@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from rmqnode.broker.stats import GROUP_GET_NUMS, TOPIC_PUT_NUMS
 from rmqnode.errors import RemotingError
 from rmqnode.net import fastjson
 from rmqnode.net.codec import RemotingCommand
@@ -204,7 +205,7 @@ def topic_stats(ctx: Ctx, names: tuple[str, ...], active: bool) -> None:
         rows = []
         for name in sorted(topics):
             masters = await admin.topic_masters(name)
-            in_tps, in_day = await _traffic(admin, masters, "TOPIC_PUT_NUMS", name)
+            in_tps, in_day = await _traffic(admin, masters, TOPIC_PUT_NUMS, name)
             groups: set[str] = set()
             for addr in masters.values():
                 data = await admin.call_json(addr, RequestCode.QUERY_TOPIC_CONSUME_BY_WHO,
@@ -215,7 +216,7 @@ def topic_stats(ctx: Ctx, names: tuple[str, ...], active: bool) -> None:
                              "inTps": round(in_tps, 2), "outTps": None, "inMsg24Hour": in_day,
                              "outMsg24Hour": None})
             for group in sorted(groups):
-                out_tps, out_day = await _traffic(admin, masters, "GROUP_GET_NUMS",
+                out_tps, out_day = await _traffic(admin, masters, GROUP_GET_NUMS,
                                                   f"{name}@{group}")
                 if active and not (in_day or out_day):
                     continue
