@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from rmqnode.storage.stats import StoreStats
 
 
@@ -48,6 +50,23 @@ def test_a_clock_set_back_leaves_the_figure_empty():
     _run(stats, 10, 3)
     stats.sample(0)
     assert stats.runtime_info()["putTps"].split(" ")[0] == ""
+
+
+def test_the_first_sample_of_a_local_day_takes_the_morning_totals():
+    stats = StoreStats()
+    midnight = time.mktime((2026, 11, 26, 0, 0, 0, 0, 0, -1))  # local time
+    stats.stored(5, 500)
+    stats.sample(int((midnight - 2) * 1000))
+    stats.stored(1, 100)
+    stats.sample(int((midnight - 1) * 1000))
+    assert stats.mornings == ((0, 0), (0, 0))
+    stats.read(True, 3)
+    stats.read(False, 0)
+    stats.sample(int(midnight * 1000))
+    assert stats.mornings == ((6, 3), (0, 0))
+    assert (stats.get_found, stats.get_miss) == (1, 1)
+    stats.sample(int((midnight + 1) * 1000))
+    assert stats.mornings == ((6, 3), (0, 0))
 
 
 def test_totals_and_the_midnight_record():

@@ -9,6 +9,7 @@ passes in, so the arithmetic is testable to the millisecond.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 
 SAMPLE_EVERY = 1.0  # seconds (FREQUENCY_OF_SAMPLING)
@@ -18,7 +19,7 @@ _PUT, _FOUND, _MISS, _TRANSFERRED = 1, 2, 3, 4  # columns of a sample, after its
 
 class StoreStats:
     __slots__ = ("put_times", "put_bytes", "put_failed", "get_found", "get_miss",
-                 "get_transferred", "samples", "mornings")
+                 "get_transferred", "samples", "mornings", "_day")
 
     def __init__(self) -> None:
         self.put_times = 0  # messages stored (a batch counts each message)
@@ -32,14 +33,32 @@ class StoreStats:
         self.samples: deque[tuple[int, int, int, int, int]] = deque(maxlen=WINDOWS[-1] + 1)
         # (put, transferred) totals at the last two midnights: today's, then yesterday's
         self.mornings = ((0, 0), (0, 0))
+        self._day: int | None = None  # the local day of the last sample
+
+    def stored(self, messages: int, size: int) -> None:
+        self.put_times += messages
+        self.put_bytes += size
+
+    def read(self, found: bool, messages: int) -> None:
+        """A read of a queue; `messages` is how many it returned."""
+        if found:
+            self.get_found += 1
+            self.get_transferred += messages
+        else:
+            self.get_miss += 1
 
     def new_day(self) -> None:
         """BrokerStats.record(), run at each local midnight."""
         self.mornings = ((self.put_times, self.get_transferred), self.mornings[0])
 
     def sample(self, now_ms: int) -> None:
+        """Once a second; the first sample of a new local day also takes its morning totals."""
         self.samples.append((now_ms, self.put_times, self.get_found, self.get_miss,
                              self.get_transferred))
+        day = time.localtime(now_ms / 1000).tm_yday
+        if self._day is not None and day != self._day:
+            self.new_day()
+        self._day = day
 
     def _tps(self, column: int, seconds: int) -> float | None:
         """Calls per second between the newest sample and the one `seconds` samples before

@@ -303,12 +303,10 @@ class MessageStore:
         """Append one message, or a batch (same topic and queue, consecutive queue offsets),
         to the page cache. Flushing is the caller's to wait for (see put_messages)."""
         result = self._append(messages)
-        stats = self.stats
         if result.status == PUT_OK:
-            stats.put_times += len(messages)
-            stats.put_bytes += result.appended.wrote_bytes  # type: ignore[union-attr]
+            self.stats.stored(len(messages), result.appended.wrote_bytes)  # type: ignore
         else:
-            stats.put_failed += 1
+            self.stats.put_failed += 1
         return result
 
     def _append(self, messages: list[Message]) -> PutResult:
@@ -418,11 +416,7 @@ class MessageStore:
         skipped but still advance nextBeginOffset, so consumers never re-scan them.
         """
         result = self._read(topic, queue_id, offset, max_num, match, max_bytes)
-        if result.status == FOUND:
-            self.stats.get_found += 1
-            self.stats.get_transferred += len(result.messages)
-        else:
-            self.stats.get_miss += 1
+        self.stats.read(result.status == FOUND, len(result.messages))
         return result
 
     def _read(self, topic: str, queue_id: int, offset: int, max_num: int,
@@ -558,14 +552,9 @@ class MessageStore:
                 _log.error("flush.logics_failed", error=exc)
 
     async def _stats_loop(self) -> None:
-        day = time.localtime().tm_yday
         while True:
             await asyncio.sleep(SAMPLE_EVERY)
-            now = time.time()
-            self.stats.sample(int(now * 1000))
-            if time.localtime(now).tm_yday != day:
-                day = time.localtime(now).tm_yday
-                self.stats.new_day()
+            self.stats.sample(int(time.time() * 1000))
 
     async def _cleanup_loop(self) -> None:
         while True:
