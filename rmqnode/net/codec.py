@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from rmqnode.errors import FrameError, RemotingError
 from rmqnode.net.codes import ResponseCode
+from rmqnode.validation import INT64, integer
 
 SERIALIZE_JSON = 0
 SERIALIZE_ROCKETMQ = 1
@@ -124,17 +125,11 @@ class RemotingCommand:
             raise RemotingError(ResponseCode.SYSTEM_ERROR, f"the custom field <{name}> is null")
         return value
 
-    def int_field(self, name: str, default: int | None = None) -> int:
-        value = self.field(name)
-        if value is None or value == "":
-            if default is None:
-                raise RemotingError(ResponseCode.SYSTEM_ERROR, f"the custom field <{name}> is null")
-            return default
-        try:
-            return int(value)
-        except ValueError:
-            raise RemotingError(ResponseCode.SYSTEM_ERROR,
-                                f"the custom field <{name}> is not a number: {value!r}") from None
+    def int_field(self, name: str, default: int | None = None, lo: int = INT64[0],
+                  hi: int = INT64[1]) -> int:
+        """A number field as Java's header decoder reads it: digits only, within [lo, hi]
+        (a long unless told otherwise); SYSTEM_ERROR with a short remark otherwise."""
+        return integer(self.field(name), name, lo, hi, default)
 
     def bool_field(self, name: str, default: bool = False) -> bool:
         value = self.field(name)

@@ -66,9 +66,13 @@ def encode_record(*, topic: str, queue_id: int, flag: int, body: bytes, properti
                   queue_offset: int = 0, physical_offset: int = 0,
                   crc: int | None = None) -> bytearray:
     """One CommitLog record. Hosts are RocketMQ's 8- or 20-byte forms (message.host_bytes);
-    the IPv6 sys flag bits are derived from them. Topics over 127 bytes use the v2 magic."""
+    the IPv6 sys flag bits are derived from them, never taken from `sys_flag`. Topics over
+    127 bytes use the v2 magic."""
     topic_b = topic.encode()
     props_b = properties.encode()
+    # The host bits describe the layout written here, whatever a caller passed in them: a
+    # flag that disagreed with the hosts' lengths would make the record unreadable.
+    sys_flag &= ~(BORNHOST_V6_FLAG | STOREHOST_V6_FLAG)
     if len(born_host) == 20:
         sys_flag |= BORNHOST_V6_FLAG
     if len(store_host) == 20:
