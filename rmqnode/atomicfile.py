@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from rmqnode import log
+
 T = TypeVar("T")
 
 
@@ -37,12 +39,20 @@ def write_atomic(path: str | os.PathLike, data: bytes, keep_bak: bool = True) ->
         os.close(dir_fd)
 
 
+class BrokenFileError(ValueError):
+    """A file that cannot be read, without a usable .bak: the node refuses to start (as Java's
+    broker does) and says which file and what to do, in one line."""
+
+
 def load_with_fallback(path: str | os.PathLike, parse: Callable[[bytes], T]) -> T | None:
     """Parse the file, or its .bak when the file is missing, empty or unparsable (as RocketMQ's
-    ConfigManager does); None when neither exists. A broken pair raises the main file's error."""
+    ConfigManager does); None when neither exists. Loading the .bak is said loudly: the last
+    change written before the stop may be lost. Raises BrokenFileError when the file is broken
+    and the .bak does not save it."""
     target = Path(path)
-    first_error: Exception | None = None
-    for candidate in (target, target.with_name(target.name + ".bak")):
+    bak = target.with_name(target.name + ".bak")
+    broken: dict[Path, str] = {}
+    for candidate in (target, bak):
         try:
             data = candidate.read_bytes()
         except FileNotFoundError:
@@ -50,9 +60,22 @@ def load_with_fallback(path: str | os.PathLike, parse: Callable[[bytes], T]) -> 
         if not data.strip():
             continue
         try:
-            return parse(data)
+            value = parse(data)
         except ValueError as exc:
-            first_error = first_error or ValueError(f"{candidate}: {exc}")
-    if first_error is not None:
-        raise first_error
+            broken[candidate] = _short(exc)
+            continue
+        if candidate == bak:
+            log.lifecycle.warning("config.loaded_from_bak", file=target, bak=bak,
+                                  reason=broken.get(target, "missing or empty"),
+                                  note="the last change before the stop may be lost")
+        return value
+    if broken:
+        first, reason = next(iter(broken.items()))
+        raise BrokenFileError(f"{first} is unusable ({reason}) and has no usable .bak; "
+                              "fix or remove it")
     return None
+
+
+def _short(exc: Exception, limit: int = 120) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[:limit] + "..."

@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from rmqnode import log
+from rmqnode.atomicfile import BrokenFileError
 from rmqnode.config import (BrokerConfig, ConfigError, NamesrvConfig, apply, field_names,
                             read_properties, write_properties)
 
@@ -162,6 +163,9 @@ def main(role: str, config_file: str | None, namesrv_addr: str | None, listen_po
         return
     try:
         event_loop_runner()(run_node(ns_config, broker_config))
+    except BrokenFileError as exc:  # the message names the file and what to do
+        click.echo(f"rmqnode: {exc}", err=True)
+        sys.exit(1)
     except OSError as exc:
         click.echo(f"rmqnode: {exc.strerror or exc}"
                    + (f" ({exc.filename})" if getattr(exc, "filename", None) else ""), err=True)

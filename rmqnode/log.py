@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 
 _configured = False
 
@@ -49,6 +50,42 @@ class EventLogger:
     def exception(self, event: str, **fields: object) -> None:
         parts = [event] + [f"{k}={_fmt(v)}" for k, v in fields.items()]
         self._log.exception(" ".join(parts))
+
+
+class Throttled:
+    """Repeated identical events as a few lines: a failure that repeats on every send or
+    every retry (a full disk, a blocked queue directory) would otherwise flood the log and
+    bury everything else. The first occurrence of each key is logged at once; later ones
+    are counted and logged at most once per `every` seconds, with `repeated=` saying how
+    many were held back since the last line."""
+
+    def __init__(self, logger: EventLogger, every: float = 10.0) -> None:
+        self._logger = logger
+        self._every = every
+        self._seen: dict[object, tuple[float, int]] = {}  # key -> (last line at, held back)
+
+    def error(self, event: str, key: object = None, **fields: object) -> None:
+        self._emit(self._logger.error, event, key, fields)
+
+    def warning(self, event: str, key: object = None, **fields: object) -> None:
+        self._emit(self._logger.warning, event, key, fields)
+
+    def _emit(self, emit, event: str, key: object, fields: dict[str, object]) -> None:
+        now = time.monotonic()
+        slot = (event, key)
+        last = self._seen.get(slot)
+        if last is not None and now - last[0] < self._every:
+            self._seen[slot] = (last[0], last[1] + 1)
+            return
+        if last is not None and last[1]:
+            fields = {**fields, "repeated": last[1]}
+        self._seen[slot] = (now, 0)
+        emit(event, **fields)
+
+    def forget(self, key: object = None) -> None:
+        """The condition behind `key` is over: its next occurrence is news again."""
+        for slot in [s for s in self._seen if s[1] == key]:
+            del self._seen[slot]
 
 
 def get(name: str) -> EventLogger:

@@ -30,7 +30,9 @@ class DelayOffsetManager(JsonConfigFile):
         self.table: dict[int, int] = {}
 
     def decode(self, data: dict[str, Any]) -> None:
-        self.table = {int(k): int(v) for k, v in (data.get("offsetTable") or {}).items()}
+        levels = self.valid_entries(self.table_of(data, "offsetTable"),
+                                    lambda level, offset: (int(level), int(offset)))
+        self.table = dict(levels.values())
 
     def encode(self) -> dict[str, Any]:
         return {"offsetTable": {UnquotedKey(k): v for k, v in sorted(self.table.items())}}

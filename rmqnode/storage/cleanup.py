@@ -68,14 +68,5 @@ def correct_queues(store: MessageStore) -> None:
             if last_phy is None or last_phy[0] >= log_min:
                 break
             files.pop(0).destroy()
-        # Physical offsets grow along a queue: the first live entry is a binary search away.
-        lo, hi = cq.min_offset, cq.max_offset
-        while lo < hi:
-            mid = (lo + hi) // 2
-            entry = cq.entry(mid)
-            if entry is not None and entry[0] < log_min:
-                lo = mid + 1
-            else:
-                hi = mid
-        cq.min_logic_offset = lo
+        cq.min_logic_offset = cq.first_pointing_at(log_min)
     store.index.delete_before(log_min)

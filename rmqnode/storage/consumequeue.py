@@ -4,24 +4,29 @@ consumequeue/<topic>/<queueId>/."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 from rmqnode.storage.mapped_file import MappedFileQueue
 from rmqnode.storage.records import CQ_ENTRY, CQ_UNIT_SIZE
+from rmqnode.validation import store_path
 
 
 class ConsumeQueue:
     def __init__(self, root: str, topic: str, queue_id: int, file_size: int,
                  readonly: bool = False) -> None:
+        """Raises RemotingError when `topic` cannot name a directory inside `root` (a topic
+        read from a CommitLog record or a request is not trusted to be a safe path)."""
+        directory = store_path(root, topic, str(queue_id))
         self.topic = topic
         self.queue_id = queue_id
         # Whole entries per file: Java rounds mappedFileSizeConsumeQueue up to a multiple of 20.
         self.file_size = -(-file_size // CQ_UNIT_SIZE) * CQ_UNIT_SIZE
-        self.files = MappedFileQueue(os.path.join(root, topic, str(queue_id)), self.file_size,
-                                     readonly=readonly)
+        self.files = MappedFileQueue(directory, self.file_size, readonly=readonly)
         self.min_logic_offset = 0  # first readable queue offset, raised by expiry
         self.max_phy_end = 0       # commit log offset just past the last entry's message
+        # recover() found the end at a slot that is not zero: no entry was cut short there,
+        # something overwrote the queue, and entries after it may be missing.
+        self.ended_on_garbage = False
 
     # -- recovery --------------------------------------------------------------------------
 
@@ -41,6 +46,7 @@ class ConsumeQueue:
             while pos < mf.file_size:
                 phy, size, _ = CQ_ENTRY.unpack_from(view, pos)
                 if phy < 0 or size <= 0:
+                    self.ended_on_garbage = view[pos:pos + CQ_UNIT_SIZE] != bytes(CQ_UNIT_SIZE)
                     break
                 self.max_phy_end = phy + size
                 pos += CQ_UNIT_SIZE
@@ -57,46 +63,28 @@ class ConsumeQueue:
             self.min_logic_offset = max(self.min_logic_offset,
                                         first.file_from_offset // CQ_UNIT_SIZE)
 
-    def truncate_dirty(self, phy_end: int) -> None:
-        """Drop entries that point at or past `phy_end` (the CommitLog was cut there)."""
-        files = self.files.files
-        while files:
-            mf = files[-1]
-            view = mf.view(0, mf.wrote_position)
-            keep = mf.wrote_position
-            while keep >= CQ_UNIT_SIZE:
-                phy, _, _ = CQ_ENTRY.unpack_from(view, keep - CQ_UNIT_SIZE)
-                if phy < phy_end:
-                    break
-                keep -= CQ_UNIT_SIZE
-            del view
-            if keep == mf.wrote_position:
-                break
-            if keep == 0 and len(files) > 1:
-                files.pop().destroy()
-                continue
-            mf.truncate_to(keep)
-            if keep:
-                break
-        self.max_phy_end = 0
-        last = self.files.last()
-        if last is not None and last.wrote_position:
-            phy, size, _ = CQ_ENTRY.unpack_from(last.view(last.wrote_position - CQ_UNIT_SIZE,
-                                                          CQ_UNIT_SIZE), 0)
-            self.max_phy_end = phy + size
+    def truncate(self, queue_offset: int) -> None:
+        """Forget (and zero) every entry from `queue_offset` on; files wholly past it go."""
+        self.files.truncate(max(queue_offset * CQ_UNIT_SIZE, self.files.min_offset))
+        last = self.entry(self.max_offset - 1) if self.max_offset else None
+        self.max_phy_end = last[0] + last[1] if last is not None else 0
 
     # -- writing ---------------------------------------------------------------------------
 
     def put(self, queue_offset: int, phy_offset: int, size: int, tags_code: int) -> None:
         """Write the entry for `queue_offset`. Writing the same entry twice is harmless, which
-        is what lets recovery re-dispatch a range without checking what is already there."""
+        is what lets recovery re-dispatch a range without checking what is already there.
+        An entry before the queue's first file was expired with it: there is nothing to write
+        (a queue rebuilt from an early CommitLog offset passes those on its way)."""
         pos = queue_offset * CQ_UNIT_SIZE
         mf = self.files.find(pos)
         while mf is None:
             last = self.files.last()
+            if last is not None and pos < self.files.min_offset:
+                return
             if last is not None and pos < last.file_from_offset:
-                raise ValueError(f"{self.topic}/{self.queue_id}: queue offset {queue_offset} "
-                                 f"is before the queue's first file")
+                raise ValueError(f"{self.topic}/{self.queue_id}: no file holds queue offset "
+                                 f"{queue_offset} in {self.files.directory}")
             start = pos - pos % self.file_size if last is None else \
                 last.file_from_offset + self.file_size
             self.files.create(start)
@@ -121,6 +109,19 @@ class ConsumeQueue:
     @property
     def min_offset(self) -> int:
         return max(self.min_logic_offset, self.files.min_offset // CQ_UNIT_SIZE)
+
+    def first_pointing_at(self, phy_offset: int) -> int:
+        """The first queue offset whose entry points at or past `phy_offset` (max_offset if
+        none): physical offsets grow along a queue, so it is a binary search away."""
+        lo, hi = self.min_offset, self.max_offset
+        while lo < hi:
+            mid = (lo + hi) // 2
+            entry = self.entry(mid)
+            if entry is not None and entry[0] < phy_offset:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
 
     def entry(self, queue_offset: int) -> tuple[int, int, int] | None:
         pos = queue_offset * CQ_UNIT_SIZE

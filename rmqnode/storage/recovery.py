@@ -1,6 +1,6 @@
 """Recovery of a store at open (Java's recoverNormally / recoverAbnormally): find where the
-CommitLog's valid records end, cut a torn tail, drop queue entries past it, and re-dispatch
-what the queues and the index may have missed."""
+CommitLog's valid records end, cut a torn tail, drop queue entries past it or damaged, and
+re-dispatch what the queues and the index may have missed."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from rmqnode import log
 from rmqnode.storage.mapped_file import MappedFile
+from rmqnode.storage.queue_check import repair_queue_tails
 from rmqnode.storage.records import CorruptRecord, check_record
 
 if TYPE_CHECKING:
@@ -22,7 +23,8 @@ def recover(store: MessageStore, abnormal: bool) -> None:
 
     After a clean stop only the last three files are checked (as Java does); after a crash
     the scan starts at the first file older than the checkpoint and checks every CRC. The
-    records are only checked here, not decoded: only re-dispatch decodes.
+    records are only checked here, not decoded: only re-dispatch decodes. Queue tails that
+    do not match their records are dropped and rebuilt (queue_check).
     """
     for cq in store.queues.values():
         cq.recover()
@@ -46,15 +48,18 @@ def recover(store: MessageStore, abnormal: bool) -> None:
             _log.warning("recover.corrupt_tail", file=exc.file, offset=exc.offset,
                          reason=exc.reason)
     _log.info("recover.commitlog_end", offset=valid_end, after_crash=abnormal)
+    written_end = files[-1].file_from_offset + files[-1].file_size if files else 0
     # After a clean stop with an intact tail nothing was written past the end.
     store.commitlog.files.truncate(valid_end, zero=abnormal or torn)
-    for cq in store.queues.values():
-        cq.truncate_dirty(valid_end)
+    rebuild_from = repair_queue_tails(list(store.queues.values()), store.commitlog,
+                                      written_end)
     dispatched = max((cq.max_phy_end for cq in store.queues.values()), default=0)
     if abnormal:
         # Queues and index were flushed up to the checkpoint's time: re-dispatch what was
         # stored since (3 s of margin included), not the whole file.
         dispatched = valid_end if redispatch_from is None else redispatch_from
+    if rebuild_from is not None:
+        dispatched = min(dispatched, rebuild_from)
     store.reput_offset = min(dispatched, valid_end)
     store.reput_offset = max(store.reput_offset, store.commitlog.min_offset)
     if not store.readonly:

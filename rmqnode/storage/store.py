@@ -21,6 +21,7 @@ from pathlib import Path
 
 from rmqnode import log
 from rmqnode.config import BrokerConfig
+from rmqnode.errors import RemotingError
 from rmqnode.message import (DELAY, REAL_QID, REAL_TOPIC, TRANSACTION_COMMIT_TYPE,
                              TRANSACTION_MASK, WAIT, MessageExt, encode_properties, host_bytes,
                              offset_msg_id)
@@ -34,7 +35,9 @@ from rmqnode.storage.index import IndexService
 from rmqnode.storage.records import (CHECKPOINT_FILE_SIZE, Blank, Checkpoint, CorruptRecord,
                                      encode_record)
 from rmqnode.storage.recovery import recover
+from rmqnode.storage.stalled import StalledQueues
 from rmqnode.storage.stats import SAMPLE_EVERY, StoreStats
+from rmqnode.validation import quote, store_path
 
 _log = log.get("rmqnode.storage")
 
@@ -131,6 +134,9 @@ class MessageStore:
         self.reput_offset = 0
         self._pending: deque[DispatchRequest] = deque()
         self._reput_scheduled = False
+        self.stalled = StalledQueues()
+        self._retry: asyncio.TimerHandle | None = None
+        self._throttled = log.Throttled(_log)  # errors that repeat on every send or dispatch
         self.arrival_listeners: list[Callable[[str, int, int], None]] = []
         self.stats = StoreStats()  # brokerStatus's put and get figures
         self.last_store_timestamp = 0
@@ -158,17 +164,33 @@ class MessageStore:
         abnormal = self.abort_path.exists()
         self.checkpoint = self._read_checkpoint()
         self.commitlog.load()
-        if self.cq_root.is_dir():
-            for topic_dir in sorted(self.cq_root.iterdir()):
-                for qdir in sorted(topic_dir.iterdir()):
-                    if qdir.name.isdigit():
-                        self._queue(topic_dir.name, int(qdir.name)).load()
+        self._load_queues()
         self.index.load()
         recover(self, abnormal)
         if not self.readonly:
             self.abort_path.touch()
             self._write_checkpoint()
         self.recovered_abnormally = abnormal
+
+    def _load_queues(self) -> None:
+        """Every consume queue under consumequeue/<topic>/<queueId>. A regular file where a
+        directory belongs is skipped with a warning, as Java skips it: one stray file must
+        not keep the broker from starting (its topic's queue stalls until it is removed)."""
+        if not self.cq_root.is_dir():
+            return
+        for topic_dir in sorted(self.cq_root.iterdir()):
+            if not topic_dir.is_dir():
+                _log.warning("store.stray_file_skipped", path=topic_dir,
+                             expected="a topic directory")
+                continue
+            for qdir in sorted(topic_dir.iterdir()):
+                if not qdir.name.isdigit():
+                    continue
+                if not qdir.is_dir():
+                    _log.warning("store.stray_file_skipped", path=qdir,
+                                 expected="a queue directory")
+                    continue
+                self._queue(topic_dir.name, int(qdir.name)).load()
 
     def _lock(self) -> None:
         self._lock_fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT, 0o644)
@@ -224,13 +246,39 @@ class MessageStore:
     def find_queue(self, topic: str, queue_id: int) -> ConsumeQueue | None:
         return self.queues.get((topic, queue_id))
 
-    def _dispatch(self, req: DispatchRequest) -> None:
-        if req.goes_to_queue:
-            self._queue(req.topic, req.queue_id).put(req.queue_offset, req.commit_log_offset,
-                                                     req.size, req.tags_code)
+    def _dispatch(self, req: DispatchRequest) -> bool:
+        """Write the queue entry and the index keys of one stored message; False when it
+        has no queue entry now (none due, or its queue is stalled)."""
+        queued = req.goes_to_queue and self._enqueue(req)
         if self.config.messageIndexEnable and req.keys and req.is_indexed:
-            self.index.build(req.topic, req.keys, req.commit_log_offset, req.store_timestamp)
+            try:
+                self.index.build(req.topic, req.keys, req.commit_log_offset,
+                                 req.store_timestamp)
+            except OSError as exc:  # as Java: the keys go unindexed, the message is stored
+                self._throttled.error("dispatch.index_failed", path=exc.filename or "-",
+                                      commit_log_offset=req.commit_log_offset,
+                                      error=exc.strerror or exc)
         self.last_dispatched_timestamp = req.store_timestamp
+        return queued
+
+    def _enqueue(self, req: DispatchRequest) -> bool:
+        """The consume queue entry; a queue whose file cannot be written stalls (see
+        StalledQueues) and the others go on."""
+        key = (req.topic, req.queue_id)
+        if key in self.stalled:
+            return False
+        try:
+            self._queue(*key).put(req.queue_offset, req.commit_log_offset, req.size,
+                                  req.tags_code)
+        except OSError as exc:
+            self.stalled.stall(req, exc)
+            return False
+        except RemotingError as exc:  # a record whose topic cannot name a directory
+            self._throttled.error("dispatch.unsafe_topic", key=req.topic,
+                                  topic=quote(req.topic),
+                                  commit_log_offset=req.commit_log_offset, error=exc.remark)
+            return False
+        return True
 
     def _reput(self) -> None:
         """The reput step: index what was appended, then tell waiting pulls."""
@@ -238,23 +286,52 @@ class MessageStore:
         arrived: dict[tuple[str, int], int] = {}
         pending = self._pending
         while pending:
-            req = pending[0]
-            try:
-                self._dispatch(req)
-            except OSError as exc:
-                # A queue or index file could not be created (full disk): keep the request
-                # and retry; what is in the CommitLog stays safe and is re-dispatched at the
-                # latest on the next start.
-                _log.error("reput.failed", topic=req.topic, queue=req.queue_id, error=exc)
-                asyncio.get_running_loop().call_later(1.0, self._schedule_reput)
-                break
-            pending.popleft()
-            self.reput_offset = req.commit_log_offset + req.size
-            if req.goes_to_queue:
+            req = pending.popleft()
+            if self._dispatch(req):
                 arrived[(req.topic, req.queue_id)] = req.queue_offset + 1
+            self.reput_offset = req.commit_log_offset + req.size
+        self._arrived(arrived)
+        if self.stalled:
+            self._schedule_retry()
+
+    def _arrived(self, arrived: dict[tuple[str, int], int]) -> None:
         for (topic, queue_id), max_offset in arrived.items():
             for listener in self.arrival_listeners:
                 listener(topic, queue_id, max_offset)
+
+    def _schedule_retry(self) -> None:
+        if self._retry is None:
+            self._retry = asyncio.get_running_loop().call_later(1.0, self._retry_stalled)
+
+    def _retry_stalled(self) -> None:
+        """Each second while queues are stalled: write each one's first missing entry and,
+        if that works, the rest from the CommitLog up to where the reput is."""
+        self._retry = None
+        caught_up = {}
+        for first in self.stalled.take():
+            key = (first.topic, first.queue_id)
+            if self._catch_up(first):
+                caught_up[key] = self.queues[key].max_offset
+                self.stalled.resumed(key, caught_up[key])
+        self._arrived(caught_up)
+        if self.stalled:
+            self._schedule_retry()
+
+    def _catch_up(self, first: DispatchRequest) -> bool:
+        if not self._enqueue(first):
+            return False
+        key = (first.topic, first.queue_id)
+        try:
+            for offset, rec in self.commitlog.scan(first.commit_log_offset + first.size):
+                if offset >= self.reput_offset:
+                    break
+                if isinstance(rec, MessageExt) and (rec.topic, rec.queue_id) == key:
+                    req = request_from_message(rec, self.delay_levels)
+                    if req.goes_to_queue and not self._enqueue(req):
+                        return False
+        except CorruptRecord as exc:  # validated at start and written by us since
+            _log.error("reput.corrupt", file=exc.file, offset=exc.offset, reason=exc.reason)
+        return True
 
     def _schedule_reput(self) -> None:
         if not self._reput_scheduled:
@@ -332,7 +409,8 @@ class MessageStore:
             appended = self.commitlog.append(blob, first.topic, first.queue_id,
                                              sizes if len(records) > 1 else None)
         except OSError as exc:
-            _log.error("append.failed", error=exc)
+            self._throttled.error("append.failed", key=exc.errno, path=exc.filename or "-",
+                                  error=exc.strerror or exc)
             if exc.errno == errno.ENOSPC:
                 return PutResult(SERVICE_NOT_AVAILABLE, remark="the disk is full")
             return PutResult(CREATE_MAPEDFILE_FAILED, remark=f"store cannot write: {exc}")
@@ -360,8 +438,8 @@ class MessageStore:
             self.config.commit_log_dir) else self.root)
         limit = usage.total * self.config.diskSpaceWarningLevelRatio / 100
         if usage.used + self.config.mappedFileSizeCommitLog > limit:
-            _log.error("store.disk_full", used=usage.used, total=usage.total,
-                       limit_ratio=self.config.diskSpaceWarningLevelRatio)
+            self._throttled.error("store.disk_full", used=usage.used, total=usage.total,
+                                  limit_ratio=self.config.diskSpaceWarningLevelRatio)
             return False
         return True
 
@@ -457,10 +535,12 @@ class MessageStore:
 
     def delete_topic(self, topic: str) -> None:
         """Drop a topic's consume queues (DELETE_TOPIC_IN_BROKER); its CommitLog records stay
-        until they expire, as in Java."""
+        until they expire, as in Java. A name that is no directory of consumequeue/ (`..`,
+        `a/b`) raises RemotingError before anything is touched."""
+        directory = store_path(self.cq_root, topic)
         for key in [k for k in self.queues if k[0] == topic]:
             self.queues.pop(key).destroy()
-        shutil.rmtree(self.cq_root / topic, ignore_errors=True)
+        shutil.rmtree(directory, ignore_errors=True)
 
     def message_at(self, commit_log_offset: int) -> MessageExt | None:
         return self.commitlog.message_at(commit_log_offset)
@@ -535,6 +615,9 @@ class MessageStore:
 
     def _flush_logics(self) -> None:
         stamp = self.last_dispatched_timestamp
+        stalled = self.stalled.oldest_timestamp
+        if stalled is not None:  # a restart must re-dispatch what the stalled queues lack
+            stamp = min(stamp, stalled)
         for cq in list(self.queues.values()):
             cq.flush()
         self.index.flush()
@@ -571,6 +654,8 @@ class MessageStore:
     def start(self) -> None:
         self.flusher.flushed_offset = self.commitlog.max_offset
         self.flusher.start()
+        if self.stalled:  # queues that recovery could not write
+            self._schedule_retry()
         self._tasks.append(asyncio.create_task(self._logics_loop()))
         self._tasks.append(asyncio.create_task(self._cleanup_loop()))
         self._tasks.append(asyncio.create_task(self._stats_loop()))
@@ -579,12 +664,21 @@ class MessageStore:
         for task in self._tasks:
             task.cancel()
         self._tasks.clear()
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
         if not self.readonly:
             if self._pending:
                 self._reput()
             await self.flusher.stop()
             self._flush_logics()
-            self.abort_path.unlink(missing_ok=True)
+            if self.stalled:
+                # Their entries are in the CommitLog only: the abort file makes the next
+                # start re-dispatch from the checkpoint, which stayed before them.
+                _log.warning("store.closed_with_stalled_queues",
+                             queues=",".join(f"{t}/{q}" for t, q in self.stalled.first))
+            else:
+                self.abort_path.unlink(missing_ok=True)
         self.close_readonly()
         if self._lock_fd >= 0:
             os.close(self._lock_fd)
