@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rmqnode import validation
 from rmqnode.broker.configfile import JsonConfigFile
 from rmqnode.broker.topics import DataVersion
 from rmqnode.errors import FAQ, RemotingError
@@ -23,6 +24,13 @@ def default_group(name: str) -> dict[str, Any]:
             "whichBrokerWhenConsumeSlowly": 1}
 
 
+def _group_entry(name: str, group: dict[str, Any]) -> dict[str, Any]:
+    """One subscriptionGroupTable entry, kept as read (fields of newer Java versions too)."""
+    if not validation.is_name(name) or group.get("groupName") != name:
+        raise ValueError("not a group name, or not its entry's groupName")
+    return group
+
+
 class SubscriptionGroupManager(JsonConfigFile):
     file_name = "subscriptionGroup.json"
 
@@ -32,9 +40,9 @@ class SubscriptionGroupManager(JsonConfigFile):
         self.data_version = DataVersion()
 
     def decode(self, data: dict[str, Any]) -> None:
-        self.table.update(data.get("subscriptionGroupTable") or {})
-        version = data.get("dataVersion") or {}
-        self.data_version = DataVersion(int(version.get("counter", 0)), version.get("timestamp"))
+        table = self.valid_entries(self.table_of(data, "subscriptionGroupTable"), _group_entry)
+        self.data_version = DataVersion.from_json(data.get("dataVersion"))
+        self.table.update(table)
 
     def encode(self) -> dict[str, Any]:
         return {"dataVersion": self.data_version.to_json(),

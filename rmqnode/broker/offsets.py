@@ -5,10 +5,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from rmqnode import validation
 from rmqnode.broker.configfile import JsonConfigFile
 from rmqnode.net.fastjson import UnquotedKey
 
 SEPARATOR = "@"
+
+
+def _offsets_entry(key: str, queues: dict[Any, Any]) -> dict[int, int]:
+    """One offsetTable entry: `topic@group` to {queueId: offset}."""
+    topic, _, group = key.rpartition(SEPARATOR)
+    if not (validation.is_name(topic, validation.TOPIC_MAX_LENGTH)
+            and validation.is_name(group)):
+        raise ValueError("not topic@group")
+    return {int(q): int(o) for q, o in queues.items()}
 
 
 class ConsumerOffsetManager(JsonConfigFile):
@@ -19,8 +29,7 @@ class ConsumerOffsetManager(JsonConfigFile):
         self.table: dict[str, dict[int, int]] = {}
 
     def decode(self, data: dict[str, Any]) -> None:
-        self.table = {key: {int(q): int(o) for q, o in queues.items()}
-                      for key, queues in (data.get("offsetTable") or {}).items()}
+        self.table = self.valid_entries(self.table_of(data, "offsetTable"), _offsets_entry)
 
     def encode(self) -> dict[str, Any]:
         return {"offsetTable": {key: {UnquotedKey(q): o for q, o in sorted(queues.items())}

@@ -14,6 +14,7 @@ from rmqnode.broker.configfile import JsonConfigFile
 from rmqnode.config import BrokerConfig
 from rmqnode.errors import FAQ, RemotingError
 from rmqnode.net.codes import PERM_INHERIT, PERM_READ, PERM_WRITE, ResponseCode
+from rmqnode.validation import TOPIC_MAX_LENGTH, is_name
 
 AUTO_CREATE_TOPIC_KEY = "TBW102"
 SELF_TEST_TOPIC = "SELF_TEST_TOPIC"
@@ -63,6 +64,19 @@ class DataVersion:
     def to_json(self) -> dict[str, object]:
         return {"counter": self.counter, "timestamp": self.timestamp}
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> DataVersion:
+        data = data or {}
+        stamp = data.get("timestamp")
+        return cls(int(data.get("counter", 0)), int(stamp) if stamp is not None else None)
+
+
+def _topic_entry(name: str, data: dict[str, object]) -> TopicConfig:
+    """One topicConfigTable entry, its key a topic name (it names directories in the store)."""
+    if not is_name(name, TOPIC_MAX_LENGTH) or data.get("topicName") != name:
+        raise ValueError("not a topic name, or not its entry's topicName")
+    return TopicConfig.from_json(data)
+
 
 class TopicConfigManager(JsonConfigFile):
     file_name = "topics.json"
@@ -77,10 +91,9 @@ class TopicConfigManager(JsonConfigFile):
         self._ensure_system_topics()
 
     def decode(self, data: dict[str, Any]) -> None:
-        for name, cfg in (data.get("topicConfigTable") or {}).items():
-            self.table[name] = TopicConfig.from_json(cfg)
-        version = data.get("dataVersion") or {}
-        self.data_version = DataVersion(int(version.get("counter", 0)), version.get("timestamp"))
+        table = self.valid_entries(self.table_of(data, "topicConfigTable"), _topic_entry)
+        self.data_version = DataVersion.from_json(data.get("dataVersion"))
+        self.table.update(table)
 
     def encode(self) -> dict[str, Any]:
         return {"dataVersion": self.data_version.to_json(),
