@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from rmqnode.storage.dispatch import parse_delay_levels
 
 DEFAULT_HOME = Path(os.environ.get("RMQNODE_HOME", Path.home() / ".rmqnode"))
 
@@ -87,6 +90,12 @@ class BrokerConfig:
     # transport
     serverChannelMaxIdleTimeSeconds: int = 120
     maxFrameLength: int = 16 * 1024 * 1024  # ours: com.rocketmq.remoting.frameMaxLength in Java
+    # ours: bytes of incomplete frames the node holds, all connections together; past it the
+    # connections holding the most are closed (peers sending most of a big frame and stalling)
+    maxBufferedInputBytes: int = 128 * 1024 * 1024
+    # ours: a frame whose first bytes arrived must be complete within this, or its connection
+    # is closed (checked every few seconds; a client sending whole frames never meets it)
+    frameCompleteTimeoutMillis: int = 30_000
 
     @property
     def commit_log_dir(self) -> str:
@@ -142,12 +151,84 @@ def _convert(name: str, kind: type, value: str, origin: str) -> object:
     return value
 
 
-def apply(config: object, props: dict[str, str], origin: str) -> None:
-    """Set the keys this config knows, converted to their field's type; others are left."""
+_INT_MAX = (1 << 31) - 1
+_LONG_MAX = (1 << 63) - 1
+# What each number may be: Java's types (int or long) and what keeps the node working (a
+# CommitLog file must hold a record, a port is 16 bits). Absent keys take any value of their
+# type that converts.
+RANGES: dict[str, tuple[int, int]] = {
+    "listenPort": (0, 65535), "haListenPort": (0, 65535), "brokerId": (0, _LONG_MAX),
+    "brokerPermission": (0, 7), "registerNameServerPeriod": (1, _INT_MAX),
+    "registerBrokerTimeoutMills": (1, _INT_MAX), "defaultTopicQueueNums": (1, 1024),
+    "mappedFileSizeCommitLog": (65536, _INT_MAX), "mappedFileSizeConsumeQueue": (20, _INT_MAX),
+    "maxHashSlotNum": (1, _INT_MAX), "maxIndexNum": (1, _INT_MAX),
+    "flushIntervalCommitLog": (1, _INT_MAX), "syncFlushTimeout": (0, _LONG_MAX),
+    "maxMessageSize": (1, _INT_MAX), "fileReservedTime": (0, _INT_MAX),
+    "diskMaxUsedSpaceRatio": (10, 95), "diskSpaceWarningLevelRatio": (10, 100),
+    "shortPollingTimeMills": (0, _INT_MAX), "reviveQueueNum": (1, 1024),
+    "reviveInterval": (1, _INT_MAX), "popFromRetryProbability": (0, 100),
+    "popPollingSize": (1, _INT_MAX), "transactionTimeOut": (0, _LONG_MAX),
+    "transactionCheckMax": (0, _INT_MAX), "transactionCheckInterval": (1, _LONG_MAX),
+    "serverChannelMaxIdleTimeSeconds": (1, _INT_MAX), "maxFrameLength": (1024, _INT_MAX),
+    "brokerChannelExpiredMillis": (1, _LONG_MAX),
+    "scanNotActiveBrokerIntervalMillis": (1, _LONG_MAX),
+}
+CHOICES: dict[str, tuple[str, ...]] = {
+    "flushDiskType": ("ASYNC_FLUSH", "SYNC_FLUSH"),
+    "brokerRole": ("ASYNC_MASTER", "SYNC_MASTER", "SLAVE"),
+}
+_NAME = re.compile(r"[%|a-zA-Z0-9_-]{1,127}")  # cluster and broker names are topics too
+_HOUR = re.compile(r"(?:[01]?[0-9]|2[0-3])")
+_ADDR = re.compile(r"[^\s:;]+:[0-9]{1,5}")
+
+
+def _text_problem(name: str, value: str) -> str | None:
+    """What is wrong with a string setting, or None."""
+    if name in CHOICES and value not in CHOICES[name]:
+        return f"must be one of {', '.join(CHOICES[name])}"
+    if name in ("brokerName", "brokerClusterName") and not _NAME.fullmatch(value):
+        return "must be 1 to 127 of the characters %|a-zA-Z0-9_-"
+    if name == "deleteWhen" and not all(_HOUR.fullmatch(h) for h in value.split(";")):
+        return "must be hours of the day (00-23) separated by ';'"
+    if name == "messageDelayLevel":
+        try:
+            if not parse_delay_levels(value):
+                return "must name at least one level"
+        except ValueError as exc:
+            return str(exc)
+    if name == "namesrvAddr" and value and not all(
+            _ADDR.fullmatch(a.strip()) and int(a.rpartition(":")[2]) <= 65535
+            for a in value.replace(",", ";").split(";") if a.strip()):
+        return "must be host:port addresses separated by ';'"
+    if name in ("brokerIP1", "listenAddress", "storePathRootDir") and not value.strip():
+        return "must not be empty"
+    return None
+
+
+def check(config: object, props: dict[str, str], origin: str) -> dict[str, object]:
+    """The keys this config knows, converted to their fields' types and checked, without
+    setting any: so that a change is applied whole or not at all."""
     known = field_names(config)
-    for name, value in props.items():
-        if name in known:
-            setattr(config, name, _convert(name, type(getattr(config, name)), value, origin))
+    values: dict[str, object] = {}
+    for name, raw in props.items():
+        if name not in known:
+            continue
+        value = _convert(name, type(getattr(config, name)), raw, origin)
+        if name in RANGES and not RANGES[name][0] <= value <= RANGES[name][1]:  # type: ignore
+            lo, hi = RANGES[name]
+            raise ConfigError(f"{origin}: {name}={raw} is out of range; allowed {lo}..{hi}")
+        problem = _text_problem(name, value) if isinstance(value, str) else None
+        if problem:
+            raise ConfigError(f"{origin}: {name}={raw!r} {problem}")
+        values[name] = value
+    return values
+
+
+def apply(config: object, props: dict[str, str], origin: str) -> None:
+    """Set the keys this config knows, converted and checked; others are left. All or nothing:
+    one bad value leaves every field as it was."""
+    for name, value in check(config, props, origin).items():
+        setattr(config, name, value)
 
 
 def field_names(config: object) -> set[str]:
@@ -155,4 +236,4 @@ def field_names(config: object) -> set[str]:
 
 
 __all__ = ["NamesrvConfig", "BrokerConfig", "ConfigError", "read_properties", "write_properties",
-           "apply", "field_names", "DEFAULT_HOME"]
+           "check", "apply", "field_names", "DEFAULT_HOME", "RANGES", "CHOICES"]

@@ -6,10 +6,12 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from rmqnode.broker.send import validate_topic
+from rmqnode import log, validation
+from rmqnode.broker.groups import checked_group
+from rmqnode.broker.client_processor import body_json
 from rmqnode.broker.topics import TopicConfig
-from rmqnode.config import apply, read_properties, write_properties
-from rmqnode.errors import ConnectionLost, RemotingTimeout
+from rmqnode.config import ConfigError, check, field_names, read_properties, write_properties
+from rmqnode.errors import ConnectionLost, RemotingError, RemotingTimeout
 from rmqnode.net import fastjson
 from rmqnode.net.codec import OUR_VERSION, RemotingCommand
 from rmqnode.net.codes import RequestCode, ResponseCode
@@ -20,7 +22,19 @@ from rmqnode.storage.cleanup import disk_used_ratio
 if TYPE_CHECKING:
     from rmqnode.broker.controller import BrokerController
 
+_log = log.get("rmqnode.broker")
+
 VERSION_DESC = "V4_9_8"
+
+# The settings UPDATE_BROKER_CONFIG may change: those the broker reads each time it uses them.
+# Others (identity, ports, paths, file sizes, flush type) are fixed once the store and the
+# server are up; Java accepts some of them and then misbehaves (a ghost broker in routes).
+RUNTIME_KEYS = frozenset({
+    "brokerPermission", "autoCreateSubscriptionGroup", "namesrvAddr",
+    "registerBrokerTimeoutMills", "messageIndexEnable", "syncFlushTimeout", "maxMessageSize",
+    "fileReservedTime", "deleteWhen", "diskMaxUsedSpaceRatio", "diskSpaceWarningLevelRatio",
+    "longPollingEnable", "shortPollingTimeMills", "popFromRetryProbability", "reviveInterval",
+    "transactionTimeOut", "transactionCheckMax", "transactionCheckInterval"})
 
 
 def _json(obj: object) -> bytes:
@@ -58,20 +72,29 @@ class AdminProcessor:
     async def update_topic(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
         """Answered once the name servers know the topic, as in Java, so that a script can
         use the topic the moment its creation returns."""
-        topic = cmd.require("topic")
-        validate_topic(topic)
-        if topic == self.broker.config.brokerClusterName:
-            return cmd.response(ResponseCode.SYSTEM_ERROR,
-                                f"the topic[{topic}] is conflict with system reserved words.")
+        topic = self._topic(cmd)
+        int32 = validation.INT32
+        filter_type = cmd.field("topicFilterType") or "SINGLE_TAG"
+        if filter_type not in ("SINGLE_TAG", "MULTI_TAG"):
+            return cmd.response(ResponseCode.SYSTEM_ERROR, "topicFilterType must be SINGLE_TAG "
+                                f"or MULTI_TAG, not {validation.quote(filter_type)}")
         await self.broker.registered(self.broker.create_topic(TopicConfig(
-            topic, cmd.int_field("readQueueNums"), cmd.int_field("writeQueueNums"),
-            cmd.int_field("perm"), cmd.field("topicFilterType") or "SINGLE_TAG",
-            cmd.int_field("topicSysFlag", 0), cmd.bool_field("order"))))
+            topic, cmd.int_field("readQueueNums", lo=0, hi=int32[1]),
+            cmd.int_field("writeQueueNums", lo=0, hi=int32[1]), cmd.int_field("perm", lo=0, hi=7),
+            filter_type, cmd.int_field("topicSysFlag", 0, *int32), cmd.bool_field("order"))))
         # Java leaves its default remark on this success; mqadmin users see the same.
         return cmd.response(ResponseCode.SUCCESS, "not set any response code")
 
+    def _topic(self, cmd: RemotingCommand) -> str:
+        """The topic of a create or delete: a valid name, not one of the broker's own."""
+        topic = validation.topic(cmd.field("topic"))
+        if self.broker.topics.is_system(topic) or topic == self.broker.config.brokerClusterName:
+            raise RemotingError(ResponseCode.SYSTEM_ERROR,
+                                f"The topic[{topic}] is conflict with system topic.")
+        return topic
+
     def delete_topic(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
-        topic = cmd.require("topic")
+        topic = self._topic(cmd)
         broker = self.broker
         if broker.topics.table.pop(topic, None) is not None:
             broker.topics.data_version.next()
@@ -110,15 +133,13 @@ class AdminProcessor:
     # -- groups and connections ------------------------------------------------------------
 
     def update_group(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
-        config = fastjson.loads(cmd.body)
-        if not isinstance(config, dict) or not config.get("groupName"):
-            return cmd.response(ResponseCode.SYSTEM_ERROR, "the body is not a group config")
+        config = checked_group(body_json(cmd))
         self.broker.groups.update(config)
         self.broker.groups.persist()
         return cmd.response()
 
     def delete_group(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
-        group = cmd.require("groupName")
+        group = validation.group(cmd.field("groupName"))
         self.broker.groups.delete(group)
         self.broker.groups.persist()
         if cmd.bool_field("cleanOffset"):
@@ -218,7 +239,33 @@ class AdminProcessor:
                             body=write_properties(self.broker.config).encode())
 
     def update_config(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
-        apply(self.broker.config, read_properties(cmd.body.decode("utf-8")), "UPDATE_BROKER_CONFIG")
+        """All or nothing: every key known and changeable at run time, every value valid, or
+        nothing changes and the answer names the first offender."""
+        try:
+            props = read_properties(cmd.body.decode("utf-8"))
+        except UnicodeDecodeError:
+            return cmd.response(ResponseCode.SYSTEM_ERROR, "the config body is not UTF-8")
+        config = self.broker.config
+        unknown = sorted(k for k in props if k not in field_names(config))
+        if unknown:
+            return cmd.response(ResponseCode.SYSTEM_ERROR, "unknown broker config key(s): "
+                                + ", ".join(validation.quote(k) for k in unknown[:5]))
+        fixed = sorted(k for k in props if k not in RUNTIME_KEYS)
+        if fixed:
+            return cmd.response(ResponseCode.NO_PERMISSION, "Can not update config in black "
+                                f"list: {', '.join(fixed)} cannot change while the broker runs; "
+                                "set it in broker.conf and restart.")
+        try:
+            values = check(config, props, "UPDATE_BROKER_CONFIG")
+        except ConfigError as exc:
+            return cmd.response(ResponseCode.SYSTEM_ERROR, str(exc))
+        permission = config.brokerPermission
+        for name, value in values.items():
+            setattr(config, name, value)
+        _log.info("broker.config_updated", peer=conn.peer, keys=",".join(sorted(values)))
+        if config.brokerPermission != permission:  # routes change: tell the name servers now
+            self.broker.topics.data_version.next()
+            self.broker.spawn_register()
         return cmd.response()
 
     def stats_data(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
@@ -267,7 +314,7 @@ class AdminProcessor:
         offset, to an exact place; tell live members (RESET_CONSUMER_CLIENT_OFFSET) and store
         the new offsets here too, so a group with nobody online moves as well."""
         broker = self.broker
-        topic, group = cmd.require("topic"), cmd.require("group")
+        topic, group = validation.topic(cmd.field("topic")), validation.group(cmd.field("group"))
         if broker.groups.find(group, auto_create=False) is None and \
                 group not in broker.clients.consumers:
             return cmd.response(ResponseCode.SYSTEM_ERROR,
@@ -283,7 +330,7 @@ class AdminProcessor:
             if only_queue >= 0 and queue_id != only_queue:
                 continue
             if exact is not None and only_queue >= 0:
-                offset = int(exact)
+                offset = cmd.int_field("offset")
             elif timestamp < 0:
                 offset = broker.store.max_offset(topic, queue_id)
             else:

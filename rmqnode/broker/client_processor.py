@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from rmqnode import log
+from rmqnode import log, validation
 from rmqnode.broker.clients import (CONSUME_FROM, CONSUME_TYPES, MESSAGE_MODELS, ClientChannel,
                                     Subscription, enum_name)
 from rmqnode.broker.topics import PERM_READ, PERM_WRITE
@@ -36,8 +36,48 @@ def body_json(cmd: RemotingCommand) -> dict[str, Any]:
     return data
 
 
+def objects(data: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    """A body's list of JSON objects (consumerDataSet, mqSet, ...); absent is empty."""
+    items = data.get(key) or []
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise RemotingError(ResponseCode.SYSTEM_ERROR, f"{key} is not a list of objects")
+    return items
+
+
+def text(data: dict[str, Any], key: str, limit: int = 255) -> str:
+    """A string field of a body (a client id, a broker name), at most `limit` characters."""
+    value = data.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str) or len(value) > limit:
+        raise RemotingError(ResponseCode.SYSTEM_ERROR, f"{key} is not a string of at most "
+                            f"{limit} characters: {validation.quote(value)}")
+    return value
+
+
+def number(data: dict[str, Any], key: str, lo: int, hi: int) -> int:
+    """A number field of a body: a JSON number, or a decimal string as the C++ client sends
+    some (subVersion), within [lo, hi]; absent is 0."""
+    value = data.get(key) or 0
+    if isinstance(value, str):
+        return validation.integer(value, key, lo, hi)
+    if type(value) is not int or not lo <= value <= hi:
+        raise RemotingError(ResponseCode.SYSTEM_ERROR, f"{key} is not a whole number in "
+                            f"[{lo}, {hi}]: {validation.quote(value)}")
+    return value
+
+
+def subscription(data: dict[str, Any]) -> Subscription:
+    """SubscriptionData from a heartbeat, its topic a valid name and its fields typed."""
+    version = number(data, "subVersion", *validation.INT64)
+    return Subscription.parse(validation.topic(data.get("topic")),
+                              text(data, "subString", 64 * 1024), version,
+                              text(data, "expressionType") or None)
+
+
 def mq_key(mq: dict[str, Any]) -> tuple[str, str, int]:
-    return (str(mq.get("topic")), str(mq.get("brokerName")), int(mq.get("queueId", 0)))
+    return (validation.topic(mq.get("topic")), text(mq, "brokerName"),
+            number(mq, "queueId", 0, validation.INT32[1]))
 
 
 class ClientProcessor:
@@ -58,17 +98,19 @@ class ClientProcessor:
 
     def heartbeat(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
         data = body_json(cmd)
-        client_id = str(data.get("clientID") or "")
+        client_id = text(data, "clientID")
+        consumers = [(validation.group(c.get("groupName")),
+                      [subscription(s) for s in objects(c, "subscriptionDataSet")], c)
+                     for c in objects(data, "consumerDataSet")]
+        producers = [validation.group(p.get("groupName")) for p in objects(data, "producerDataSet")]
         clients = self.broker.clients
         conn.attrs["client_id"] = client_id
-        for consumer in data.get("consumerDataSet") or []:
-            group = str(consumer.get("groupName") or "")
+        for group, subs, consumer in consumers:
             config = self.broker.groups.find(group)
             if config is None:
                 continue
             self.broker.ensure_topic(RETRY_PREFIX + group, int(config.get("retryQueueNums", 1)),
                                      PERM_READ | PERM_WRITE)
-            subs = [Subscription.from_json(s) for s in consumer.get("subscriptionDataSet") or []]
             changed = clients.register_consumer(
                 group, ClientChannel(conn, client_id, cmd.language, cmd.version),
                 enum_name(consumer.get("consumeType"), CONSUME_TYPES, "CONSUME_PASSIVELY"),
@@ -77,8 +119,8 @@ class ClientProcessor:
                           "CONSUME_FROM_LAST_OFFSET"), subs)
             if changed and config.get("notifyConsumerIdsChangedEnable", True):
                 self.broker.notify_consumers_changed(group)
-        for producer in data.get("producerDataSet") or []:
-            clients.register_producer(str(producer.get("groupName") or ""),
+        for group in producers:
+            clients.register_producer(group,
                                       ClientChannel(conn, client_id, cmd.language, cmd.version))
         return cmd.response()
 
@@ -100,6 +142,8 @@ class ClientProcessor:
     def check_client_config(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
         data = body_json(cmd)
         sub = data.get("subscriptionData") or {}
+        if not isinstance(sub, dict):
+            raise RemotingError(ResponseCode.SYSTEM_ERROR, "subscriptionData is not an object")
         kind = sub.get("expressionType") or "TAG"
         if kind != "TAG":
             return cmd.response(ResponseCode.SYSTEM_ERROR,
@@ -110,7 +154,7 @@ class ClientProcessor:
 
     def query_offset(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
         group, topic = cmd.require("consumerGroup"), cmd.require("topic")
-        queue_id = cmd.int_field("queueId")
+        queue_id = cmd.int_field("queueId", lo=0, hi=validation.INT32[1])
         offset = self.broker.offsets.query(group, topic, queue_id)
         if offset >= 0:
             return cmd.response(fields={"offset": offset})
@@ -124,19 +168,20 @@ class ClientProcessor:
 
     def update_offset(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
         self.broker.offsets.commit(cmd.require("consumerGroup"), cmd.require("topic"),
-                                   cmd.int_field("queueId"), cmd.int_field("commitOffset"))
+                                   cmd.int_field("queueId", lo=0, hi=validation.INT32[1]),
+                                   cmd.int_field("commitOffset"))
         return cmd.response(fields={})
 
     # -- orderly locks -----------------------------------------------------------------
 
     def lock(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
         data = body_json(cmd)
-        group, client = str(data.get("consumerGroup")), str(data.get("clientId"))
+        group, client = validation.group(data.get("consumerGroup")), text(data, "clientId")
+        keys = [mq_key(mq) for mq in objects(data, "mqSet")]
         table = self.locks.setdefault(group, {})
         now = time.monotonic()
         granted = []
-        for mq in data.get("mqSet") or []:
-            key = mq_key(mq)
+        for key in keys:
             owner = table.get(key)
             if owner is None or owner[0] == client or now - owner[1] > LOCK_TTL:
                 table[key] = (client, now)
@@ -145,10 +190,9 @@ class ClientProcessor:
 
     def unlock(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
         data = body_json(cmd)
-        group, client = str(data.get("consumerGroup")), str(data.get("clientId"))
+        group, client = validation.group(data.get("consumerGroup")), text(data, "clientId")
         table = self.locks.get(group, {})
-        for mq in data.get("mqSet") or []:
-            key = mq_key(mq)
+        for key in [mq_key(mq) for mq in objects(data, "mqSet")]:
             if table.get(key, ("",))[0] == client:
                 del table[key]
         return cmd.response()

@@ -6,7 +6,7 @@ import asyncio
 import time
 import zlib
 
-from rmqnode import log
+from rmqnode import log, validation
 from rmqnode.broker.admin import AdminProcessor
 from rmqnode.broker.client_processor import ClientProcessor
 from rmqnode.broker.clients import ClientManager
@@ -194,7 +194,12 @@ class BrokerController:
     def create_topic(self, topic: TopicConfig) -> asyncio.Task:
         """Add or replace a topic, persist topics.json, and tell the name servers now rather
         than at the next 30 s registration (Java registers right after a change, too).
-        Returns the registration, for callers that answer once it is done (see registered)."""
+        Returns the registration, for callers that answer once it is done (see registered).
+        Every topic the broker creates passes here: its name and queue counts are checked
+        before anything is stored."""
+        validation.topic(topic.topicName)
+        validation.queue_nums(topic.readQueueNums, "readQueueNums")
+        validation.queue_nums(topic.writeQueueNums, "writeQueueNums")
         self.topics.table[topic.topicName] = topic
         self.topics.data_version.next()
         self.topics.persist()

@@ -17,6 +17,32 @@ SYSTEM_GROUPS = ("SELF_TEST_C_GROUP", "CID_ONSAPI_OWNER", "CID_ONSAPI_PERMISSION
                  "CID_ONSAPI_PULL", "CID_RMQ_SYS_TRANS", "TOOLS_CONSUMER", "FILTERSRV_CONSUMER")
 
 
+# SubscriptionGroupConfig's typed fields (4.9.8) and the values each may take; fields of newer
+# versions pass through as they came.
+_BOOLS = ("consumeEnable", "consumeFromMinEnable", "consumeBroadcastEnable",
+          "notifyConsumerIdsChangedEnable")
+_INTS = {"retryQueueNums": (0, validation.QUEUE_NUMS_MAX), "retryMaxTimes": validation.INT32,
+         "brokerId": validation.INT64, "whichBrokerWhenConsumeSlowly": validation.INT64}
+
+
+def checked_group(config: object) -> dict[str, Any]:
+    """A SubscriptionGroupConfig from a request body, its name and typed fields checked the
+    way fastjson would bind them; SYSTEM_ERROR naming the first bad field otherwise."""
+    if not isinstance(config, dict):
+        raise RemotingError(ResponseCode.SYSTEM_ERROR, "the body is not a group config")
+    validation.group(config.get("groupName"))
+    for key in _BOOLS:
+        if key in config and not isinstance(config[key], bool):
+            raise RemotingError(ResponseCode.SYSTEM_ERROR,
+                                f"{key} must be true or false, not {validation.quote(config[key])}")
+    for key, (lo, hi) in _INTS.items():
+        value = config.get(key)
+        if key in config and (type(value) is not int or not lo <= value <= hi):
+            raise RemotingError(ResponseCode.SYSTEM_ERROR, f"{key} must be a whole number in "
+                                f"[{lo}, {hi}], not {validation.quote(value)}")
+    return config
+
+
 def default_group(name: str) -> dict[str, Any]:
     return {"brokerId": 0, "consumeBroadcastEnable": True, "consumeEnable": True,
             "consumeFromMinEnable": True, "groupName": name,
@@ -49,8 +75,11 @@ class SubscriptionGroupManager(JsonConfigFile):
                 "subscriptionGroupTable": self.table}
 
     def find(self, name: str, auto_create: bool | None = None) -> dict[str, Any] | None:
-        """The group's config; created with defaults if unknown and auto-creation is on."""
+        """The group's config; created with defaults if unknown and auto-creation is on.
+        A name that is not a valid group name is refused here, before anything is created."""
         group = self.table.get(name)
+        if group is None:
+            validation.group(name)
         create = self.config.autoCreateSubscriptionGroup if auto_create is None else auto_create
         if group is None and create:
             group = self.update(default_group(name))

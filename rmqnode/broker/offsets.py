@@ -36,6 +36,10 @@ class ConsumerOffsetManager(JsonConfigFile):
                                 for key, queues in self.table.items()}}
 
     def commit(self, group: str, topic: str, queue_id: int, offset: int) -> None:
+        """Names are checked here, where they become keys of consumerOffset.json: a group or
+        topic holding '@' or a stray character would corrupt the file for good."""
+        validation.group(group)
+        validation.topic(topic)
         self.table.setdefault(f"{topic}{SEPARATOR}{group}", {})[queue_id] = offset
         self.dirty = True
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import re
 import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING
@@ -19,14 +18,17 @@ from rmqnode.broker.clients import ClientChannel
 from rmqnode.broker.topics import PERM_INHERIT, PERM_READ, PERM_WRITE, TopicConfig
 from rmqnode.broker.transaction import park_half
 from rmqnode.errors import FAQ, RemotingError
-from rmqnode.message import (CLUSTER, DELAY, DLQ_PREFIX, ORIGIN_MESSAGE_ID, POP_CK,
-                             RETRY_PREFIX, RETRY_TOPIC, TRAN_MSG, WAIT, decode_batch,
-                             decode_properties, host_bytes)
+from rmqnode import validation
+from rmqnode.message import (CLUSTER, COMPRESSED_FLAG, COMPRESSION_MASK, DELAY, DLQ_PREFIX,
+                             MULTI_TAGS_FLAG, NEED_UNWRAP_FLAG, ORIGIN_MESSAGE_ID, POP_CK,
+                             RETRY_PREFIX, RETRY_TOPIC, TRAN_MSG, TRANSACTION_MASK, WAIT,
+                             decode_batch, decode_properties, host_bytes)
 from rmqnode.net.codec import RemotingCommand
 from rmqnode.net.codes import ResponseCode
 from rmqnode.net.connection import Connection
 from rmqnode.storage import store as st
 from rmqnode.storage.store import Message
+from rmqnode.validation import INT32
 
 if TYPE_CHECKING:
     from rmqnode.broker.controller import BrokerController
@@ -36,12 +38,14 @@ V2_NAMES = {"a": "producerGroup", "b": "topic", "c": "defaultTopic", "d": "defau
             "j": "reconsumeTimes", "k": "unitMode", "l": "maxReconsumeTimes", "m": "batch",
             "n": "bname"}
 
-TOPIC_PATTERN = re.compile(r"^[%|a-zA-Z0-9_-]+$")
 NOT_SENDABLE = {"SCHEDULE_TOPIC_XXXX", "RMQ_SYS_TRANS_HALF_TOPIC", "RMQ_SYS_TRANS_OP_HALF_TOPIC",
                 "TRANS_CHECK_MAX_TIME_TOPIC", "SELF_TEST_TOPIC", "OFFSET_MOVED_EVENT"}
+# The sysFlag bits a producer decides: compression, tags, transaction type. The IPv6 host bits
+# describe the record's layout and come from the real addresses, never from the request.
+CLIENT_SYS_FLAGS = (COMPRESSED_FLAG | MULTI_TAGS_FLAG | TRANSACTION_MASK | NEED_UNWRAP_FLAG
+                    | COMPRESSION_MASK)
 V3_4_9 = 121  # from this client version on, the header's maxReconsumeTimes counts
 
-_VALID_TOPICS: set[str] = set()  # names that passed validate_topic: a cache, not a registry
 _ILLEGAL = ("the message is illegal, maybe msg body or properties length not matched. "
             "msg body length limit {}k, msg properties length limit 32k.")
 
@@ -53,22 +57,6 @@ def send_header(cmd: RemotingCommand) -> dict[str, str]:
     if "b" in ext and "topic" not in ext:
         return {V2_NAMES.get(k, k): v for k, v in ext.items()}
     return ext
-
-
-def validate_topic(topic: str) -> None:
-    """TopicValidator.validateTopic, with its remarks."""
-    if topic in _VALID_TOPICS:
-        return
-    if not topic:
-        raise RemotingError(ResponseCode.SYSTEM_ERROR, "The specified topic is blank.")
-    if not TOPIC_PATTERN.match(topic):
-        raise RemotingError(ResponseCode.SYSTEM_ERROR, "The specified topic contains illegal "
-                            "characters, allowing only ^[%|a-zA-Z0-9_-]+$")
-    if len(topic) > 127:
-        raise RemotingError(ResponseCode.SYSTEM_ERROR,
-                            "The specified topic is longer than topic max length.")
-    if len(_VALID_TOPICS) < 100_000:
-        _VALID_TOPICS.add(topic)
 
 
 class SendProcessor:
@@ -85,7 +73,7 @@ class SendProcessor:
         if not cfg.brokerPermission & PERM_WRITE:
             return cmd.response(ResponseCode.NO_PERMISSION, f"the broker[{cfg.brokerIP1}] "
                                 "sending message is forbidden")
-        validate_topic(topic)
+        validation.topic(topic)
         if topic in NOT_SENDABLE:
             return cmd.response(ResponseCode.NO_PERMISSION,
                                 f"Sending message to topic[{topic}] is forbidden.")
@@ -96,7 +84,7 @@ class SendProcessor:
         if not topic_config.perm & PERM_WRITE:
             return cmd.response(ResponseCode.NO_PERMISSION,
                                 f"the topic[{topic}] sending message is forbidden")
-        queue_id = int(h.get("queueId") or -1)
+        queue_id = validation.integer(h.get("queueId"), "queueId", *INT32, default=-1)
         valid = max(topic_config.writeQueueNums, topic_config.readQueueNums)
         if queue_id >= valid:
             return cmd.response(ResponseCode.SYSTEM_ERROR, f"request queueId[{queue_id}] is "
@@ -108,9 +96,13 @@ class SendProcessor:
         if born_host is None:
             born_host = conn.attrs["born_host"] = host_bytes(
                 conn.peer if conn.peer != "?" else "0.0.0.0:0")
-        common = Message(topic, queue_id, b"", sys_flag=int(h.get("sysFlag") or 0),
-                         born_timestamp=int(h.get("bornTimestamp") or time.time() * 1000),
-                         born_host=born_host, reconsume_times=int(h.get("reconsumeTimes") or 0))
+        sys_flag = validation.integer(h.get("sysFlag"), "sysFlag", *INT32, default=0)
+        born = h.get("bornTimestamp")
+        common = Message(topic, queue_id, b"", sys_flag=sys_flag & CLIENT_SYS_FLAGS,
+                         born_timestamp=validation.integer(born, "bornTimestamp") if born
+                         else int(time.time() * 1000), born_host=born_host,
+                         reconsume_times=validation.integer(h.get("reconsumeTimes"),
+                                                            "reconsumeTimes", *INT32, default=0))
         if (h.get("batch") or "").lower() in ("true", "1"):
             try:
                 entries = decode_batch(cmd.body)
@@ -125,13 +117,14 @@ class SendProcessor:
                         for e in entries]
         else:
             props = decode_properties(h.get("properties") or "")
-            messages = [self._message(common, cmd.body, props, int(h.get("flag") or 0))]
+            messages = [self._message(common, cmd.body, props, validation.integer(
+                h.get("flag"), "flag", *INT32, default=0))]
             if props.get(TRAN_MSG, "").lower() == "true":
                 park_half(messages[0])
                 # The connection a half message came on belongs to a live producer of its
                 # group: the check-back can reach it before its first heartbeat (30 s).
                 self.broker.clients.register_producer(
-                    h.get("producerGroup") or "", ClientChannel(
+                    validation.group(h.get("producerGroup")), ClientChannel(
                         conn, str(conn.attrs.get("client_id", conn.peer)), cmd.language,
                         cmd.version))
         store = self.broker.store
@@ -163,7 +156,7 @@ class SendProcessor:
         """CONSUMER_SEND_MSG_BACK: a consumer failed a message; it comes back through
         %RETRY%<group> after the next delay level, or goes to %DLQ%<group> for good."""
         broker = self.broker
-        group = cmd.require("group")
+        group = validation.group(cmd.field("group"))
         config = broker.groups.find(group)
         if config is None:
             return cmd.response(ResponseCode.SUBSCRIPTION_GROUP_NOT_EXIST,
@@ -214,7 +207,9 @@ class SendProcessor:
         topics = self.broker.topics
         default = topics.table.get(h.get("defaultTopic") or "")
         if default is not None and default.perm & PERM_INHERIT:
-            nums = min(int(h.get("defaultTopicQueueNums") or 4), default.writeQueueNums)
+            nums = min(validation.integer(h.get("defaultTopicQueueNums"),
+                                          "defaultTopicQueueNums", 1, INT32[1], default=4),
+                       default.writeQueueNums)
             created = TopicConfig(topic, nums, nums, default.perm & ~PERM_INHERIT)
         elif topic.startswith(RETRY_PREFIX):
             created = TopicConfig(topic, 1, 1, PERM_READ | PERM_WRITE)

@@ -22,6 +22,12 @@ BENCHMARK_TOPIC = "BenchmarkTest"
 OFFSET_MOVED_EVENT = "OFFSET_MOVED_EVENT"
 SCHEDULE_TOPIC = "SCHEDULE_TOPIC_XXXX"
 DELAY_LEVELS = 18
+# TopicValidator's SYSTEM_TOPIC_SET and prefix: topics no admin request may create or delete.
+SYSTEM_TOPICS = frozenset({AUTO_CREATE_TOPIC_KEY, SCHEDULE_TOPIC, BENCHMARK_TOPIC,
+                           "RMQ_SYS_TRANS_HALF_TOPIC", "RMQ_SYS_TRACE_TOPIC",
+                           "RMQ_SYS_TRANS_OP_HALF_TOPIC", "TRANS_CHECK_MAX_TIME_TOPIC",
+                           SELF_TEST_TOPIC, OFFSET_MOVED_EVENT})
+SYSTEM_TOPIC_PREFIX = "rmq_sys_"
 
 
 @dataclass
@@ -85,6 +91,7 @@ class TopicConfigManager(JsonConfigFile):
         super().__init__(config)
         self.table: dict[str, TopicConfig] = {}
         self.data_version = DataVersion()
+        self.system: set[str] = set(SYSTEM_TOPICS)  # and those created at start
 
     def load(self) -> None:
         super().load()
@@ -117,6 +124,11 @@ class TopicConfigManager(JsonConfigFile):
                    TopicConfig(f"{c.brokerClusterName}_REPLY_TOPIC", 1, 1, rw)]
         for topic in wanted:
             self.table.setdefault(topic.topicName, topic)
+            self.system.add(topic.topicName)
+
+    def is_system(self, name: str) -> bool:
+        """TopicValidator.isSystemTopic, with the topics this broker made at start."""
+        return name in self.system or name.startswith(SYSTEM_TOPIC_PREFIX)
 
     def existing(self, name: str) -> TopicConfig:
         """The topic's config; Java's TOPIC_NOT_EXIST error for a topic this broker lacks."""
