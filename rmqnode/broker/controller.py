@@ -83,6 +83,9 @@ class BrokerController:
         self.topics.persist()
         self.offsets.load()
         self.groups.load()
+        # Every config file is read before the store opens: one that stops the node must not
+        # leave the store marked as crashed.
+        self.schedule.offsets.load()
         # Bind first: the store host written into every record and message id is the
         # address clients reach, which is only known once the port is (listenPort 0).
         await self.server.start(serving=False)

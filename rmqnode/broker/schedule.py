@@ -45,7 +45,6 @@ class ScheduleService:
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
-        self.offsets.load()
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
