@@ -21,8 +21,9 @@ ROLES = ("namesrv", "broker", "all")
 
 
 def build_configs(role: str, config_file: str | None, overrides: dict[str, str]
-                  ) -> tuple[NamesrvConfig | None, BrokerConfig | None, list[str]]:
-    """Config file first, then command-line overrides; returns the file's unknown keys."""
+                  ) -> tuple[NamesrvConfig | None, BrokerConfig | None, list[tuple[str, str]]]:
+    """Config file first, then command-line overrides; returns the unknown keys, each with
+    where it came from (a typo in either must not pass silently)."""
     ns = NamesrvConfig() if role in ("namesrv", "all") else None
     broker = BrokerConfig() if role in ("broker", "all") else None
     props: dict[str, str] = {}
@@ -42,7 +43,8 @@ def build_configs(role: str, config_file: str | None, overrides: dict[str, str]
                     mine["listenPort"] = mine.pop("namesrvPort")
             apply(cfg, mine, origin)
     known = set().union(*(field_names(c) for c in (ns, broker) if c is not None))
-    unknown = [k for k in props if k not in known and k != "namesrvPort"]
+    unknown = [(k, origin) for values, origin in layers for k in values
+               if k not in known and k != "namesrvPort"]
     if broker is not None and not broker.namesrvAddr:
         broker.namesrvAddr = os.environ.get("NAMESRV_ADDR", "")
         if not broker.namesrvAddr and ns is not None:
@@ -152,9 +154,9 @@ def main(role: str, config_file: str | None, namesrv_addr: str | None, listen_po
     except ConfigError as exc:
         click.echo(f"rmqnode: {exc}", err=True)
         sys.exit(2)
-    for key in unknown:
-        click.echo(f"rmqnode: warning: unknown config key {key!r} in {config_file} (ignored)",
-                   err=True)
+    for key, origin in unknown:
+        where = "-D" if origin == "command line" else origin
+        click.echo(f"rmqnode: warning: unknown config key {key!r} in {where} (ignored)", err=True)
     if print_config:
         for cfg in (ns_config, broker_config):
             if cfg is not None:
