@@ -9,6 +9,7 @@ from __future__ import annotations
 from rmqnode import log
 from rmqnode.atomicfile import load_with_fallback, write_atomic
 from rmqnode.net import fastjson
+from rmqnode.validation import quote
 
 ORDER_TOPIC_CONFIG = "ORDER_TOPIC_CONFIG"
 
@@ -34,7 +35,7 @@ class KVConfigManager:
 
     def put(self, namespace: str, key: str, value: str) -> None:
         self.table.setdefault(namespace, {})[key] = value
-        _log.info("kv.put", namespace=namespace, key=key, value=value)
+        _log.info("kv.put", namespace=namespace, key=key, value=quote(value))  # may be 64 KiB
         self._persist()
 
     def get(self, namespace: str, key: str) -> str | None:

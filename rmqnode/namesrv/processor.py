@@ -6,32 +6,37 @@ users already know.
 
 from __future__ import annotations
 
-import zlib
 from typing import TYPE_CHECKING
 
 from rmqnode import log
-from rmqnode.config import read_properties, write_properties
+from rmqnode.config import ConfigError, read_properties, write_properties
 from rmqnode.errors import FAQ, RemotingError
 from rmqnode.net import fastjson
 from rmqnode.net.codec import RemotingCommand
 from rmqnode.net.codes import RequestCode, ResponseCode
 from rmqnode.net.connection import Connection, Handler
+from rmqnode.namesrv import fields
 from rmqnode.namesrv.kvconfig import ORDER_TOPIC_CONFIG
+from rmqnode.validation import quote
 
 if TYPE_CHECKING:
     from rmqnode.namesrv.server import NameServer
 
 _log = log.get("rmqnode.namesrv")
 
-# Version ordinals: V3_0_11 is the first whose REGISTER_BROKER body is a RegisterBrokerBody;
-# from V4_9_4 clients get standard JSON (quoted broker ids) in routes.
-V3_0_11 = 37
+# Version ordinal: from V4_9_4 clients get standard JSON (quoted broker ids) in routes.
 V4_9_4 = 401
 
 
-def _ok(cmd: RemotingCommand, body: bytes = b"", fields: dict[str, object] | None = None
+def _kv_names(cmd: RemotingCommand) -> tuple[str, str]:
+    """The namespace and key every KV request names."""
+    return (fields.kv_string(cmd.field("namespace"), "namespace"),
+            fields.kv_string(cmd.field("key"), "key"))
+
+
+def _ok(cmd: RemotingCommand, body: bytes = b"", ext: dict[str, object] | None = None
         ) -> RemotingCommand:
-    return cmd.response(ResponseCode.SUCCESS, None, fields, body)
+    return cmd.response(ResponseCode.SUCCESS, None, ext, body)
 
 
 class NamesrvProcessor:
@@ -63,66 +68,48 @@ class NamesrvProcessor:
     # -- brokers -----------------------------------------------------------------------------
 
     def register_broker(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
-        crc = cmd.int_field("bodyCrc32", 0)
-        if crc and crc != zlib.crc32(cmd.body) & 0x7FFFFFFF:
-            raise RemotingError(ResponseCode.SYSTEM_ERROR, "crc32 not match")
-        if cmd.bool_field("compressed"):
-            raise RemotingError(ResponseCode.SYSTEM_ERROR,
-                                "compressed RegisterBrokerBody is not supported; "
-                                "set compressedRegister=false on the broker")
-        wrapper: dict = {}
-        if cmd.body:
-            try:
-                body = fastjson.loads(cmd.body)
-            except ValueError as exc:
-                raise RemotingError(ResponseCode.SYSTEM_ERROR,
-                                    f"register body is not valid JSON: {exc}") from None
-            # Brokers older than V3_0_11 send the bare TopicConfigSerializeWrapper.
-            if cmd.version >= V3_0_11:
-                wrapper = body.get("topicConfigSerializeWrapper") or {}
-            else:
-                wrapper = body
-        timeout = cmd.int_field("heartbeatTimeoutMillis", 0) / 1000.0
-        name = cmd.require("brokerName")
-        addr = cmd.require("brokerAddr")
+        reg = fields.registration(cmd)  # all of it, before any table is touched
         ha_addr, master_addr = self.ns.routes.register_broker(
-            cluster=cmd.require("clusterName"), broker_addr=addr, broker_name=name,
-            broker_id=cmd.int_field("brokerId"), ha_server_addr=cmd.field("haServerAddr") or "",
-            data_version=wrapper.get("dataVersion") or {},
-            topic_configs=wrapper.get("topicConfigTable") if cmd.body else None,
-            channel=conn, now=self.ns.clock(), timeout=timeout or None)
-        _log.debug("broker.registered", name=name, addr=addr, peer=conn.peer)
+            cluster=reg.cluster, broker_addr=reg.broker_addr, broker_name=reg.broker_name,
+            broker_id=reg.broker_id, ha_server_addr=reg.ha_server_addr,
+            data_version=reg.data_version, topic_configs=reg.topic_configs, channel=conn,
+            now=self.ns.clock(), timeout=reg.timeout)
+        _log.debug("broker.registered", name=reg.broker_name, addr=reg.broker_addr,
+                   peer=conn.peer)
         order = self.ns.kv.namespace(ORDER_TOPIC_CONFIG)
         body_out = fastjson.dumpb({"table": order}) if order else b""
         return _ok(cmd, body_out, {"haServerAddr": ha_addr, "masterAddr": master_addr})
 
     def unregister_broker(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
-        addr = cmd.require("brokerAddr")
-        self.ns.routes.unregister_broker(cmd.require("clusterName"), addr,
-                                         cmd.require("brokerName"), cmd.int_field("brokerId"))
-        _log.info("broker.unregistered", addr=addr, name=cmd.field("brokerName"))
+        addr = fields.address(cmd.field("brokerAddr"), "brokerAddr")
+        name = fields.label(cmd.field("brokerName"), "brokerName")
+        fields.label(cmd.field("clusterName"), "clusterName")  # required, as in Java
+        self.ns.routes.unregister_broker(addr, name, cmd.int_field("brokerId"))
+        _log.info("broker.unregistered", addr=addr, name=name)
         return cmd.response()
 
     def query_data_version(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
-        version = fastjson.loads(cmd.body) if cmd.body else {}
-        changed = self.ns.routes.data_version_changed(cmd.require("brokerAddr"), version,
-                                                      self.ns.clock())
-        live = self.ns.routes.broker_live_table.get(cmd.require("brokerAddr"))
+        addr = fields.address(cmd.field("brokerAddr"), "brokerAddr")
+        version = fields.data_version(fields.json_body(cmd, "dataVersion"))
+        changed = self.ns.routes.data_version_changed(addr, version, self.ns.clock())
+        live = self.ns.routes.broker_live_table.get(addr)
         body = fastjson.dumpb(live.data_version) if live is not None else b""
         return _ok(cmd, body, {"changed": changed})
 
     def wipe_write_perm(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
-        count = self.ns.routes.change_write_perm(cmd.require("brokerName"), grant=False)
-        return _ok(cmd, fields={"wipeTopicCount": count})
+        count = self.ns.routes.change_write_perm(
+            fields.label(cmd.field("brokerName"), "brokerName"), grant=False)
+        return _ok(cmd, ext={"wipeTopicCount": count})
 
     def add_write_perm(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
-        count = self.ns.routes.change_write_perm(cmd.require("brokerName"), grant=True)
-        return _ok(cmd, fields={"addTopicCount": count})
+        count = self.ns.routes.change_write_perm(
+            fields.label(cmd.field("brokerName"), "brokerName"), grant=True)
+        return _ok(cmd, ext={"addTopicCount": count})
 
     # -- routes and topics -------------------------------------------------------------------
 
     def get_route(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
-        topic = cmd.require("topic")
+        topic = fields.topic(cmd.field("topic"))
         order_conf = (self.ns.kv.get(ORDER_TOPIC_CONFIG, topic)
                       if self.ns.config.orderMessageEnable else None)
         standard = cmd.version >= V4_9_4 or cmd.bool_field("acceptStandardJsonOnly")
@@ -142,7 +129,7 @@ class NamesrvProcessor:
         return cmd.response(body=fastjson.dumpb({"topicList": self.ns.routes.all_topics()}))
 
     def get_topics_by_cluster(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
-        topics = self.ns.routes.topics_of_cluster(cmd.require("cluster"))
+        topics = self.ns.routes.topics_of_cluster(fields.label(cmd.field("cluster"), "cluster"))
         return cmd.response(body=fastjson.dumpb({"topicList": topics}))
 
     def get_system_topics(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
@@ -153,31 +140,37 @@ class NamesrvProcessor:
         return cmd.response(body=fastjson.dumpb(body))
 
     def delete_topic(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
-        topic = cmd.require("topic")
-        self.ns.routes.delete_topic(topic, cmd.field("clusterName"))
-        _log.info("topic.deleted", topic=topic, cluster=cmd.field("clusterName") or "*")
+        topic = fields.topic(cmd.field("topic"))
+        cluster = cmd.field("clusterName")
+        if cluster:
+            fields.label(cluster, "clusterName")
+        self.ns.routes.delete_topic(topic, cluster)
+        _log.info("topic.deleted", topic=topic, cluster=cluster or "*")
         return cmd.response()
 
     # -- KV config ---------------------------------------------------------------------------
 
     def put_kv(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
-        self.ns.kv.put(cmd.require("namespace"), cmd.require("key"), cmd.require("value"))
+        namespace, key = _kv_names(cmd)
+        value = fields.kv_string(cmd.field("value"), "value", fields.KV_VALUE_MAX_LENGTH,
+                                 one_line=False)
+        self.ns.kv.put(namespace, key, value)
         return cmd.response()
 
     def get_kv(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
-        namespace, key = cmd.require("namespace"), cmd.require("key")
+        namespace, key = _kv_names(cmd)
         value = self.ns.kv.get(namespace, key)
         if value is None:
             return cmd.response(ResponseCode.QUERY_NOT_FOUND,
                                 f"No config item, Namespace: {namespace} Key: {key}")
-        return _ok(cmd, fields={"value": value})
+        return _ok(cmd, ext={"value": value})
 
     def delete_kv(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
-        self.ns.kv.delete(cmd.require("namespace"), cmd.require("key"))
+        self.ns.kv.delete(*_kv_names(cmd))
         return cmd.response()
 
     def get_kv_list(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
-        namespace = cmd.require("namespace")
+        namespace = fields.kv_string(cmd.field("namespace"), "namespace")
         table = self.ns.kv.namespace(namespace)
         if not table:
             return cmd.response(ResponseCode.QUERY_NOT_FOUND,
@@ -197,5 +190,8 @@ class NamesrvProcessor:
         blocked = set(self.ns.config.configBlackList.split(";"))
         if blocked & set(props):
             return cmd.response(ResponseCode.NO_PERMISSION, "Can not update config in black list.")
-        self.ns.update_config(props)
+        try:
+            self.ns.update_config(props)
+        except ConfigError as exc:
+            raise RemotingError(ResponseCode.SYSTEM_ERROR, quote(exc, 200)) from None
         return cmd.response()

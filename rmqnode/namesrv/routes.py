@@ -6,7 +6,9 @@ connection can drop its broker, and the caller supplies the clock, which keeps e
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from rmqnode.net.fastjson import UnquotedKey
 
@@ -42,7 +44,6 @@ class BrokerData:
 
 @dataclass
 class BrokerLiveInfo:
-    cluster: str
     brokerName: str
     last_update: float
     timeout: float
@@ -67,8 +68,15 @@ class RouteInfoManager:
                         now: float, timeout: float | None = None) -> tuple[str | None, str | None]:
         """Record a broker and, for a master whose table changed, its topics' queues.
 
+        `topic_configs` must be checked already (processor: fields.registration), so that
+        nothing here can fail half-way. An address belongs to one broker name: one registered
+        under another name before leaves it, or that name would keep it without liveness and
+        never expire. `timeout` (a 5.x broker's own) may shorten the expiry, never lengthen it.
         Returns (haServerAddr, masterAddr) of this broker's master, which slaves need.
         """
+        previous = self.broker_live_table.get(broker_addr)
+        if previous is not None and previous.brokerName != broker_name:
+            self._release(previous.brokerName, broker_addr)
         self.cluster_addr_table.setdefault(cluster, {})[broker_name] = None
         broker = self.broker_addr_table.get(broker_name)
         first = broker is None
@@ -88,7 +96,7 @@ class RouteInfoManager:
                     self._update_queue_data(broker_name, topic, cfg)
 
         self.broker_live_table[broker_addr] = BrokerLiveInfo(
-            cluster, broker_name, now, timeout if timeout else self.broker_timeout,
+            broker_name, now, min(timeout or self.broker_timeout, self.broker_timeout),
             data_version, channel, ha_server_addr)
 
         if broker_id != MASTER_ID:
@@ -99,10 +107,10 @@ class RouteInfoManager:
                     return master.ha_server_addr, master_addr
         return None, None
 
-    def _update_queue_data(self, broker_name: str, topic: str, cfg: dict[str, object]) -> None:
-        queue = QueueData(broker_name, int(cfg.get("readQueueNums", 0)),  # type: ignore[arg-type]
-                          int(cfg.get("writeQueueNums", 0)), int(cfg.get("perm", 6)),  # type: ignore[arg-type]
-                          int(cfg.get("topicSysFlag", 0)))  # type: ignore[arg-type]
+    def _update_queue_data(self, broker_name: str, topic: str, cfg: Mapping[str, Any]) -> None:
+        """Java's TopicConfig defaults for the fields a broker left out."""
+        queue = QueueData(broker_name, cfg.get("readQueueNums", 16), cfg.get("writeQueueNums", 16),
+                          cfg.get("perm", 6), cfg.get("topicSysFlag", 0))
         self.topic_queue_table.setdefault(topic, {})[broker_name] = queue
 
     def data_version_changed(self, broker_addr: str, data_version: dict[str, object],
@@ -114,22 +122,31 @@ class RouteInfoManager:
         live.last_update = now
         return live.data_version != data_version
 
-    def unregister_broker(self, cluster: str, broker_addr: str, broker_name: str,
-                          broker_id: int) -> None:
-        self.broker_live_table.pop(broker_addr, None)
+    def unregister_broker(self, broker_addr: str, broker_name: str, broker_id: int) -> None:
+        """UNREGISTER_BROKER. Only the address registered under that name and id leaves (Java
+        drops the liveness of any address named, and a broker without it never expires)."""
         broker = self.broker_addr_table.get(broker_name)
         if broker is not None and broker.brokerAddrs.get(broker_id) == broker_addr:
-            del broker.brokerAddrs[broker_id]
-        self._forget_if_empty(cluster, broker_name)
+            self.broker_live_table.pop(broker_addr, None)
+            self._release(broker_name, broker_addr)
 
-    def _forget_if_empty(self, cluster: str, broker_name: str) -> None:
-        """A broker name with no address left leaves its cluster and every topic route."""
+    def _release(self, broker_name: str, broker_addr: str) -> None:
+        """Take `broker_addr` out of `broker_name`, which is forgotten if no address is left."""
+        broker = self.broker_addr_table.get(broker_name)
+        if broker is not None:
+            for broker_id in [i for i, a in broker.brokerAddrs.items() if a == broker_addr]:
+                del broker.brokerAddrs[broker_id]
+        self._forget_if_empty(broker_name)
+
+    def _forget_if_empty(self, broker_name: str) -> None:
+        """A broker name with no address left leaves every cluster that listed it (one that
+        re-registered under another cluster is in both) and every topic route."""
         broker = self.broker_addr_table.get(broker_name)
         if broker is None or broker.brokerAddrs:
             return
         del self.broker_addr_table[broker_name]
-        names = self.cluster_addr_table.get(cluster)
-        if names is not None:
+        for cluster in list(self.cluster_addr_table):
+            names = self.cluster_addr_table[cluster]
             names.pop(broker_name, None)
             if not names:
                 del self.cluster_addr_table[cluster]
@@ -156,11 +173,7 @@ class RouteInfoManager:
 
     def _drop(self, broker_addr: str) -> None:
         live = self.broker_live_table.pop(broker_addr)
-        broker = self.broker_addr_table.get(live.brokerName)
-        if broker is not None:
-            for broker_id in [i for i, a in broker.brokerAddrs.items() if a == broker_addr]:
-                del broker.brokerAddrs[broker_id]
-        self._forget_if_empty(live.cluster, live.brokerName)
+        self._release(live.brokerName, broker_addr)
 
     # -- queries -----------------------------------------------------------------------------
 

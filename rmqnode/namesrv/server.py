@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
 from collections.abc import Callable
 
@@ -66,7 +67,9 @@ class NameServer:
                 channel.close()
 
     def update_config(self, props: dict[str, str]) -> None:
-        """UPDATE_NAMESRV_CONFIG: apply, then persist to configStorePath as Java does."""
+        """UPDATE_NAMESRV_CONFIG: apply, then persist to configStorePath as Java does. A value
+        that does not convert (ConfigError) refuses the whole update: tried on a copy first."""
+        apply(copy.copy(self.config), props, "UPDATE_NAMESRV_CONFIG")
         apply(self.config, props, "UPDATE_NAMESRV_CONFIG")
         if self.config.configStorePath:
             write_atomic(self.config.configStorePath, write_properties(self.config).encode())
