@@ -7,7 +7,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from rmqnode.errors import RemotingError
 from rmqnode.message import tags_code
+from rmqnode.net.codes import ResponseCode
+from rmqnode.validation import has_lone_surrogate
 
 CONSUME_TYPES = ("CONSUME_ACTIVELY", "CONSUME_PASSIVELY", "CONSUME_POP")
 MESSAGE_MODELS = ("BROADCASTING", "CLUSTERING")
@@ -24,7 +27,9 @@ def enum_name(value: Any, names: tuple[str, ...], default: str) -> str:
     if isinstance(value, int):
         return names[value] if 0 <= value < len(names) else default
     if isinstance(value, str) and value:
-        return names[int(value)] if value.isdigit() and int(value) < len(names) else value
+        # isdecimal, not isdigit: int() refuses "²", and a short string is never a huge int
+        small = value.isdecimal() and len(value) <= 2
+        return names[int(value)] if small and int(value) < len(names) else value
     return default
 
 
@@ -41,7 +46,12 @@ class Subscription:
     @classmethod
     def parse(cls, topic: str, expression: str | None, version: int = 0,
               expression_type: str | None = None) -> Subscription:
+        """Tags are hashed as Java hashes them (UTF-16), which a lone surrogate cannot be:
+        such an expression is refused as Java refuses one it cannot parse."""
         text = (expression or "").strip()
+        if has_lone_surrogate(text):
+            raise RemotingError(ResponseCode.SUBSCRIPTION_PARSE_FAILED,
+                                "parse the consumer's subscription failed")
         if not text or text == SUB_ALL:
             return cls(topic, SUB_ALL, [], set(), version, expression_type or "TAG")
         tags = [t.strip() for t in text.split("||") if t.strip()]

@@ -16,6 +16,7 @@ import struct
 import time
 from typing import TYPE_CHECKING
 
+from rmqnode import validation
 from rmqnode.broker.clients import Subscription
 from rmqnode.broker.revive import CheckPoint
 from rmqnode.broker.topics import PERM_READ
@@ -37,6 +38,12 @@ ORDER_REVIVE_QUEUE = 999
 INIT_MODE_MIN = 0
 _QUEUE_OFFSET = struct.Struct(">q")
 POS_QUEUE_OFFSET = 20  # after totalSize, magic, bodyCRC, queueId, flag
+
+
+def checked_retry_topic(topic: str, group: str) -> str:
+    """The group's POP retry topic, refused up front when it is no valid topic name (a long
+    group and topic): revive could never store the messages it brings back."""
+    return validation.topic(pop_retry_topic(topic, group))
 
 
 class PopHoldService:
@@ -122,7 +129,7 @@ class PopProcessor:
         if not broker.config.brokerPermission & PERM_READ:
             return cmd.response(ResponseCode.NO_PERMISSION,
                                 f"the broker[{broker.config.brokerIP1}] pop message is forbidden")
-        if cmd.int_field("maxMsgNums") > MAX_POP_NUMS:
+        if cmd.int_field("maxMsgNums", None, *validation.INT32) > MAX_POP_NUMS:
             return cmd.response(ResponseCode.INVALID_PARAMETER,
                                 f"the broker[{broker.config.brokerIP1}] pop message's num is "
                                 f"greater than {MAX_POP_NUMS}")
@@ -130,19 +137,20 @@ class PopProcessor:
             return cmd.response(ResponseCode.SYSTEM_ERROR, "orderly POP is not supported by "
                                 "this broker; pop with order=false or use an orderly pull "
                                 "consumer")
-        topic, group = cmd.require("topic"), cmd.require("consumerGroup")
+        topic = validation.topic(cmd.require("topic"))
+        group = validation.group(cmd.require("consumerGroup"))
         topic_config = broker.topics.existing(topic)
         if not topic_config.perm & PERM_READ:
             return cmd.response(ResponseCode.NO_PERMISSION,
                                 f"the topic[{topic}] peeking message is forbidden")
-        queue_id = cmd.int_field("queueId")
+        queue_id = cmd.int_field("queueId", None, *validation.INT32)
         if queue_id >= topic_config.readQueueNums:
             return cmd.response(ResponseCode.INVALID_PARAMETER,
                                 f"queueId[{queue_id}] is illegal, topic:[{topic}] "
                                 f"topicConfig.readQueueNums:[{topic_config.readQueueNums}] "
                                 f"consumer:[{conn.peer}]")
         broker.groups.consumable(group)
-        retry_topic = pop_retry_topic(topic, group)
+        retry_topic = checked_retry_topic(topic, group)
         popped = await self._collect(cmd, topic_config, retry_topic)
         if not popped.messages and poll_ms > 0:
             if self.holds.full(topic):
@@ -201,9 +209,11 @@ class PopProcessor:
             offset = result.next_begin_offset  # the stored offset is out of range: correct it
             broker.offsets.commit(group, topic, queue_id, offset)
             result = store.get_messages(topic, queue_id, offset, popped.room, match)
-        if result.messages:
-            offsets = [_QUEUE_OFFSET.unpack_from(m, POS_QUEUE_OFFSET)[0]
-                       for m in result.messages]
+        # The store may hand back an empty record for an entry whose commit log bytes are
+        # gone (deleted files); like Java's null getMessage, such an entry is skipped.
+        messages = [m for m in result.messages if len(m) >= POS_QUEUE_OFFSET + 8]
+        if messages:
+            offsets = [_QUEUE_OFFSET.unpack_from(m, POS_QUEUE_OFFSET)[0] for m in messages]
             ck = CheckPoint(topic, group, queue_id, offset, popped.pop_time,
                             cmd.int_field("invisibleTime"), offsets, broker.config.brokerName)
             if not await self.revive.add_checkpoint(popped.revive_qid, ck):
@@ -213,11 +223,11 @@ class PopProcessor:
             popped.msg_info.append(offset_info_item(topic, queue_id,
                                                     ",".join(map(str, offsets))))
             if topic == cmd.field("topic"):
-                popped.messages.extend(result.messages)
+                popped.messages.extend(messages)
             else:
                 popped.messages.extend(self._as_original(m, cmd.require("topic"), ck,
                                                          popped.revive_qid)
-                                       for m in result.messages)
+                                       for m in messages)
         if result.next_begin_offset > offset:
             broker.offsets.commit(group, topic, queue_id, result.next_begin_offset)
         popped.rest += max(result.max_offset - result.next_begin_offset, 0)
@@ -250,9 +260,11 @@ class PopProcessor:
     def _acked_message(self, cmd: RemotingCommand, upper_inclusive: bool) -> tuple[str, int, int,
                                                                                   ExtraInfo]:
         """Check an ack's topic, queue and offset as Java does; its extra info parsed."""
-        topic = cmd.require("topic")
+        topic = validation.topic(cmd.require("topic"))
+        checked_retry_topic(topic, validation.group(cmd.require("consumerGroup")))
         topic_config = self.broker.topics.existing(topic)
-        queue_id, offset = cmd.int_field("queueId"), cmd.int_field("offset")
+        queue_id = cmd.int_field("queueId", None, *validation.INT32)
+        offset = cmd.int_field("offset")
         if not 0 <= queue_id < topic_config.readQueueNums:
             raise RemotingError(ResponseCode.MESSAGE_ILLEGAL,
                                 f"queueId[{queue_id}] is illegal, topic:[{topic}] "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from rmqnode import validation
 from rmqnode.broker.clients import Subscription
 from rmqnode.broker.topics import PERM_READ
 from rmqnode.errors import FAQ
@@ -121,9 +122,11 @@ class PullProcessor:
             return cmd.response(ResponseCode.NO_PERMISSION,
                                 f"the broker[{broker.config.brokerIP1}] pulling message is "
                                 "forbidden")
-        group, topic = cmd.require("consumerGroup"), cmd.require("topic")
-        queue_id, offset = cmd.int_field("queueId"), cmd.int_field("queueOffset")
-        sys_flag = cmd.int_field("sysFlag", 0)
+        group = validation.group(cmd.require("consumerGroup"))
+        topic = validation.topic(cmd.require("topic"))
+        queue_id = cmd.int_field("queueId", None, *validation.INT32)
+        offset = cmd.int_field("queueOffset")
+        sys_flag = cmd.int_field("sysFlag", 0, *validation.INT32)
         broker.groups.consumable(group)
         topic_config = broker.topics.existing(topic)
         if not topic_config.perm & PERM_READ:
@@ -141,7 +144,8 @@ class PullProcessor:
             broker.offsets.commit(group, topic, queue_id, cmd.int_field("commitOffset"))
 
         result = broker.store.get_messages(topic, queue_id, offset,
-                                           max(1, cmd.int_field("maxMsgNums", 32)),
+                                           max(1, cmd.int_field("maxMsgNums", 32,
+                                                                *validation.INT32)),
                                            None if sub.sub_string == "*" else sub.matches)
         if result.status == st.NO_MESSAGE_IN_QUEUE:
             code = ResponseCode.PULL_OFFSET_MOVED if offset else ResponseCode.PULL_NOT_FOUND

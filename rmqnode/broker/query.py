@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rmqnode import validation
+from rmqnode.errors import RemotingError
 from rmqnode.net.codec import RemotingCommand
 from rmqnode.net.codes import RequestCode, ResponseCode
 from rmqnode.net.connection import Connection, Handler
@@ -26,22 +28,28 @@ class QueryProcessor:
                 rc.GET_EARLIEST_MSG_STORETIME: self.earliest,
                 rc.VIEW_MESSAGE_BY_ID: self.view_message, rc.QUERY_MESSAGE: self.query_message}
 
+    @staticmethod
+    def _queue(cmd: RemotingCommand) -> tuple[str, int]:
+        """The topic and queueId of a lookup, checked before the store sees them: the names
+        reach the store's files and index hashes."""
+        return (validation.topic(cmd.require("topic")),
+                cmd.int_field("queueId", None, *validation.INT32))
+
     def max_offset(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
-        offset = self.store.max_offset(cmd.require("topic"), cmd.int_field("queueId"))
+        offset = self.store.max_offset(*self._queue(cmd))
         return cmd.response(fields={"offset": offset})
 
     def min_offset(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
-        offset = self.store.min_offset(cmd.require("topic"), cmd.int_field("queueId"))
+        offset = self.store.min_offset(*self._queue(cmd))
         return cmd.response(fields={"offset": offset})
 
     def offset_by_time(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
         upper = (cmd.field("boundaryType") or "").upper() == "UPPER"
-        offset = self.store.offset_by_time(cmd.require("topic"), cmd.int_field("queueId"),
-                                           cmd.int_field("timestamp"), upper)
+        offset = self.store.offset_by_time(*self._queue(cmd), cmd.int_field("timestamp"), upper)
         return cmd.response(fields={"offset": offset})
 
     def earliest(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
-        ts = self.store.earliest_store_time(cmd.require("topic"), cmd.int_field("queueId"))
+        ts = self.store.earliest_store_time(*self._queue(cmd))
         return cmd.response(fields={"timestamp": ts})
 
     def view_message(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
@@ -53,10 +61,14 @@ class QueryProcessor:
         return cmd.response(body=raw)
 
     def query_message(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
-        max_num = cmd.int_field("maxNum")
+        max_num = cmd.int_field("maxNum", None, *validation.INT32)
         if cmd.bool_field("_UNIQUE_KEY_QUERY"):
             max_num = DEFAULT_QUERY_MAX_NUM
-        found = self.store.query_by_key(cmd.require("topic"), cmd.require("key"), max_num,
+        key = cmd.require("key")
+        if validation.has_lone_surrogate(key):  # the index hashes keys as Java's UTF-16
+            raise RemotingError(ResponseCode.SYSTEM_ERROR,
+                                f"the key {validation.quote(key)} is not a string")
+        found = self.store.query_by_key(validation.topic(cmd.require("topic")), key, max_num,
                                         cmd.int_field("beginTimestamp"),
                                         cmd.int_field("endTimestamp"))
         ts, phy = self.store.index.last_update

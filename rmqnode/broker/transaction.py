@@ -9,7 +9,7 @@ import asyncio
 import time
 from typing import TYPE_CHECKING
 
-from rmqnode import log
+from rmqnode import log, validation
 from rmqnode.message import (PGROUP, REAL_QID, REAL_TOPIC, TAGS, TRAN_MSG, TRANSACTION_CHECK_TIMES,
                              TRANSACTION_COMMIT_TYPE, TRANSACTION_ID, TRANSACTION_MASK, UNIQ_KEY,
                              WAIT, encode_properties)
@@ -45,7 +45,7 @@ class EndTransactionProcessor:
         self.broker = broker
 
     async def handle(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand | None:
-        kind = cmd.int_field("commitOrRollback")
+        kind = cmd.int_field("commitOrRollback", None, *validation.INT32)
         if kind not in (COMMIT, ROLLBACK):
             return None  # UNKNOWN: wait for a check-back; Java answers nothing either
         store = self.broker.store

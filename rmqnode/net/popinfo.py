@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rmqnode.errors import RemotingError
 from rmqnode.message import RETRY_PREFIX
+from rmqnode.validation import integer
 
 NORMAL, RETRY_V1 = "0", "1"
 
@@ -51,13 +53,23 @@ class ExtraInfo:
         parts = text.split(" ")
         if len(parts) < 7:
             raise ValueError(f"extraInfo {text!r} has {len(parts)} fields, expected 7 or 8")
-        return cls(int(parts[0]), int(parts[1]), int(parts[2]), int(parts[3]), parts[4],
-                   parts[5], int(parts[6]), int(parts[7]) if len(parts) > 7 else -1)
+        numbers = [_long(parts[i]) for i in (0, 1, 2, 3, 6)]
+        return cls(*numbers[:4], parts[4], parts[5], numbers[4],
+                   _long(parts[7]) if len(parts) > 7 else -1)
 
     def __str__(self) -> str:
         text = (f"{self.ck_queue_offset} {self.pop_time} {self.invisible_time} "
                 f"{self.revive_qid} {self.retry} {self.broker_name} {self.queue_id}")
         return text if self.queue_offset < 0 else f"{text} {self.queue_offset}"
+
+
+def _long(text: str) -> int:
+    """A number of an extra info as Java's Long.parseLong reads it: int() would take " 1",
+    "1_0", Arabic digits and numbers no long holds."""
+    try:
+        return integer(text, "extraInfo")
+    except RemotingError as exc:
+        raise ValueError(exc.remark) from None
 
 
 def offset_info_item(topic: str, queue_id: int, value: str | int) -> str:
