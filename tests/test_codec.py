@@ -107,7 +107,7 @@ def _frame(word: int, header: bytes, body: bytes = b"") -> bytes:
     (_frame(2 << 24 | 2, b"{}"), "unknown serialize type 2"),
     (_frame(5, b"{nope"), "JSON header does not parse"),
     (_frame(2, b"[]"), "not an object"),
-    (_frame(12, b'{"code":"x"}'), "no integer 'code'"),
+    (_frame(12, b'{"code":"x"}'), "'code' is not a Java int: 'x'"),
     (_frame(1 << 24 | 4, b"\0\0\0\0"), "shorter than its fixed part"),
     (_frame(1 << 24 | 21, struct.pack(">hbhiii", 1, 0, 1, 1, 0, 0) + struct.pack(">i", 99)),
      "extFields length 99"),
@@ -135,9 +135,9 @@ def test_json_header_matches_fastjson_layout():
     assert json.loads(header)["remark"] == "a\nb"
 
 
-def _parsed(parse, data: bytes) -> object:
+def _decoded(decode, data: bytes) -> object:
     try:
-        return parse(data)
+        return decode(data)
     except FrameError as exc:
         return f"FrameError: {exc}"
 
@@ -148,12 +148,15 @@ ODD_HEADERS = [
     b'{"code":1,"v":1e400,"w":-0.0,"z":0.1}',
     b'{"code":1,"code":2}',                          # the last one wins
     b'{"code":1,"s":"\\ud800 lone surrogate","t":"\\u00e9\\n"}',
-    '{"code":1,"s":"é日😀"}'.encode(),
+    '{"code":1,"extFields":{"s":"é日😀"}}'.encode(),
+    b'{"code":1,"extFields":{"s":"\\ud83d\\ude00 a pair"}}',
     b'\xef\xbb\xbf{"code":1}',                       # a byte-order mark
     b' \t{"code":1}\r\n',
-    b'{"code":1,"s":"tab\tinside"}',                 # a raw control character
+    b'{"code":1,"remark":"tab\tinside"}',           # a raw control character
     b'{"code":1}{"code":2}',
-    b'{"code":1,"s":"\xff"}',                        # not UTF-8
+    b'{"code":1,"remark":"\xff"}',                   # not UTF-8
+    b'{"code":1,"language":"COBOL","opaque":null,"flag":null,"remark":null}',
+    b'{"code":1,"extFields":{"n":5,"b":true,"z":null,"d":{"k":[1]}}}',
     b"[1,2]", b"null", b"", b"{",
 ]
 
@@ -161,22 +164,124 @@ ODD_HEADERS = [
 @pytest.mark.parametrize("data", ODD_HEADERS)
 def test_msgspec_and_the_standard_parser_agree_on_odd_headers(data):
     """msgspec (the `fast` extra, which CI installs) must change nothing but speed: what it
-    refuses goes to json, and what it accepts must parse to what json makes of it."""
-    assert codec._fast_loads is not None, "msgspec is missing: pip install -e '.[fast]'"
-    assert repr(_parsed(codec.parse_json, data)) == repr(_parsed(codec.parse_json_std, data))
+    refuses goes to json, and what it accepts must decode to what json makes of it."""
+    assert codec._fast_header is not None, "msgspec is missing: pip install -e '.[fast]'"
+    assert repr(_decoded(codec.decode_json_header, data)) == \
+        repr(_decoded(codec.decode_json_header_std, data))
 
 
 def test_msgspec_and_the_standard_library_agree_on_every_captured_header():
-    assert codec._fast_loads is not None, "msgspec is missing: pip install -e '.[fast]'"
+    assert codec._fast_header is not None, "msgspec is missing: pip install -e '.[fast]'"
+    fast = 0
     for f in ALL_FRAMES:
         word = struct.unpack_from(">i", f.raw, 4)[0]
         if word >> 24 != SERIALIZE_JSON:
             continue
         header = f.raw[8:8 + (word & 0xFFFFFF)]
-        assert codec.parse_json(header) == codec.parse_json_std(header), f.flow
+        assert codec.decode_json_header(header) == codec.decode_json_header_std(header), f.flow
+        try:
+            codec._fast_header(header)
+            fast += 1
+        except ValueError:
+            pass
         ext = decode_frame(f.raw[4:]).ext_fields
         if ext:
             assert codec.ext_json_fast(ext) == codec.ext_json_std(ext), f.flow
+    assert fast > 500  # the fast path is the common one, not a decoration
+
+
+# -- what a hostile peer may put in a JSON header ----------------------------------------------
+
+
+def _json_frame(header: bytes) -> bytes:
+    return _frame(len(header), header)
+
+
+@pytest.mark.parametrize("header", [
+    b'{"code":1,"extFields":{"k":"\\ud800"}}',
+    b'{"code":1,"extFields":{"k":"x\\uDFFFy"}}',
+    b'{"code":1,"extFields":{"\\udbff":"v"}}',
+    b'{"code":1,"extFields":{"k":"\\ud800\\u0041"}}',   # a high surrogate, then no low one
+    b'{"code":1,"remark":"\\udc00"}',
+    b'{"code":1,"language":"\\ud800"}',
+    b'{"code":1,"extFields":{"k":["\\ud800"]}}',          # inside a value made a string
+])
+def test_lone_surrogates_in_a_json_header_are_refused(header):
+    for decode in (codec.decode_json_header, codec.decode_json_header_std):
+        with pytest.raises(FrameError, match="lone UTF-16 surrogate"):
+            decode(header)
+    with pytest.raises(FrameError, match="lone UTF-16 surrogate"):
+        FrameDecoder().feed(_json_frame(header))
+
+
+def test_surrogate_pairs_and_escaped_backslashes_are_not_lone_surrogates():
+    cmd = codec.decode_json_header_std(b'{"code":1,"extFields":{"e":"\\ud83d\\ude00",'
+                                       b'"b":"\\\\ud800"}}')
+    assert cmd.ext_fields == {"e": "\U0001f600", "b": "\\ud800"}
+
+
+@pytest.mark.parametrize("depth", [65, 1000, 100_000])
+@pytest.mark.parametrize("where", ["extFields", "x", "remark"])
+def test_deeply_nested_json_headers_are_refused_without_recursion(depth, where):
+    header = b'{"code":1,"%s":%s%s}' % (where.encode(), b"[" * depth, b"]" * depth)
+    with pytest.raises(FrameError, match="nests deeper than 64 levels"):
+        FrameDecoder().feed(_json_frame(header))
+    unclosed = b'{"code":1,"%s":%s' % (where.encode(), b"[" * depth)
+    with pytest.raises(FrameError, match="nests deeper than 64 levels"):
+        FrameDecoder().feed(_json_frame(unclosed))
+
+
+def test_nesting_up_to_the_limit_and_brackets_in_strings_are_fine():
+    inner = b"[" * 62 + b"]" * 62  # the header and extFields are two levels
+    cmd = decode_frame(_json_frame(b'{"code":1,"extFields":{"k":%s,"s":"%s"}}'
+                                   % (inner, b"[{" * 5000))[4:])
+    assert cmd.ext_fields["k"] == "[" * 62 + "]" * 62
+    assert cmd.ext_fields["s"] == "[{" * 5000
+
+
+@pytest.mark.parametrize("field", ["opaque", "flag", "version", "code"])
+@pytest.mark.parametrize("value", [b"Infinity", b"-Infinity", b"NaN", b"1e400", b"1.5", b"2.0",
+                                   b"true", b"false", b'"7"', b"[1]", b"{}",
+                                   b"2147483648", b"-2147483649", b"9" * 4000])
+def test_header_ints_must_be_java_ints(field, value):
+    header = b'{"code":1,"%s":%s}' % (field.encode(), value)
+    with pytest.raises(FrameError, match=f"'{field}' is not a Java int"):
+        FrameDecoder().feed(_json_frame(header))
+
+
+def test_numbers_past_pythons_conversion_limit_do_not_parse():
+    with pytest.raises(FrameError, match="does not parse"):
+        FrameDecoder().feed(_json_frame(b'{"code":1,"opaque":%s}' % (b"9" * 5000)))
+
+
+@pytest.mark.parametrize("value", [2147483647, -2147483648, 0])
+def test_header_ints_at_the_java_limits_decode(value):
+    header = b'{"code":%d,"flag":%d,"opaque":%d,"version":%d}' % ((value,) * 4)
+    cmd = decode_frame(_json_frame(header)[4:])
+    assert (cmd.code, cmd.flag, cmd.opaque, cmd.version) == (value,) * 4
+
+
+@pytest.mark.parametrize("field, value", [("remark", b"5"), ("remark", b"[]"),
+                                          ("language", b"{}"), ("language", b"1"),
+                                          ("extFields", b'"x"')])
+def test_header_strings_of_the_wrong_type_are_refused(field, value):
+    with pytest.raises(FrameError, match=f"'{field}' is not"):
+        FrameDecoder().feed(_json_frame(b'{"code":1,"%s":%s}' % (field.encode(), value)))
+
+
+def test_refusals_quote_a_bounded_excerpt_of_the_peer_value():
+    with pytest.raises(FrameError) as info:
+        FrameDecoder().feed(_json_frame(b'{"code":1,"opaque":"%s"}' % (b"A" * 1_000_000)))
+    assert len(str(info.value)) < 200 and "1000000 chars" in str(info.value)
+
+
+def test_binary_headers_refuse_encoded_surrogates():
+    """UTF-8 cannot hold a surrogate; a peer that encodes one anyway fails the frame."""
+    surrogate = "\ud800".encode("utf-8", "surrogatepass")
+    ext = struct.pack(">h", 1) + b"k" + struct.pack(">i", len(surrogate)) + surrogate
+    header = struct.pack(">hbhiii", 1, 0, 1, 1, 0, 0) + struct.pack(">i", len(ext)) + ext
+    with pytest.raises(FrameError, match="not UTF-8"):
+        FrameDecoder().feed(_frame(1 << 24 | len(header), header))
 
 
 def test_ext_fields_are_escaped_alike_by_both_encoders():

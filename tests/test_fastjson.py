@@ -74,3 +74,41 @@ def test_the_fast_writer_and_the_general_one_agree_on_every_captured_body():
             assert fastjson.dumps(value, ascii_only) == fastjson.dumps_fastjson(value, ascii_only)
         checked += 1
     assert checked > 100
+
+
+# -- what a hostile peer may put in a JSON body ------------------------------------------------
+
+
+@pytest.mark.parametrize("body", [
+    '{"a":"\\ud800"}', '{"\\udfff":1}', '["x","\\uDBFF\\u0041"]', '{"t":{0:"\\udc00"}}',
+    '{{"topic":"\\ud800","queueId":0}:1}',  # inside a fastjson object key
+])
+def test_lone_surrogates_in_a_body_are_refused(body):
+    with pytest.raises(ValueError, match="lone UTF-16 surrogate"):
+        fastjson.loads(body)
+    with pytest.raises(ValueError, match="lone UTF-16 surrogate"):
+        fastjson.loads(body.encode())
+
+
+def test_surrogate_pairs_in_a_body_are_fine():
+    assert fastjson.loads('{"e":"\\ud83d\\ude00","b":"\\\\ud800"}') == {"e": "\U0001f600",
+                                                                       "b": "\\ud800"}
+
+
+@pytest.mark.parametrize("opening", ["[", '{"a":', "{{", "{0:["])
+@pytest.mark.parametrize("depth", [fastjson.BODY_MAX_DEPTH + 1, 100_000])
+def test_deeply_nested_bodies_are_refused_without_recursion(opening, depth):
+    with pytest.raises(ValueError, match="nests deeper than"):
+        fastjson.loads(opening * depth)
+
+
+def test_bodies_nesting_up_to_the_limit_parse_on_both_parsers():
+    depth = fastjson.BODY_MAX_DEPTH
+    assert fastjson.loads("[" * depth + "]" * depth)
+    # Unquoted keys send it to the recursive fastjson parser: two Python frames a level.
+    nonstandard = "{0:" * (depth - 1) + "[]" + "}" * (depth - 1)
+    value = fastjson.loads(nonstandard)
+    for _ in range(depth - 1):
+        value = value["0"]
+    assert value == []
+    assert fastjson.loads('{"s":"' + "[{" * 10_000 + '"}') == {"s": "[{" * 10_000}

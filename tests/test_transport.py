@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import struct
 
 import pytest
@@ -18,7 +19,7 @@ from rmqnode.net.server import RemotingServer
 class Harness:
     """A server with a few handlers, and a record of what it saw."""
 
-    def __init__(self) -> None:
+    def __init__(self, **server_options: float) -> None:
         self.oneways: list[RemotingCommand] = []
         self.release = asyncio.Event()
         d = Dispatcher()
@@ -28,12 +29,16 @@ class Harness:
         d.register(3, lambda cmd, conn: self.oneways.append(cmd))
         d.register(4, self.fail_rocketmq)
         d.register(5, lambda cmd, conn: 1 / 0)
+        d.register(7, self.crash_loudly)
         d.register(6, self.call_back)
-        self.server = RemotingServer(d, "127.0.0.1", 0)
+        self.server = RemotingServer(d, "127.0.0.1", 0, **server_options)
 
     async def slow(self, cmd, conn):
         await self.release.wait()
         return cmd.response(fields={"slow": "done"})
+
+    def crash_loudly(self, cmd, conn):
+        raise ValueError("peer said: " + cmd.field("v"))
 
     def fail_rocketmq(self, cmd, conn):
         raise RemotingError(ResponseCode.TOPIC_NOT_EXIST, "topic[x] not exist, apply first please!")
@@ -52,8 +57,8 @@ def run(coro):
     return asyncio.run(asyncio.wait_for(coro, 20))
 
 
-async def _with_server(body):
-    h = Harness()
+async def _with_server(body, **server_options):
+    h = Harness(**server_options)
     await h.server.start()
     client = RemotingClient()
     try:
@@ -179,4 +184,85 @@ def test_pending_requests_fail_when_the_server_goes_away():
             conn.close()
         with pytest.raises(ConnectionLost):
             await pending
+    run(_with_server(body))
+
+
+def test_a_crashed_handler_is_one_bounded_log_line_and_remark(caplog):
+    async def body(h, client):
+        with caplog.at_level(logging.ERROR, "rmqnode.net"):
+            resp = await client.invoke(h.addr, RemotingCommand.request(7, {"v": "x" * 100_000}))
+        assert resp.code == ResponseCode.SYSTEM_ERROR
+        assert resp.remark.startswith("ValueError: 'peer said: xxx") and len(resp.remark) < 300
+        [record] = caplog.records
+        line = record.getMessage()
+        assert record.exc_info is None and "\n" not in line and len(line) < 400
+        assert line.startswith("request.crashed ") and "error=ValueError" in line
+        assert "at=tests/test_transport.py:" in line
+    run(_with_server(body))
+
+
+async def _connect(h: Harness) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.open_connection("127.0.0.1", h.server.port)
+
+
+async def _closed_by_server(reader: asyncio.StreamReader, within: float) -> bool:
+    try:
+        return await asyncio.wait_for(reader.read(), within) == b""
+    except ConnectionError:
+        return True
+    except asyncio.TimeoutError:
+        return False
+
+
+def test_a_frame_not_completed_in_time_closes_its_connection():
+    async def body(h, client):
+        reader, writer = await _connect(h)
+        frame = encode(RemotingCommand.request(1, {"v": "late"}))
+        writer.write(frame[:6])
+        assert await _closed_by_server(reader, 5)
+        writer.close()
+        # A slow peer whose frames each complete in time is never closed.
+        reader, writer = await _connect(h)
+        dec, answers = FrameDecoder(), []
+        for i in range(8):
+            frame = encode(RemotingCommand.request(1, {"v": i}))
+            for part in (frame[:3], frame[3:20], frame[20:]):
+                writer.write(part)
+                await asyncio.sleep(0.05)
+            answers += dec.feed(await reader.read(4096))
+        assert [a.field("echo") for a in answers] == [str(i) for i in range(8)]
+        writer.close()
+        assert h.server.buffered_input == 0
+    run(_with_server(body, frame_timeout=0.4))
+
+
+def test_incomplete_frames_past_the_server_limit_close_the_biggest():
+    async def body(h, client):
+        small_r, small_w = await _connect(h)
+        big_r, big_w = await _connect(h)
+        small_w.write(struct.pack(">ii", 100_000, 2) + b"s" * 30_000)
+        await small_w.drain()
+        big_w.write(struct.pack(">ii", 100_000, 2) + b"b" * 60_000)
+        await big_w.drain()
+        assert await _closed_by_server(big_r, 5)
+        assert not await _closed_by_server(small_r, 0.3)
+        assert h.server.buffered_input == 30_008
+        # Whole frames bigger than what is left of the limit pass: they are not held.
+        resp = await client.invoke(h.addr, RemotingCommand.request(1, {"v": 1}, b"x" * 70_000))
+        assert len(resp.body) == 70_000
+        small_w.close()
+        big_w.close()
+    run(_with_server(body, max_buffered_input=80_000))
+
+
+def test_closing_a_connection_cancels_its_running_handlers():
+    async def body(h, client):
+        reader, writer = await _connect(h)
+        writer.write(encode(RemotingCommand.request(2)))
+        await asyncio.sleep(0.1)
+        [conn] = h.server.connections
+        [task] = conn.tasks
+        writer.close()
+        await asyncio.sleep(0.1)
+        assert task.done() and not conn.tasks and not h.release.is_set()
     run(_with_server(body))

@@ -16,10 +16,12 @@ import json.encoder
 import json.scanner
 import struct
 from dataclasses import dataclass
+from typing import Annotated, Literal
 
 from rmqnode.errors import FrameError, RemotingError
 from rmqnode.net.codes import ResponseCode
-from rmqnode.validation import INT64, integer
+from rmqnode.net.fastjson import lone_surrogate_in, nests_deeper
+from rmqnode.validation import INT32, INT64, integer, quote
 
 SERIALIZE_JSON = 0
 SERIALIZE_ROCKETMQ = 1
@@ -28,6 +30,8 @@ FLAG_RESPONSE = 0x1
 FLAG_ONEWAY = 0x2
 
 DEFAULT_MAX_FRAME = 16 * 1024 * 1024
+# A header nests two levels (the header, extFields); the standard parser recurses per level.
+HEADER_MAX_DEPTH = 64
 
 # The version ordinal we announce: V4_9_8 in MQVersion.Version (4.9.4 = 401, each release is
 # preceded by its SNAPSHOT). Brokers must send >= V3_0_11 for namesrv to read RegisterBrokerBody.
@@ -46,11 +50,31 @@ _quote = json.encoder.encode_basestring  # the C string quoter json.dumps uses
 _scan = json.scanner.make_scanner(json.JSONDecoder())  # json.loads minus its wrapping
 _WHITESPACE = " \t\n\r"
 try:
+    import msgspec
     import msgspec.json
-    _fast_loads = msgspec.json.Decoder().decode
-    _fast_dumps = msgspec.json.Encoder().encode
 except ImportError:  # the `fast` extra is not installed
-    _fast_loads = _fast_dumps = None
+    _fast_header = _fast_dumps = None
+else:
+    _JavaInt = Annotated[int, msgspec.Meta(ge=INT32[0], le=INT32[1])]
+
+    class _Header(msgspec.Struct, forbid_unknown_fields=True):
+        """A header as Java, Go and C++ write it, every value of its Java type. Anything else
+        (a null, an unknown key or language, an int out of range, a float, and all that
+        msgspec refuses: NaN, lone surrogates) goes to the standard parser, which checks it
+        field by field: so no value of the wrong type gets through either path, and nothing
+        nests deeper than extFields here."""
+
+        code: _JavaInt
+        extFields: dict[str, str | int | bool | None] | None = None
+        flag: _JavaInt = 0
+        language: Literal[LANGUAGES] = "OTHER"  # type: ignore[valid-type]
+        opaque: _JavaInt = 0
+        remark: str | None = None
+        serializeTypeCurrentRPC: str | None = None
+        version: _JavaInt = 0
+
+    _fast_header = msgspec.json.Decoder(_Header).decode
+    _fast_dumps = msgspec.json.Encoder().encode
 
 
 def ext_value(value: object) -> str | None:
@@ -155,32 +179,26 @@ def encode_json_header(cmd: RemotingCommand) -> bytes:
 
 
 def parse_json_std(data: bytes | memoryview) -> object:
-    """The standard library's parser: the reference, and the one whose errors we report."""
+    """The standard library's parser: the reference, and the one whose errors we report.
+    Refuses what would break later: nesting past HEADER_MAX_DEPTH (a RecursionError in the
+    parser) and lone surrogates (every later write of the value to a file would fail)."""
     try:
         text = str(data, "utf-8").strip(_WHITESPACE)
+    except UnicodeDecodeError as exc:
+        raise FrameError(f"JSON header does not parse: {exc}") from None
+    if nests_deeper(text, HEADER_MAX_DEPTH):
+        raise FrameError(f"JSON header nests deeper than {HEADER_MAX_DEPTH} levels")
+    try:
         value, end = _scan(text, 0)
     except StopIteration:
         raise FrameError("JSON header does not parse: no JSON value") from None
-    except (UnicodeDecodeError, ValueError) as exc:
+    except ValueError as exc:
         raise FrameError(f"JSON header does not parse: {exc}") from None
     if end != len(text):
         raise FrameError(f"JSON header does not parse: extra data at {end}")
+    if lone_surrogate_in(text, value):
+        raise FrameError("JSON header holds a lone UTF-16 surrogate")
     return value
-
-
-def parse_json(data: bytes | memoryview) -> object:
-    """msgspec (the `fast` extra) parses a header in a quarter of the time, to the same
-    values (integers of any size stay exact); whatever it refuses (NaN, lone surrogates,
-    bad input) goes to the standard parser, so what is accepted, and how a refusal is
-    worded, does not depend on the extra."""
-    if _fast_loads is not None:
-        try:
-            value = _fast_loads(data)
-        except ValueError:
-            return parse_json_std(data)
-        if type(value) is dict:
-            return value
-    return parse_json_std(data)
 
 
 def ext_json_std(ext: dict[str, str]) -> str:
@@ -197,38 +215,68 @@ _ext_json = ext_json_std if _fast_dumps is None else ext_json_fast
 
 
 def decode_json_header(data: bytes | memoryview) -> RemotingCommand:
-    header = parse_json(data)
+    """msgspec (the `fast` extra) decodes a well-typed header in a quarter of the time;
+    whatever it refuses goes to the standard parser, so what is accepted, and how a refusal
+    is worded, does not depend on the extra."""
+    if _fast_header is not None:
+        try:
+            h = _fast_header(data)
+        except ValueError:
+            pass
+        else:  # positional: the field order of RemotingCommand
+            ext = h.extFields
+            return RemotingCommand(h.code, h.opaque, h.flag, h.remark,
+                                   None if ext is None else _java_strings(ext), b"",
+                                   h.language, h.version, SERIALIZE_JSON)
+    return decode_json_header_std(data)
+
+
+def _java_strings(ext: dict[str, object]) -> dict[str, str]:
+    """extFields with Java's string values: Java sends strings only; the C++ client and
+    ali-ons send a few numbers, converted in place (JSON object keys are strings already)."""
+    for key in [k for k, v in ext.items() if type(v) is not str]:
+        value = ext_value(ext[key])
+        if value is None:
+            del ext[key]
+        else:
+            ext[key] = value
+    return ext  # type: ignore[return-value]
+
+
+def _java_int(header: dict, name: str) -> int:
+    """An int field as Java's fastjson reads it into RemotingCommand: absent is 0 (but for
+    `code`), anything not a JSON integer within int32 fails the frame, as in Java."""
+    value = header.get(name)
+    if value is None and name != "code":
+        return 0
+    if type(value) is not int or not INT32[0] <= value <= INT32[1]:
+        raise FrameError(f"JSON header {name!r} is not a Java int: {quote(value)}")
+    return value
+
+
+def decode_json_header_std(data: bytes | memoryview) -> RemotingCommand:
+    """The header through the standard parser, every field checked for its Java type."""
+    header = parse_json_std(data)
     if not isinstance(header, dict):
         raise FrameError("JSON header is not an object")
-    code = header.get("code")
-    if not isinstance(code, int) or isinstance(code, bool):
-        raise FrameError("JSON header has no integer 'code'")
+    code = _java_int(header, "code")
     raw_ext = header.get("extFields")
     ext: dict[str, str] | None
     if raw_ext is None:
         ext = None
     elif isinstance(raw_ext, dict):
-        # Java sends strings only; the C++ client and ali-ons send a few numbers, converted
-        # in place (JSON object keys are strings already).
-        ext = raw_ext
-        for key in [k for k, v in raw_ext.items() if type(v) is not str]:
-            value = raw_ext[key]
-            value = str(value) if type(value) is int else ext_value(value)
-            if value is None:
-                del raw_ext[key]
-            else:
-                raw_ext[key] = value
+        ext = _java_strings(raw_ext)
     else:
         raise FrameError("JSON header 'extFields' is not an object")
     remark = header.get("remark")
-    try:  # positional: the field order of RemotingCommand
-        return RemotingCommand(code, int(header.get("opaque") or 0),
-                               int(header.get("flag") or 0),
-                               None if remark is None else str(remark), ext, b"",
-                               str(header.get("language") or "OTHER"),
-                               int(header.get("version") or 0), SERIALIZE_JSON)
-    except (TypeError, ValueError) as exc:
-        raise FrameError(f"JSON header field has the wrong type: {exc}") from None
+    if remark is not None and type(remark) is not str:
+        raise FrameError(f"JSON header 'remark' is not a string: {quote(remark)}")
+    language = header.get("language")
+    if language is not None and type(language) is not str:
+        raise FrameError(f"JSON header 'language' is not a string: {quote(language)}")
+    return RemotingCommand(code, _java_int(header, "opaque"), _java_int(header, "flag"), remark,
+                           ext, b"", language if language in LANGUAGE_CODES else "OTHER",
+                           _java_int(header, "version"), SERIALIZE_JSON)
 
 
 def encode_binary_header(cmd: RemotingCommand) -> bytes:
@@ -351,3 +399,8 @@ class FrameDecoder:
     def pending(self) -> int:
         """Bytes received that do not yet form a whole frame."""
         return len(self._buf)
+
+    def reset(self) -> None:
+        """Drop the bytes of an incomplete frame (its connection is closing): free them now,
+        not when the transport gets round to connection_lost."""
+        self._buf = bytearray()

@@ -11,12 +11,14 @@ import asyncio
 import itertools
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import PurePath
 from typing import Union
 
 from rmqnode import log
 from rmqnode.errors import ConnectionLost, FrameError, RemotingError, RemotingTimeout
 from rmqnode.net.codec import DEFAULT_MAX_FRAME, FrameDecoder, RemotingCommand, encode
 from rmqnode.net.codes import ResponseCode, request_name
+from rmqnode.validation import quote
 
 _log = log.get("rmqnode.net")
 
@@ -25,6 +27,9 @@ Handler = Callable[[RemotingCommand, "Connection"], HandlerResult]
 
 # Opaques are process-wide and kept non-negative, as the C++ client does.
 _opaques = itertools.count(1)
+
+# How much of a crashed handler's exception message goes into the log line and the remark.
+CRASH_MESSAGE_LIMIT = 200
 
 
 def next_opaque() -> int:
@@ -52,14 +57,32 @@ class Dispatcher:
         self.handlers.update(table)
 
 
+def raised_at(exc: BaseException) -> str:
+    """`package/file.py:line` of the frame that raised `exc`: where to look, in one word."""
+    tb = exc.__traceback__
+    if tb is None:
+        return "?"
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return f"{'/'.join(PurePath(tb.tb_frame.f_code.co_filename).parts[-2:])}:{tb.tb_lineno}"
+
+
 class Connection(asyncio.Protocol):
-    """Frames in, frames out; requests dispatched, responses matched, oneways never answered."""
+    """Frames in, frames out; requests dispatched, responses matched, oneways never answered.
+
+    `on_input(conn, delta)` hears every change of the bytes held in an incomplete frame
+    (`buffered_input`), and `frame_started` says since when that frame has been arriving:
+    the server bounds both across its connections."""
 
     def __init__(self, dispatcher: Dispatcher, max_frame: int = DEFAULT_MAX_FRAME,
-                 on_close: Callable[[Connection], None] | None = None) -> None:
+                 on_close: Callable[[Connection], None] | None = None,
+                 on_input: Callable[[Connection, int], None] | None = None) -> None:
         self.dispatcher = dispatcher
         self.decoder = FrameDecoder(max_frame)
         self.on_close = on_close
+        self.on_input = on_input
+        self.buffered_input = 0
+        self.frame_started: float | None = None
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         self.pending: dict[int, asyncio.Future[RemotingCommand]] = {}
@@ -103,8 +126,32 @@ class Connection(asyncio.Protocol):
             self._receiving = False
             if self._out is not None:
                 self._flush_out()
+        pending = self.decoder.pending
+        if pending or self.buffered_input:  # reads of whole frames skip the bookkeeping
+            self._track_input(pending, bool(commands))
+
+    def _track_input(self, pending: int, completed: bool) -> None:
+        """Note the incomplete frame's size and since when it has been arriving (from the
+        read that completed the frame before it), and tell `on_input` of the change."""
+        if not pending:
+            self.frame_started = None
+        elif completed or self.frame_started is None:
+            self.frame_started = self.last_active
+        delta, self.buffered_input = pending - self.buffered_input, pending
+        if delta and self.on_input is not None:
+            self.on_input(self, delta)
+
+    def _drop_input(self) -> None:
+        self.decoder.reset()
+        self._track_input(0, False)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        """Everything the connection started ends with it: requests waiting for the peer's
+        answer fail, and handlers still running for the peer (held pulls and pops above all)
+        are cancelled, so that nothing it sent outlives it."""
+        self._drop_input()
+        for task in list(self.tasks):
+            task.cancel()
         for fut in self.pending.values():
             if not fut.done():
                 fut.set_exception(ConnectionLost(f"connection to {self.peer} closed"))
@@ -128,7 +175,7 @@ class Connection(asyncio.Protocol):
     def _dispatch(self, cmd: RemotingCommand) -> None:
         if _log.debug_enabled:
             _log.debug("request", peer=self.peer, code=request_name(cmd.code),
-                       language=cmd.language, oneway=cmd.is_oneway)
+                       language=quote(cmd.language), oneway=cmd.is_oneway)
         handler = self.dispatcher.handlers.get(cmd.code)
         if handler is None:
             self.reply(cmd, cmd.response(ResponseCode.REQUEST_CODE_NOT_SUPPORTED,
@@ -160,8 +207,12 @@ class Connection(asyncio.Protocol):
             _log.debug("request.failed", peer=self.peer, code=request_name(cmd.code),
                        response=exc.code, remark=exc.remark)
             return cmd.response(exc.code, exc.remark)
-        _log.exception("request.crashed", peer=self.peer, code=request_name(cmd.code))
-        return cmd.response(ResponseCode.SYSTEM_ERROR, f"{type(exc).__name__}: {exc}")
+        # One line, no traceback: a peer that can crash a handler at will must not be able
+        # to fill the log; the file and line say where to look.
+        message = quote(str(exc), CRASH_MESSAGE_LIMIT)
+        _log.error("request.crashed", peer=self.peer, code=request_name(cmd.code),
+                   error=type(exc).__name__, message=message, at=raised_at(exc))
+        return cmd.response(ResponseCode.SYSTEM_ERROR, f"{type(exc).__name__}: {message}")
 
     def reply(self, request: RemotingCommand, response: RemotingCommand | None) -> None:
         """Answer `request` (a handler that returned None answers this way, later)."""
@@ -228,6 +279,9 @@ class Connection(asyncio.Protocol):
         self.write(cmd)
 
     def close(self) -> None:
+        """Flush what is queued and close; nothing more is read, so the bytes of an
+        incomplete frame are dropped now."""
         if self.transport is not None and not self.transport.is_closing():
             self._flush_out()
             self.transport.close()
+        self._drop_input()

@@ -14,6 +14,12 @@ import json
 import re
 from typing import Any
 
+from rmqnode import validation
+
+# Real bodies nest fewer than 10 levels; the parsers recurse once or twice per level, so a
+# limit keeps a body of 100,000 `[` a ValueError instead of a RecursionError.
+BODY_MAX_DEPTH = 256
+
 _dumps_str = json.JSONEncoder(ensure_ascii=False).encode
 _dumps_ascii = json.JSONEncoder(ensure_ascii=True).encode
 _compact_str = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -38,6 +44,46 @@ class UnquotedKey(int):
 _WS = re.compile(r"[ \t\n\r]*")
 _NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(\.\d+)?([eE][-+]?\d+)?")
 _BARE = re.compile(r"[A-Za-z_$][\w$]*")
+_STRING = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+"')
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def nests_deeper(text: str, limit: int) -> bool:
+    """Whether JSON text opens more than `limit` arrays and objects inside one another
+    (brackets inside strings do not count). Run before parsing, since parsers recurse per
+    level; text with too few brackets to nest that deep is not scanned at all."""
+    if text.count("[") + text.count("{") <= limit:
+        return False
+    depth = 0
+    for ch in _NOT_BRACKET.sub("", _STRING.sub("", text)):
+        if ch in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
+def lone_surrogate_in(text: str, value: Any) -> bool:
+    """Whether `value`, parsed from JSON `text`, holds a lone UTF-16 surrogate in a key or a
+    string: no file or peer could take it as UTF-8 later. Only a \\uD800-\\uDFFF escape can
+    make one (UTF-8 input cannot), so the walk runs only when the text has such an escape."""
+    if _SURROGATE_ESCAPE.search(text) is None:
+        return False
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            if validation.has_lone_surrogate(v):
+                return True
+        elif isinstance(v, dict):
+            stack.extend(v)
+            stack.extend(v.values())
+        elif isinstance(v, (list, tuple)):  # an ObjectKey is a tuple of (key, value) pairs
+            stack.extend(v)
+    return False
 
 
 class _Parser:
@@ -131,17 +177,22 @@ class _Parser:
 
 
 def loads(data: bytes | str) -> Any:
-    """Parse a body written by fastjson, jsoncpp or any standard JSON writer."""
-    text = data.decode("utf-8") if isinstance(data, (bytes, bytearray, memoryview)) else data
+    """Parse a body written by fastjson, jsoncpp or any standard JSON writer. ValueError for
+    what no Java peer could have written: nesting deeper than BODY_MAX_DEPTH, or a lone
+    surrogate, which would make every later write of the value (a config file) fail."""
+    text = str(data, "utf-8") if isinstance(data, (bytes, bytearray, memoryview)) else data
+    if nests_deeper(text, BODY_MAX_DEPTH):
+        raise ValueError(f"JSON nests deeper than {BODY_MAX_DEPTH} levels")
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except ValueError:
-        pass
-    parser = _Parser(text)
-    value = parser.value()
-    parser.ws()
-    if parser.pos != len(text):
-        raise parser.fail("trailing data after JSON")
+        parser = _Parser(text)
+        value = parser.value()
+        parser.ws()
+        if parser.pos != len(text):
+            raise parser.fail("trailing data after JSON") from None
+    if lone_surrogate_in(text, value):
+        raise ValueError("JSON holds a lone UTF-16 surrogate")
     return value
 
 

@@ -12,18 +12,32 @@ from rmqnode.net.connection import Connection, Dispatcher
 
 _log = log.get("rmqnode.net")
 
+DEFAULT_MAX_BUFFERED_INPUT = 128 * 1024 * 1024
+DEFAULT_FRAME_TIMEOUT = 30.0
+
 
 class RemotingServer:
     """Serves one listen address. Connections idle longer than `idle_timeout` are closed,
-    as the Java server does after 120 s; live clients keep theirs open with heartbeats."""
+    as the Java server does after 120 s; live clients keep theirs open with heartbeats.
+
+    What peers can make the node hold is bounded too: the bytes of incomplete frames, all
+    connections together, by `max_buffered_input` (past it the connections holding the
+    most are closed: 40 peers each sending 15 MiB of a 16 MiB frame took 657 MB); and
+    the time a started frame may take to complete, by `frame_timeout` (so a peer cannot
+    keep such a buffer for ever by trickling bytes that also keep it from idling out)."""
 
     def __init__(self, dispatcher: Dispatcher, host: str, port: int,
-                 max_frame: int = DEFAULT_MAX_FRAME, idle_timeout: float = 120.0) -> None:
+                 max_frame: int = DEFAULT_MAX_FRAME, idle_timeout: float = 120.0,
+                 max_buffered_input: int = DEFAULT_MAX_BUFFERED_INPUT,
+                 frame_timeout: float = DEFAULT_FRAME_TIMEOUT) -> None:
         self.dispatcher = dispatcher
         self.host = host
         self.port = port
         self.max_frame = max_frame
         self.idle_timeout = idle_timeout
+        self.max_buffered_input = max_buffered_input
+        self.frame_timeout = frame_timeout
+        self.buffered_input = 0  # bytes in incomplete frames, all connections together
         self.connections: set[Connection] = set()
         self.close_listeners: list[Callable[[Connection], None]] = []
         self._server: asyncio.base_events.Server | None = None
@@ -39,9 +53,18 @@ class RemotingServer:
                 _log.exception("connection.close_listener_failed", peer=conn.peer)
 
     def _new_connection(self) -> Connection:
-        conn = Connection(self.dispatcher, self.max_frame, self._on_close)
+        conn = Connection(self.dispatcher, self.max_frame, self._on_close, self._on_input)
         self.connections.add(conn)
         return conn
+
+    def _on_input(self, conn: Connection, delta: int) -> None:
+        self.buffered_input += delta
+        while self.buffered_input > self.max_buffered_input:
+            biggest = max(self.connections, key=lambda c: c.buffered_input)
+            _log.warning("connection.input_limit_closed", peer=biggest.peer,
+                         buffered=biggest.buffered_input, total=self.buffered_input,
+                         limit=self.max_buffered_input)
+            biggest.close()  # which gives its bytes back through _on_input
 
     async def start(self, serving: bool = True) -> None:
         """Bind (and learn the port if 0 was asked for); with serving=False, accept nothing
@@ -58,12 +81,19 @@ class RemotingServer:
         await self._server.start_serving()
 
     async def _reap_idle(self) -> None:
+        """Close idle connections, and those whose started frame is overdue."""
         while True:
-            await asyncio.sleep(min(10.0, self.idle_timeout / 2))
-            cutoff = time.monotonic() - self.idle_timeout
-            for conn in [c for c in self.connections if c.last_active < cutoff]:
-                _log.info("connection.idle_closed", peer=conn.peer)
-                conn.close()
+            await asyncio.sleep(min(10.0, self.idle_timeout / 2, self.frame_timeout / 2))
+            now = time.monotonic()
+            for conn in list(self.connections):
+                if conn.last_active < now - self.idle_timeout:
+                    _log.info("connection.idle_closed", peer=conn.peer)
+                    conn.close()
+                elif conn.frame_started is not None and \
+                        conn.frame_started < now - self.frame_timeout:
+                    _log.warning("connection.frame_timeout", peer=conn.peer,
+                                 buffered=conn.buffered_input, seconds=self.frame_timeout)
+                    conn.close()
 
     async def stop(self) -> None:
         if self._reaper is not None:
