@@ -37,41 +37,37 @@ STATUS_CODES = {
 
 
 class PullHoldService:
-    """Held pulls per queue, woken by the store's reput step when messages arrive."""
+    """Held pulls per queue, woken by the store's reput step when messages arrive. A pull
+    leaves the table however its hold ends (woken, timed out, or cancelled when its
+    connection closes): a held pull must not outlive the client that sent it."""
 
     def __init__(self) -> None:
-        self.waiting: dict[tuple[str, int], list[tuple[int, asyncio.Future[None]]]] = {}
+        # (topic, queue id) -> {the held pull's future: the offset it waits beyond}
+        self.waiting: dict[tuple[str, int], dict[asyncio.Future[None], int]] = {}
 
     def on_arrival(self, topic: str, queue_id: int, max_offset: int) -> None:
-        held = self.waiting.get((topic, queue_id))
-        if not held:
-            return
-        keep = []
-        for offset, fut in held:
-            if fut.done():
-                continue
-            if max_offset > offset:
-                fut.set_result(None)
-            else:
-                keep.append((offset, fut))
-        if keep:
-            self.waiting[(topic, queue_id)] = keep
-        else:
-            del self.waiting[(topic, queue_id)]
+        for fut, offset in self.waiting.get((topic, queue_id), {}).items():
+            if max_offset > offset and not fut.done():
+                fut.set_result(None)  # its hold() takes it out of the table
 
     async def hold(self, topic: str, queue_id: int, offset: int, timeout: float) -> None:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
-        self.waiting.setdefault((topic, queue_id), []).append((offset, fut))
+        key = (topic, queue_id)
+        held = self.waiting.setdefault(key, {})
+        held[fut] = offset
         timer = loop.call_later(timeout, lambda: fut.done() or fut.set_result(None))
         try:
             await fut
         finally:
             timer.cancel()
+            del held[fut]
+            if not held and self.waiting.get(key) is held:
+                del self.waiting[key]
 
     def release_all(self) -> None:
         for held in self.waiting.values():
-            for _, fut in held:
+            for fut in held:
                 if not fut.done():
                     fut.set_result(None)
         self.waiting.clear()
