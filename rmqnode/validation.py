@@ -41,12 +41,20 @@ def quote(value: object, limit: int = QUOTE_LIMIT) -> str:
     return repr(text)
 
 
+def _text(value: object, what: str) -> None:
+    """Names from JSON bodies may be any JSON value: only a string (or nothing) goes on."""
+    if value is not None and not isinstance(value, str):
+        raise RemotingError(ResponseCode.SYSTEM_ERROR,
+                            f"The specified {what} is not a string: {quote(value)}")
+
+
 def topic(name: str | None) -> str:
     """TopicValidator.validateTopic, with its remarks (SYSTEM_ERROR). It holds for the topics
     the broker derives from a group (%RETRY%, %DLQ%) too: the store takes no longer topic."""
-    if name in _valid_topics:
-        return name  # type: ignore[return-value]
-    if not name or name.isspace():
+    if type(name) is str and name in _valid_topics:
+        return name
+    _text(name, "topic")
+    if not name or name.isspace():  # type: ignore[union-attr]
         raise RemotingError(ResponseCode.SYSTEM_ERROR, "The specified topic is blank.")
     if not NAME_PATTERN.fullmatch(name):
         raise RemotingError(ResponseCode.SYSTEM_ERROR, "The specified topic contains illegal "
@@ -61,7 +69,8 @@ def topic(name: str | None) -> str:
 
 def group(name: str | None) -> str:
     """Validators.checkGroup's rules, answered as the broker answers a bad name."""
-    if not name or name.isspace():
+    _text(name, "group")
+    if not name or name.isspace():  # type: ignore[union-attr]
         raise RemotingError(ResponseCode.SYSTEM_ERROR, "The specified group is blank.")
     if not NAME_PATTERN.fullmatch(name):
         raise RemotingError(ResponseCode.SYSTEM_ERROR, "The specified group contains illegal "

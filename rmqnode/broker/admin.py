@@ -340,7 +340,7 @@ class AdminProcessor:
         broker.offsets.persist()
         table = {self._mq(topic, q): o for q, o in offsets.items()}
         info = broker.clients.consumers.get(group)
-        for channel in list(info.channels.values()) if info else []:
+        for channel in [c for c in info.channels.values() if c.conn.is_open] if info else []:
             body = (_json({"offsetTable": [{"brokerName": broker.config.brokerName,
                                             "offset": o, "queueId": q, "topic": topic}
                                            for q, o in offsets.items()]})

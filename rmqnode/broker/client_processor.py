@@ -193,6 +193,7 @@ class ClientProcessor:
         group, client = validation.group(data.get("consumerGroup")), text(data, "clientId")
         table = self.locks.get(group, {})
         for key in [mq_key(mq) for mq in objects(data, "mqSet")]:
-            if table.get(key, ("",))[0] == client:
+            owner = table.get(key)
+            if owner is not None and owner[0] == client:
                 del table[key]
         return cmd.response()
