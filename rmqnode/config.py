@@ -33,6 +33,8 @@ class NamesrvConfig:
     serverChannelMaxIdleTimeSeconds: int = 120
     brokerChannelExpiredMillis: int = 120_000  # ours: RouteInfoManager's fixed 120 s in Java
     scanNotActiveBrokerIntervalMillis: int = 10_000
+    maxBufferedInputBytes: int = 128 * 1024 * 1024  # ours, as BrokerConfig's
+    frameCompleteTimeoutMillis: int = 30_000  # ours, as BrokerConfig's
     configBlackList: str = "configBlackList;configStorePath;kvConfigPath"
 
 
@@ -172,12 +174,15 @@ RANGES: dict[str, tuple[int, int]] = {
     "serverChannelMaxIdleTimeSeconds": (1, _INT_MAX), "maxFrameLength": (1024, _INT_MAX),
     "brokerChannelExpiredMillis": (1, _LONG_MAX),
     "scanNotActiveBrokerIntervalMillis": (1, _LONG_MAX),
+    "maxBufferedInputBytes": (1 << 20, _LONG_MAX), "frameCompleteTimeoutMillis": (1, _LONG_MAX),
 }
 CHOICES: dict[str, tuple[str, ...]] = {
     "flushDiskType": ("ASYNC_FLUSH", "SYNC_FLUSH"),
     "brokerRole": ("ASYNC_MASTER", "SYNC_MASTER", "SLAVE"),
 }
-_NAME = re.compile(r"[%|a-zA-Z0-9_-]{1,127}")  # cluster and broker names are topics too
+# Cluster and broker names are topics too; a host name (Java's default broker name) may
+# hold dots, which the name server takes as well.
+_NAME = re.compile(r"(?!\.+$)[%|a-zA-Z0-9_.-]{1,127}")
 _HOUR = re.compile(r"(?:[01]?[0-9]|2[0-3])")
 _ADDR = re.compile(r"[^\s:;]+:[0-9]{1,5}")
 
@@ -187,7 +192,7 @@ def _text_problem(name: str, value: str) -> str | None:
     if name in CHOICES and value not in CHOICES[name]:
         return f"must be one of {', '.join(CHOICES[name])}"
     if name in ("brokerName", "brokerClusterName") and not _NAME.fullmatch(value):
-        return "must be 1 to 127 of the characters %|a-zA-Z0-9_-"
+        return "must be 1 to 127 of the characters %|a-zA-Z0-9_.-"
     if name == "deleteWhen" and not all(_HOUR.fullmatch(h) for h in value.split(";")):
         return "must be hours of the day (00-23) separated by ';'"
     if name == "messageDelayLevel":

@@ -71,19 +71,20 @@ def test_held_pulls_end_with_their_connections(start_node):
 
 
 def test_incomplete_frames_are_bounded_across_the_node(start_node):
-    """Ten peers each send 15 MiB of a 16 MiB frame and stop: the node holds no more than
-    maxBufferedInputBytes (128 MiB) of them, closing the peers holding the most."""
-    node = start_node("--namesrv-port", "0", "--listen-port", "0")
+    """Four peers each send 3 MiB of a 16 MiB frame and stop: the node holds no more than
+    maxBufferedInputBytes (8 MiB here) of them, closing the peers holding the most."""
+    node = start_node("--namesrv-port", "0", "--listen-port", "0",
+                      "-D", f"maxBufferedInputBytes={8 << 20}")
     host, port = node.broker.rsplit(":", 1)
 
     async def flood() -> int:
         chunk = b"\0" * (1 << 20)
         writers = []
-        for _ in range(10):
+        for _ in range(4):
             reader, writer = await asyncio.open_connection(host, int(port))
             writer.write(struct.pack(">ii", 16 * 1024 * 1024 - 4, 2))
             try:
-                for _ in range(15):
+                for _ in range(3):
                     writer.write(chunk)
                     await writer.drain()
             except ConnectionError:
@@ -100,10 +101,39 @@ def test_incomplete_frames_are_bounded_across_the_node(start_node):
             writer.close()
         return closed
 
-    closed = asyncio.run(asyncio.wait_for(flood(), 120))
-    assert 1 <= closed < 10
-    node.wait_line(r"connection\.input_limit_closed .*limit=134217728")
+    closed = asyncio.run(asyncio.wait_for(flood(), 60))
+    assert 1 <= closed < 4
+    node.wait_line(rf"connection\.input_limit_closed .*limit={8 << 20}")
     assert call(node.broker, RC.GET_BROKER_RUNTIME_INFO).code == ResponseCode.SUCCESS
+
+
+def test_a_frame_left_unfinished_closes_its_connection_only(start_node):
+    """frameCompleteTimeoutMillis: a peer that starts a frame and stalls is closed; a peer
+    that keeps sending whole frames on another connection is not."""
+    node = start_node("--namesrv-port", "0", "--listen-port", "0",
+                      "-D", "frameCompleteTimeoutMillis=1000")
+    host, port = node.broker.rsplit(":", 1)
+
+    async def stall() -> tuple[bytes, RemotingCommand]:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(struct.pack(">ii", 1000, 2) + b"{")
+        live_reader, live_writer = await asyncio.open_connection(host, int(port))
+        end = asyncio.get_running_loop().time() + 4
+        answer = None
+        while asyncio.get_running_loop().time() < end:
+            probe = RemotingCommand.request(RC.GET_BROKER_RUNTIME_INFO)
+            live_writer.write(encode(probe))
+            answer = await _first_answer(live_reader)
+            await asyncio.sleep(0.5)
+        got = await asyncio.wait_for(reader.read(1), 1)
+        writer.close()
+        live_writer.close()
+        return got, answer
+
+    got, answer = asyncio.run(stall())
+    assert got == b"", "the stalled connection is still open"
+    assert answer is not None and answer.code == ResponseCode.SUCCESS
+    node.wait_line(r"connection\.frame_timeout")
 
 
 def test_a_header_with_a_lone_surrogate_closes_the_connection_and_changes_nothing(start_node):

@@ -68,7 +68,9 @@ class BrokerController:
         self.dispatcher.update(AdminProcessor(self).table())
         self.server = RemotingServer(self.dispatcher, config.listenAddress, config.listenPort,
                                      max_frame=config.maxFrameLength,
-                                     idle_timeout=config.serverChannelMaxIdleTimeSeconds)
+                                     idle_timeout=config.serverChannelMaxIdleTimeSeconds,
+                                     max_buffered_input=config.maxBufferedInputBytes,
+                                     frame_timeout=config.frameCompleteTimeoutMillis / 1000)
         self.server.close_listeners.append(self._on_close)
         self.namesrv_client = RemotingClient()
         self._register_task: asyncio.Task | None = None

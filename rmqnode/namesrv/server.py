@@ -28,7 +28,9 @@ class NameServer:
         dispatcher = Dispatcher()
         dispatcher.update(NamesrvProcessor(self).table())
         self.server = RemotingServer(dispatcher, config.listenAddress, config.listenPort,
-                                     idle_timeout=config.serverChannelMaxIdleTimeSeconds)
+                                     idle_timeout=config.serverChannelMaxIdleTimeSeconds,
+                                     max_buffered_input=config.maxBufferedInputBytes,
+                                     frame_timeout=config.frameCompleteTimeoutMillis / 1000)
         self.server.close_listeners.append(self._on_close)
         self._scanner: asyncio.Task | None = None
 

@@ -175,7 +175,7 @@ class Connection(asyncio.Protocol):
     def _dispatch(self, cmd: RemotingCommand) -> None:
         if _log.debug_enabled:
             _log.debug("request", peer=self.peer, code=request_name(cmd.code),
-                       language=quote(cmd.language), oneway=cmd.is_oneway)
+                       language=cmd.language, oneway=cmd.is_oneway)
         handler = self.dispatcher.handlers.get(cmd.code)
         if handler is None:
             self.reply(cmd, cmd.response(ResponseCode.REQUEST_CODE_NOT_SUPPORTED,
