@@ -519,7 +519,13 @@ async def run_frames(items: Iterator[tuple[str, bytes, int]], findings: Findings
             key = (addr, opaque % links_per_addr)
             link = links.get(key)
             if link is None or not link.alive:
-                link = links[key] = await Link.open(addr)
+                if link is not None:  # dropped by the node: its socket goes now, not at the end
+                    link.writer.close()
+                try:
+                    link = links[key] = await Link.open(addr)
+                except OSError:  # the node is checked for life at the end
+                    findings.unanswered += 1
+                    return
                 opened.append(link)
             fut = link.send(data, opaque)
             findings.sent += 1

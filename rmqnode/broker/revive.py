@@ -30,6 +30,7 @@ from rmqnode.message import (DLQ_PREFIX, FIRST_POP_TIME, RETRY_PREFIX, RETRY_TOP
                              MessageExt)
 from rmqnode.net.popinfo import pop_retry_topic
 from rmqnode.storage.store import Message
+from rmqnode.validation import INT32
 
 if TYPE_CHECKING:
     from rmqnode.broker.controller import BrokerController
@@ -272,7 +273,7 @@ class ReviveService:
             topic = broker.ensure_topic(pop_retry_topic(ck.topic, ck.group), 1,
                                         PERM_READ | PERM_WRITE).topicName
         return Message.copy_of(original, topic, 0, props, born_host=broker.store.store_host,
-                               reconsume_times=original.reconsume_times + 1)
+                               reconsume_times=min(original.reconsume_times + 1, INT32[1]))
 
     def _commit(self, qid: int) -> None:
         """Move the revive group's offset up to the oldest checkpoint still in flight."""

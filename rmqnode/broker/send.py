@@ -184,7 +184,7 @@ class SendProcessor:
         props.setdefault(ORIGIN_MESSAGE_ID, cmd.field("originMsgId") or original.msg_id)
         props[WAIT] = "false"
         message = Message.copy_of(original, topic, queue_id, props,
-                                  reconsume_times=original.reconsume_times + 1,
+                                  reconsume_times=min(original.reconsume_times + 1, INT32[1]),
                                   prepared_transaction_offset=0)
         result = await broker.store.put_message(message)
         if not result.ok:

@@ -37,7 +37,7 @@ from rmqnode.storage.records import (CHECKPOINT_FILE_SIZE, Blank, Checkpoint, Co
 from rmqnode.storage.recovery import recover
 from rmqnode.storage.stalled import StalledQueues
 from rmqnode.storage.stats import SAMPLE_EVERY, StoreStats
-from rmqnode.validation import quote, store_path
+from rmqnode.validation import INT32, INT64, quote, store_path
 
 _log = log.get("rmqnode.storage")
 
@@ -346,6 +346,13 @@ class MessageStore:
                              f"exceeds maxMessageSize {self.config.maxMessageSize}")
         if len(msg.topic.encode()) > 127:
             return PutResult(MESSAGE_ILLEGAL, remark="topic length exceeds 127")
+        lo, hi = INT32
+        if not (lo <= msg.queue_id <= hi and lo <= msg.flag <= hi and lo <= msg.sys_flag <= hi
+                and lo <= msg.reconsume_times <= hi
+                and INT64[0] <= msg.born_timestamp <= INT64[1]
+                and INT64[0] <= msg.prepared_transaction_offset <= INT64[1]):
+            return PutResult(MESSAGE_ILLEGAL, remark="a field does not fit the record (queueId, "
+                             "flag, sysFlag and reconsumeTimes are int32, times are int64)")
         return None
 
     def _park_delayed(self, msg: Message) -> None:
