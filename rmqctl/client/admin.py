@@ -68,3 +68,15 @@ class Admin:
             for key, value in data.get("offsetTable", {}).items():
                 rows.append((broker_name, key.as_dict(), value))
         return rows
+
+    async def members(self, addr: str, group: str) -> list[dict[str, Any]]:
+        """The group's live members as one broker sees them (GET_CONSUMER_CONNECTION_LIST):
+        clientId, clientAddr, language, version; none when nobody is online there."""
+        try:
+            data = await self.call_json(addr, RequestCode.GET_CONSUMER_CONNECTION_LIST,
+                                        {"consumerGroup": group})
+        except RemotingError as exc:
+            if exc.code == ResponseCode.CONSUMER_NOT_ONLINE:
+                return []
+            raise
+        return data.get("connectionSet", [])

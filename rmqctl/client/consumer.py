@@ -74,11 +74,41 @@ class GroupConsumer:
         self.retry_topic = RETRY_PREFIX + group if retry and not broadcast else None
         self.retry_route: TopicRoute | None = None
         self.changed = asyncio.Event()  # the broker said the group's members changed
+        # Offset resets (RESET_CONSUMER_CLIENT_OFFSET): the queues this member reads, the new
+        # offsets not yet taken up by a pull, each queue's pull in flight and last batch.
+        self._reading: set[MessageQueue] = set()
+        self._resets: dict[MessageQueue, int] = {}
+        self._in_flight: dict[MessageQueue, asyncio.Future] = {}
+        self._batches: dict[MessageQueue, list[MessageExt]] = {}
         remoting.dispatcher.register(RequestCode.NOTIFY_CONSUMER_IDS_CHANGED, self._notified)
+        remoting.dispatcher.register(RequestCode.RESET_CONSUMER_CLIENT_OFFSET, self._reset)
 
     def _notified(self, cmd: RemotingCommand, conn) -> None:
         if cmd.field("consumerGroup") == self.group:
             self.changed.set()
+
+    def _reset(self, cmd: RemotingCommand, conn) -> None:
+        """A broker moved the group's offsets (`rmqctl offset reset`, mqadmin
+        resetOffsetByTime): as Java's MQClientInstance.resetOffset, each queue being read
+        drops what was pulled and not handed out yet, the pull in flight is abandoned, the
+        next pull starts at the new offset, and the old position is never committed."""
+        if cmd.field("group") != self.group or not cmd.body:
+            return
+        try:
+            table = fastjson.loads(cmd.body).get("offsetTable", {})
+            moved = {MessageQueue(k["topic"], k["brokerName"], int(k["queueId"])): int(v)
+                     for k, v in ((key.as_dict(), value) for key, value in table.items())}
+        except (AttributeError, KeyError, TypeError, ValueError):
+            return  # not a ResetOffsetBody: nothing to act on (Java logs and goes on)
+        for mq, offset in moved.items():
+            if mq.topic != cmd.field("topic") or mq not in self._reading:
+                continue
+            self._resets[mq] = offset
+            # The reader iterates this very list: emptied, it hands out nothing more.
+            self._batches.pop(mq, []).clear()
+            pulling = self._in_flight.get(mq)
+            if pulling is not None:
+                pulling.cancel()
 
     async def join(self) -> list[MessageQueue]:
         """Heartbeat to every broker of the topic, then take this member's queues; call again
@@ -154,7 +184,10 @@ class GroupConsumer:
 
     async def start_offset(self, mq: MessageQueue, spec: str | None) -> int:
         """Where to start: the group's committed offset by default; 'first', 'last',
-        '@<ms timestamp>', '-N' (the last N), or an offset."""
+        '@<ms timestamp>', '-N' (the last N), or an offset. A reader (re)starting here
+        also forgets a reset not taken up yet: the broker's committed offset has it."""
+        self._reading.add(mq)
+        self._resets.pop(mq, None)
         low = await self._offset_query(RequestCode.GET_MIN_OFFSET, mq)
         high = await self._offset_query(RequestCode.GET_MAX_OFFSET, mq)
         if spec is None:
@@ -176,6 +209,26 @@ class GroupConsumer:
 
     async def pull(self, mq: MessageQueue, offset: int, max_num: int = 32,
                    suspend_ms: int = 15000, commit_offset: int | None = None) -> PullResult:
+        """Messages from `offset` on, or from where an offset reset put the queue: then
+        nothing is committed with the pull, and a pull the reset overtook is made again."""
+        self._reading.add(mq)
+        while True:
+            if mq in self._resets:
+                offset, commit_offset = self._resets.pop(mq), None
+            pulling = self._in_flight[mq] = asyncio.ensure_future(
+                self._pull(mq, offset, max_num, suspend_ms, commit_offset))
+            try:
+                await asyncio.wait({pulling})
+            finally:
+                self._in_flight.pop(mq, None)
+                pulling.cancel()
+            if not pulling.cancelled() and mq not in self._resets:
+                result = pulling.result()
+                self._batches[mq] = result.messages
+                return result
+
+    async def _pull(self, mq: MessageQueue, offset: int, max_num: int, suspend_ms: int,
+                    commit_offset: int | None) -> PullResult:
         expression = "*" if mq.topic == self.retry_topic else self.expression
         flags = PULL_FLAG_SUBSCRIPTION | (PULL_FLAG_SUSPEND if suspend_ms else 0)
         if commit_offset is not None and not self.broadcast:
@@ -207,7 +260,9 @@ class GroupConsumer:
                 "maxReconsumeTimes": max_reconsume_times}))
 
     async def commit(self, mq: MessageQueue, offset: int) -> None:
-        if self.broadcast:
+        """UPDATE_CONSUMER_OFFSET, unless a reset moved the queue since its last pull: what
+        was pulled before it must not overwrite it."""
+        if self.broadcast or mq in self._resets:
             return
         await self.remoting.invoke_oneway(self.addr(mq), RemotingCommand.request(
             RequestCode.UPDATE_CONSUMER_OFFSET, {"consumerGroup": self.group, "topic": mq.topic,

@@ -21,6 +21,7 @@ from rmqnode.storage.cleanup import disk_used_ratio
 
 if TYPE_CHECKING:
     from rmqnode.broker.controller import BrokerController
+    from rmqnode.storage.store import MessageStore
 
 _log = log.get("rmqnode.broker")
 
@@ -310,9 +311,11 @@ class AdminProcessor:
         return cmd.response(body=_json({"consumerTable": table}))
 
     def reset_offset(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
-        """Move a group's offsets on a topic to a time (-1: the end) or, with queueId and
-        offset, to an exact place; tell live members (RESET_CONSUMER_CLIENT_OFFSET) and store
-        the new offsets here too, so a group with nobody online moves as well."""
+        """Move a group's offsets on a topic to a time (-1: the end) or, with `offset`, to
+        that offset (clamped to what each queue holds), on every queue or on `queueId`; tell
+        live members (RESET_CONSUMER_CLIENT_OFFSET) and store the new offsets here too, so a
+        group with nobody online moves as well. Besides Java's offsetTable the answer lists
+        the members told (`notified`), which Java's readers of ResetOffsetBody ignore."""
         broker = self.broker
         topic, group = validation.topic(cmd.field("topic")), validation.group(cmd.field("group"))
         if broker.groups.find(group, auto_create=False) is None and \
@@ -324,22 +327,18 @@ class AdminProcessor:
             return cmd.response(ResponseCode.SYSTEM_ERROR, f"[reset-offset] topic[{topic}] "
                                 f"not exist, please check topic name")
         timestamp = cmd.int_field("timestamp")
-        only_queue, exact = cmd.int_field("queueId", -1), cmd.field("offset")
+        only_queue = cmd.int_field("queueId", -1, -1, validation.INT32[1])
+        exact = cmd.int_field("offset", lo=0) if cmd.field("offset") is not None else None
         offsets = {}
         for queue_id in range(config.readQueueNums):
             if only_queue >= 0 and queue_id != only_queue:
                 continue
-            if exact is not None and only_queue >= 0:
-                offset = cmd.int_field("offset")
-            elif timestamp < 0:
-                offset = broker.store.max_offset(topic, queue_id)
-            else:
-                offset = broker.store.offset_by_time(topic, queue_id, timestamp)
-            offsets[queue_id] = offset
-            broker.offsets.commit(group, topic, queue_id, offset)
+            offsets[queue_id] = reset_target(broker.store, topic, queue_id, timestamp, exact)
+            broker.offsets.commit(group, topic, queue_id, offsets[queue_id])
         broker.offsets.persist()
         table = {self._mq(topic, q): o for q, o in offsets.items()}
         info = broker.clients.consumers.get(group)
+        notified = []
         for channel in [c for c in info.channels.values() if c.conn.is_open] if info else []:
             body = (_json({"offsetTable": [{"brokerName": broker.config.brokerName,
                                             "offset": o, "queueId": q, "topic": topic}
@@ -349,4 +348,18 @@ class AdminProcessor:
                 RequestCode.RESET_CONSUMER_CLIENT_OFFSET,
                 {"topic": topic, "group": group, "timestamp": timestamp,
                  "isForce": cmd.bool_field("isForce", True)}, body))
-        return cmd.response(body=_json({"offsetTable": table}))
+            notified.append(channel.client_id)
+        return cmd.response(body=_json({"offsetTable": table, "notified": notified}))
+
+
+def reset_target(store: MessageStore, topic: str, queue_id: int, timestamp: int,
+                 offset: int | None = None) -> int:
+    """Where a reset puts one queue: `offset` clamped to [min, max] of the queue; without
+    it, the first offset stored at or after `timestamp`, or the end for a negative one.
+    The same on a stopped node's store (rmqctl offset reset --offline)."""
+    if offset is not None:
+        return min(max(offset, store.min_offset(topic, queue_id)),
+                   store.max_offset(topic, queue_id))
+    if timestamp < 0:
+        return store.max_offset(topic, queue_id)
+    return store.offset_by_time(topic, queue_id, timestamp)
