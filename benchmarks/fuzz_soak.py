@@ -209,6 +209,7 @@ def main() -> int:
     print(f"frames tried              {findings.sent + findings.garbage} of {opts.frames} "
           f"in {fuzz_seconds:.1f} s ({findings.garbage} garbage on throwaway connections)")
     print(f"answered / unanswered     {findings.answered} / {findings.unanswered}")
+    print(f"not sent, no connection   {findings.unconnected}")
     print(f"abusive connections       {connections}")
     print(f"node alive after abuse    {alive and not broken} {'; '.join(broken)}")
     print(f"SIGTERM exit code         {exit_code}")

@@ -432,6 +432,7 @@ class Findings:
     answered: int = 0
     unanswered: int = 0
     garbage: int = 0
+    unconnected: int = 0  # frames not sent: this side could not open a connection
     crashes: list[str] = field(default_factory=list)
 
     def check(self, request: bytes, answer: RemotingCommand) -> None:
@@ -506,9 +507,25 @@ async def run_frames(items: Iterator[tuple[str, bytes, int]], findings: Findings
     """Send everything, at most `in_flight` unanswered at a time, over a few connections
     per address (reopened when the node drops one)."""
     links: dict[tuple[str, int], Link] = {}
-    opened: list[Link] = []  # two senders may both replace a dropped link: close every one
+    opening: dict[tuple[str, int], asyncio.Future[Link]] = {}
     slots = asyncio.Semaphore(in_flight)
     tasks: set[asyncio.Task] = set()
+
+    async def connect(key: tuple[str, int], addr: str) -> Link:
+        """The live link for `key`; senders that find it dropped wait for one replacement
+        (each opening its own would leave all but one open until the end)."""
+        link = links.get(key)
+        if link is not None and link.alive:
+            return link
+        pending = opening.get(key)
+        if pending is None:
+            if link is not None:
+                await link.close()
+            pending = opening[key] = asyncio.ensure_future(Link.open(addr))
+            pending.add_done_callback(lambda _: opening.pop(key, None))
+            link = links[key] = await pending
+            return link
+        return await pending
 
     async def one(addr: str, data: bytes, opaque: int) -> None:
         try:
@@ -516,17 +533,11 @@ async def run_frames(items: Iterator[tuple[str, bytes, int]], findings: Findings
                 findings.garbage += 1
                 await throwaway(addr, data, 0.05)
                 return
-            key = (addr, opaque % links_per_addr)
-            link = links.get(key)
-            if link is None or not link.alive:
-                if link is not None:  # dropped by the node: its socket goes now, not at the end
-                    link.writer.close()
-                try:
-                    link = links[key] = await Link.open(addr)
-                except OSError:  # the node is checked for life at the end
-                    findings.unanswered += 1
-                    return
-                opened.append(link)
+            try:
+                link = await connect((addr, opaque % links_per_addr), addr)
+            except OSError:  # the node is checked for life at the end
+                findings.unconnected += 1
+                return
             fut = link.send(data, opaque)
             findings.sent += 1
             try:
@@ -547,7 +558,7 @@ async def run_frames(items: Iterator[tuple[str, bytes, int]], findings: Findings
         task.add_done_callback(tasks.discard)
     if tasks:
         await asyncio.wait(tasks)
-    for link in opened:
+    for link in links.values():
         await link.close()
 
 
