@@ -519,13 +519,15 @@ async def run_frames(items: Iterator[tuple[str, bytes, int]], findings: Findings
             return link
         pending = opening.get(key)
         if pending is None:
-            if link is not None:
-                await link.close()
-            pending = opening[key] = asyncio.ensure_future(Link.open(addr))
+            pending = opening[key] = asyncio.ensure_future(replace(key, addr, link))
             pending.add_done_callback(lambda _: opening.pop(key, None))
-            link = links[key] = await pending
-            return link
         return await pending
+
+    async def replace(key: tuple[str, int], addr: str, dropped: Link | None) -> Link:
+        if dropped is not None:
+            await dropped.close()
+        link = links[key] = await Link.open(addr)
+        return link
 
     async def one(addr: str, data: bytes, opaque: int) -> None:
         try:
