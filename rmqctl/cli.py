@@ -17,12 +17,31 @@ from rmqctl.commands.messages import consume, send, tail
 from rmqctl.commands.offset import offset
 from rmqctl.commands.store import dump_consumequeue, inspect_commitlog
 from rmqctl.commands.topic import topic
-from rmqctl.context import Ctx, default_namesrv
+from rmqctl.context import (Ctx, default_namesrv, exit_status, fail, install_signal_handlers,
+                            quiet_stdout)
 from rmqctl.output import FORMATS
 from rmqctl.shell import run_shell
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]},
+class Rmqctl(click.Group):
+    """The command tree, with one place where every failure becomes its exit code."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.UsageError, SystemExit):
+            raise
+        except BrokenPipeError:
+            quiet_stdout()
+            sys.exit(0)
+        except BaseException as exc:  # noqa: BLE001 - no traceback reaches the user
+            code, line = exit_status(exc)
+            if line is None:
+                sys.exit(code)
+            fail(line, code, exc, isinstance(ctx.obj, Ctx) and ctx.obj.debug)
+
+
+@click.group(cls=Rmqctl, context_settings={"help_option_names": ["-h", "--help"]},
              invoke_without_command=True)
 @click.option("-n", "--namesrv", "namesrv_addr", default=default_namesrv, show_default=
               "$NAMESRV_ADDR or 127.0.0.1:9876",
@@ -42,7 +61,17 @@ def main(click_ctx: click.Context, namesrv_addr: str, output: str, timeout: floa
       rmqctl cluster list
       rmqctl topic route TopicTest
       rmqctl -o json topic list
+
+    \b
+    Exit codes:
+      0    success
+      1    error: a broker refused, a connection or a file failed
+      2    misuse: bad options, addresses or ids; a change that needs --yes
+      3    not found: no such topic, group, message, broker or config item
+      4    timeout: no answer within --timeout
+      130  interrupted (SIGINT); 143 terminated (SIGTERM)
     """
+    install_signal_handlers()
     click_ctx.obj = Ctx(namesrv_addr, output, timeout, debug)
     if click_ctx.invoked_subcommand is None:
         if sys.stdin.isatty() and sys.stdout.isatty():

@@ -1,28 +1,107 @@
 """What every command shares: options, the client connections, and how failures end the process.
 
-Exit codes: 0 success, 1 failure (broker, message or file error), 2 usage error. Failures are
-one line on stderr; `--debug` adds the traceback.
+Exit codes, the same for every command:
+
+\b
+  0    success
+  1    error: a broker or name server refused, a connection failed, a file could not be read
+  2    misuse: a bad option, argument, address or id; a change that needs --yes
+  3    not found: no such topic, group, message, broker or config item
+  4    timeout: no answer within --timeout
+  130  interrupted (SIGINT, Ctrl-C); 143 terminated (SIGTERM)
+
+A failure is one line on stderr (`--debug` adds the traceback); a command that asks several
+brokers prints what the reachable ones answered and one line per broker that failed. Writing
+into a closed pipe (`rmqctl ... | head`) ends the command quietly with 0, as Unix filters do.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import TypeVar
+from dataclasses import dataclass, field
+from typing import NoReturn, TypeVar
 
 import click
 
 from rmqnode.errors import ConnectionLost, RemotingError, RemotingTimeout
 from rmqnode.net.client import RemotingClient
+from rmqnode.net.codes import ResponseCode
 from rmqctl.client.namesrv import NameServerClient
 
 T = TypeVar("T")
 
 DEFAULT_NAMESRV = "127.0.0.1:9876"
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_NOT_FOUND = 3
+EXIT_TIMEOUT = 4
+EXIT_SIGINT = 130
+EXIT_SIGTERM = 143
+
+# Answers meaning "there is no such thing" rather than "something went wrong".
+NOT_FOUND_CODES = {ResponseCode.TOPIC_NOT_EXIST, ResponseCode.QUERY_NOT_FOUND,
+                   ResponseCode.SUBSCRIPTION_GROUP_NOT_EXIST,
+                   ResponseCode.SUBSCRIPTION_NOT_EXIST}
+
+
+class NotFound(click.ClickException):
+    """The topic, group, message or item asked for does not exist (exit code 3)."""
+
+    exit_code = EXIT_NOT_FOUND
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived (exit code 143)."""
+
+
+def _terminate(signum, frame) -> NoReturn:
+    raise Terminated()
+
+
+def install_signal_handlers() -> None:
+    """Ctrl-C and SIGTERM stop rmqctl even when its parent started it with them ignored
+    (Python keeps an inherited SIG_IGN for SIGINT; nohup, some CI runners and `&` in
+    non-interactive shells ignore it)."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _terminate)
+
+
+def exit_status(exc: BaseException) -> tuple[int, str | None]:
+    """The exit code for a failure and its one line (None: nothing to say)."""
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_SIGINT, None
+    if isinstance(exc, Terminated):
+        return EXIT_SIGTERM, None
+    if isinstance(exc, click.ClickException):
+        return exc.exit_code, exc.format_message()
+    if isinstance(exc, UnicodeError):
+        return EXIT_USAGE, f"not valid UTF-8: {exc.reason} (give text, or pipe bytes into stdin)"
+    if isinstance(exc, ValueError):
+        return EXIT_USAGE, str(exc)
+    if isinstance(exc, RemotingError):
+        return (EXIT_NOT_FOUND if exc.code in NOT_FOUND_CODES else EXIT_ERROR), str(exc)
+    if isinstance(exc, (RemotingTimeout, asyncio.TimeoutError)):
+        return EXIT_TIMEOUT, str(exc) or "timed out"
+    if isinstance(exc, ConnectionLost):
+        return EXIT_ERROR, str(exc)
+    if isinstance(exc, OSError):
+        where = f"{exc.filename}: " if exc.filename else ""
+        return EXIT_ERROR, f"{where}{exc.strerror or exc}"
+    return EXIT_ERROR, f"internal error: {type(exc).__name__}: {exc} (--debug shows where)"
+
+
+def quiet_stdout() -> None:
+    """The reader of stdout went away: send what is still buffered nowhere, so the exit does
+    not complain about the broken pipe."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 @dataclass
@@ -31,10 +110,24 @@ class Ctx:
     output: str
     timeout: float
     debug: bool
+    broker_failures: list[BaseException] = field(default_factory=list)
 
     def run(self, work: Callable[[NameServerClient], Awaitable[T]]) -> T:
-        """Run one command's async work with fresh connections; turn failures into exit codes."""
+        """Run one command's async work with fresh connections. Failures propagate to the
+        command group, which turns them into one line and an exit code (exit_status)."""
+        terminated = False
+
         async def main() -> T:
+            nonlocal terminated
+            loop = asyncio.get_running_loop()
+            loop.set_exception_handler(self._background_failure)
+            task = asyncio.current_task()
+
+            def on_sigterm() -> None:
+                nonlocal terminated
+                terminated = True
+                task.cancel()
+            loop.add_signal_handler(signal.SIGTERM, on_sigterm)
             remoting = RemotingClient()
             try:
                 return await work(NameServerClient(remoting, self.namesrv_addr, self.timeout))
@@ -43,23 +136,59 @@ class Ctx:
 
         try:
             return asyncio.run(main())
-        except ValueError as exc:
-            self.fail(str(exc), 2, exc)
-        except RemotingError as exc:
-            self.fail(f"{exc}", 1, exc)
-        except (ConnectionLost, RemotingTimeout) as exc:
-            self.fail(str(exc), 1, exc)
-        except KeyboardInterrupt:
-            sys.exit(130)
-        except click.ClickException as exc:  # a command's own failure, with its exit code
-            self.fail(exc.format_message(), exc.exit_code, exc)
+        except asyncio.CancelledError:
+            if terminated:
+                raise Terminated() from None
+            raise
+        finally:
+            install_signal_handlers()  # the loop put SIGTERM back to the default on closing
 
-    def fail(self, message: str, code: int = 1, exc: BaseException | None = None):
-        if self.debug and exc is not None:
-            traceback.print_exception(exc)
-        # Java remarks append a FAQ link on a second line; the first line is the message.
-        click.echo(f"rmqctl: {message.splitlines()[0] if message else 'failed'}", err=True)
-        sys.exit(code)
+    def _background_failure(self, loop: asyncio.AbstractEventLoop, context: dict) -> None:
+        """A task that failed after its command stopped waiting for it (a read cut short by
+        Ctrl-C, a connection that closed under it): the command has already said what
+        happened, so only --debug shows it."""
+        if self.debug:
+            loop.default_exception_handler(context)
+
+    async def each_broker(self, brokers: dict[str, str],
+                          call: Callable[[str, str], Awaitable[T]]) -> list[T]:
+        """`call(name, addr)` on every broker, in name order; what the reachable ones answer.
+        A broker that fails is said on stderr at once (one line) and remembered, so the
+        command prints the others' results and then exits non-zero (finish)."""
+        results = []
+        for name, addr in sorted(brokers.items()):
+            try:
+                results.append(await call(name, addr))
+            except (RemotingError, ConnectionLost, RemotingTimeout) as exc:
+                if len(brokers) == 1:
+                    raise
+                self.broker_failures.append(exc)
+                _, line = exit_status(exc)
+                click.echo(f"rmqctl: {name} ({addr}): {_first_line(line)}", err=True)
+        return results
+
+    def finish(self) -> None:
+        """Exit with the first failed broker's code, once the other brokers' results are out."""
+        if self.broker_failures:
+            sys.exit(exit_status(self.broker_failures[0])[0])
+
+    def fail(self, message: str, code: int = EXIT_ERROR, exc: BaseException | None = None
+             ) -> NoReturn:
+        fail(message, code, exc, self.debug)
+
+
+def fail(message: str, code: int = EXIT_ERROR, exc: BaseException | None = None,
+         debug: bool = False) -> NoReturn:
+    """One line on stderr (the traceback first with --debug), then exit with `code`."""
+    if debug and exc is not None:
+        traceback.print_exception(exc)
+    click.echo(f"rmqctl: {_first_line(message) or 'failed'}", err=True)
+    sys.exit(code)
+
+
+def _first_line(message: str | None) -> str:
+    """Java remarks append a FAQ link on a second line; the first line is the message."""
+    return message.splitlines()[0] if message else ""
 
 
 def default_namesrv() -> str:

@@ -26,6 +26,13 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _line(row: dict[str, Any], fmt: str, columns: list[str] | None) -> str:
+    """One row as one line: ndjson, or `raw`'s first column."""
+    if fmt == "ndjson":
+        return json.dumps(_jsonable(row), ensure_ascii=False, separators=(",", ":")) + "\n"
+    return f"{row.get((columns or list(row))[0], '')}\n"
+
+
 def emit_rows(rows: Iterable[dict[str, Any]], fmt: str, columns: list[str] | None = None,
               out: TextIO | None = None) -> None:
     """Print rows. `raw` prints the first column's values, one per line (for pipes)."""
@@ -34,14 +41,8 @@ def emit_rows(rows: Iterable[dict[str, Any]], fmt: str, columns: list[str] | Non
     if fmt == "json":
         json.dump(_jsonable(rows), out, ensure_ascii=False, indent=2)
         out.write("\n")
-    elif fmt == "ndjson":
-        for row in rows:
-            out.write(json.dumps(_jsonable(row), ensure_ascii=False, separators=(",", ":")))
-            out.write("\n")
-    elif fmt == "raw":
-        cols = columns or (list(rows[0]) if rows else [])
-        for row in rows:
-            out.write(" ".join(str(row.get(c, "")) for c in cols[:1]) + "\n")
+    elif fmt in ("ndjson", "raw"):
+        out.writelines(_line(row, fmt, columns) for row in rows)
     else:
         cols = columns or (list(rows[0]) if rows else [])
         if rows:
@@ -64,3 +65,38 @@ def emit_object(obj: dict[str, Any], fmt: str, out: TextIO | None = None) -> Non
             out.writelines(f"{k}={v}\n" for k, v in pairs)
         else:
             out.write(tabulate(pairs, tablefmt="plain", disable_numparse=True) + "\n")
+
+
+class RowStream:
+    """Rows printed as they come, each flushed: ndjson and raw a line each, a table in the
+    column widths of its first row (tabulate needs every row); json, one document, collects
+    them and prints the array at close."""
+
+    def __init__(self, fmt: str, columns: list[str], out: TextIO | None = None) -> None:
+        self.fmt = fmt
+        self.columns = columns
+        self.out = out or sys.stdout
+        self.widths: list[int] = []
+        self.held: list[dict[str, Any]] = []
+
+    def write(self, row: dict[str, Any]) -> None:
+        if self.fmt == "json":
+            self.held.append(row)
+            return
+        if self.fmt in ("ndjson", "raw"):
+            self.out.write(_line(row, self.fmt, self.columns))
+        else:
+            cells = [str(_jsonable(row.get(c, ""))) for c in self.columns]
+            if not self.widths:
+                self.widths = [max(len(c), len(v)) for c, v in zip(self.columns, cells)]
+                self.out.write(self._table_line(self.columns) + "\n")
+                self.out.write(self._table_line(["-" * w for w in self.widths]) + "\n")
+            self.out.write(self._table_line(cells) + "\n")
+        self.out.flush()
+
+    def _table_line(self, cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, self.widths)).rstrip()
+
+    def close(self) -> None:
+        if self.fmt == "json":
+            emit_rows(self.held, "json", out=self.out)

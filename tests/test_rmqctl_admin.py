@@ -50,13 +50,13 @@ def test_kv_commands(node):
     assert json.loads(listing.stdout) == [{"key": "T", "value": "broker-a:4"}]
     assert rmqctl("-n", ns, "kv", "delete", "ORDER_TOPIC_CONFIG", "T").returncode == 0
     missing = rmqctl("-n", ns, "kv", "get", "ORDER_TOPIC_CONFIG", "T")
-    assert missing.returncode == 1
+    assert missing.returncode == 3  # not found
     assert missing.stderr == "rmqctl: no config item ORDER_TOPIC_CONFIG/T\n"
 
 
 def test_failures_are_one_line_with_exit_codes(node):
     out = rmqctl("-n", node.namesrv, "topic", "route", "Nope")
-    assert out.returncode == 1
+    assert out.returncode == 3  # not found
     assert out.stderr == ("rmqctl: TOPIC_NOT_EXIST (17): No topic route info in name server "
                           "for the topic: Nope\n")
     out = rmqctl("-n", "127.0.0.1:1", "topic", "list")

@@ -24,7 +24,8 @@ def js(out):
 def test_topic_group_broker_and_message_commands(node):
     ns = node.namesrv
     [created] = js(rmqctl(ns, "-o", "json", "topic", "create", "Adm", "-q", "3"))
-    assert created["queues"] == 3 and created["addr"] == node.broker
+    assert created["writeQueueNums"] == created["readQueueNums"] == 3
+    assert created["addr"] == node.broker
     status = js(rmqctl(ns, "-o", "json", "topic", "status", "Adm"))
     assert [r["queueId"] for r in status] == [0, 1, 2]
     sent = js(rmqctl(ns, "-o", "json", "send", "Adm", "payload", "--keys", "order-9"))[0]
@@ -52,7 +53,7 @@ def test_topic_group_broker_and_message_commands(node):
 
     assert rmqctl(ns, "topic", "delete", "Adm").returncode == 0
     gone = rmqctl(ns, "topic", "route", "Adm")
-    assert gone.returncode == 1 and "TOPIC_NOT_EXIST" in gone.stderr
+    assert gone.returncode == 3 and "TOPIC_NOT_EXIST" in gone.stderr
 
 
 def test_topic_stats_shows_traffic_as_mqadmin_statsAll(node):

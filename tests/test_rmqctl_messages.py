@@ -56,7 +56,7 @@ def test_ndjson_consume_and_properties(node):
     assert row["properties"]["origin"] == "cli" and row["msgId"] == result["msgId"]
     assert row["offsetMsgId"] == result["offsetMsgId"]
     fmt = rmqctl(node.namesrv, "consume", "Props", "-g", "P2", "--from", "first", "-e",
-                 "--format", "%t|%q|%o|%T|%k|%p{origin}|%b\\n", "-c", "1")
+                 "--format", "%t|%q|%o|%T|%k|%p{origin}|%b\\n", "-c", "1", "--tags", "TagA")
     assert fmt.returncode == 0, fmt.stderr
     assert re.fullmatch("Props\\|[0-3]\\|0\\|TagA\\|k1 k2\\|cli\\|hello \u00e9\n", fmt.stdout), fmt.stdout
 
@@ -95,7 +95,7 @@ def test_misuse_and_failures_exit_codes(node):
     out = rmqctl(node.namesrv, "send", "T", "x", "-p", "novalue")
     assert out.returncode == 2 and "KEY=VALUE" in out.stderr
     out = rmqctl(node.namesrv, "consume", "NoSuchTopic", "-g", "G", "-e")
-    assert out.returncode == 1
+    assert out.returncode == 3  # not found
     assert out.stderr.startswith("rmqctl: TOPIC_NOT_EXIST (17)") and out.stderr.count("\n") == 1
     out = rmqctl("127.0.0.1:1", "send", "T", "x")
     assert out.returncode == 1 and "connection refused" in out.stderr

@@ -11,15 +11,21 @@ from rmqnode.net.codec import RemotingCommand
 from rmqnode.net.codes import RequestCode, ResponseCode
 
 
+def check_addr(addr: str, what: str = "broker address") -> str:
+    """`addr` if it is host:port with a port from 1 to 65535, else a ValueError naming it."""
+    host, sep, port = addr.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"{what} {addr!r} is not host:port")
+    if not 0 < int(port) < 65536:
+        raise ValueError(f"{what} {addr!r}: the port is not from 1 to 65535")
+    return addr
+
+
 def parse_namesrv_addr(value: str) -> list[str]:
     addrs = [a.strip() for a in value.replace(",", ";").split(";") if a.strip()]
     if not addrs:
         raise ValueError("no name server address given")
-    for addr in addrs:
-        host, sep, port = addr.rpartition(":")
-        if not sep or not host or not port.isdigit():
-            raise ValueError(f"name server address {addr!r} is not host:port")
-    return addrs
+    return [check_addr(addr, "name server address") for addr in addrs]
 
 
 class NameServerClient:

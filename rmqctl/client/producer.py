@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import itertools
+import random
 import time
 from dataclasses import dataclass, field
 
@@ -76,7 +77,9 @@ class Producer:
         self.retries = retries
         self.ids = UniqueIdGenerator()
         self._routes: dict[str, TopicRoute] = {}
-        self._round_robin = itertools.count()
+        # A random first queue, as Java's sendWhichQueue starts: scripts that send one message
+        # per process would otherwise all write queue 0.
+        self._round_robin = itertools.count(random.randrange(1 << 31))
 
     async def route(self, topic: str) -> TopicRoute:
         """The topic's route; for a topic nobody created yet, TBW102's (the broker creates

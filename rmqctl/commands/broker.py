@@ -7,17 +7,18 @@ import click
 from rmqnode.config import read_properties
 from rmqnode.net.codes import RequestCode
 from rmqctl.client.admin import Admin
-from rmqctl.context import Ctx, pass_ctx
+from rmqctl.client.namesrv import check_addr
+from rmqctl.context import Ctx, NotFound, pass_ctx
 from rmqctl.output import emit_object
 
 
 async def _addr(admin: Admin, broker: str) -> str:
     """A broker given by address, or by name."""
     if ":" in broker:
-        return broker
+        return check_addr(broker)
     masters = await admin.masters()
     if broker not in masters:
-        raise ValueError(f"no broker named {broker!r} (see: rmqctl cluster list)")
+        raise NotFound(f"no broker named {broker!r} (see: rmqctl cluster list)")
     return masters[broker]
 
 
@@ -30,7 +31,13 @@ def broker() -> None:
 @click.argument("broker_ref", metavar="BROKER")
 @pass_ctx
 def broker_status(ctx: Ctx, broker_ref: str) -> None:
-    """Runtime figures of BROKER (a name or host:port), as `mqadmin brokerStatus`."""
+    """Runtime figures of BROKER (a name or host:port), as `mqadmin brokerStatus`.
+
+    \b
+    Examples:
+      rmqctl broker status broker-a
+      rmqctl -o json broker status 127.0.0.1:10911
+    """
     async def work(ns):
         admin = Admin(ns)
         data = await admin.call_json(await _addr(admin, broker_ref),
@@ -45,10 +52,19 @@ def broker_status(ctx: Ctx, broker_ref: str) -> None:
               help="Change a setting at runtime (repeatable).")
 @pass_ctx
 def broker_config(ctx: Ctx, broker_ref: str, settings: tuple[str, ...]) -> None:
-    """Show BROKER's configuration, or change settings with --set."""
+    """Show BROKER's configuration, or change settings with --set. The broker takes every
+    setting or none: an unknown key, one that only changes with a restart, or a bad value
+    fails the command (exit code 1) with the broker's reason, and nothing changes.
+
+    \b
+    Examples:
+      rmqctl broker config broker-a
+      rmqctl broker config 127.0.0.1:10911 --set maxMessageSize=8388608
+    """
     for item in settings:
-        if "=" not in item:
-            raise click.UsageError(f"--set expects KEY=VALUE, got {item!r}")
+        key, sep, _ = item.partition("=")
+        if not sep or not key.strip() or "\n" in item or "\r" in item:
+            raise click.UsageError(f"--set expects KEY=VALUE on one line, got {item!r}")
 
     async def work(ns):
         admin = Admin(ns)

@@ -74,7 +74,7 @@ async def readable(ns: NameServerClient, topic: str, grant: bool) -> list[Messag
         return route.read_queues
     if not grant:
         raise ValueError(f"{topic} is write-only, as RocketMQ creates it; add --grant-read to "
-                         f"make it readable (or: rmqctl topic update {topic} -q 1 --perm RW)")
+                         f"make it readable (or: rmqctl topic update {topic} --perm RW)")
     admin = Admin(ns)
     for addr in route.addrs.values():
         await admin.create_topic(addr, topic, max(len(route.write_queues), 1),

@@ -10,9 +10,8 @@ from rmqnode.net import fastjson
 from rmqnode.net.codec import RemotingCommand
 from rmqnode.net.codes import RequestCode, ResponseCode
 from rmqctl.client.admin import Admin
-from rmqctl.context import Ctx, pass_ctx
+from rmqctl.context import Ctx, NotFound, pass_ctx
 from rmqctl.output import emit_rows
-
 
 
 @click.group()
@@ -43,9 +42,10 @@ def group_create(ctx: Ctx, name: str, retry_max_times: int, no_consume: bool,
 
     async def work(ns):
         admin = Admin(ns)
-        for addr in (await admin.masters(cluster)).values():
-            await admin.call(addr, RequestCode.UPDATE_AND_CREATE_SUBSCRIPTIONGROUP, body=body)
+        await ctx.each_broker(await admin.masters(cluster), lambda _, addr: admin.call(
+            addr, RequestCode.UPDATE_AND_CREATE_SUBSCRIPTIONGROUP, body=body))
     ctx.run(work)
+    ctx.finish()
 
 
 @group.command("delete")
@@ -57,10 +57,11 @@ def group_delete(ctx: Ctx, name: str, clean_offset: bool, cluster: str | None) -
     """Delete subscription group NAME from brokers."""
     async def work(ns):
         admin = Admin(ns)
-        for addr in (await admin.masters(cluster)).values():
-            await admin.call(addr, RequestCode.DELETE_SUBSCRIPTIONGROUP,
-                             {"groupName": name, "cleanOffset": clean_offset})
+        await ctx.each_broker(await admin.masters(cluster), lambda _, addr: admin.call(
+            addr, RequestCode.DELETE_SUBSCRIPTIONGROUP,
+            {"groupName": name, "cleanOffset": clean_offset}))
     ctx.run(work)
+    ctx.finish()
 
 
 @group.command("progress")
@@ -69,22 +70,35 @@ def group_delete(ctx: Ctx, name: str, clean_offset: bool, cluster: str | None) -
 @pass_ctx
 def group_progress(ctx: Ctx, name: str, topic: str | None) -> None:
     """Per queue: the broker's offset, the group's, and the lag (`mqadmin consumerProgress`).
+    Exit code 3 when no broker has offsets of the group (no such group, or it never
+    committed one), as mqadmin finds no consume stats.
 
     \b
-    Example:
+    Examples:
       rmqctl group progress orders-service
+      rmqctl -o json group progress orders-service -t Orders
     """
     async def work(ns):
         admin = Admin(ns)
         fields = {"consumerGroup": name} | ({"topic": topic} if topic else {})
-        rows = [{"topic": mq["topic"], "brokerName": broker_name, "queueId": mq["queueId"],
-                 "brokerOffset": value["brokerOffset"], "consumerOffset": value["consumerOffset"],
-                 "diff": value["brokerOffset"] - value["consumerOffset"],
-                 "lastTimestamp": value["lastTimestamp"]}
-                for broker_name, mq, value in await admin.queue_tables(
-                    await admin.masters(), RequestCode.GET_CONSUME_STATS, fields)]
+
+        async def progress(broker_name: str, addr: str) -> list[dict]:
+            return [{"topic": mq["topic"], "brokerName": broker_name, "queueId": mq["queueId"],
+                     "brokerOffset": value["brokerOffset"],
+                     "consumerOffset": value["consumerOffset"],
+                     "diff": value["brokerOffset"] - value["consumerOffset"],
+                     "lastTimestamp": value["lastTimestamp"]}
+                    for _, mq, value in await admin.queue_tables(
+                        {broker_name: addr}, RequestCode.GET_CONSUME_STATS, fields)]
+        rows = [r for broker_rows in await ctx.each_broker(await admin.masters(), progress)
+                for r in broker_rows]
+        if not rows and not ctx.broker_failures:
+            raise NotFound(f"no consume progress of group {name}"
+                           + (f" on topic {topic}" if topic else "")
+                           + ": no such group, or it never committed an offset")
         return sorted(rows, key=lambda r: (r["topic"], r["brokerName"], r["queueId"]))
     emit_rows(ctx.run(work), ctx.output)
+    ctx.finish()
 
 
 @group.command("connections")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from rmqctl.context import Ctx, pass_ctx
+from rmqctl.context import Ctx, NotFound, pass_ctx
 from rmqctl.output import emit_object, emit_rows
 
 
@@ -18,7 +18,7 @@ def kv() -> None:
 @click.argument("key", required=False)
 @pass_ctx
 def kv_get(ctx: Ctx, namespace: str, key: str | None) -> None:
-    """Print KEY's value, or every key of NAMESPACE. Exits 1 when the key does not exist.
+    """Print KEY's value, or every key of NAMESPACE. Exit code 3 when the key does not exist.
 
     \b
     Examples:
@@ -32,7 +32,7 @@ def kv_get(ctx: Ctx, namespace: str, key: str | None) -> None:
         return
     value = ctx.run(lambda ns: ns.kv_get(namespace, key))
     if value is None:
-        ctx.fail(f"no config item {namespace}/{key}")
+        raise NotFound(f"no config item {namespace}/{key}")
     if ctx.output in ("json", "ndjson"):
         emit_object({"namespace": namespace, "key": key, "value": value}, ctx.output)
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import click
@@ -15,7 +16,8 @@ from rmqnode.storage.dispatch import SCHEDULE_TOPIC
 from rmqctl.client.admin import Admin
 from rmqctl.client.consumer import parse_messages
 from rmqctl.commands.store import BODY_FORMATS, message_row
-from rmqctl.context import Ctx, pass_ctx
+from rmqctl.client.namesrv import check_addr
+from rmqctl.context import Ctx, NotFound, pass_ctx
 from rmqctl.output import emit_object, emit_rows
 
 
@@ -39,9 +41,63 @@ async def _by_key(admin: Admin, topic: str, key: str, unique: bool, limit: int) 
     return found
 
 
+OFFSET_ID = "offset id"
+UNIQUE_KEY = "unique key"
+
+
+def id_kind(msg_id: str) -> str:
+    """Which kind of message id this is. Both are 32 hex digits for IPv4: a broker's offset
+    id holds its address (4 bytes), port (4) and commit log offset (8); a client's unique
+    key (UNIQ_KEY) holds its IP (4), pid (2), an int (4), a time (4), a counter (2), so read
+    as an offset id its port is out of range. 56 hex digits are an IPv6 offset id."""
+    if not re.fullmatch(r"[0-9A-Fa-f]{32}|[0-9A-Fa-f]{56}", msg_id):
+        raise ValueError(f"{msg_id!r} is not a message id (32 hex digits, or 56 for IPv6)")
+    port = int(msg_id[8:16], 16)
+    return OFFSET_ID if len(msg_id) == 56 or 0 < port < 65536 else UNIQUE_KEY
+
+
+async def _at_offset(admin: Admin, addr: str, phy: int) -> MessageExt:
+    """The message at commit log offset `phy` of the broker at `addr` (VIEW_MESSAGE_BY_ID)."""
+    resp = await admin.remoting.invoke(addr, RemotingCommand.request(
+        RequestCode.VIEW_MESSAGE_BY_ID, {"offset": phy}), admin.namesrv.timeout)
+    found = parse_messages(resp.body) if resp.code == ResponseCode.SUCCESS else []
+    if not found:
+        raise NotFound(f"{addr} has no message at commit log offset {phy}")
+    return found[0]
+
+
+async def find_message(admin: Admin, msg_id: str, topic: str | None) -> tuple[str, MessageExt]:
+    """A message by either kind of id, and the kind: an offset id is read where it points;
+    a unique key is queried in TOPIC's index, or without a topic in every topic's but retry
+    and dead-letter ones (QUERY_MESSAGE with the uniqueKey flag, as mqadmin queryMsgById)."""
+    if id_kind(msg_id) == OFFSET_ID:
+        return OFFSET_ID, await _at_offset(admin, *decode_offset_msg_id(msg_id))
+    topics = [topic] if topic else sorted(
+        t for t in await admin.namesrv.topic_list() if not t.startswith((RETRY_PREFIX, DLQ_PREFIX)))
+    for name in topics:
+        try:
+            found = await _by_key(admin, name, msg_id, True, 32)
+        except RemotingError as exc:
+            if exc.code != ResponseCode.TOPIC_NOT_EXIST or topic:
+                raise
+            continue  # listed, but served by no broker now
+        if found:
+            return UNIQUE_KEY, found[0]
+    raise NotFound(f"no message {msg_id} (a unique key) in "
+                   + (f"topic {topic}" if topic else "any topic"))
+
+
+def _say_kind(ctx: Ctx, msg_id: str, kind: str, msg: MessageExt) -> None:
+    """Tables tell people which kind of id they gave (json output has it as idKind)."""
+    if ctx.output == "table":
+        click.echo(f"{msg_id}: {kind}, topic {msg.topic}, stored at {msg.store_host_text}",
+                   err=True)
+
+
 @message.command("get")
 @click.argument("msg_id", required=False)
-@click.option("-t", "--topic", help="Needed when MSG_ID is a client id (UNIQ_KEY).")
+@click.option("-t", "--topic", help="Where to look for a unique key (UNIQ_KEY) [default: "
+              "every topic]; not needed with an offset id.")
 @click.option("--offset", type=int, help="A commit log offset instead of an id (with -b).")
 @click.option("-b", "--broker", "broker_addr", help="The broker holding --offset.")
 @click.option("--body", "body_format", type=click.Choice(BODY_FORMATS), default="auto",
@@ -49,7 +105,8 @@ async def _by_key(admin: Admin, topic: str, key: str, unique: bool, limit: int) 
 @pass_ctx
 def message_get(ctx: Ctx, msg_id: str | None, topic: str | None, offset: int | None,
                 broker_addr: str | None, body_format: str) -> None:
-    """Show one message: by offset id (the broker's), by client id with -t, or by --offset.
+    """Show one message by either kind of id, the broker's offset id or the client's unique
+    key (it says which it found), or by --offset. Exit code 3 when there is no such message.
 
     \b
     Examples:
@@ -57,24 +114,18 @@ def message_get(ctx: Ctx, msg_id: str | None, topic: str | None, offset: int | N
       rmqctl message get 7F0000014DAC478E98D07BF9B51D1388 -t Orders
       rmqctl message get --offset 4096 -b 127.0.0.1:10911
     """
+    if (msg_id is None) == (offset is None) or (offset is not None) != bool(broker_addr):
+        raise click.UsageError("give MSG_ID, or --offset with -b")
+
     async def work(ns):
         admin = Admin(ns)
-        if offset is not None:
-            if not broker_addr:
-                raise ValueError("--offset needs -b BROKER_ADDR")
-            addr, phy = broker_addr, offset
-        elif msg_id and topic is None:
-            addr, phy = decode_offset_msg_id(msg_id)
-        elif msg_id:
-            found = await _by_key(admin, topic, msg_id, True, 32)
-            if not found:
-                raise ValueError(f"no message {msg_id} in topic {topic}")
-            return found[0]
-        else:
-            raise ValueError("give MSG_ID, or --offset with -b")
-        resp = await admin.call(addr, RequestCode.VIEW_MESSAGE_BY_ID, {"offset": phy})
-        return parse_messages(resp.body)[0]
-    emit_object(message_row(ctx.run(work), body_format), ctx.output)
+        if msg_id is not None:
+            return await find_message(admin, msg_id, topic)
+        return OFFSET_ID, await _at_offset(admin, check_addr(broker_addr), offset)
+    kind, msg = ctx.run(work)
+    if msg_id is not None:
+        _say_kind(ctx, msg_id, kind, msg)
+    emit_object({"idKind": kind} | message_row(msg, body_format), ctx.output)
 
 
 @message.command("query")
@@ -149,31 +200,24 @@ async def trace(admin: Admin, original: MessageExt, group: str) -> list[dict]:
 @message.command("trace")
 @click.argument("msg_id")
 @click.option("-g", "--group", required=True, help="The consumer group whose retries to follow.")
-@click.option("-t", "--topic", help="The topic it was sent to: needed with a client id "
-              "(UNIQ_KEY), not with the broker's offset id.")
+@click.option("-t", "--topic", help="The topic it was sent to, where to look for a unique key "
+              "(UNIQ_KEY) [default: every topic]; not needed with an offset id.")
 @pass_ctx
 def message_trace(ctx: Ctx, msg_id: str, group: str, topic: str | None) -> None:
     """Follow one message through GROUP's retries and DLQ: every stored copy, when, where,
-    how many times it was reconsumed, and whether the group consumed it.
+    how many times it was reconsumed, and whether the group consumed it. MSG_ID is either
+    kind of id, as with `message get`.
 
     \b
     Examples:
       rmqctl message trace 7F0000014DAC478E98D07BF9B51D1388 -g billing -t Orders
+      rmqctl message trace 7F00000100002A9F0000000000001234 -g billing
     """
     async def work(ns):
         admin = Admin(ns)
-        if topic is not None:
-            found = await _by_key(admin, topic, msg_id, True, 1)
-            if not found:
-                raise ValueError(f"no message {msg_id} in topic {topic}")
-            original = found[0]
-        else:
-            try:
-                addr, phy = decode_offset_msg_id(msg_id)
-            except ValueError:
-                raise ValueError("give -t TOPIC with a client message id") from None
-            resp = await admin.call(addr, RequestCode.VIEW_MESSAGE_BY_ID, {"offset": phy})
-            original = parse_messages(resp.body)[0]
-        return await trace(admin, original, group)
-    emit_rows(ctx.run(work), ctx.output, ["stage", "storeTimestamp", "topic", "queueId",
-                                          "queueOffset", "reconsumeTimes", "consumedByGroup"])
+        kind, original = await find_message(admin, msg_id, topic)
+        return kind, original, await trace(admin, original, group)
+    kind, original, hops = ctx.run(work)
+    _say_kind(ctx, msg_id, kind, original)
+    emit_rows(hops, ctx.output, ["stage", "storeTimestamp", "topic", "queueId",
+                                 "queueOffset", "reconsumeTimes", "consumedByGroup"])

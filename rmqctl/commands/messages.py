@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import os
 import re
 import sys
+import threading
+from collections.abc import AsyncIterator
 
 import click
 
+from rmqnode.errors import ConnectionLost, RemotingTimeout
 from rmqnode.message import RETRY_TOPIC, MessageExt
 from rmqctl.client.consumer import GroupConsumer
 from rmqctl.client.pop import PopConsumer
 from rmqctl.client.namesrv import NameServerClient
 from rmqctl.client.producer import Producer, SendResult, topic_route
 from rmqctl.commands.store import BODY_FORMATS, body_text, message_row
-from rmqctl.context import Ctx, pass_ctx
-from rmqctl.output import emit_rows
+from rmqctl.context import EXIT_ERROR, Ctx, pass_ctx
+from rmqctl.output import RowStream, emit_object, emit_rows
 
 _TOKEN = re.compile(r"%p\{([^}]*)\}|%[tqokTisb%]|\\[nt\\]")
 
@@ -36,14 +41,75 @@ def render(fmt: str, msg: MessageExt, body_format: str) -> str:
     return _TOKEN.sub(sub, fmt)
 
 
-def split_input(data: bytes, whole: bool, delimiter: str | None) -> list[bytes]:
-    if whole:
-        return [data]
+MAX_BODY = 4 * 1024 * 1024  # DefaultMQProducer.maxMessageSize: what Java clients send at most
+
+
+class StdinChunks:
+    """stdin's bytes, read by a thread as they arrive (a pipe may take its time: `tail -f
+    log | rmqctl send`), a few chunks ahead of the sends. os.read, not sys.stdin: a read
+    left blocked when the command stops holds no lock the exit needs."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[bytes | OSError] = asyncio.Queue(16)
+        self.loop = asyncio.get_running_loop()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                chunk: bytes | OSError = os.read(sys.stdin.fileno(), 1 << 16)
+            except OSError as exc:
+                chunk = exc
+            try:
+                asyncio.run_coroutine_threadsafe(self.queue.put(chunk), self.loop).result()
+            except (RuntimeError, concurrent.futures.CancelledError):
+                return  # the command is over
+            if not isinstance(chunk, bytes) or not chunk:
+                return
+
+    async def next(self) -> bytes:
+        chunk = await self.queue.get()
+        if isinstance(chunk, OSError):
+            raise chunk
+        return chunk
+
+
+async def stdin_messages(whole: bool, delimiter: str | None) -> AsyncIterator[tuple[int, bytes]]:
+    """(line number, body) of each message in stdin, as it arrives: each line, each part
+    between delimiters, or (whole) all of it as message 1. A trailing delimiter ends the last
+    message, it does not start one. A body over MAX_BODY fails, naming its line."""
     sep = (delimiter or "\n").encode().decode("unicode_escape").encode()
-    parts = data.split(sep)
-    if parts and parts[-1] == b"":
-        parts.pop()  # a trailing delimiter ends the last message, it does not start one
-    return parts
+    chunks = StdinChunks()
+    buf, number = bytearray(), 0
+    while chunk := await chunks.next():
+        buf += chunk
+        while not whole and (end := buf.find(sep)) >= 0:
+            number += 1
+            yield number, bytes(buf[:end])
+            del buf[:end + len(sep)]
+        if len(buf) > MAX_BODY:
+            raise click.ClickException(
+                f"line {number + 1} is over {MAX_BODY} bytes, the most a RocketMQ client "
+                "sends in one message (maxMessageSize)")
+    if buf or whole:
+        yield number + 1, bytes(buf)
+
+
+class Progress:
+    """How far a send got: messages sent, and the last line up to which every line is sent
+    (or skipped), so a script can go on after it with `tail -n +$((L + 1))`."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.last_line = 0
+        self._done: set[int] = set()
+
+    def done(self, number: int, sent: bool = True) -> None:
+        self.sent += sent
+        self._done.add(number)
+        while self.last_line + 1 in self._done:
+            self.last_line += 1
+            self._done.remove(self.last_line)
 
 
 def result_row(r: SendResult) -> dict:
@@ -70,16 +136,25 @@ def result_row(r: SendResult) -> dict:
 @click.option("--whole", is_flag=True, help="All of stdin is one message.")
 @click.option("--batch", type=click.IntRange(1, 1024), default=1,
               help="Send stdin messages in batches of N (one request each).")
+@click.option("--allow-empty", is_flag=True,
+              help="Send empty lines as empty messages (skipped by default: Java clients "
+                   "refuse empty bodies).")
+@click.option("-q", "--quiet", is_flag=True,
+              help="One summary at the end instead of a result per message.")
 @pass_ctx
 def send(ctx: Ctx, topic: str, body: str | None, tags: str | None, keys: str | None,
          props: tuple[str, ...], delay_level: int, mode: str, sharding_key: str | None,
-         compress: str | None, delimiter: str | None, whole: bool, batch: int) -> None:
-    """Send BODY to TOPIC, or each line of stdin as one message.
+         compress: str | None, delimiter: str | None, whole: bool, batch: int,
+         allow_empty: bool, quiet: bool) -> None:
+    """Send BODY to TOPIC, or each line of stdin as one message, as it arrives; a result is
+    printed per message sent. Stopped by Ctrl-C or an error, it says on stderr how many it
+    sent and the last line up to which all are sent.
 
     \b
     Examples:
       rmqctl send Orders 'hello' --tags TagA --keys order-1
-      seq 1 5000 | rmqctl send Numbers
+      seq 1 5000 | rmqctl send Numbers --quiet
+      tail -f app.log | rmqctl -o ndjson send Logs
       cat event.json | rmqctl send Events --whole -p source=cli
       rmqctl -o ndjson send Orders 'x' --sharding-key customer-7
     """
@@ -89,46 +164,108 @@ def send(ctx: Ctx, topic: str, body: str | None, tags: str | None, keys: str | N
         if not sep or not key:
             raise click.UsageError(f"-p expects KEY=VALUE, got {item!r}")
         properties[key] = value
-    if body is not None:
-        bodies = [body.encode()]
-    elif sys.stdin.isatty():
+    if body is None and sys.stdin.isatty():
         raise click.UsageError("give BODY, or pipe messages into stdin")
-    else:
-        bodies = split_input(sys.stdin.buffer.read(), whole, delimiter)
+    if body == "" and not allow_empty:
+        raise click.UsageError("BODY is empty, which Java clients refuse; --allow-empty "
+                               "sends it")
     key_list = keys.split() if keys else None
+    progress = Progress()
+    results = RowStream(ctx.output, ["msgId", "queueId", "queueOffset", "status"]
+                        if ctx.output != "json" else [])
 
-    async def work(ns: NameServerClient) -> list[SendResult]:
+    async def messages() -> AsyncIterator[tuple[int, bytes]]:
+        if body is not None:  # the shell's bytes, as given (os.fsencode keeps non-UTF-8)
+            yield 1, os.fsencode(body)
+            return
+        async for number, part in stdin_messages(whole, delimiter):
+            if part or allow_empty:
+                yield number, part
+            else:
+                progress.done(number, sent=False)
+
+    def sent(numbers: list[int], out: list[SendResult]) -> None:
+        for number, result in zip(numbers, out):
+            progress.done(number)
+            if not quiet:
+                results.write(result_row(result))
+
+    async def work(ns: NameServerClient) -> None:
         producer = Producer(ns.remoting, ns, timeout=ctx.timeout)
         one = dict(tags=tags, keys=key_list, props=properties)
+
+        async def send_one(number: int, data: bytes) -> None:
+            sent([number], [await producer.send(
+                topic, data, delay_level=delay_level, sharding_key=sharding_key,
+                oneway=mode == "oneway", compression=compress, **one)])
+
+        async def send_batch(held: list[tuple[int, bytes]]) -> None:
+            sent([n for n, _ in held], await producer.send_batch(
+                topic, [b for _, b in held], sharding_key=sharding_key, **one))
+
         if batch > 1:
-            out = []
-            for i in range(0, len(bodies), batch):
-                out += await producer.send_batch(topic, bodies[i:i + batch],
-                                                 sharding_key=sharding_key, **one)
-            return out
-        if mode == "async":
-            window = asyncio.Semaphore(64)
+            held: list[tuple[int, bytes]] = []
+            async for item in messages():
+                held.append(item)
+                if len(held) == batch:
+                    await send_batch(held)
+                    held = []
+            if held:
+                await send_batch(held)
+        elif mode == "async":
+            await in_flight(messages(), send_one, 64)
+        else:
+            async for number, data in messages():
+                await send_one(number, data)
 
-            async def limited(b: bytes) -> SendResult:
-                async with window:
-                    return await producer.send(topic, b, delay_level=delay_level,
-                                               sharding_key=sharding_key, compression=compress,
-                                               **one)
-            return list(await asyncio.gather(*(limited(b) for b in bodies)))
-        return [await producer.send(topic, b, delay_level=delay_level, sharding_key=sharding_key,
-                                    oneway=mode == "oneway", compression=compress, **one)
-                for b in bodies]
+    try:
+        ctx.run(work)
+    except BaseException:
+        if body is None:  # stdin: say how far it got, for a script to go on from there
+            click.echo(f"rmqctl: sent {progress.sent}, last line {progress.last_line}",
+                       err=True)
+        raise
+    if not quiet:
+        results.close()
+    else:
+        emit_object({"topic": topic, "sent": progress.sent, "lastLine": progress.last_line},
+                     ctx.output)
 
-    results = ctx.run(work)
-    emit_rows([result_row(r) for r in results], ctx.output,
-              ["msgId", "queueId", "queueOffset", "status"] if ctx.output != "json" else None)
+
+async def in_flight(items: AsyncIterator[tuple[int, bytes]], send_one, window: int) -> None:
+    """send_one(number, data) for each item, up to `window` at once; the first failure stops
+    taking items and is raised once the sends in flight are over."""
+    slots = asyncio.Semaphore(window)
+    running: set[asyncio.Task] = set()
+    failures: list[BaseException] = []
+
+    def finished(task: asyncio.Task) -> None:
+        running.discard(task)
+        slots.release()
+        if not task.cancelled() and task.exception() is not None:
+            failures.append(task.exception())
+
+    try:
+        async for number, data in items:
+            await slots.acquire()
+            if failures:
+                break
+            task = asyncio.ensure_future(send_one(number, data))
+            running.add(task)
+            task.add_done_callback(finished)
+        await asyncio.gather(*running, return_exceptions=True)
+    finally:
+        for task in running:
+            task.cancel()
+    if failures:
+        raise failures[0]
 
 
 class HandlerFailed(click.ClickException):
     """A --exec command failed a message and --retry was not given: consumption stops, and
     the message's offset is not committed, so the next run starts with it."""
 
-    exit_code = 3
+    exit_code = EXIT_ERROR
 
 
 def handler_env(msg: MessageExt) -> dict[str, str]:
@@ -157,38 +294,38 @@ async def read_queue(consumer: GroupConsumer, mq, start: str | None, exit_at_end
                      show, done: asyncio.Event, commit: bool = True,
                      on_failure=None) -> None:
     """Pull one queue from its start offset, in order, until caught up (exit_at_end) or
-    `done`; offsets are committed after every batch. `show` may be a coroutine answering
-    whether the message was handled; a failed one goes to `on_failure` (retry) or stops
-    the queue with its offset uncommitted."""
+    `done`. `show` may be a coroutine answering whether the message was handled; a failed
+    one goes to `on_failure` (retry) or stops the queue. The group's offset moves past what
+    was handled only: committed with each pull, and when the queue stops for any reason
+    (-c N, Ctrl-C, a closed output, a failure)."""
     offset = await consumer.start_offset(mq, start)
-    while not done.is_set():
-        result = await consumer.pull(mq, offset, 32, 0 if exit_at_end else 15000,
-                                     commit_offset=offset if commit else None)
-        for msg in result.messages:
-            if done.is_set():  # -c N reached within the batch: what was shown is consumed
-                if commit:
-                    await consumer.commit(mq, msg.queue_offset)
+    committed = None
+    try:
+        while not done.is_set():
+            pulled_at = committed = offset
+            result = await consumer.pull(mq, pulled_at, 32, 0 if exit_at_end else 15000,
+                                         commit_offset=pulled_at if commit else None)
+            for msg in result.messages:
+                if done.is_set():  # -c N reached, or the output closed, within the batch
+                    return
+                if mq.topic == consumer.retry_topic:
+                    msg.topic = msg.properties.get(RETRY_TOPIC, msg.topic)  # as Java shows it
+                outcome = show(msg)
+                if outcome is not None and not await outcome:
+                    if on_failure is None:
+                        raise HandlerFailed(
+                            f"the handler failed {msg.topic}/{msg.queue_id}@{msg.queue_offset}"
+                            f" (msgId {msg.msg_id}); its offset is not committed (--retry "
+                            "sends failed messages back instead)")
+                    await on_failure(msg)
+                offset = msg.queue_offset + 1
+            if exit_at_end and result.next_offset == pulled_at >= result.max_offset:
                 return
-            if mq.topic == consumer.retry_topic:
-                msg.topic = msg.properties.get(RETRY_TOPIC, msg.topic)  # as Java shows it
-            outcome = show(msg)
-            if outcome is None or await outcome:
-                continue
-            if on_failure is not None:
-                await on_failure(msg)
-                continue
-            if commit:
-                await consumer.commit(mq, msg.queue_offset)
-            raise HandlerFailed(f"the handler failed {msg.topic}/{msg.queue_id}@"
-                                f"{msg.queue_offset} (msgId {msg.msg_id}); its offset is not "
-                                "committed (--retry sends failed messages back instead)")
-        if result.next_offset != offset:
-            offset = result.next_offset
-            if commit:
+            offset = result.next_offset  # the whole batch is handled (or filtered out)
+    finally:
+        if commit and offset != committed:
+            with contextlib.suppress(ConnectionLost, RemotingTimeout):
                 await consumer.commit(mq, offset)
-        elif exit_at_end and offset >= result.max_offset:
-            return
-        sys.stdout.flush()
 
 
 async def _stop_all(tasks) -> None:
@@ -221,35 +358,40 @@ async def read_group(consumer: GroupConsumer, start: str | None, exit_at_end: bo
     committed); a queue taken over starts from the group's committed offset."""
     readers: dict = {}
     started: set = set()
-    while not done.is_set():
-        queues = set(await consumer.join())
-        for mq in [mq for mq in readers if mq not in queues]:
-            await _stop_all([readers.pop(mq)])
-        for mq in queues - set(readers):
-            readers[mq] = asyncio.ensure_future(read_queue(
-                consumer, mq, start if mq not in started else None, exit_at_end, show, done,
-                on_failure=on_failure))
-            started.add(mq)
-        for mq, task in list(readers.items()):
-            if task.done() and not task.cancelled() and task.exception() is not None:
-                await _stop_all(list(readers.values()))
-                raise task.exception()
-        if exit_at_end and readers and all(t.done() for t in readers.values()):
-            break
-        waits = [asyncio.ensure_future(done.wait()), asyncio.ensure_future(consumer.changed.wait())]
-        try:
-            await asyncio.wait(waits + list(readers.values()), timeout=rebalance_every,
-                               return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            await _stop_all(waits)
-        if exit_at_end and not readers:
-            break
-    await _stop_all(list(readers.values()))
+    try:
+        while not done.is_set():
+            queues = set(await consumer.join())
+            for mq in [mq for mq in readers if mq not in queues]:
+                await _stop_all([readers.pop(mq)])
+            for mq in queues - set(readers):
+                readers[mq] = asyncio.ensure_future(read_queue(
+                    consumer, mq, start if mq not in started else None, exit_at_end, show, done,
+                    on_failure=on_failure))
+                started.add(mq)
+            for mq, task in list(readers.items()):
+                if task.done() and not task.cancelled() and task.exception() is not None:
+                    raise task.exception()
+            if exit_at_end and readers and all(t.done() for t in readers.values()):
+                break
+            waits = [asyncio.ensure_future(done.wait()),
+                     asyncio.ensure_future(consumer.changed.wait())]
+            try:
+                await asyncio.wait(waits + list(readers.values()), timeout=rebalance_every,
+                                   return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                await _stop_all(waits)
+            if exit_at_end and not readers:
+                break
+    finally:
+        await _stop_all(list(readers.values()))  # each commits what it handled, on any exit
 
 
 def printer(ctx: Ctx, fmt: str | None, body_format: str, count: int | None,
             done: asyncio.Event):
-    """What consume and tail do with each message: a format line, or an ndjson row."""
+    """What consume and tail do with each message: a format line, or an ndjson row, flushed
+    at once, so that a message counts as shown (and its offset may be committed) only once
+    it is out: when the reader went away (`| head -3`), the BrokenPipeError stops every
+    queue at the message that did not get out."""
     if fmt is None:
         fmt = "%b" if ctx.output == "raw" else "%t/%q@%o %i %b"
     if not fmt.endswith("\\n") and not fmt.endswith("\n"):
@@ -258,10 +400,15 @@ def printer(ctx: Ctx, fmt: str | None, body_format: str, count: int | None,
 
     def show(msg: MessageExt) -> None:
         nonlocal printed
-        if ctx.output in ("json", "ndjson"):
-            emit_rows([message_row(msg, body_format)], "ndjson")
-        else:
-            sys.stdout.write(render(fmt, msg, body_format))
+        try:
+            if ctx.output in ("json", "ndjson"):
+                emit_rows([message_row(msg, body_format)], "ndjson")
+            else:
+                sys.stdout.write(render(fmt, msg, body_format))
+            sys.stdout.flush()
+        except BrokenPipeError:
+            done.set()
+            raise
         printed += 1
         if count is not None and printed >= count:
             done.set()
@@ -337,8 +484,11 @@ def consume(ctx: Ctx, topic: str, group: str, expression: str, start: str | None
     it (Ctrl-C stops).
 
     \b
-    Exit codes: 0 done, 1 error, 2 misuse, 3 a --exec command failed a message (without
-    --retry; the message's offset is not committed), 130 interrupted.
+    The group's offsets move past what was shown (or handled) only: after `| head -3`, the
+    next run starts with the first message that did not get out, and consume exits 0 as
+    Unix filters do. Exit codes: 0 done, 1 error (also: an --exec command failed a message
+    without --retry; its offset is not committed), 2 misuse, 3 no such topic, 4 timeout,
+    130 interrupted.
 
     \b
     Examples:
@@ -378,7 +528,6 @@ def consume(ctx: Ctx, topic: str, group: str, expression: str, start: str | None
                 await read_group(consumer, start, exit_at_end, show, done,
                                  on_failure=failure)
         finally:
-            sys.stdout.flush()
             await consumer.leave()
 
     ctx.run(work)

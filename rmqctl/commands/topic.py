@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from rmqnode.broker.stats import GROUP_GET_NUMS, TOPIC_PUT_NUMS
@@ -10,7 +12,8 @@ from rmqnode.net import fastjson
 from rmqnode.net.codec import RemotingCommand
 from rmqnode.net.codes import PERM_READ, PERM_WRITE, RequestCode, perm_text
 from rmqctl.client.admin import Admin
-from rmqctl.context import Ctx, pass_ctx
+from rmqctl.client.namesrv import check_addr
+from rmqctl.context import EXIT_USAGE, Ctx, NotFound, pass_ctx
 from rmqctl.output import emit_object, emit_rows
 
 
@@ -62,32 +65,104 @@ def topic_route(ctx: Ctx, name: str) -> None:
     emit_rows(rows, ctx.output, ["brokerName", "addr", "readQueueNums", "writeQueueNums", "perm"])
 
 
-def _apply_topic(ctx: Ctx, name: str, queues: int, perm: str, order: bool,
-                 cluster: str | None, broker: str | None) -> list[dict]:
-    perms = {"R": PERM_READ, "W": PERM_WRITE, "RW": PERM_READ | PERM_WRITE}
-    async def work(ns):
+PERMS = {"R": PERM_READ, "W": PERM_WRITE, "RW": PERM_READ | PERM_WRITE}
+DEFAULT_QUEUES = 8
+
+
+async def topic_config(admin: Admin, addr: str, name: str) -> dict | None:
+    """NAME's config on the broker at `addr` (GET_ALL_TOPIC_CONFIG), None when it has none."""
+    data = await admin.call_json(addr, RequestCode.GET_ALL_TOPIC_CONFIG)
+    return data.get("topicConfigTable", {}).get(name)
+
+
+def _wanted(name: str, current: dict | None, queues: int | None, perm: str | None,
+            order: bool) -> dict:
+    """The config to send: what is given, and for the rest what the broker has now (or the
+    defaults for a broker without the topic). --perm sets the read and write bits only."""
+    current = current or {"readQueueNums": DEFAULT_QUEUES, "writeQueueNums": DEFAULT_QUEUES,
+                          "perm": PERM_READ | PERM_WRITE, "topicFilterType": "SINGLE_TAG",
+                          "topicSysFlag": 0, "order": False}
+    bits = current["perm"] if perm is None else \
+        current["perm"] & ~(PERM_READ | PERM_WRITE) | PERMS[perm]
+    return {"topic": name, "defaultTopic": "TBW102",
+            "readQueueNums": current["readQueueNums"] if queues is None else queues,
+            "writeQueueNums": current["writeQueueNums"] if queues is None else queues,
+            "perm": bits, "topicFilterType": current.get("topicFilterType", "SINGLE_TAG"),
+            "topicSysFlag": current.get("topicSysFlag", 0),
+            "order": order or bool(current.get("order"))}
+
+
+async def _hidden_messages(admin: Admin, addr: str, name: str, keep: int) -> int:
+    """Messages in the queues from `keep` on: consumers stop reading them once the topic
+    has `keep` read queues."""
+    stats = await admin.queue_tables({addr: addr}, RequestCode.GET_TOPIC_STATS_INFO,
+                                     {"topic": name})
+    return sum(value["maxOffset"] - value["minOffset"] for _, mq, value in stats
+               if mq["queueId"] >= keep)
+
+
+def _apply_topic(ctx: Ctx, name: str, queues: int | None, perm: str | None, order: bool,
+                 cluster: str | None, broker_addr: str | None, yes: bool) -> list[dict]:
+    """Create or update NAME on each broker, keeping what is not given; fewer read queues
+    than a broker has need --yes (or a yes on a terminal), told how many messages that
+    hides."""
+    async def plan(ns):
         admin = Admin(ns)
-        targets = {broker: broker} if broker else await admin.masters(cluster)
+        targets = {broker_addr: check_addr(broker_addr)} if broker_addr else \
+            await admin.masters(cluster)
         if not targets:
             raise ValueError("no broker to create the topic on (see: rmqctl cluster list)")
+
+        async def one(broker_name: str, addr: str) -> tuple:
+            current = await topic_config(admin, addr, name)
+            wanted = _wanted(name, current, queues, perm, order)
+            shrink = None
+            if current and wanted["readQueueNums"] < current["readQueueNums"]:
+                hidden = await _hidden_messages(admin, addr, name, wanted["readQueueNums"])
+                shrink = (f"{broker_name} from {current['readQueueNums']} to "
+                          f"{wanted['readQueueNums']} read queues hides {hidden} messages "
+                          f"in queues {wanted['readQueueNums']}-{current['readQueueNums'] - 1}")
+            return broker_name, addr, wanted, shrink
+        return await ctx.each_broker(targets, one)
+
+    planned = ctx.run(plan)
+    shrinks = [shrink for *_, shrink in planned if shrink]
+    if shrinks and not yes:
+        question = f"shrinking {name} on {'; '.join(shrinks)} from consumers"
+        if not (sys.stdin.isatty() and sys.stderr.isatty()):
+            ctx.fail(f"{question}: give --yes to do it", EXIT_USAGE)
+        if not click.confirm(f"{question}. Go on?", err=True):
+            ctx.fail("nothing changed", EXIT_USAGE)
+
+    async def apply(ns):
+        admin = Admin(ns)
         rows = []
-        for broker_name, addr in targets.items():
-            await admin.create_topic(addr, name, queues, perms[perm], order)
-            rows.append({"topic": name, "broker": broker_name, "addr": addr, "queues": queues,
-                         "perm": perm})
-        if order:  # ordered topics are announced to every name server, as mqadmin -o does
-            conf = ";".join(f"{b}:{queues}" for b in targets)
-            await ns.kv_put("ORDER_TOPIC_CONFIG", name, conf)
+        for broker_name, addr, wanted, _ in planned:
+            await admin.call(addr, RequestCode.UPDATE_AND_CREATE_TOPIC, wanted)
+            rows.append({"topic": name, "broker": broker_name, "addr": addr,
+                         "readQueueNums": wanted["readQueueNums"],
+                         "writeQueueNums": wanted["writeQueueNums"],
+                         "perm": perm_text(wanted["perm"]), "order": wanted["order"]})
+        ordered = [r for r in rows if r["order"]]
+        if ordered:  # ordered topics are announced to every name server, as mqadmin -o does
+            await ns.kv_put("ORDER_TOPIC_CONFIG", name, ";".join(
+                f"{r['broker']}:{r['writeQueueNums']}" for r in ordered))
         return rows
-    return ctx.run(work)
+    return ctx.run(apply)
 
 
 _TOPIC_OPTIONS = [
-    click.option("-q", "--queues", type=click.IntRange(1, 1024), default=8, show_default=True),
-    click.option("--perm", type=click.Choice(["RW", "R", "W"]), default="RW", show_default=True),
+    click.option("-q", "--queues", type=click.IntRange(1, 1024),
+                 help=f"Read and write queues per broker [default: the broker's, or "
+                      f"{DEFAULT_QUEUES} for a new topic]."),
+    click.option("--perm", type=click.Choice(["RW", "R", "W"]),
+                 help="Read, write or both [default: the broker's, or RW for a new topic]."),
     click.option("--order", is_flag=True, help="An ordered topic (ORDER_TOPIC_CONFIG)."),
     click.option("-c", "--cluster", help="On every master of this cluster (default: all)."),
     click.option("-b", "--broker", "broker_addr", help="Only on the broker at this address."),
+    click.option("-y", "--yes", is_flag=True,
+                 help="Shrink the queues without asking, though their messages become "
+                      "unreachable."),
 ]
 
 
@@ -101,26 +176,38 @@ def _topic_options(f):
 @click.argument("name")
 @_topic_options
 @pass_ctx
-def topic_create(ctx: Ctx, name: str, queues: int, perm: str, order: bool,
-                 cluster: str | None, broker_addr: str | None) -> None:
-    """Create NAME on brokers (idempotent; `update` is the same request).
+def topic_create(ctx: Ctx, name: str, queues: int | None, perm: str | None, order: bool,
+                 cluster: str | None, broker_addr: str | None, yes: bool) -> None:
+    """Create NAME on brokers; on a broker that has it already, the same as `update`.
 
     \b
     Examples:
       rmqctl topic create Orders -q 8
       rmqctl topic create Payments -q 4 --order -c DefaultCluster
     """
-    emit_rows(_apply_topic(ctx, name, queues, perm, order, cluster, broker_addr), ctx.output)
+    emit_rows(_apply_topic(ctx, name, queues, perm, order, cluster, broker_addr, yes),
+              ctx.output)
+    ctx.finish()
 
 
 @topic.command("update")
 @click.argument("name")
 @_topic_options
 @pass_ctx
-def topic_update(ctx: Ctx, name: str, queues: int, perm: str, order: bool,
-                 cluster: str | None, broker_addr: str | None) -> None:
-    """Change NAME's queue count or permission on brokers."""
-    emit_rows(_apply_topic(ctx, name, queues, perm, order, cluster, broker_addr), ctx.output)
+def topic_update(ctx: Ctx, name: str, queues: int | None, perm: str | None, order: bool,
+                 cluster: str | None, broker_addr: str | None, yes: bool) -> None:
+    """Change NAME's queue count or permission on brokers; what is not given stays as each
+    broker has it. Fewer queues hide the messages of the dropped ones from consumers: that
+    needs --yes (or a yes on a terminal), and says how many messages it hides.
+
+    \b
+    Examples:
+      rmqctl topic update Orders --perm R
+      rmqctl topic update Orders -q 4 --yes
+    """
+    emit_rows(_apply_topic(ctx, name, queues, perm, order, cluster, broker_addr, yes),
+              ctx.output)
+    ctx.finish()
 
 
 @topic.command("delete")
@@ -128,18 +215,33 @@ def topic_update(ctx: Ctx, name: str, queues: int, perm: str, order: bool,
 @click.option("-c", "--cluster", help="Only in this cluster (default: everywhere).")
 @pass_ctx
 def topic_delete(ctx: Ctx, name: str, cluster: str | None) -> None:
-    """Delete NAME from its brokers and from every name server."""
+    """Delete NAME from the brokers that have it and from every name server; exit code 3
+    when no broker or name server knows it.
+
+    \b
+    Example:
+      rmqctl topic delete Orders -c DefaultCluster
+    """
     async def work(ns):
         admin = Admin(ns)
-        for addr in (await admin.masters(cluster)).values():
+
+        async def delete(broker_name: str, addr: str) -> dict | None:
+            if await topic_config(admin, addr, name) is None:
+                return None
             await admin.call(addr, RequestCode.DELETE_TOPIC_IN_BROKER, {"topic": name})
+            return {"topic": name, "broker": broker_name, "addr": addr}
+        rows = [r for r in await ctx.each_broker(await admin.masters(cluster), delete) if r]
+        if not rows and not ctx.broker_failures and name not in await ns.topic_list():
+            raise NotFound(f"no topic {name}" + (f" in cluster {cluster}" if cluster else ""))
         for addr in ns.addrs:
             resp = await ns.remoting.invoke(addr, RemotingCommand.request(
                 RequestCode.DELETE_TOPIC_IN_NAMESRV, {"topic": name, "clusterName": cluster}),
                 ns.timeout)
             if resp.code != 0:
                 raise RemotingError(resp.code, resp.remark or "")
-    ctx.run(work)
+        return rows
+    emit_rows(ctx.run(work), ctx.output, ["topic", "broker", "addr"])
+    ctx.finish()
 
 
 @topic.command("status")
@@ -149,14 +251,18 @@ def topic_status(ctx: Ctx, name: str) -> None:
     """Min and max offset of every queue of NAME, as `mqadmin topicStatus` shows them."""
     async def work(ns):
         admin = Admin(ns)
-        rows = [{"brokerName": broker_name, "queueId": mq["queueId"],
-                 "minOffset": value["minOffset"], "maxOffset": value["maxOffset"],
-                 "lastUpdateTimestamp": value["lastUpdateTimestamp"]}
-                for broker_name, mq, value in await admin.queue_tables(
-                    await admin.topic_masters(name), RequestCode.GET_TOPIC_STATS_INFO,
-                    {"topic": name})]
-        return sorted(rows, key=lambda r: (r["brokerName"], r["queueId"]))
+
+        async def stats(broker_name: str, addr: str) -> list[dict]:
+            return [{"brokerName": broker_name, "queueId": mq["queueId"],
+                     "minOffset": value["minOffset"], "maxOffset": value["maxOffset"],
+                     "lastUpdateTimestamp": value["lastUpdateTimestamp"]}
+                    for _, mq, value in await admin.queue_tables(
+                        {broker_name: addr}, RequestCode.GET_TOPIC_STATS_INFO, {"topic": name})]
+        rows = await ctx.each_broker(await admin.topic_masters(name), stats)
+        return sorted((r for broker_rows in rows for r in broker_rows),
+                      key=lambda r: (r["brokerName"], r["queueId"]))
     emit_rows(ctx.run(work), ctx.output)
+    ctx.finish()
 
 
 def _day_sum(data: dict) -> int:
