@@ -23,7 +23,7 @@ from rmqctl.client.admin import Admin
 from rmqctl.client.consumer import GroupConsumer
 from rmqctl.client.namesrv import NameServerClient
 from rmqctl.client.producer import TopicRoute, topic_route
-from rmqctl.context import Ctx, pass_ctx
+from rmqctl.context import EXIT_NOT_FOUND, Ctx, pass_ctx
 from rmqctl.output import emit_rows
 
 # MQVersion.Version.V3_0_7_SNAPSHOT: older clients cannot take a reset while they run (a
@@ -33,8 +33,6 @@ V3_0_7_SNAPSHOT = 28
 # What became of each live member, worst last (a member of several brokers gets the worst).
 TOLD, MAY_NOT_APPLY, NOT_TOLD = "told", "may not apply it", "not told"
 _WORST = [TOLD, MAY_NOT_APPLY, NOT_TOLD]
-
-NOT_FOUND = 3  # rmqctl's exit code for no such topic or group
 
 
 def _name(check):
@@ -114,11 +112,15 @@ def offset_reset(ctx: Ctx, group: str, topic: str, to_timestamp: int | None,
     if store is not None:
         emit_rows(_reset_offline(ctx, store, group, topic, target, queue), ctx.output)
         return
-    emit_rows(ctx.run(lambda ns: _reset_live(ns, group, topic, target, queue)), ctx.output)
+    emit_rows(ctx.run(lambda ns: _reset_live(ctx, ns, group, topic, target, queue)),
+              ctx.output)
+    ctx.finish()
 
 
-async def _reset_live(ns: NameServerClient, group: str, topic: str, target: Target,
+async def _reset_live(ctx: Ctx, ns: NameServerClient, group: str, topic: str, target: Target,
                       queue: int | None) -> list[dict]:
+    """Every broker of the topic in turn; one that fails is reported and the others still
+    reset (the command then exits with its code)."""
     admin = Admin(ns)
     route = await topic_route(ns, topic)
     fields = {"topic": topic, "group": group, "timestamp": target.timestamp, "isForce": True}
@@ -147,7 +149,7 @@ async def _reset_live(ns: NameServerClient, group: str, topic: str, target: Targ
         return [target.row(topic, broker_name, key.as_dict()["queueId"], value, "reset")
                 for key, value in data.get("offsetTable", {}).items()]
 
-    rows = [row for name, addr in sorted(route.addrs.items()) for row in await reset(name, addr)]
+    rows = [row for rows in await ctx.each_broker(route.addrs, reset) for row in rows]
     _report(group, members)
     return sorted(rows, key=lambda r: (r["brokerName"], r["queueId"]))
 
@@ -211,14 +213,14 @@ def _reset_offline(ctx: Ctx, store: Path, group: str, topic: str, target: Target
     for manager in (topics, groups, offsets):
         manager.load()
     if groups.find(group, auto_create=False) is None and not offsets.topics_of_group(group):
-        ctx.fail(f"{store} knows no group {group}", NOT_FOUND)
+        ctx.fail(f"{store} knows no group {group}", EXIT_NOT_FOUND)
     topic_config = topics.table.get(topic)
     if topic_config is None:
-        ctx.fail(f"{store} has no topic {topic}", NOT_FOUND)
+        ctx.fail(f"{store} has no topic {topic}", EXIT_NOT_FOUND)
     queues = [q for q in range(topic_config.readQueueNums) if queue in (None, q)]
     if not queues:
         ctx.fail(f"{topic} has no queue {queue} in {store} (it has "
-                 f"{topic_config.readQueueNums})", NOT_FOUND)
+                 f"{topic_config.readQueueNums})", EXIT_NOT_FOUND)
     reader = MessageStore(config, readonly=True)
     reader.open()
     try:
