@@ -67,15 +67,25 @@ def test_fan_out_reports_the_broker_that_failed_and_the_others_results(node, sta
     deadline = time.monotonic() + 10
     while "broker-b" not in rmqctl(ns, "cluster", "list").stdout and time.monotonic() < deadline:
         time.sleep(0.2)
+    for topic in ("Both", "%DLQ%FanG"):  # on both brokers while both answer
+        assert rmqctl(ns, "topic", "create", topic, "-q", "1").returncode == 0
     os.kill(other.proc.pid, signal.SIGSTOP)
     try:
         out = rmqctl(ns, "--timeout", "1", "-o", "json", "topic", "create", "Fan", "-q", "2")
+        stats = rmqctl(ns, "--timeout", "1", "-o", "json", "topic", "stats", "Both")
+        dead = rmqctl(ns, "--timeout", "1", "-o", "json", "dlq", "list", "-g", "FanG")
     finally:
         os.kill(other.proc.pid, signal.SIGCONT)
     assert out.returncode == 4
     assert [r["broker"] for r in json.loads(out.stdout)] == ["broker-a"]
     [line] = out.stderr.splitlines()
     assert line.startswith(f"rmqctl: broker-b ({other.broker}): ")
+    for answer in (stats, dead):
+        assert answer.returncode == 4, answer.stderr
+        lines = answer.stderr.splitlines()
+        assert lines and all(line.startswith("rmqctl: broker-b (") for line in lines), lines
+        assert json.loads(answer.stdout), "the reachable broker's rows are missing"
+    assert {r["broker"] for r in json.loads(dead.stdout)} == {"broker-a"}
 
 
 def test_consume_into_a_closed_pipe_commits_only_what_got_out(node):

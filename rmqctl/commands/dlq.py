@@ -37,19 +37,21 @@ def dlq() -> None:
     """Dead-letter queues: list, show and resend what groups gave up on."""
 
 
-async def dead_letter_counts(ns: NameServerClient, group: str | None) -> list[dict]:
-    """Per DLQ topic (one group's, or all) and queue: how many messages are stored."""
+async def dead_letter_counts(ctx: Ctx, ns: NameServerClient, group: str | None) -> list[dict]:
+    """Per DLQ topic (one group's, or all) and queue: how many messages are stored, on every
+    broker that answers (ctx.each_broker names those that do not)."""
     topics = sorted(t for t in await ns.topic_list() if t.startswith(DLQ_PREFIX)
                     and (group is None or t == DLQ_PREFIX + group))
     admin = Admin(ns)
     rows = []
     for topic in topics:
-        masters = await admin.topic_masters(topic)
-        for broker, queue, stats in await admin.queue_tables(
-                masters, RequestCode.GET_TOPIC_STATS_INFO, {"topic": topic}):
-            rows.append({"group": topic[len(DLQ_PREFIX):], "topic": topic, "broker": broker,
-                         "queueId": queue["queueId"],
-                         "messages": stats["maxOffset"] - stats["minOffset"]})
+        for table in await ctx.each_broker(
+                await admin.topic_masters(topic), lambda broker, addr: admin.queue_tables(
+                    {broker: addr}, RequestCode.GET_TOPIC_STATS_INFO, {"topic": topic})):
+            rows += [{"group": topic[len(DLQ_PREFIX):], "topic": topic, "broker": broker,
+                      "queueId": queue["queueId"],
+                      "messages": stats["maxOffset"] - stats["minOffset"]}
+                     for broker, queue, stats in table]
     return rows
 
 
@@ -58,8 +60,9 @@ async def dead_letter_counts(ns: NameServerClient, group: str | None) -> list[di
 @pass_ctx
 def dlq_list(ctx: Ctx, group: str | None) -> None:
     """The %DLQ% topics and how many messages each holds."""
-    emit_rows(ctx.run(lambda ns: dead_letter_counts(ns, group)), ctx.output,
+    emit_rows(ctx.run(lambda ns: dead_letter_counts(ctx, ns, group)), ctx.output,
               ["group", "topic", "broker", "queueId", "messages"])
+    ctx.finish()
 
 
 async def readable(ns: NameServerClient, topic: str, grant: bool) -> list[MessageQueue]:

@@ -105,19 +105,23 @@ def group_progress(ctx: Ctx, name: str, topic: str | None) -> None:
 @click.argument("name")
 @pass_ctx
 def group_connections(ctx: Ctx, name: str) -> None:
-    """The group's live members: client id, address, language, version."""
+    """The group's live members: client id, address, language, version, from every broker
+    that answers (one that does not is named on stderr, and the command exits non-zero)."""
     async def work(ns):
-        admin = Admin(ns)
-        rows = []
-        for addr in (await admin.masters()).values():
+        async def members(_: str, addr: str) -> list[dict]:
             resp = await ns.remoting.invoke(addr, RemotingCommand.request(
                 RequestCode.GET_CONSUMER_CONNECTION_LIST, {"consumerGroup": name}), ns.timeout)
-            if resp.code == 0:
-                data = fastjson.loads(resp.body)
-                rows += [c | {"messageModel": data.get("messageModel")}
-                         for c in data.get("connectionSet", [])]
+            if resp.code != 0:  # nobody of the group on this broker
+                return []
+            data = fastjson.loads(resp.body)
+            return [c | {"messageModel": data.get("messageModel")}
+                    for c in data.get("connectionSet", [])]
+
+        rows = [row for found in await ctx.each_broker(await Admin(ns).masters(), members)
+                for row in found]
         if not rows:
             raise RemotingError(ResponseCode.CONSUMER_NOT_ONLINE,
                                 f"the consumer group {name} is not online")
         return rows
     emit_rows(ctx.run(work), ctx.output)
+    ctx.finish()

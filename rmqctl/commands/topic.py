@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections import defaultdict
+from dataclasses import dataclass
 
 import click
 
@@ -273,20 +275,45 @@ def _day_sum(data: dict) -> int:
     return 0
 
 
-async def _traffic(admin: Admin, masters: dict[str, str], name: str, key: str
-                   ) -> tuple[float, int]:
-    """(TPS over the last minute, messages in the last 24 hours) over every master; an item a
+async def _traffic(admin: Admin, addr: str, name: str, key: str) -> tuple[float, int]:
+    """(TPS over the last minute, messages in the last 24 hours) on one broker; an item the
     broker does not have (no traffic yet) counts 0, as mqadmin counts it."""
-    tps, day = 0.0, 0
-    for addr in masters.values():
-        try:
-            data = await admin.call_json(addr, RequestCode.VIEW_BROKER_STATS_DATA,
-                                         {"statsName": name, "statsKey": key})
-        except RemotingError:
-            continue
-        tps += data.get("statsMinute", {}).get("tps", 0.0)
-        day += _day_sum(data)
-    return tps, day
+    try:
+        data = await admin.call_json(addr, RequestCode.VIEW_BROKER_STATS_DATA,
+                                     {"statsName": name, "statsKey": key})
+    except RemotingError:
+        return 0.0, 0
+    return data.get("statsMinute", {}).get("tps", 0.0), _day_sum(data)
+
+
+@dataclass
+class _Traffic:
+    """One topic's, or one topic@group's, figures summed over brokers."""
+    tps: float = 0.0
+    day: int = 0
+    backlog: int = 0
+
+    def add(self, tps: float, day: int, backlog: int = 0) -> None:
+        self.tps += tps
+        self.day += day
+        self.backlog += backlog
+
+
+async def _broker_traffic(admin: Admin, topic: str, broker: str, addr: str
+                          ) -> tuple[tuple[float, int], dict[str, tuple[float, int, int]]]:
+    """What one broker knows of a topic: its traffic in, and per consuming group the traffic
+    out and the backlog."""
+    incoming = await _traffic(admin, addr, TOPIC_PUT_NUMS, topic)
+    data = await admin.call_json(addr, RequestCode.QUERY_TOPIC_CONSUME_BY_WHO, {"topic": topic})
+    groups = {}
+    for group in data.get("groupList", []):
+        backlog = sum(value["brokerOffset"] - value["consumerOffset"]
+                      for _, _, value in await admin.queue_tables(
+                          {broker: addr}, RequestCode.GET_CONSUME_STATS,
+                          {"consumerGroup": group, "topic": topic}))
+        groups[group] = (*await _traffic(admin, addr, GROUP_GET_NUMS, f"{topic}@{group}"),
+                         backlog)
+    return incoming, groups
 
 
 @topic.command("stats")
@@ -296,8 +323,9 @@ async def _traffic(admin: Admin, masters: dict[str, str], name: str, key: str
 @pass_ctx
 def topic_stats(ctx: Ctx, names: tuple[str, ...], active: bool) -> None:
     """Traffic per topic and consuming group, as `mqadmin statsAll` shows it: the backlog, the
-    TPS in and out over the last minute, and the messages in and out over the last 24 hours.
-    Without TOPIC: every topic but retry and dead-letter ones.
+    TPS in and out over the last minute, and the messages in and out over the last 24 hours,
+    summed over the brokers that answer (one that does not is named on stderr, and the
+    command then exits non-zero). Without TOPIC: every topic but retry and dead-letter ones.
 
     \b
     Examples:
@@ -310,28 +338,23 @@ def topic_stats(ctx: Ctx, names: tuple[str, ...], active: bool) -> None:
                            if not t.startswith(("%RETRY%", "%DLQ%"))]
         rows = []
         for name in sorted(topics):
-            masters = await admin.topic_masters(name)
-            in_tps, in_day = await _traffic(admin, masters, TOPIC_PUT_NUMS, name)
-            groups: set[str] = set()
-            for addr in masters.values():
-                data = await admin.call_json(addr, RequestCode.QUERY_TOPIC_CONSUME_BY_WHO,
-                                             {"topic": name})
-                groups.update(data.get("groupList", []))
-            if not groups and (in_day or not active):
+            incoming, outgoing = _Traffic(), defaultdict(_Traffic)
+            for (tps, day), groups in await ctx.each_broker(
+                    await admin.topic_masters(name),
+                    lambda broker, addr: _broker_traffic(admin, name, broker, addr)):
+                incoming.add(tps, day)
+                for group, figures in groups.items():
+                    outgoing[group].add(*figures)
+            if not outgoing and (incoming.day or not active):
                 rows.append({"topic": name, "group": "", "accumulation": 0,
-                             "inTps": round(in_tps, 2), "outTps": None, "inMsg24Hour": in_day,
-                             "outMsg24Hour": None})
-            for group in sorted(groups):
-                out_tps, out_day = await _traffic(admin, masters, GROUP_GET_NUMS,
-                                                  f"{name}@{group}")
-                if active and not (in_day or out_day):
+                             "inTps": round(incoming.tps, 2), "outTps": None,
+                             "inMsg24Hour": incoming.day, "outMsg24Hour": None})
+            for group, out in sorted(outgoing.items()):
+                if active and not (incoming.day or out.day):
                     continue
-                backlog = sum(value["brokerOffset"] - value["consumerOffset"]
-                              for _, _, value in await admin.queue_tables(
-                                  masters, RequestCode.GET_CONSUME_STATS,
-                                  {"consumerGroup": group, "topic": name}))
-                rows.append({"topic": name, "group": group, "accumulation": max(backlog, 0),
-                             "inTps": round(in_tps, 2), "outTps": round(out_tps, 2),
-                             "inMsg24Hour": in_day, "outMsg24Hour": out_day})
+                rows.append({"topic": name, "group": group, "accumulation": max(out.backlog, 0),
+                             "inTps": round(incoming.tps, 2), "outTps": round(out.tps, 2),
+                             "inMsg24Hour": incoming.day, "outMsg24Hour": out.day})
         return rows
     emit_rows(ctx.run(work), ctx.output)
+    ctx.finish()
