@@ -1,8 +1,8 @@
-"""Shared fixtures: real rmqnode processes on free loopback ports, and the shared fixtures dir."""
+"""Shared fixtures: real rmqnode processes on free loopback ports, and the real RocketMQ data
+in tests/fixtures."""
 
 from __future__ import annotations
 
-import os
 import signal
 from pathlib import Path
 
@@ -11,15 +11,11 @@ import pytest
 from rmqnode.launch import ServerProcess, rmqnode_argv
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("RMQ_SHARED", REPO.parent / "shared"))
-WIRE = SHARED / "fixtures" / "wire"
-STORE_FIXTURE = SHARED / "fixtures" / "rocketmq-4.9.8"
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    if not WIRE.is_dir():
-        raise pytest.UsageError(f"shared fixtures not found at {SHARED}: clone next to ../shared "
-                                "or set RMQ_SHARED")
+# Real RocketMQ data, copied from the project's shared fixtures (tests/fixtures/README.md):
+# the suite needs nothing beside the repository.
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+WIRE = FIXTURES / "wire"
+STORE_FIXTURE = FIXTURES / "rocketmq-4.9.8"
 
 
 class Node(ServerProcess):

@@ -1,4 +1,4 @@
-"""The wire captures in ../shared/fixtures/wire, loaded and paired request -> response."""
+"""The wire captures in tests/fixtures/wire, loaded and paired request -> response."""
 
 from __future__ import annotations
 
