@@ -51,6 +51,8 @@ class Rmqctl(click.Group):
 @click.option("--timeout", type=float, default=5.0, show_default=True,
               help="Seconds to wait for each answer.")
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
+@click.version_option(package_name="rmqnode", prog_name="rmqctl",
+                      message="%(prog)s %(version)s (RocketMQ 4.9.8 remoting protocol and store)")
 @click.pass_context
 def main(click_ctx: click.Context, namesrv_addr: str, output: str, timeout: float,
          debug: bool) -> None:

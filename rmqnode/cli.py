@@ -93,6 +93,8 @@ async def run_node(ns_config: NamesrvConfig | None, broker_config: BrokerConfig 
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="rmqnode", prog_name="rmqnode",
+                      message="%(prog)s %(version)s (RocketMQ 4.9.8 remoting protocol and store)")
 @click.option("--role", type=click.Choice(ROLES), default="all", show_default=True,
               help="Which RocketMQ roles this process plays.")
 @click.option("-c", "--config", "config_file", type=click.Path(dir_okay=False),
@@ -106,7 +108,8 @@ async def run_node(ns_config: NamesrvConfig | None, broker_config: BrokerConfig 
 @click.option("--bind", help="Address to listen on (default 127.0.0.1; use 0.0.0.0 to serve "
               "other hosts).")
 @click.option("--broker-ip", help="brokerIP1: the address clients are told to use.")
-@click.option("--store", help="storePathRootDir (default ~/.rmqnode/store).")
+@click.option("--store", help="storePathRootDir (default $RMQNODE_HOME/store, "
+              "RMQNODE_HOME defaulting to ~/.rmqnode).")
 @click.option("-D", "--set", "settings", multiple=True, metavar="KEY=VALUE",
               help="Any config property, e.g. -D flushDiskType=SYNC_FLUSH (repeatable).")
 @click.option("-p", "--print-config", is_flag=True, help="Print the effective config and exit.")

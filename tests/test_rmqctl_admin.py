@@ -70,3 +70,13 @@ def test_failures_are_one_line_with_exit_codes(node):
     # A second name server that is down is skipped over.
     out = rmqctl("-n", f"127.0.0.1:1;{node.namesrv}", "-o", "raw", "topic", "list")
     assert out.returncode == 0 and "TBW102" in out.stdout
+
+
+def test_both_commands_say_their_version():
+    from importlib.metadata import version
+
+    from rmqnode.launch import rmqnode_argv
+    for argv in ([sys.executable, "-m", "rmqctl.cli"], rmqnode_argv()):
+        out = subprocess.run([*argv, "--version"], capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.split()[1] == version("rmqnode") and "RocketMQ 4.9.8" in out.stdout
