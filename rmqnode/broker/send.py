@@ -59,6 +59,22 @@ def send_header(cmd: RemotingCommand) -> dict[str, str]:
     return ext
 
 
+def header_message(h: dict[str, str], conn: Connection, topic: str, queue_id: int) -> Message:
+    """What the header says of a sent (or replied) message, without its body, properties
+    and flag: the sender's flags, birth and reconsume count, the host it came from."""
+    born_host = conn.attrs.get("born_host")
+    if born_host is None:
+        born_host = conn.attrs["born_host"] = host_bytes(
+            conn.peer if conn.peer != "?" else "0.0.0.0:0")
+    sys_flag = validation.integer(h.get("sysFlag"), "sysFlag", *INT32, default=0)
+    born = h.get("bornTimestamp")
+    return Message(topic, queue_id, b"", sys_flag=sys_flag & CLIENT_SYS_FLAGS,
+                   born_timestamp=validation.integer(born, "bornTimestamp") if born
+                   else int(time.time() * 1000), born_host=born_host,
+                   reconsume_times=validation.integer(h.get("reconsumeTimes"),
+                                                      "reconsumeTimes", *INT32, default=0))
+
+
 class SendProcessor:
     def __init__(self, broker: BrokerController) -> None:
         self.broker = broker
@@ -68,41 +84,9 @@ class SendProcessor:
         """Answered at once, or (SYNC_FLUSH) through conn.reply once the flush is done: no
         task per send on the hot path."""
         h = send_header(cmd)
-        topic = h.get("topic") or ""
-        cfg = self.broker.config
-        if not cfg.brokerPermission & PERM_WRITE:
-            return cmd.response(ResponseCode.NO_PERMISSION, f"the broker[{cfg.brokerIP1}] "
-                                "sending message is forbidden")
-        validation.topic(topic)
-        if topic in NOT_SENDABLE:
-            return cmd.response(ResponseCode.NO_PERMISSION,
-                                f"Sending message to topic[{topic}] is forbidden.")
-        topic_config = self.broker.topics.table.get(topic)
-        registering = None
-        if topic_config is None:
-            topic_config, registering = self.create_for_send(topic, h)
-        if not topic_config.perm & PERM_WRITE:
-            return cmd.response(ResponseCode.NO_PERMISSION,
-                                f"the topic[{topic}] sending message is forbidden")
-        queue_id = validation.integer(h.get("queueId"), "queueId", *INT32, default=-1)
-        valid = max(topic_config.writeQueueNums, topic_config.readQueueNums)
-        if queue_id >= valid:
-            return cmd.response(ResponseCode.SYSTEM_ERROR, f"request queueId[{queue_id}] is "
-                                f"illegal, {topic_config} Producer: {conn.peer}")
-        if queue_id < 0:
-            queue_id = random.randrange(topic_config.writeQueueNums)
-
-        born_host = conn.attrs.get("born_host")
-        if born_host is None:
-            born_host = conn.attrs["born_host"] = host_bytes(
-                conn.peer if conn.peer != "?" else "0.0.0.0:0")
-        sys_flag = validation.integer(h.get("sysFlag"), "sysFlag", *INT32, default=0)
-        born = h.get("bornTimestamp")
-        common = Message(topic, queue_id, b"", sys_flag=sys_flag & CLIENT_SYS_FLAGS,
-                         born_timestamp=validation.integer(born, "bornTimestamp") if born
-                         else int(time.time() * 1000), born_host=born_host,
-                         reconsume_times=validation.integer(h.get("reconsumeTimes"),
-                                                            "reconsumeTimes", *INT32, default=0))
+        topic_config, registering, queue_id = self.msg_check(h, conn)
+        topic = topic_config.topicName
+        common = header_message(h, conn, topic, queue_id)
         if (h.get("batch") or "").lower() in ("true", "1"):
             try:
                 entries = decode_batch(cmd.body)
@@ -141,6 +125,37 @@ class SendProcessor:
                 cmd, self._respond(cmd, done, queue_id)))
             return None
         return self._respond(cmd, result, queue_id)
+
+    def msg_check(self, h: dict[str, str], conn: Connection
+                  ) -> tuple[TopicConfig, asyncio.Task | None, int]:
+        """AbstractSendMessageProcessor.msgCheck, which sends and replies share: the topic's
+        config (created from its default topic if need be, with its name-server registration
+        under way, else None) and the queue to write, a random one for -1. A refusal raises
+        Java's code and remark."""
+        topic = h.get("topic") or ""
+        cfg = self.broker.config
+        if not cfg.brokerPermission & PERM_WRITE:
+            raise RemotingError(ResponseCode.NO_PERMISSION, f"the broker[{cfg.brokerIP1}] "
+                                "sending message is forbidden")
+        validation.topic(topic)
+        if topic in NOT_SENDABLE:
+            raise RemotingError(ResponseCode.NO_PERMISSION,
+                                f"Sending message to topic[{topic}] is forbidden.")
+        topic_config = self.broker.topics.table.get(topic)
+        registering = None
+        if topic_config is None:
+            topic_config, registering = self.create_for_send(topic, h)
+        if not topic_config.perm & PERM_WRITE:
+            raise RemotingError(ResponseCode.NO_PERMISSION,
+                                f"the topic[{topic}] sending message is forbidden")
+        queue_id = validation.integer(h.get("queueId"), "queueId", *INT32, default=-1)
+        valid = max(topic_config.writeQueueNums, topic_config.readQueueNums)
+        if queue_id >= valid:
+            raise RemotingError(ResponseCode.SYSTEM_ERROR, f"request queueId[{queue_id}] is "
+                                f"illegal, {topic_config} Producer: {conn.peer}")
+        if queue_id < 0:
+            queue_id = random.randrange(topic_config.writeQueueNums)
+        return topic_config, registering, queue_id
 
     async def _respond_registered(self, registering: asyncio.Task, cmd: RemotingCommand,
                                   result: st.PutResult, queue_id: int,
