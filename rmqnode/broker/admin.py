@@ -1,31 +1,30 @@
 """Broker admin requests (AdminBrokerProcessor), as mqadmin and rmqctl send them: topics,
-subscription groups, connections, consume progress, runtime info, config, offset resets."""
+subscription groups, connections, config changes, stats, offset resets. Runtime info and the
+config listing are in runtime.py, consume progress in consume_stats.py, requests relayed to
+a consumer in admin_clients.py."""
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING
 
 from rmqnode import log, validation
+from rmqnode.broker.consume_stats import mq_key
 from rmqnode.broker.groups import checked_group
 from rmqnode.broker.client_processor import body_json
 from rmqnode.broker.topics import TopicConfig
-from rmqnode.config import ConfigError, check, field_names, read_properties, write_properties
+from rmqnode.config import ConfigError, check, field_names, read_properties
 from rmqnode.errors import ConnectionLost, RemotingError, RemotingTimeout
 from rmqnode.net import fastjson
-from rmqnode.net.codec import OUR_VERSION, RemotingCommand
+from rmqnode.net.codec import RemotingCommand
 from rmqnode.net.codes import RequestCode, ResponseCode
 from rmqnode.net.connection import Connection, Handler
 from rmqnode.net.fastjson import ObjectKey
-from rmqnode.storage.cleanup import disk_used_ratio
 
 if TYPE_CHECKING:
     from rmqnode.broker.controller import BrokerController
     from rmqnode.storage.store import MessageStore
 
 _log = log.get("rmqnode.broker")
-
-VERSION_DESC = "V4_9_8"
 
 # The settings UPDATE_BROKER_CONFIG may change: those the broker reads each time it uses them.
 # Others (identity, ports, paths, file sizes, flush type) are fixed once the store and the
@@ -45,7 +44,6 @@ def _json(obj: object) -> bytes:
 class AdminProcessor:
     def __init__(self, broker: BrokerController) -> None:
         self.broker = broker
-        self.boot = int(time.time() * 1000)
 
     def table(self) -> dict[int, Handler]:
         rc = RequestCode
@@ -58,10 +56,7 @@ class AdminProcessor:
                 rc.GET_ALL_SUBSCRIPTIONGROUP_CONFIG: self.all_groups,
                 rc.GET_CONSUMER_CONNECTION_LIST: self.consumer_connections,
                 rc.GET_PRODUCER_CONNECTION_LIST: self.producer_connections,
-                rc.GET_CONSUME_STATS: self.consume_stats,
                 rc.QUERY_TOPIC_CONSUME_BY_WHO: self.consumed_by,
-                rc.GET_BROKER_RUNTIME_INFO: self.runtime_info,
-                rc.GET_BROKER_CONFIG: self.get_config,
                 rc.UPDATE_BROKER_CONFIG: self.update_config,
                 rc.INVOKE_BROKER_TO_RESET_OFFSET: self.reset_offset,
                 rc.VIEW_BROKER_STATS_DATA: self.stats_data,
@@ -128,8 +123,7 @@ class AdminProcessor:
         return cmd.response(body=_json({"offsetTable": table}))
 
     def _mq(self, topic: str, queue_id: int) -> ObjectKey:
-        return ObjectKey.of({"brokerName": self.broker.config.brokerName, "queueId": queue_id,
-                             "topic": topic})
+        return mq_key(self.broker.config.brokerName, topic, queue_id)
 
     # -- groups and connections ------------------------------------------------------------
 
@@ -172,29 +166,6 @@ class AdminProcessor:
         return cmd.response(body=_json({"connectionSet": [c.to_json()
                                                           for c in channels.values()]}))
 
-    def consume_stats(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
-        """ConsumeStats: per queue the broker's max offset and the group's committed offset;
-        mqadmin consumerProgress prints their difference as the lag."""
-        group = cmd.require("consumerGroup")
-        broker = self.broker
-        topics = [cmd.field("topic")] if cmd.field("topic") else \
-            broker.offsets.topics_of_group(group)
-        store = broker.store
-        table = {}
-        for topic in topics:
-            config = broker.topics.table.get(topic)
-            if config is None:
-                continue
-            for queue_id in range(config.readQueueNums):
-                committed = max(broker.offsets.query(group, topic, queue_id), 0)
-                entry = store.find_queue(topic, queue_id)
-                last = entry.entry(committed - 1) if entry is not None and committed > 0 else None
-                table[self._mq(topic, queue_id)] = {
-                    "brokerOffset": store.max_offset(topic, queue_id),
-                    "consumerOffset": committed,
-                    "lastTimestamp": (store.store_time(last[0]) or 0) if last else 0}
-        return cmd.response(body=_json({"consumeTps": 0.0, "offsetTable": table}))
-
     def consumed_by(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
         topic = cmd.require("topic")
         groups = set(self.broker.offsets.groups_of_topic(topic))
@@ -203,41 +174,6 @@ class AdminProcessor:
         return cmd.response(body=_json({"groupList": sorted(groups)}))
 
     # -- broker ----------------------------------------------------------------------------
-
-    def runtime_info(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
-        broker, store = self.broker, self.broker.store
-        uptime = int(time.time() * 1000) - self.boot
-        ratio = disk_used_ratio(broker.config.commit_log_dir
-                                if store.commitlog.files.files else broker.config.storePathRootDir)
-        table = {
-            "brokerVersionDesc": VERSION_DESC, "brokerVersion": str(OUR_VERSION),
-            "bootTimestamp": str(self.boot),
-            "runtime": f"[ {uptime // 86400000} days, {uptime // 3600000 % 24} hours, "
-                       f"{uptime // 60000 % 60} minutes, {uptime // 1000 % 60} seconds ]",
-            **store.stats.runtime_info(),
-            "commitLogMinOffset": str(store.commitlog.min_offset),
-            "commitLogMaxOffset": str(store.commitlog.max_offset),
-            "commitLogDiskRatio": f"{ratio:.2f}", "consumeQueueDiskRatio": f"{ratio:.2f}",
-            "dispatchBehindBytes": str(max(store.commitlog.max_offset - store.reput_offset, 0)),
-            "earliestMessageTimeStamp": str(self._earliest()),
-            "pageCacheLockTimeMills": "0", "remainHowManyDataToFlush":
-                f"{max(store.commitlog.max_offset - store.flusher.flushed_offset, 0)} B",
-            "sendThreadPoolQueueSize": "0", "sendThreadPoolQueueHeadWaitTimeMills": "0",
-            "pullThreadPoolQueueSize": "0", "pullThreadPoolQueueHeadWaitTimeMills": "0",
-            "queryThreadPoolQueueSize": "0", "queryThreadPoolQueueHeadWaitTimeMills": "0",
-            "startAcceptSendRequestTimeStamp": "0",
-        }
-        return cmd.response(body=_json({"table": table}))
-
-    def _earliest(self) -> int:
-        store = self.broker.store
-        first = store.commitlog.message_at(store.commitlog.min_offset, read_body=False)
-        return first.store_timestamp if first is not None else -1
-
-    def get_config(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
-        version = _json(self.broker.topics.data_version.to_json()).decode()
-        return cmd.response(fields={"version": version},
-                            body=write_properties(self.broker.config).encode())
 
     def update_config(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
         """All or nothing: every key known and changeable at run time, every value valid, or

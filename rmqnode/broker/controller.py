@@ -8,13 +8,16 @@ import zlib
 
 from rmqnode import log, validation
 from rmqnode.broker.admin import AdminProcessor
+from rmqnode.broker.admin_clients import ClientCallProcessor
 from rmqnode.broker.client_processor import ClientProcessor
 from rmqnode.broker.clients import ClientManager
+from rmqnode.broker.consume_stats import ConsumeStatsProcessor
 from rmqnode.broker.groups import SubscriptionGroupManager
 from rmqnode.broker.offsets import ConsumerOffsetManager
 from rmqnode.broker.pop import PopProcessor
 from rmqnode.broker.pull import PullProcessor
 from rmqnode.broker.revive import ReviveService
+from rmqnode.broker.runtime import RuntimeProcessor
 from rmqnode.broker.schedule import ScheduleService
 from rmqnode.broker.query import QueryProcessor
 from rmqnode.broker.send import SendProcessor
@@ -66,6 +69,8 @@ class BrokerController:
         self.dispatcher.update(ClientProcessor(self).table())
         self.dispatcher.update(QueryProcessor(self).table())
         self.dispatcher.update(AdminProcessor(self).table())
+        for processor in (RuntimeProcessor, ConsumeStatsProcessor, ClientCallProcessor):
+            self.dispatcher.update(processor(self).table())
         self.server = RemotingServer(self.dispatcher, config.listenAddress, config.listenPort,
                                      max_frame=config.maxFrameLength,
                                      idle_timeout=config.serverChannelMaxIdleTimeSeconds,

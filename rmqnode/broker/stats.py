@@ -88,6 +88,12 @@ class BrokerStats:
             for item in items.values():
                 item.sample(window, now_ms)
 
+    def consume_tps(self, topic: str, group: str) -> float:
+        """BrokerStatsManager.tpsGroupGetNums: messages a group got from a topic per second
+        over the last minute, what consumerProgress prints as Consume TPS."""
+        item = self.sets[GROUP_GET_NUMS].get(f"{topic}@{group}")
+        return float(item.figures(MINUTE)["tps"]) if item is not None else 0.0
+
     def data(self, name: str, key: str) -> dict[str, dict[str, float | int]] | None:
         """VIEW_BROKER_STATS_DATA's answer; None where Java says the stats do not exist."""
         item = self.sets.get(name, {}).get(key)

@@ -386,11 +386,13 @@ class MessageStore:
     def put_nowait(self, messages: list[Message]) -> PutResult:
         """Append one message, or a batch (same topic and queue, consecutive queue offsets),
         to the page cache. Flushing is the caller's to wait for (see put_messages)."""
+        begin = time.perf_counter_ns()
         result = self._append(messages)
         if result.status == PUT_OK:
             self.stats.stored(len(messages), result.appended.wrote_bytes)  # type: ignore
         else:
             self.stats.put_failed += 1
+        self.stats.put_took(time.perf_counter_ns() - begin)
         return result
 
     def _append(self, messages: list[Message]) -> PutResult:
@@ -500,8 +502,10 @@ class MessageStore:
         `match` sees each entry's tag code (the consume-queue filter); entries it rejects are
         skipped but still advance nextBeginOffset, so consumers never re-scan them.
         """
+        begin = time.perf_counter_ns()
         result = self._read(topic, queue_id, offset, max_num, match, max_bytes)
-        self.stats.read(result.status == FOUND, len(result.messages))
+        self.stats.read(result.status == FOUND, len(result.messages),
+                        time.perf_counter_ns() - begin)
         return result
 
     def _read(self, topic: str, queue_id: int, offset: int, max_num: int,
