@@ -15,6 +15,7 @@ from rmqctl.commands.kv import kv
 from rmqctl.commands.message import message
 from rmqctl.commands.messages import consume, send, tail
 from rmqctl.commands.offset import offset
+from rmqctl.commands.request import request
 from rmqctl.commands.store import dump_consumequeue, inspect_commitlog
 from rmqctl.commands.topic import topic
 from rmqctl.context import (Ctx, default_namesrv, exit_status, fail, install_signal_handlers,
@@ -102,6 +103,7 @@ main.add_command(offset)
 main.add_command(send)
 main.add_command(consume)
 main.add_command(tail)
+main.add_command(request)
 main.add_command(inspect_commitlog)
 main.add_command(dump_consumequeue)
 main.add_command(bench)

@@ -89,6 +89,9 @@ class BrokerConfig:
     transactionTimeOut: int = 6000
     transactionCheckMax: int = 15
     transactionCheckInterval: int = 60_000
+    # request-reply: a reply is pushed to its requester, and also stored in
+    # <cluster>_REPLY_TOPIC unless this is false
+    storeReplyMessageEnable: bool = True
     # transport
     serverChannelMaxIdleTimeSeconds: int = 120
     maxFrameLength: int = 16 * 1024 * 1024  # ours: com.rocketmq.remoting.frameMaxLength in Java

@@ -37,6 +37,7 @@ from wire import exchanges, flows
 SEED = int(os.environ.get("RMQ_FUZZ_SEED", "20250601"))
 TEST_FRAMES = 60_000
 TOPIC, GROUP, PRODUCER = "FuzzTopic", "FuzzGroup", "FuzzProducer"
+REPLY_TOPIC = "DefaultCluster_REPLY_TOPIC"  # created at start, as Java does
 OUTSIDE = "outside"  # the watched sibling of the node's home that hostile names aim at
 # A remark that is a Python exception's repr: the transport's answer to a handler crash.
 CRASH_REMARK = re.compile(r"^[A-Z]\w*(Error|Exception|Iteration|Exit)\b")
@@ -151,6 +152,7 @@ def own_templates(broker_addr: str, outside: Path) -> list[Template]:
               "bodyCrc32": "0", "heartbeatTimeoutMillis": "30000"}
     kv = {"namespace": "ORDER_TOPIC_CONFIG", "key": TOPIC, "value": "broker-a:4"}
     topic_q = {"topic": TOPIC, "queueId": "0"}
+    reply = "MSG_TYPE\x01reply\x02CORRELATION_ID\x01c1\x02REPLY_TO_CLIENT\x01127.0.0.1@gone\x02"
     batch = encode_batch([BatchEntry(b"one", {"KEYS": "b1"}), BatchEntry(b"two", {"TAGS": "t"})])
     t = Template
     return [
@@ -160,6 +162,10 @@ def own_templates(broker_addr: str, outside: Path) -> list[Template]:
         t(RC.SEND_MESSAGE_V2, {**v2, "i": "TRAN_MSG\x01true\x02PGROUP\x01" + PRODUCER,
                                "f": "4"}, b"half"),
         t(RC.SEND_MESSAGE_V2, {**v2, "i": "DELAY\x013\x02"}, b"delayed"),
+        # Replies to a requester that is gone: one that is there would be pushed to, and a
+        # fuzz link never answers a push.
+        t(RC.SEND_REPLY_MESSAGE_V2, {**v2, "b": REPLY_TOPIC, "i": reply}, b"reply v2"),
+        t(RC.SEND_REPLY_MESSAGE, {**send, "topic": REPLY_TOPIC, "properties": reply}, b"reply"),
         t(RC.CONSUMER_SEND_MSG_BACK, {"group": GROUP, "offset": "0", "delayLevel": "0",
                                       "originMsgId": "x", "originTopic": TOPIC,
                                       "maxReconsumeTimes": "16", "unitMode": "false"}),

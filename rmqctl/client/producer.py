@@ -11,6 +11,7 @@ import random
 import time
 from dataclasses import dataclass, field
 
+from rmqnode.broker.reply import MESSAGE_TYPE, REPLY_MESSAGE_FLAG
 from rmqnode.errors import ConnectionLost, RemotingError, RemotingTimeout
 from rmqnode.message import (DELAY, KEYS, TAGS, UNIQ_KEY, WAIT, BatchEntry, UniqueIdGenerator,
                              compress as compress_body, encode_batch, encode_properties,
@@ -65,6 +66,17 @@ class SendResult:
     queue: MessageQueue
     queue_offset: int
     status: str = "SEND_OK"
+
+
+def request_code(properties: dict[str, str], batch: bool) -> int:
+    """MQClientAPIImpl.sendMessage's choice: a reply (MSG_TYPE "reply", see
+    rmqctl.client.requester) goes as SEND_REPLY_MESSAGE_V2, for the broker to push it to its
+    requester."""
+    if batch:
+        return RequestCode.SEND_BATCH_MESSAGE
+    if properties.get(MESSAGE_TYPE) == REPLY_MESSAGE_FLAG:
+        return RequestCode.SEND_REPLY_MESSAGE_V2
+    return RequestCode.SEND_MESSAGE_V2
 
 
 class Producer:
@@ -156,7 +168,7 @@ class Producer:
             queue = self._pick(route, sharding_key, avoid)
             addr = route.addrs[queue.broker_name]
             cmd = RemotingCommand.request(
-                RequestCode.SEND_BATCH_MESSAGE if batch else RequestCode.SEND_MESSAGE_V2,
+                request_code(properties, batch),
                 {"a": self.group, "b": topic, "c": "TBW102", "d": 4, "e": queue.queue_id,
                  "f": sys_flag, "g": int(time.time() * 1000), "h": 0,
                  "i": encode_properties(properties), "j": 0, "k": False, "m": batch},

@@ -13,12 +13,13 @@ from collections.abc import AsyncIterator
 
 import click
 
-from rmqnode.errors import ConnectionLost, RemotingTimeout
+from rmqnode.errors import ConnectionLost, RemotingError, RemotingTimeout
 from rmqnode.message import RETRY_TOPIC, MessageExt
 from rmqctl.client.consumer import GroupConsumer
 from rmqctl.client.pop import PopConsumer
 from rmqctl.client.namesrv import NameServerClient
 from rmqctl.client.producer import Producer, SendResult, topic_route
+from rmqctl.client.requester import is_request, send_reply
 from rmqctl.commands.store import BODY_FORMATS, body_text, message_row
 from rmqctl.context import EXIT_ERROR, Ctx, pass_ctx
 from rmqctl.output import RowStream, emit_object, emit_rows
@@ -278,14 +279,47 @@ def handler_env(msg: MessageExt) -> dict[str, str]:
             "RMQ_STORE_TIMESTAMP": str(msg.store_timestamp)}
 
 
-def exec_handler(command: str):
+class Replier:
+    """consume --reply: answers each request message (rmqctl request, Java's
+    DefaultMQProducer.request) once it is handled, as MessageUtil.createReplyMessage builds
+    replies. A reply the broker could not push (the requester is gone) is said on stderr;
+    the request still counts as handled."""
+
+    def __init__(self) -> None:
+        self.producer: Producer | None = None  # bound once the command's connections exist
+
+    async def answer(self, request: MessageExt, body: bytes) -> None:
+        assert self.producer is not None
+        try:
+            await send_reply(self.producer, request, body)
+        except RemotingError as exc:
+            click.echo(f"rmqctl: the reply to {request.msg_id} did not reach its requester: "
+                       f"{exc}", err=True)
+
+    def echo(self, show):
+        """Without --exec: each message shown as without --reply; a request's reply is its
+        own body."""
+        async def handle(msg: MessageExt) -> bool:
+            show(msg)
+            if is_request(msg):
+                await self.answer(msg, msg.body_inflated())
+            return True
+        return handle
+
+
+def exec_handler(command: str, replier: Replier | None = None):
     """A handler that runs `command` (with sh) once per message, body on stdin; True when
-    it exits 0."""
+    it exits 0. With a replier, a request's reply is the command's stdout (none if it
+    fails)."""
     async def handle(msg: MessageExt) -> bool:
+        request = replier is not None and is_request(msg)
         sys.stdout.flush()
         proc = await asyncio.create_subprocess_shell(
-            command, stdin=asyncio.subprocess.PIPE, env={**os.environ, **handler_env(msg)})
-        await proc.communicate(msg.body_inflated())
+            command, stdin=asyncio.subprocess.PIPE, env={**os.environ, **handler_env(msg)},
+            stdout=asyncio.subprocess.PIPE if request else None)
+        out, _ = await proc.communicate(msg.body_inflated())
+        if request and proc.returncode == 0:
+            await replier.answer(msg, out)  # type: ignore[union-attr]
         return proc.returncode == 0
     return handle
 
@@ -475,11 +509,15 @@ def tail(ctx: Ctx, topic: str, last: int, expression: str, fmt: str | None,
                    "once handled, or comes back after --invisible.")
 @click.option("--invisible", type=click.FloatRange(1, 43200), default=60.0, show_default=True,
               help="With --pop: seconds a popped message stays hidden before it comes back.")
+@click.option("--reply", is_flag=True,
+              help="Answer request messages (rmqctl request, Java's request()) once handled: "
+                   "with --exec the command's stdout is the reply, else the request's body "
+                   "is echoed. Other messages get no reply.")
 @pass_ctx
 def consume(ctx: Ctx, topic: str, group: str, expression: str, start: str | None,
             count: int | None, exit_at_end: bool, broadcast: bool, fmt: str | None,
             body_format: str, command: str | None, retry: bool, max_retries: int, pop: bool,
-            invisible: float) -> None:
+            invisible: float, reply: bool) -> None:
     """Consume TOPIC as a member of GROUP, printing each message or running a command for
     it (Ctrl-C stops).
 
@@ -497,6 +535,7 @@ def consume(ctx: Ctx, topic: str, group: str, expression: str, start: str | None
       rmqctl consume Orders -g g2 --from @1700000000000 -e
       rmqctl consume Orders -g billing --exec './bill.sh' --retry
       rmqctl consume Orders -g popper --pop --invisible 30
+      rmqctl consume Prices -g pricer --reply --exec './quote.sh'
     """
     if retry and not command:
         raise click.UsageError("--retry needs --exec: it is the command's failures that retry")
@@ -504,11 +543,16 @@ def consume(ctx: Ctx, topic: str, group: str, expression: str, start: str | None
         raise click.UsageError("--pop takes neither --broadcast nor --from: the broker keeps "
                                "the group's place")
     done = asyncio.Event()
+    replier = Replier() if reply else None
     show = printer(ctx, fmt, body_format, count, done)
     if command:
-        show = counted(exec_handler(command), count, done)
+        show = counted(exec_handler(command, replier), count, done)
+    elif replier is not None:
+        show = replier.echo(show)
 
     async def work(ns: NameServerClient) -> None:
+        if replier is not None:
+            replier.producer = Producer(ns.remoting, ns, timeout=ctx.timeout)
         if pop:
             await pop_loop(PopConsumer(ns.remoting, ns, group, ctx.timeout), topic, expression,
                            int(invisible * 1000), exit_at_end, show, retry, done)

@@ -20,6 +20,7 @@ from rmqnode.broker.revive import ReviveService
 from rmqnode.broker.runtime import RuntimeProcessor
 from rmqnode.broker.schedule import ScheduleService
 from rmqnode.broker.query import QueryProcessor
+from rmqnode.broker.reply import ReplyProcessor
 from rmqnode.broker.send import SendProcessor
 from rmqnode.broker.stats import DAY, HOUR, MINUTE, WINDOWS, BrokerStats
 from rmqnode.broker.topics import TopicConfig, TopicConfigManager
@@ -56,6 +57,7 @@ class BrokerController:
                      RequestCode.SEND_BATCH_MESSAGE):
             self.dispatcher.register(code, sender.handle)
         self.dispatcher.register(RequestCode.CONSUMER_SEND_MSG_BACK, sender.send_back)
+        self.dispatcher.update(ReplyProcessor(self, sender).table())
         self.dispatcher.register(RequestCode.END_TRANSACTION,
                                  EndTransactionProcessor(self).handle)
         self.schedule = ScheduleService(self)
