@@ -238,3 +238,59 @@ def test_clean_unused_topics_and_expired_queues(tmp_path):
         assert store.find_queue("Live", 0) is None
         await store.close()
     asyncio.run(go())
+
+
+def _rmqctl(*args: str):
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, "-m", "rmqctl.cli", *args], capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_rmqctl_group_status_broker_consume_stats_and_clean(node):
+    """The same requests from rmqctl: group status asks each live member through the broker,
+    broker consume-stats lists the lag per queue, broker clean runs both clean-ups."""
+    import json
+
+    for i in range(4):
+        send(node.broker, TOPIC, b"m%d" % i)
+    assert _pull(node.broker, 1) == ResponseCode.SUCCESS  # commits 1
+    info = fastjson.dumpb({"properties": {"PROP_CONSUME_TYPE": "CONSUME_PASSIVELY",
+                                          "PROP_CLIENT_VERSION": "V4_9_8"},
+                           "subscriptionSet": [{"topic": TOPIC, "subString": "*"}],
+                           "mqTable": {}, "statusTable": {TOPIC: {"pullTPS": 1.5,
+                                                                  "consumeOKTPS": 2.0}}})
+    member = _member({RC.GET_CONSUMER_RUNNING_INFO: RemotingCommand(0, body=info)})
+
+    async def status_while_online():
+        client = RemotingClient(member)
+        heartbeat = fastjson.dumpb({"clientID": CLIENT, "consumerDataSet": [{
+            "groupName": GROUP, "consumeType": "CONSUME_PASSIVELY",
+            "messageModel": "CLUSTERING", "consumeFromWhere": "CONSUME_FROM_LAST_OFFSET",
+            "subscriptionDataSet": [{"topic": TOPIC, "subString": "*"}]}]})
+        try:
+            beat = await client.invoke(node.broker, RemotingCommand.request(RC.HEART_BEAT,
+                                                                            body=heartbeat))
+            assert beat.code == 0
+            return await asyncio.to_thread(_rmqctl, "-n", node.namesrv, "-o", "json", "group",
+                                           "status", GROUP)
+        finally:
+            await client.close()
+
+    out = asyncio.run(status_while_online())
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)[CLIENT]["statusTable"][TOPIC]["consumeOKTPS"] == 2.0
+    gone = _rmqctl("-n", node.namesrv, "group", "status", GROUP)
+    assert gone.returncode == 3 and "no live member" in gone.stderr
+
+    stats = _rmqctl("-n", node.namesrv, "-o", "json", "broker", "consume-stats", "broker-a")
+    assert stats.returncode == 0, stats.stderr
+    ours = [r for r in json.loads(stats.stdout) if r["group"] == GROUP and r["topic"] == TOPIC]
+    assert sum(r["diff"] for r in ours) == 4 - 1
+    assert "total diff" in stats.stderr
+
+    clean = _rmqctl("-n", node.namesrv, "-o", "json", "broker", "clean", "broker-a",
+                    "--expired-queues", "--unused-topics")
+    assert clean.returncode == 0, clean.stderr
+    assert json.loads(clean.stdout)["cleaned"] == ["expired-queues", "unused-topics"]
+    assert _rmqctl("-n", node.namesrv, "broker", "clean", "broker-a").returncode == 2

@@ -11,12 +11,12 @@ from rmqnode.net.codec import RemotingCommand
 from rmqnode.net.codes import RequestCode, ResponseCode
 from rmqctl.client.admin import Admin
 from rmqctl.context import Ctx, NotFound, pass_ctx
-from rmqctl.output import emit_rows
+from rmqctl.output import emit_object, emit_rows
 
 
 @click.group()
 def group() -> None:
-    """Consumer groups: list, create, delete, progress, connections."""
+    """Consumer groups: list, create, delete, progress, connections, status."""
 
 
 @group.command("list")
@@ -125,3 +125,50 @@ def group_connections(ctx: Ctx, name: str) -> None:
         return rows
     emit_rows(ctx.run(work), ctx.output)
     ctx.finish()
+
+
+@group.command("status")
+@click.argument("name")
+@click.option("--client", "client_id", help="Only this member (a client id).")
+@pass_ctx
+def group_status(ctx: Ctx, name: str, client_id: str | None) -> None:
+    """What each live member of NAME says of itself (ConsumerRunningInfo, relayed by the
+    broker as for `mqadmin consumerStatus`): consume type, subscriptions, queues held and
+    TPS. `-o json` shows every property the client sent.
+
+    \b
+    Examples:
+      rmqctl group status orders-service
+      rmqctl -o json group status orders-service --client 10.0.0.7@12345
+    """
+    async def work(ns):
+        admin = Admin(ns)
+        infos = {}
+        for addr in (await admin.masters()).values():
+            for member in await admin.members(addr, name):
+                cid = member["clientId"]
+                if cid in infos or client_id not in (None, cid):
+                    continue
+                infos[cid] = await admin.call_json(
+                    addr, RequestCode.GET_CONSUMER_RUNNING_INFO,
+                    {"consumerGroup": name, "clientId": cid, "jstackEnable": False})
+        if not infos:
+            raise NotFound(f"no live member of {name}" + (f" named {client_id}"
+                                                           if client_id else ""))
+        return infos
+    infos = ctx.run(work)
+    if ctx.output == "json":
+        emit_object(infos, "json")
+        return
+    rows = []
+    for cid, info in sorted(infos.items()):
+        props, status = info.get("properties", {}), info.get("statusTable", {}).values()
+        rows.append({"clientId": cid, "consumeType": props.get("PROP_CONSUME_TYPE", "-"),
+                     "orderly": props.get("PROP_CONSUMEORDERLY", "-"),
+                     "subscriptions": ",".join(sorted(s.get("topic", "") for s in
+                                                      info.get("subscriptionSet", []))),
+                     "queues": len(info.get("mqTable", {})),
+                     "pullTPS": round(sum(s.get("pullTPS", 0.0) for s in status), 2),
+                     "consumeOKTPS": round(sum(s.get("consumeOKTPS", 0.0) for s in status), 2),
+                     "version": props.get("PROP_CLIENT_VERSION", "-")})
+    emit_rows(rows, ctx.output, list(rows[0]))
