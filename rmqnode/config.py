@@ -60,6 +60,8 @@ class BrokerConfig:
     defaultTopicQueueNums: int = 8
     clusterTopicEnable: bool = True
     brokerTopicEnable: bool = True
+    traceTopicEnable: bool = False  # create msgTraceTopicName at start, for client traces
+    msgTraceTopicName: str = "RMQ_SYS_TRACE_TOPIC"
     # store
     storePathRootDir: str = str(DEFAULT_HOME / "store")
     storePathCommitLog: str = ""  # empty: <storePathRootDir>/commitlog
@@ -194,7 +196,8 @@ def _text_problem(name: str, value: str) -> str | None:
     """What is wrong with a string setting, or None."""
     if name in CHOICES and value not in CHOICES[name]:
         return f"must be one of {', '.join(CHOICES[name])}"
-    if name in ("brokerName", "brokerClusterName") and not _NAME.fullmatch(value):
+    if name in ("brokerName", "brokerClusterName", "msgTraceTopicName") \
+            and not _NAME.fullmatch(value):
         return "must be 1 to 127 of the characters %|a-zA-Z0-9_.-"
     if name == "deleteWhen" and not all(_HOUR.fullmatch(h) for h in value.split(";")):
         return "must be hours of the day (00-23) separated by ';'"

@@ -93,7 +93,7 @@ def test_retried_past_max_retries_goes_to_the_dlq(node, tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
-    shown = rmqctl(node.namesrv, "-o", "ndjson", "dlq", "show", "-g", "P", "--grant-read")
+    shown = rmqctl(node.namesrv, "-o", "ndjson", "dlq", "show", "-g", "P")
     [dead] = [json.loads(line) for line in shown.stdout.splitlines()]
     assert dead["body"] == "poison" and dead["originTopic"] == "Poison"
     assert dead["reconsumeTimes"] == 2

@@ -1,10 +1,11 @@
 """`rmqctl dlq ...`: the dead-letter topics (%DLQ%<group>) where messages end up once a
 group has failed them retryMaxTimes times; look at them and send them back.
 
-RocketMQ creates a DLQ topic write-only, so nobody consumes it by accident, and a broker
-refuses pulls from it. Showing or resending dead messages therefore needs the topic readable:
-`--grant-read` makes it so (read-write, as operators do with `updateTopicPerm -p 6`), and
-without it the command says so rather than changing the cluster behind your back.
+RocketMQ 4.9.8 (and rmqnode) creates a DLQ topic readable and writable, so these commands
+read it as it is. Brokers before 4.9 (and rmqnode before it matched 4.9.8) created it
+write-only, and a broker refuses pulls from such a topic: `--grant-read` makes it readable
+(read-write, as operators do with `updateTopicPerm -p 6`), and without it the command says so
+rather than changing the cluster behind your back.
 """
 
 from __future__ import annotations
@@ -76,8 +77,9 @@ async def readable(ns: NameServerClient, topic: str, grant: bool) -> list[Messag
     if route.read_queues:
         return route.read_queues
     if not grant:
-        raise ValueError(f"{topic} is write-only, as RocketMQ creates it; add --grant-read to "
-                         f"make it readable (or: rmqctl topic update {topic} --perm RW)")
+        raise ValueError(f"{topic} is write-only, as brokers before 4.9 created it; add "
+                         f"--grant-read to make it readable (or: rmqctl topic update {topic} "
+                         "--perm RW)")
     admin = Admin(ns)
     for addr in route.addrs.values():
         await admin.create_topic(addr, topic, max(len(route.write_queues), 1),
@@ -112,8 +114,8 @@ async def dead_letters(ns: NameServerClient, group: str, grant: bool,
 
 @dlq.command("show")
 @click.option("-g", "--group", required=True)
-@click.option("--grant-read", is_flag=True, help="Make the DLQ readable first (it is "
-              "created write-only).")
+@click.option("--grant-read", is_flag=True, help="Make a write-only DLQ readable first "
+              "(as brokers before 4.9 created it).")
 @click.option("--body", "body_format", type=click.Choice(BODY_FORMATS), default="auto",
               show_default=True)
 @pass_ctx
@@ -131,7 +133,7 @@ def dlq_show(ctx: Ctx, group: str, grant_read: bool, body_format: str) -> None:
 @click.option("--msg-id", "msg_ids", multiple=True, help="Only this message (repeatable).")
 @click.option("--all", "resend_all", is_flag=True, help="Every message in the DLQ.")
 @click.option("--to", "to_topic", help="Send here instead of each message's original topic.")
-@click.option("--grant-read", is_flag=True, help="Make the DLQ readable first.")
+@click.option("--grant-read", is_flag=True, help="Make a write-only DLQ readable first.")
 @pass_ctx
 def dlq_resend(ctx: Ctx, group: str, msg_ids: tuple[str, ...], resend_all: bool,
                to_topic: str | None, grant_read: bool) -> None:
@@ -140,7 +142,7 @@ def dlq_resend(ctx: Ctx, group: str, msg_ids: tuple[str, ...], resend_all: bool,
 
     \b
     Examples:
-      rmqctl dlq resend -g billing --all --grant-read
+      rmqctl dlq resend -g billing --all
       rmqctl dlq resend -g billing --msg-id 7F0000014DAC478E98D07BF9B51D1388
     """
     if bool(msg_ids) == resend_all:

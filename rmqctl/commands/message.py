@@ -197,27 +197,102 @@ async def trace(admin: Admin, original: MessageExt, group: str) -> list[dict]:
     return sorted(hops, key=lambda h: (h["storeTimestamp"], h["reconsumeTimes"]))
 
 
+TRACE_TOPIC = "RMQ_SYS_TRACE_TOPIC"
+_TRACE_SPLIT, _FIELD_SPLIT = "\x01", "\x02"  # TraceConstants.CONTENT_SPLITOR, FIELD_SPLITOR
+# TraceDataEncoder's layouts: the fields each kind of trace record has, in order, up to
+# what every client version writes (newer ones add fields at the end).
+_TRACE_FIELDS = {
+    "Pub": ["timestamp", "regionId", "group", "topic", "msgId", "tags", "keys", "storeHost",
+            "bodyLength", "costTime", "msgType", "offsetMsgId", "success", "clientHost"],
+    "SubBefore": ["timestamp", "regionId", "group", "requestId", "msgId", "retryTimes", "keys"],
+    "SubAfter": ["requestId", "msgId", "costTime", "success", "keys", "contextCode",
+                 "timestamp", "group"],
+    "EndTransaction": ["timestamp", "regionId", "group", "topic", "msgId", "tags", "keys",
+                       "storeHost", "msgType", "transactionId", "transactionState",
+                       "fromTransactionCheck"],
+}
+_TRACE_MIN = {"Pub": 12, "SubBefore": 7, "SubAfter": 5, "EndTransaction": 12}
+
+
+def decode_trace(data: str) -> list[dict]:
+    """TraceDataEncoder.decoderFromTraceDataString: one trace message holds many records,
+    each a type and its fields. Records of an unknown type or too short are skipped (the
+    trace topic is anyone's to write); Pub's 13-field form has no offsetMsgId."""
+    records = []
+    for context in data.split(_FIELD_SPLIT):
+        kind, *values = context.split(_TRACE_SPLIT)
+        names = _TRACE_FIELDS.get(kind)
+        if names is None or len(values) < _TRACE_MIN[kind]:
+            continue
+        if kind == "Pub" and len(values) == 12:
+            values.insert(11, "")
+        records.append({"type": kind, **dict(zip(names, values))})
+    return records
+
+
+async def trace_records(admin: Admin, trace_topic: str, msg_id: str) -> list[dict]:
+    """What clients with tracing on recorded of a message (mqadmin queryMsgTraceById): the
+    trace topic queried by the message id, a key of every trace message about it, and its
+    records about that id, oldest first, with the host that sent each."""
+    try:
+        found = await _by_key(admin, trace_topic, msg_id, False, 64)
+    except RemotingError as exc:
+        if exc.code == ResponseCode.TOPIC_NOT_EXIST:
+            return []  # no client traced anything to this cluster
+        raise
+    rows = []
+    for m in found:
+        for record in decode_trace(m.body_inflated().decode("utf-8", "replace")):
+            if record["msgId"] == msg_id:
+                record.setdefault("clientHost", m.born_host_text)
+                rows.append(record)
+    order = list(_TRACE_FIELDS)
+    return sorted(rows, key=lambda r: (int(r["timestamp"]) if r.get("timestamp", "").isdigit()
+                                       else 0, order.index(r["type"])))
+
+
 @message.command("trace")
 @click.argument("msg_id")
-@click.option("-g", "--group", required=True, help="The consumer group whose retries to follow.")
+@click.option("-g", "--group", help="Without trace records: the consumer group whose "
+              "retries to follow.")
 @click.option("-t", "--topic", help="The topic it was sent to, where to look for a unique key "
               "(UNIQ_KEY) [default: every topic]; not needed with an offset id.")
+@click.option("--trace-topic", default=TRACE_TOPIC, show_default=True,
+              help="Where clients send trace records (the brokers' msgTraceTopicName).")
 @pass_ctx
-def message_trace(ctx: Ctx, msg_id: str, group: str, topic: str | None) -> None:
-    """Follow one message through GROUP's retries and DLQ: every stored copy, when, where,
-    how many times it was reconsumed, and whether the group consumed it. MSG_ID is either
-    kind of id, as with `message get`.
+def message_trace(ctx: Ctx, msg_id: str, group: str | None, topic: str | None,
+                  trace_topic: str) -> None:
+    """The trace of one message: what clients with tracing on recorded of it (send, consume
+    before and after, transaction end; `mqadmin queryMsgTraceById`) when the trace topic has
+    records of it; otherwise, with -g, every stored copy through GROUP's retries and DLQ:
+    when, where, how many times it was reconsumed, and whether the group consumed it. MSG_ID
+    is either kind of id, as with `message get` (traces are kept by the client's id).
 
     \b
     Examples:
+      rmqctl message trace 7F0000014DAC478E98D07BF9B51D1388
       rmqctl message trace 7F0000014DAC478E98D07BF9B51D1388 -g billing -t Orders
       rmqctl message trace 7F00000100002A9F0000000000001234 -g billing
     """
     async def work(ns):
         admin = Admin(ns)
-        kind, original = await find_message(admin, msg_id, topic)
-        return kind, original, await trace(admin, original, group)
-    kind, original, hops = ctx.run(work)
-    _say_kind(ctx, msg_id, kind, original)
-    emit_rows(hops, ctx.output, ["stage", "storeTimestamp", "topic", "queueId",
+        found = None
+        if id_kind(msg_id) == OFFSET_ID:
+            found = await find_message(admin, msg_id, topic)
+        key = found[1].msg_id if found else msg_id
+        records = await trace_records(admin, trace_topic, key)
+        if records:
+            return None, records
+        if group is None:
+            raise NotFound(f"no trace records of {key} in {trace_topic}; give -g GROUP to "
+                           "follow its stored copies instead")
+        kind, original = found or await find_message(admin, msg_id, topic)
+        return (kind, original), await trace(admin, original, group)
+    found, rows = ctx.run(work)
+    if found is None:
+        emit_rows(rows, ctx.output, ["type", "group", "clientHost", "timestamp", "costTime",
+                                     "success", "topic", "tags", "keys"])
+        return
+    _say_kind(ctx, msg_id, *found)
+    emit_rows(rows, ctx.output, ["stage", "storeTimestamp", "topic", "queueId",
                                  "queueOffset", "reconsumeTimes", "consumedByGroup"])

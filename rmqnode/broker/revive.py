@@ -266,7 +266,8 @@ class ReviveService:
         if original.reconsume_times >= int(group.get("retryMaxTimes", 16)):
             prefix = f"{RETRY_PREFIX}{ck.group}_"
             props.setdefault(RETRY_TOPIC, ck.topic.removeprefix(prefix))
-            topic = broker.ensure_topic(DLQ_PREFIX + ck.group, 1, PERM_WRITE).topicName
+            topic = broker.ensure_topic(DLQ_PREFIX + ck.group, 1,
+                                        PERM_READ | PERM_WRITE).topicName  # as send_back's
         elif ck.topic.startswith(RETRY_PREFIX):
             topic = ck.topic
         else:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from rmqnode import log
 from rmqnode.broker.configfile import JsonConfigFile
-from rmqnode.message import DELAY, REAL_QID, REAL_TOPIC, WAIT
+from rmqnode.message import DELAY, REAL_QID, REAL_TOPIC, WAIT, MessageExt
 from rmqnode.net.fastjson import UnquotedKey
 from rmqnode.storage.dispatch import SCHEDULE_TOPIC
 from rmqnode.storage.store import Message
@@ -90,10 +90,15 @@ class ScheduleService:
                 self.offsets.dirty = True
         return moved
 
-    def _unparked(self, parked) -> Message:
+    def _unparked(self, parked: MessageExt) -> Message:
+        """Java's messageTimeup: the delivered copy's record keeps every property it was parked
+        with (DELAY, REAL_TOPIC, REAL_QID, WAIT), so a consumer still reads its delay level;
+        only the put itself goes without the level (no parking again) and without waiting
+        for the disk."""
         props = dict(parked.properties)
-        topic = props.pop(REAL_TOPIC, parked.topic)
-        queue_id = int(props.pop(REAL_QID, "0"))
+        topic = props.get(REAL_TOPIC, parked.topic)
+        queue_id = int(props.get(REAL_QID, "0"))
         props.pop(DELAY, None)
-        props[WAIT] = "false"  # as Java's messageTimeup: the scheduler does not wait for disk
-        return Message.copy_of(parked, topic, queue_id, props)
+        props[WAIT] = "false"
+        return Message.copy_of(parked, topic, queue_id, props,
+                               properties_string=parked.properties_text)

@@ -22,11 +22,12 @@ from rmqnode import validation
 from rmqnode.message import (CLUSTER, COMPRESSED_FLAG, COMPRESSION_MASK, DELAY, DLQ_PREFIX,
                              MULTI_TAGS_FLAG, NEED_UNWRAP_FLAG, ORIGIN_MESSAGE_ID, POP_CK,
                              RETRY_PREFIX, RETRY_TOPIC, TRAN_MSG, TRANSACTION_MASK, WAIT,
-                             decode_batch, decode_properties, host_bytes)
+                             decode_batch, decode_properties, encode_properties, host_bytes)
 from rmqnode.net.codec import RemotingCommand
 from rmqnode.net.codes import ResponseCode
 from rmqnode.net.connection import Connection
 from rmqnode.storage import store as st
+from rmqnode.storage.javamap import properties_string
 from rmqnode.storage.store import Message
 from rmqnode.validation import INT32
 
@@ -75,6 +76,19 @@ def header_message(h: dict[str, str], conn: Connection, topic: str, queue_id: in
                                                       "reconsumeTimes", *INT32, default=0))
 
 
+def _without_wait(props: dict[str, str]) -> str | None:
+    """What a 4.9.8 broker stores of a sent message's properties: all but WAIT, which only
+    says whether to wait for the disk (9 bytes a message saved). WAIT is put back last in
+    `props`, as Java does, so a delayed message, written again from all of them, keeps it
+    there. None when there is no WAIT to leave out."""
+    wait = props.pop(WAIT, None)
+    if wait is None:
+        return None
+    stored = properties_string(props, len(props) + 1)
+    props[WAIT] = wait
+    return stored
+
+
 class SendProcessor:
     def __init__(self, broker: BrokerController) -> None:
         self.broker = broker
@@ -97,7 +111,7 @@ class SendProcessor:
             if topic.startswith(RETRY_PREFIX):
                 return cmd.response(ResponseCode.MESSAGE_ILLEGAL,
                                     "batch request does not support retry group " + topic)
-            messages = [self._message(common, e.body, e.properties, e.flag)
+            messages = [self._message(common, e.body, e.properties, e.flag, batched=True)
                         for e in entries]
         else:
             props = decode_properties(h.get("properties") or "")
@@ -185,19 +199,24 @@ class SendProcessor:
         max_times = cmd.int_field("maxReconsumeTimes", int(config.get("retryMaxTimes", 16))) \
             if cmd.version >= V3_4_9 else int(config.get("retryMaxTimes", 16))
         delay = cmd.int_field("delayLevel", 0)
+        # The stored properties changed in asyncConsumerSendMsgBack's order, which is the
+        # order the record keeps them in: a present key keeps its place.
         props = dict(original.properties)
         props.setdefault(RETRY_TOPIC, original.topic)
-        props.pop(DELAY, None)
+        props[WAIT] = "false"
         if original.reconsume_times >= max_times or delay < 0:
-            topic = broker.ensure_topic(DLQ_PREFIX + group, 1, PERM_WRITE).topicName
+            # 4.9.8 makes the DLQ readable: a consumer may subscribe to it.
+            topic = broker.ensure_topic(DLQ_PREFIX + group, 1, PERM_READ | PERM_WRITE).topicName
             queue_id = 0
+            props[DELAY] = "0"  # setDelayTimeLevel(0): kept in the record, delays nothing
         else:
             retry = broker.ensure_topic(RETRY_PREFIX + group, retry_nums, PERM_READ | PERM_WRITE)
             topic = retry.topicName
             queue_id = random.randrange(retry.writeQueueNums)
             props[DELAY] = str(delay or 3 + original.reconsume_times)
-        props.setdefault(ORIGIN_MESSAGE_ID, cmd.field("originMsgId") or original.msg_id)
-        props[WAIT] = "false"
+        # Java's getMsgId() of a message read by offset is its offset id, never the UNIQ_KEY;
+        # the header's originMsgId is not used.
+        props[ORIGIN_MESSAGE_ID] = props.get(ORIGIN_MESSAGE_ID) or original.offset_msg_id
         message = Message.copy_of(original, topic, queue_id, props,
                                   reconsume_times=min(original.reconsume_times + 1, INT32[1]),
                                   prepared_transaction_offset=0)
@@ -208,13 +227,17 @@ class SendProcessor:
         return cmd.response()
 
     def _message(self, common: Message, body: bytes, props: dict[str, str],
-                 flag: int) -> Message:
+                 flag: int, batched: bool = False) -> Message:
         """One message of the request: `common` holds what the header says for all of them;
-        `props` becomes the message's own."""
+        `props` becomes the message's own. A batch entry keeps its properties in the order
+        the producer wrote them, the broker's after them, as MessageExtBatchEncoder appends
+        them; a single message is written as Java's HashMap holds it, WAIT left out."""
         props[CLUSTER] = self.broker.config.brokerClusterName
         props.pop(POP_CK, None)  # a re-sent popped message must not look revived
         return Message(common.topic, common.queue_id, body, props, flag, common.sys_flag,
-                       common.born_timestamp, common.born_host, common.reconsume_times)
+                       common.born_timestamp, common.born_host, common.reconsume_times,
+                       properties_string=encode_properties(props) if batched
+                       else _without_wait(props))
 
     def create_for_send(self, topic: str, h: dict[str, str]) -> tuple[TopicConfig, asyncio.Task]:
         """A topic a producer sends to first: created from its default topic (TBW102) when

@@ -21,10 +21,11 @@ SELF_TEST_TOPIC = "SELF_TEST_TOPIC"
 BENCHMARK_TOPIC = "BenchmarkTest"
 OFFSET_MOVED_EVENT = "OFFSET_MOVED_EVENT"
 SCHEDULE_TOPIC = "SCHEDULE_TOPIC_XXXX"
+TRACE_TOPIC = "RMQ_SYS_TRACE_TOPIC"  # msgTraceTopicName by default
 DELAY_LEVELS = 18
 # TopicValidator's SYSTEM_TOPIC_SET and prefix: topics no admin request may create or delete.
 SYSTEM_TOPICS = frozenset({AUTO_CREATE_TOPIC_KEY, SCHEDULE_TOPIC, BENCHMARK_TOPIC,
-                           "RMQ_SYS_TRANS_HALF_TOPIC", "RMQ_SYS_TRACE_TOPIC",
+                           "RMQ_SYS_TRANS_HALF_TOPIC", TRACE_TOPIC,
                            "RMQ_SYS_TRANS_OP_HALF_TOPIC", "TRANS_CHECK_MAX_TIME_TOPIC",
                            SELF_TEST_TOPIC, OFFSET_MOVED_EVENT})
 SYSTEM_TOPIC_PREFIX = "rmq_sys_"
@@ -120,8 +121,10 @@ class TopicConfigManager(JsonConfigFile):
         if c.brokerTopicEnable:
             wanted.append(TopicConfig(c.brokerName, 1, 1, rw | PERM_INHERIT))
         wanted += [TopicConfig(OFFSET_MOVED_EVENT, 1, 1, rw),
-                   TopicConfig(SCHEDULE_TOPIC, DELAY_LEVELS, DELAY_LEVELS, rw),
-                   TopicConfig(f"{c.brokerClusterName}_REPLY_TOPIC", 1, 1, rw)]
+                   TopicConfig(SCHEDULE_TOPIC, DELAY_LEVELS, DELAY_LEVELS, rw)]
+        if c.traceTopicEnable:  # where clients with tracing on send their trace records
+            wanted.append(TopicConfig(c.msgTraceTopicName, 1, 1, rw))
+        wanted.append(TopicConfig(f"{c.brokerClusterName}_REPLY_TOPIC", 1, 1, rw))
         for topic in wanted:
             self.table.setdefault(topic.topicName, topic)
             self.system.add(topic.topicName)

@@ -16,6 +16,7 @@ from rmqnode.message import (PGROUP, REAL_QID, REAL_TOPIC, TAGS, TRAN_MSG, TRANS
 from rmqnode.net.codec import RemotingCommand
 from rmqnode.net.codes import RequestCode, ResponseCode
 from rmqnode.net.connection import Connection
+from rmqnode.storage.javamap import properties_string
 from rmqnode.storage.records import reencode
 from rmqnode.storage.store import Message
 
@@ -31,13 +32,13 @@ COMMIT, ROLLBACK = 8, 12
 
 
 def park_half(msg: Message) -> None:
-    """Turn a prepared message into its half message, in place."""
+    """Turn a prepared message into its half message, in place (parseHalfMessageInner: the
+    real topic and queue are all it adds; a check-back names the transaction by UNIQ_KEY)."""
     msg.properties[REAL_TOPIC] = msg.topic
     msg.properties[REAL_QID] = str(msg.queue_id)
-    if UNIQ_KEY in msg.properties:
-        msg.properties[TRANSACTION_ID] = msg.properties[UNIQ_KEY]
     msg.sys_flag &= ~TRANSACTION_MASK
     msg.topic, msg.queue_id = HALF_TOPIC, 0
+    msg.properties_string = None  # parseHalfMessageInner writes all of them, WAIT too
 
 
 class EndTransactionProcessor:
@@ -60,19 +61,25 @@ class EndTransactionProcessor:
             return cmd.response(ResponseCode.SYSTEM_ERROR,
                                 "The transaction state table offset wrong")
         if kind == COMMIT:
+            # endMessageTransaction: the record keeps the half's properties as they are
+            # (REAL_TOPIC, REAL_QID, TRAN_MSG, WAIT); the put goes without them.
             props = dict(half.properties)
             topic = props.pop(REAL_TOPIC, half.topic)
             queue_id = int(props.pop(REAL_QID, "0"))
             props.pop(TRAN_MSG, None)
             committed = Message.copy_of(
-                half, topic, queue_id, props, prepared_transaction_offset=offset,
+                half, topic, queue_id, props, properties_string=half.properties_text,
+                prepared_transaction_offset=offset,
                 sys_flag=(half.sys_flag & ~TRANSACTION_MASK) | TRANSACTION_COMMIT_TYPE)
             result = await store.put_message(committed)
             if not result.ok:
                 return cmd.response(ResponseCode.SYSTEM_ERROR, result.status)
+        # addRemoveTagInTransactionOp: a new Message(topic, "d", body) carries WAIT=true into
+        # the record; makeOpMessageInner then puts it without waiting, born now on this broker.
         op = Message(topic=OP_TOPIC, queue_id=0, body=str(half.queue_offset).encode(),
                      properties={TAGS: REMOVE_TAG, WAIT: "false"},
-                     born_timestamp=half.born_timestamp, born_host=half.born_host)
+                     born_timestamp=int(time.time() * 1000), born_host=store.store_host,
+                     properties_string=properties_string({TAGS: REMOVE_TAG, WAIT: "true"}))
         await store.put_message(op)
         return cmd.response()
 

@@ -23,7 +23,7 @@ from rmqnode import log
 from rmqnode.config import BrokerConfig
 from rmqnode.errors import RemotingError
 from rmqnode.message import (DELAY, REAL_QID, REAL_TOPIC, TRANSACTION_COMMIT_TYPE,
-                             TRANSACTION_MASK, WAIT, MessageExt, encode_properties, host_bytes,
+                             TRANSACTION_MASK, WAIT, MessageExt, host_bytes,
                              offset_msg_id)
 from rmqnode.storage.cleanup import delete_expired_commitlog
 from rmqnode.storage.commitlog import Appended, CommitLog
@@ -32,6 +32,7 @@ from rmqnode.storage.dispatch import (SCHEDULE_TOPIC, DispatchRequest, index_key
                                       parse_delay_levels, queue_tags_code, request_from_message)
 from rmqnode.storage.flush import FlushService
 from rmqnode.storage.index import IndexService
+from rmqnode.storage.javamap import properties_string
 from rmqnode.storage.records import (CHECKPOINT_FILE_SIZE, Blank, Checkpoint, CorruptRecord,
                                      encode_record)
 from rmqnode.storage.recovery import recover
@@ -86,11 +87,16 @@ class Message:
     born_host: bytes = b"\x7f\x00\x00\x01\x00\x00\x00\x00"
     reconsume_times: int = 0
     prepared_transaction_offset: int = 0
+    # Java's propertiesString, when the record keeps other properties than those that steer
+    # the put (a send drops WAIT from the record; a delivered delayed message or a committed
+    # transaction keeps what it was parked with). None: `properties`, in HashMap order.
+    properties_string: str | None = None
 
 
     @classmethod
     def copy_of(cls, stored: MessageExt, topic: str, queue_id: int,
-                properties: dict[str, str], **changes: int) -> Message:
+                properties: dict[str, str], properties_string: str | None = None,
+                **changes: int) -> Message:
         """A stored message to be stored again elsewhere (retry, delay due, transaction
         commit or check-back): same body, flags and birth, new place and properties."""
         fields = dict(flag=stored.flag, sys_flag=stored.sys_flag,
@@ -99,7 +105,7 @@ class Message:
                       prepared_transaction_offset=stored.prepared_transaction_offset)
         fields.update(changes)
         return cls(topic=topic, queue_id=queue_id, body=stored.body, properties=properties,
-                   **fields)
+                   properties_string=properties_string, **fields)
 
 
 @dataclass(slots=True)
@@ -357,25 +363,32 @@ class MessageStore:
 
     def _park_delayed(self, msg: Message) -> None:
         """A message with a delay level goes to SCHEDULE_TOPIC_XXXX, queue level - 1, with its
-        real topic and queue kept in properties (as Java's CommitLog does on put)."""
+        real topic and queue kept in properties, as Java's CommitLog.asyncPutMessage does: the
+        level is rewritten only when past the highest, and the record is written from all the
+        properties again (so it keeps the WAIT a send would have left out)."""
         level = msg.properties.get(DELAY)
         if not level or msg.sys_flag & TRANSACTION_MASK not in (0, TRANSACTION_COMMIT_TYPE):
             return
         try:
-            n = min(int(level), len(self.delay_levels))
+            n = int(level)
         except ValueError:
             return
         if n <= 0:
             return
-        msg.properties[DELAY] = str(n)
+        n = min(n, len(self.delay_levels))
+        if level != str(n):  # past the highest, or spelt so the scheduler could not read it
+            msg.properties[DELAY] = str(n)
         msg.properties[REAL_TOPIC] = msg.topic
         msg.properties[REAL_QID] = str(msg.queue_id)
+        msg.properties_string = None
         msg.topic, msg.queue_id = SCHEDULE_TOPIC, n - 1
 
     def _encode(self, msg: Message) -> bytearray | PutResult:
+        stored = msg.properties_string
         try:
             return encode_record(topic=msg.topic, queue_id=msg.queue_id, flag=msg.flag,
-                                 body=msg.body, properties=encode_properties(msg.properties),
+                                 body=msg.body, properties=properties_string(msg.properties)
+                                 if stored is None else stored,
                                  sys_flag=msg.sys_flag, born_timestamp=msg.born_timestamp,
                                  born_host=msg.born_host, store_timestamp=0,
                                  store_host=self.store_host, reconsume_times=msg.reconsume_times,
