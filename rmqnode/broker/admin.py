@@ -34,7 +34,8 @@ RUNTIME_KEYS = frozenset({
     "registerBrokerTimeoutMills", "messageIndexEnable", "syncFlushTimeout", "maxMessageSize",
     "fileReservedTime", "deleteWhen", "diskMaxUsedSpaceRatio", "diskSpaceWarningLevelRatio",
     "longPollingEnable", "shortPollingTimeMills", "popFromRetryProbability", "reviveInterval",
-    "transactionTimeOut", "transactionCheckMax", "transactionCheckInterval"})
+    "transactionTimeOut", "transactionCheckMax", "transactionCheckInterval",
+    "storeReplyMessageEnable"})
 
 
 def _json(obj: object) -> bytes:
