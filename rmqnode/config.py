@@ -82,6 +82,7 @@ class BrokerConfig:
     # consuming
     longPollingEnable: bool = True
     shortPollingTimeMills: int = 1000
+    enablePropertyFilter: bool = False  # SQL92 subscriptions (refused without it, as Java)
     # POP consumption (5.x)
     reviveQueueNum: int = 8
     reviveInterval: int = 1000

@@ -59,14 +59,16 @@ class PullResult:
 class GroupConsumer:
     def __init__(self, remoting: RemotingClient, namesrv: NameServerClient, group: str,
                  topic: str, expression: str = "*", broadcast: bool = False,
-                 timeout: float = 5.0, retry: bool = False) -> None:
+                 timeout: float = 5.0, retry: bool = False, expression_type: str = "TAG") -> None:
         """With `retry`, the group's %RETRY% topic is subscribed too, as clustering clients
-        do, so messages sent back (send_back) come round again."""
+        do, so messages sent back (send_back) come round again. `expression_type` SQL92 makes
+        `expression` a property filter the brokers evaluate (MessageSelector.bySql)."""
         self.remoting = remoting
         self.namesrv = namesrv
         self.group = group
         self.topic = topic
         self.expression = expression or "*"
+        self.expression_type = expression_type
         self.broadcast = broadcast
         self.timeout = timeout
         self.client_id = f"{socket.gethostname()}@rmqctl-{os.getpid()}-{id(self) % 100000}"
@@ -115,10 +117,12 @@ class GroupConsumer:
         to rebalance (Java clients do every 20 s and when the broker notifies them)."""
         self.changed.clear()
         self.route = await topic_route(self.namesrv, self.topic)
-        subscriptions = [{"subString": self.expression, "topic": self.topic, "subVersion": 0}]
+        await self.check_filter()
+        subscriptions = [{"subString": self.expression, "topic": self.topic, "subVersion": 0,
+                          "expressionType": self.expression_type}]
         if self.retry_topic:
             subscriptions.append({"subString": "*", "topic": self.retry_topic,
-                                  "subVersion": 0})
+                                  "subVersion": 0, "expressionType": "TAG"})
         body = fastjson.dumpb({"clientID": self.client_id, "consumerDataSet": [{
             "consumeFromWhere": "CONSUME_FROM_LAST_OFFSET", "consumeType": "CONSUME_ACTIVELY",
             "groupName": self.group,
@@ -140,6 +144,23 @@ class GroupConsumer:
             if self.retry_route is not None:
                 mine += allocate(self.retry_route.read_queues, members, self.client_id)
         return mine
+
+    async def check_filter(self) -> None:
+        """CHECK_CLIENT_CONFIG to the topic's brokers, as Java's push consumer does at start
+        with a SQL92 subscription (checkClientInBroker): a bad expression, or a broker without
+        enablePropertyFilter, fails here with the broker's remark, not as pulls that fail."""
+        if self.expression_type == "TAG":
+            return
+        assert self.route is not None
+        body = fastjson.dumpb({"clientId": self.client_id, "group": self.group,
+                               "subscriptionData": {
+                                   "classFilterMode": False, "codeSet": [],
+                                   "expressionType": self.expression_type,
+                                   "subString": self.expression, "subVersion": 0,
+                                   "tagsSet": [], "topic": self.topic}})
+        for addr in set(self.route.addrs.values()):
+            await self._ok(addr, RemotingCommand.request(RequestCode.CHECK_CLIENT_CONFIG,
+                                                         body=body))
 
     async def _retry_route(self) -> TopicRoute | None:
         """The retry topic's route; the broker creates the topic on the first heartbeat and
@@ -229,7 +250,9 @@ class GroupConsumer:
 
     async def _pull(self, mq: MessageQueue, offset: int, max_num: int, suspend_ms: int,
                     commit_offset: int | None) -> PullResult:
-        expression = "*" if mq.topic == self.retry_topic else self.expression
+        retrying = mq.topic == self.retry_topic
+        expression = "*" if retrying else self.expression
+        kind = "TAG" if retrying else self.expression_type
         flags = PULL_FLAG_SUBSCRIPTION | (PULL_FLAG_SUSPEND if suspend_ms else 0)
         if commit_offset is not None and not self.broadcast:
             flags |= PULL_FLAG_COMMIT
@@ -238,10 +261,10 @@ class GroupConsumer:
                 "consumerGroup": self.group, "topic": mq.topic, "queueId": mq.queue_id,
                 "queueOffset": offset, "maxMsgNums": max_num, "sysFlag": flags,
                 "commitOffset": commit_offset or 0, "suspendTimeoutMillis": suspend_ms,
-                "subscription": expression, "subVersion": 0, "expressionType": "TAG"}),
+                "subscription": expression, "subVersion": 0, "expressionType": kind}),
             self.timeout + suspend_ms / 1000.0)
         messages = parse_messages(resp.body) if resp.code == ResponseCode.SUCCESS else []
-        if expression != "*":  # the broker filters by hash; check the tag itself
+        if kind == "TAG" and expression != "*":  # the broker filters by hash; check the tag
             wanted = {t.strip() for t in expression.split("||")}
             messages = [m for m in messages if m.tags in wanted]
         return PullResult(resp.code, int(resp.field("nextBeginOffset") or offset),

@@ -449,16 +449,33 @@ def printer(ctx: Ctx, fmt: str | None, body_format: str, count: int | None,
     return show
 
 
+SQL_OPTION = click.option(
+    "--sql", metavar="EXPR",
+    help="SQL92 property filter the brokers evaluate, e.g. \"TAGS = 'A' AND price > 100\" "
+         "(brokers need enablePropertyFilter=true). Not with --tags.")
+
+
+def subscription(expression: str, sql: str | None) -> tuple[str, str]:
+    """--tags or --sql as (expression, expression type)."""
+    if sql is None:
+        return expression, "TAG"
+    if expression != "*":
+        raise click.UsageError("--sql and --tags do not go together: filter tags in the SQL "
+                               "with TAGS, e.g. \"TAGS IN ('A', 'B') AND ...\"")
+    return sql, "SQL92"
+
+
 @click.command()
 @click.argument("topic")
 @click.option("-n", "--lines", "last", type=int, default=0, show_default=True,
               help="Show the last N messages of each queue first.")
 @click.option("--tags", "expression", default="*", show_default=True)
+@SQL_OPTION
 @click.option("-f", "--format", "fmt", help="kcat-style: %t %q %o %k %T %i %s %b %p{name}.")
 @click.option("--body", "body_format", type=click.Choice(BODY_FORMATS), default="auto",
               show_default=True)
 @pass_ctx
-def tail(ctx: Ctx, topic: str, last: int, expression: str, fmt: str | None,
+def tail(ctx: Ctx, topic: str, last: int, expression: str, sql: str | None, fmt: str | None,
          body_format: str) -> None:
     """Follow new messages on every queue of TOPIC, like tail -f, without joining a group or
     committing anything (Ctrl-C stops).
@@ -467,14 +484,18 @@ def tail(ctx: Ctx, topic: str, last: int, expression: str, fmt: str | None,
     Examples:
       rmqctl tail Orders
       rmqctl tail Orders -n 5 --format '%T %b'
+      rmqctl tail Orders --sql "region = 'eu' AND amount > 100"
     """
+    expression, kind = subscription(expression, sql)
     done = asyncio.Event()
     show = printer(ctx, fmt, body_format, None, done)
 
     async def work(ns: NameServerClient) -> None:
         consumer = GroupConsumer(ns.remoting, ns, f"rmqctl-tail-{os.getpid()}", topic,
-                                 expression, broadcast=True, timeout=ctx.timeout)
+                                 expression, broadcast=True, timeout=ctx.timeout,
+                                 expression_type=kind)
         consumer.route = await topic_route(ns, topic)
+        await consumer.check_filter()
         await read_queues(consumer, consumer.route.read_queues, f"-{last}" if last else "last",
                           False, show, done, commit=False)
 
@@ -486,6 +507,7 @@ def tail(ctx: Ctx, topic: str, last: int, expression: str, fmt: str | None,
 @click.option("-g", "--group", required=True, help="Consumer group (offsets are committed).")
 @click.option("--tags", "expression", default="*", show_default=True,
               help="Tag expression, e.g. 'TagA || TagB'.")
+@SQL_OPTION
 @click.option("--from", "start", metavar="WHERE",
               help="first, last, @TIMESTAMP_MS, -N (the last N per queue) or an offset. "
                    "Default: the group's committed offset.")
@@ -514,7 +536,8 @@ def tail(ctx: Ctx, topic: str, last: int, expression: str, fmt: str | None,
                    "with --exec the command's stdout is the reply, else the request's body "
                    "is echoed. Other messages get no reply.")
 @pass_ctx
-def consume(ctx: Ctx, topic: str, group: str, expression: str, start: str | None,
+def consume(ctx: Ctx, topic: str, group: str, expression: str, sql: str | None,
+            start: str | None,
             count: int | None, exit_at_end: bool, broadcast: bool, fmt: str | None,
             body_format: str, command: str | None, retry: bool, max_retries: int, pop: bool,
             invisible: float, reply: bool) -> None:
@@ -532,6 +555,7 @@ def consume(ctx: Ctx, topic: str, group: str, expression: str, start: str | None
     Examples:
       rmqctl consume Numbers -g cli --from first -e --format '%b'
       rmqctl -o ndjson consume Orders -g audit --tags 'TagA || TagB' -c 10
+      rmqctl consume Orders -g big --sql 'amount BETWEEN 100 AND 500' -e
       rmqctl consume Orders -g g2 --from @1700000000000 -e
       rmqctl consume Orders -g billing --exec './bill.sh' --retry
       rmqctl consume Orders -g popper --pop --invisible 30
@@ -542,6 +566,9 @@ def consume(ctx: Ctx, topic: str, group: str, expression: str, start: str | None
     if pop and (broadcast or start is not None):
         raise click.UsageError("--pop takes neither --broadcast nor --from: the broker keeps "
                                "the group's place")
+    expression, kind = subscription(expression, sql)
+    if pop and sql is not None:
+        raise click.UsageError("--pop filters by --tags only")
     done = asyncio.Event()
     replier = Replier() if reply else None
     show = printer(ctx, fmt, body_format, count, done)
@@ -558,7 +585,7 @@ def consume(ctx: Ctx, topic: str, group: str, expression: str, start: str | None
                            int(invisible * 1000), exit_at_end, show, retry, done)
             return
         consumer = GroupConsumer(ns.remoting, ns, group, topic, expression, broadcast,
-                                 ctx.timeout, retry=retry)
+                                 ctx.timeout, retry=retry, expression_type=kind)
 
         async def send_back(msg: MessageExt) -> None:
             await consumer.send_back(msg, max_retries)

@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 from rmqnode import log, validation
 from rmqnode.broker.clients import (CONSUME_FROM, CONSUME_TYPES, MESSAGE_MODELS, ClientChannel,
-                                    Subscription, enum_name)
+                                    Subscription, compile_filter, enum_name, is_tag_type,
+                                    unsupported)
+from rmqnode.broker.sql92 import FilterError
 from rmqnode.broker.topics import PERM_READ, PERM_WRITE
 from rmqnode.errors import RemotingError
 from rmqnode.message import RETRY_PREFIX
@@ -140,14 +142,22 @@ class ClientProcessor:
                             body=fastjson.dumpb({"consumerIdList": info.client_ids()}))
 
     def check_client_config(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
+        """ClientManageProcessor.checkClientConfig: a Java consumer with a property filter asks
+        every broker before it starts, so a bad expression fails its start with the parser's
+        message (SUBSCRIPTION_PARSE_FAILED) instead of pulls that find no filter data."""
         data = body_json(cmd)
         sub = data.get("subscriptionData") or {}
         if not isinstance(sub, dict):
             raise RemotingError(ResponseCode.SYSTEM_ERROR, "subscriptionData is not an object")
-        kind = sub.get("expressionType") or "TAG"
-        if kind != "TAG":
-            return cmd.response(ResponseCode.SYSTEM_ERROR,
-                                f"The broker does not support consumer to filter message by {kind}")
+        kind = text(sub, "expressionType")
+        if is_tag_type(kind):
+            return cmd.response()
+        if not self.broker.config.enablePropertyFilter:
+            return cmd.response(ResponseCode.SYSTEM_ERROR, unsupported(kind))
+        try:
+            compile_filter(kind, text(sub, "subString", 64 * 1024))
+        except FilterError as exc:
+            return cmd.response(ResponseCode.SUBSCRIPTION_PARSE_FAILED, str(exc) or None)
         return cmd.response()
 
     # -- offsets -----------------------------------------------------------------------

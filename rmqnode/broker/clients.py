@@ -7,10 +7,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from rmqnode.broker.sql92 import FilterError, Selector, compile_selector
 from rmqnode.errors import RemotingError
 from rmqnode.message import tags_code
 from rmqnode.net.codes import ResponseCode
-from rmqnode.validation import has_lone_surrogate
+from rmqnode.validation import has_lone_surrogate, is_name, quote
 
 CONSUME_TYPES = ("CONSUME_ACTIVELY", "CONSUME_PASSIVELY", "CONSUME_POP")
 MESSAGE_MODELS = ("BROADCASTING", "CLUSTERING")
@@ -18,6 +19,49 @@ CONSUME_FROM = ("CONSUME_FROM_LAST_OFFSET", "CONSUME_FROM_LAST_OFFSET_AND_FROM_M
                 "CONSUME_FROM_MIN_OFFSET", "CONSUME_FROM_MAX_OFFSET", "CONSUME_FROM_FIRST_OFFSET",
                 "CONSUME_FROM_TIMESTAMP")
 SUB_ALL = "*"
+TAG, SQL92 = "TAG", "SQL92"
+PARSE_FAILED = "parse the consumer's subscription failed"
+
+
+def is_tag_type(kind: str | None) -> bool:
+    """ExpressionType.isTagType: no type, an empty one, or TAG; anything else is a property
+    filter (SQL92 the only one Java has)."""
+    return not kind or kind == TAG
+
+
+def compile_filter(kind: str | None, expression: str | None) -> Selector:
+    """FilterFactory.get(kind).compile(expression). Java has a filter for SQL92 only; another
+    kind, or no text, fails with an exception that has no message (a NullPointerException):
+    a FilterError whose text is empty."""
+    if kind != SQL92 or expression is None:
+        raise FilterError("")
+    return compile_selector(expression)
+
+
+def check_filter(sub: Subscription, enabled: bool, registered: bool) -> None:
+    """PullMessageProcessor's checks of a property filter, in Java's order. A heartbeat's
+    (`registered`) expression that did not compile has no ConsumerFilterData; a broker without
+    enablePropertyFilter refuses any; an expression sent with the pull that is empty or does
+    not compile fails to parse. (4.9.8 only `assert`s the latter, which production JVMs skip,
+    and then delivers every message; 5.x answers SUBSCRIPTION_PARSE_FAILED, as here.)"""
+    if is_tag_type(sub.expression_type):
+        return
+    if registered and sub.selector is None:
+        raise RemotingError(ResponseCode.FILTER_DATA_NOT_EXIST, "The broker's consumer filter "
+                            "data is not exist!Your expression may be wrong!")
+    if not registered and not sub.sub_string:
+        raise RemotingError(ResponseCode.SUBSCRIPTION_PARSE_FAILED, PARSE_FAILED)
+    if not enabled:
+        raise RemotingError(ResponseCode.SYSTEM_ERROR, unsupported(sub.expression_type))
+    if sub.selector is None:
+        raise RemotingError(ResponseCode.SUBSCRIPTION_PARSE_FAILED, PARSE_FAILED)
+
+
+def unsupported(kind: str) -> str:
+    """The remark of a broker without enablePropertyFilter; a kind that is no plain name is
+    quoted (it is the client's text)."""
+    shown = kind if is_name(kind, 32) else quote(kind)
+    return f"The broker does not support consumer to filter message by {shown}"
 
 
 def enum_name(value: Any, names: tuple[str, ...], default: str) -> str:
@@ -35,28 +79,38 @@ def enum_name(value: Any, names: tuple[str, ...], default: str) -> str:
 
 @dataclass
 class Subscription:
-    """SubscriptionData for TAG expressions: `*`, or tags separated by `||`."""
+    """SubscriptionData: for TAG, `*` or tags separated by `||`; for SQL92, the expression
+    and, when it compiles, its Selector (Java's ConsumerFilterData), compiled here once."""
     topic: str
     sub_string: str = SUB_ALL
     tags: list[str] = field(default_factory=list)
     codes: set[int] = field(default_factory=set)
     sub_version: int = 0
-    expression_type: str = "TAG"
+    expression_type: str = TAG
+    selector: Selector | None = None
 
     @classmethod
     def parse(cls, topic: str, expression: str | None, version: int = 0,
               expression_type: str | None = None) -> Subscription:
         """Tags are hashed as Java hashes them (UTF-16), which a lone surrogate cannot be:
-        such an expression is refused as Java refuses one it cannot parse."""
+        such an expression is refused as Java refuses one it cannot parse. A property
+        filter is kept even when it does not compile (its selector is then None), as a Java
+        heartbeat registers it: what to answer is the pull's business (check_filter)."""
+        kind = expression_type or TAG
+        if kind != TAG:
+            try:
+                selector: Selector | None = compile_filter(kind, expression)
+            except FilterError:
+                selector = None
+            return cls(topic, expression or "", [], set(), version, kind, selector)
         text = (expression or "").strip()
         if has_lone_surrogate(text):
             raise RemotingError(ResponseCode.SUBSCRIPTION_PARSE_FAILED,
                                 "parse the consumer's subscription failed")
         if not text or text == SUB_ALL:
-            return cls(topic, SUB_ALL, [], set(), version, expression_type or "TAG")
+            return cls(topic, SUB_ALL, [], set(), version, kind)
         tags = [t.strip() for t in text.split("||") if t.strip()]
-        return cls(topic, text, tags, {tags_code(t) for t in tags}, version,
-                   expression_type or "TAG")
+        return cls(topic, text, tags, {tags_code(t) for t in tags}, version, kind)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Subscription:
@@ -131,10 +185,10 @@ class ClientManager:
         new_subs = {s.topic: s for s in subscriptions}
         for topic, sub in new_subs.items():
             prev = info.subscriptions.get(topic)
-            if prev is None or prev.sub_string != sub.sub_string:
-                changed = True
-            if prev is None or prev.sub_version < sub.sub_version or \
-                    prev.sub_string != sub.sub_string:
+            same = prev is not None and prev.sub_string == sub.sub_string and \
+                prev.expression_type == sub.expression_type
+            changed = changed or not same
+            if not same or prev.sub_version < sub.sub_version:  # type: ignore[union-attr]
                 info.subscriptions[topic] = sub
         for topic in [t for t in info.subscriptions if t not in new_subs]:
             del info.subscriptions[topic]

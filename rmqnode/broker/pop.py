@@ -17,7 +17,8 @@ import time
 from typing import TYPE_CHECKING
 
 from rmqnode import validation
-from rmqnode.broker.clients import Subscription
+from rmqnode.broker.clients import Subscription, check_filter
+from rmqnode.broker.pull import get_messages
 from rmqnode.broker.revive import CheckPoint
 from rmqnode.broker.topics import PERM_READ
 from rmqnode.errors import RemotingError
@@ -150,13 +151,17 @@ class PopProcessor:
                                 f"topicConfig.readQueueNums:[{topic_config.readQueueNums}] "
                                 f"consumer:[{conn.peer}]")
         broker.groups.consumable(group)
+        # 5.x: no `exp` is every message, whatever expType says
+        exp = cmd.field("exp")
+        sub = Subscription.parse(topic, exp, 0, cmd.field("expType") if exp else None)
+        check_filter(sub, broker.config.enablePropertyFilter, registered=False)
         retry_topic = checked_retry_topic(topic, group)
-        popped = await self._collect(cmd, topic_config, retry_topic)
+        popped = await self._collect(cmd, topic_config, retry_topic, sub)
         if not popped.messages and poll_ms > 0:
             if self.holds.full(topic):
                 return self._answer(cmd, popped, ResponseCode.POLLING_FULL)
             await self.holds.hold([topic, retry_topic], poll_ms / 1000.0)
-            popped = await self._collect(cmd, topic_config, retry_topic)
+            popped = await self._collect(cmd, topic_config, retry_topic, sub)
         return self._answer(cmd, popped, ResponseCode.SUCCESS if popped.messages
                             else ResponseCode.POLLING_TIMEOUT)
 
@@ -172,7 +177,7 @@ class PopProcessor:
         return cmd.response(code, remark, fields, b"".join(popped.messages))
 
     async def _collect(self, cmd: RemotingCommand, topic_config: TopicConfig,
-                       retry_topic: str) -> _Popped:
+                       retry_topic: str, sub: Subscription) -> _Popped:
         """One pass over the retry topic and the topic's queues, as Java's processor makes:
         the retry topic first one time in five (popFromRetryProbability), else last."""
         broker = self.broker
@@ -188,11 +193,12 @@ class PopProcessor:
         retry = [(retry_topic, 0)] if retry_topic in broker.topics.table else []
         sources = retry + sources if retry_first else sources + retry
         for topic, qid in sources:
-            await self._pop_queue(cmd, topic, qid, popped)
+            await self._pop_queue(cmd, topic, qid, popped, sub)
         return popped
 
     async def _pop_queue(self, cmd: RemotingCommand, topic: str, queue_id: int,
-                         popped: _Popped) -> None:
+                         popped: _Popped, sub: Subscription) -> None:
+        """Pops what `sub` selects from one queue; the retry topic's messages all come back."""
         broker, store = self.broker, self.broker.store
         group = cmd.require("consumerGroup")
         offset = broker.offsets.query(group, topic, queue_id)
@@ -201,14 +207,14 @@ class PopProcessor:
         if popped.room <= 0:
             popped.rest += max(store.max_offset(topic, queue_id) - offset, 0)
             return
-        sub = Subscription.parse(topic, cmd.field("exp"), 0, cmd.field("expType"))
-        match = None if sub.sub_string == "*" or topic != cmd.field("topic") else sub.matches
-        result = store.get_messages(topic, queue_id, offset, popped.room, match)
+        if topic != cmd.field("topic"):
+            sub = Subscription(topic)
+        result = get_messages(store, topic, queue_id, offset, popped.room, sub)
         if result.status in (st.OFFSET_TOO_SMALL, st.OFFSET_OVERFLOW_BADLY,
                              st.OFFSET_FOUND_NULL):
             offset = result.next_begin_offset  # the stored offset is out of range: correct it
             broker.offsets.commit(group, topic, queue_id, offset)
-            result = store.get_messages(topic, queue_id, offset, popped.room, match)
+            result = get_messages(store, topic, queue_id, offset, popped.room, sub)
         # The store may hand back an empty record for an entry whose commit log bytes are
         # gone (deleted files); like Java's null getMessage, such an entry is skipped.
         messages = [m for m in result.messages if len(m) >= POS_QUEUE_OFFSET + 8]

@@ -11,13 +11,15 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from rmqnode import validation
-from rmqnode.broker.clients import Subscription
+from rmqnode.broker.clients import SUB_ALL, Subscription, check_filter
+from rmqnode.broker.sql92 import Selector
 from rmqnode.broker.topics import PERM_READ
 from rmqnode.errors import FAQ
 from rmqnode.net.codec import RemotingCommand
 from rmqnode.net.codes import ResponseCode
 from rmqnode.net.connection import Connection
 from rmqnode.storage import store as st
+from rmqnode.storage.records import CorruptRecord, decode_record
 
 if TYPE_CHECKING:
     from rmqnode.broker.controller import BrokerController
@@ -25,6 +27,10 @@ if TYPE_CHECKING:
 FLAG_COMMIT_OFFSET = 0x1
 FLAG_SUSPEND = 0x2
 FLAG_SUBSCRIPTION = 0x4
+
+# Entries a property-filtered read looks at, at most, before it answers with what it has
+# (DefaultMessageStore's maxFilterMessageCount: 16000 bytes of consume queue).
+FILTER_SCAN_LIMIT = 16000 // 20
 
 STATUS_CODES = {
     st.FOUND: ResponseCode.SUCCESS,
@@ -34,6 +40,47 @@ STATUS_CODES = {
     st.OFFSET_OVERFLOW_ONE: ResponseCode.PULL_NOT_FOUND,
     st.OFFSET_TOO_SMALL: ResponseCode.PULL_OFFSET_MOVED,
 }
+
+
+def get_messages(store: st.MessageStore, topic: str, queue_id: int, offset: int, max_num: int,
+                 sub: Subscription) -> st.GetResult:
+    """The store's read through a subscription's filter: tags by their codes in the consume
+    queue (nothing more to do for `*`), a SQL92 selector by each message's properties
+    (ExpressionMessageFilter.isMatchedByCommitLog). Tag subscriptions take the store's path
+    unchanged, so they cost what they did before property filters existed."""
+    if sub.selector is None:
+        match = None if sub.sub_string == SUB_ALL else sub.matches
+        return store.get_messages(topic, queue_id, offset, max_num, match)
+    return _select(store, topic, queue_id, offset, max_num, sub.selector)
+
+
+def _selected(selector: Selector, view: memoryview) -> bool:
+    try:
+        record = decode_record(view, 0, read_body=False)
+    except CorruptRecord:
+        return False
+    return record is not None and not isinstance(record, st.Blank) and \
+        selector.matches(record.properties)
+
+
+def _select(store: st.MessageStore, topic: str, queue_id: int, offset: int, max_num: int,
+            selector: Selector) -> st.GetResult:
+    """Reads on until `max_num` messages match, the queue ends or FILTER_SCAN_LIMIT entries
+    were looked at; skipped entries still advance nextBeginOffset, and a read that matched
+    nothing is NO_MATCHED_MESSAGE, as Java's."""
+    first = result = store.get_messages(topic, queue_id, offset, max_num)
+    kept: list[memoryview] = []
+    end = offset
+    while result.status == st.FOUND:
+        kept += [view for view in result.messages if _selected(selector, view)]
+        end = result.next_begin_offset
+        if len(kept) >= max_num or end - offset >= FILTER_SCAN_LIMIT:
+            break
+        result = store.get_messages(topic, queue_id, end, max_num - len(kept))
+    if first.status != st.FOUND:
+        return first
+    return st.GetResult(st.FOUND if kept else st.NO_MATCHED_MESSAGE, end, result.min_offset,
+                        result.max_offset, kept)
 
 
 class PullHoldService:
@@ -95,9 +142,13 @@ class PullProcessor:
 
     def _subscription(self, cmd: RemotingCommand, group: str, topic: str,
                       sys_flag: int) -> Subscription | RemotingCommand:
+        """The pull's own subscription (FLAG_SUBSCRIPTION) or the one the group's heartbeats
+        registered, with PullMessageProcessor's answers when there is none to use."""
         if sys_flag & FLAG_SUBSCRIPTION:
-            return Subscription.parse(topic, cmd.field("subscription"),
-                                      cmd.int_field("subVersion", 0), cmd.field("expressionType"))
+            sub = Subscription.parse(topic, cmd.field("subscription"),
+                                     cmd.int_field("subVersion", 0), cmd.field("expressionType"))
+            check_filter(sub, self.broker.config.enablePropertyFilter, registered=False)
+            return sub
         info = self.broker.clients.consumers.get(group)
         if info is None:
             return cmd.response(ResponseCode.SUBSCRIPTION_NOT_EXIST,
@@ -109,6 +160,7 @@ class PullProcessor:
         if sub.sub_version < cmd.int_field("subVersion", 0):
             return cmd.response(ResponseCode.SUBSCRIPTION_NOT_LATEST,
                                 "the consumer's subscription not latest")
+        check_filter(sub, self.broker.config.enablePropertyFilter, registered=True)
         return sub
 
     def process(self, cmd: RemotingCommand, allow_suspend: bool) -> RemotingCommand | None:
@@ -139,10 +191,8 @@ class PullProcessor:
         if allow_suspend and sys_flag & FLAG_COMMIT_OFFSET:
             broker.offsets.commit(group, topic, queue_id, cmd.int_field("commitOffset"))
 
-        result = broker.store.get_messages(topic, queue_id, offset,
-                                           max(1, cmd.int_field("maxMsgNums", 32,
-                                                                *validation.INT32)),
-                                           None if sub.sub_string == "*" else sub.matches)
+        result = get_messages(broker.store, topic, queue_id, offset,
+                              max(1, cmd.int_field("maxMsgNums", 32, *validation.INT32)), sub)
         if result.status == st.NO_MESSAGE_IN_QUEUE:
             code = ResponseCode.PULL_OFFSET_MOVED if offset else ResponseCode.PULL_NOT_FOUND
         else:
