@@ -245,6 +245,7 @@ class BatchEntry:
     body: bytes
     properties: dict[str, str] = field(default_factory=dict)
     flag: int = 0
+    raw_properties: str = ""  # as the producer wrote them: a Java broker stores these bytes
 
 
 def encode_batch(entries: list[BatchEntry]) -> bytes:
@@ -273,8 +274,8 @@ def decode_batch(data: bytes) -> list[BatchEntry]:
         props_start = body_start + body_len + 2
         if props_start + props_len != end:
             raise ValueError(f"batch entry at {pos} has inconsistent sizes")
-        props = decode_properties(data[props_start:end].decode("utf-8"))
-        entries.append(BatchEntry(body, props, flag))
+        raw = data[props_start:end].decode("utf-8")
+        entries.append(BatchEntry(body, decode_properties(raw), flag, raw))
         pos = end
     return entries
 

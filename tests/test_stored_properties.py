@@ -179,3 +179,23 @@ def test_message_trace_reads_the_trace_topic(start_node):
         assert rows[2]["costTime"] == "7" and rows[0]["clientHost"].startswith("127.0.0.1:")
     missing = rmqctl(node.namesrv, "message", "trace", "7F0000014DAC478E98D07BF9B51D1399")
     assert missing.returncode == 3 and "-g GROUP" in missing.stderr
+
+
+
+def test_batch_properties_as_message_ext_batch_encoder_writes_them(node):
+    """MessageExtBatchEncoder (4.9.8): each entry's properties as the producer wrote them
+    (Java's client writes no trailing separator), a separator, then the batch header's
+    properties (WAIT kept) with CLUSTER, in Java's HashMap order."""
+    from rmqnode.message import BatchEntry, encode_batch
+    from rmqnode.storage.javamap import properties_string
+    entries = [BatchEntry(b"one", {"KEYS": "k1", "UNIQ_KEY": "U1"}), BatchEntry(b"two")]
+    resp = call(node.broker, RequestCode.SEND_BATCH_MESSAGE, {
+        "a": "PG", "b": "Batched", "c": "TBW102", "d": 4, "e": 0, "f": 0, "g": 0, "h": 0,
+        "i": "WAIT\x01true", "m": "true"}, encode_batch(entries))
+    assert resp.code == 0, resp.remark
+    tail = properties_string({"WAIT": "true", "CLUSTER": "DefaultCluster"})
+    first_id, second_id = resp.ext_fields["msgId"].split(",")
+    one, two = stored_at(node.broker, first_id), stored_at(node.broker, second_id)
+    assert one.properties_text == "KEYS\x01k1\x02UNIQ_KEY\x01U1\x02" + tail
+    assert two.properties_text == tail
+    assert one.properties["KEYS"] == "k1" and one.properties["CLUSTER"] == "DefaultCluster"

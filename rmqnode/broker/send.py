@@ -21,8 +21,9 @@ from rmqnode.errors import FAQ, RemotingError
 from rmqnode import validation
 from rmqnode.message import (CLUSTER, COMPRESSED_FLAG, COMPRESSION_MASK, DELAY, DLQ_PREFIX,
                              MULTI_TAGS_FLAG, NEED_UNWRAP_FLAG, ORIGIN_MESSAGE_ID, POP_CK,
-                             RETRY_PREFIX, RETRY_TOPIC, TRAN_MSG, TRANSACTION_MASK, WAIT,
-                             decode_batch, decode_properties, encode_properties, host_bytes)
+                             PROPERTY_SEPARATOR, RETRY_PREFIX, RETRY_TOPIC, TRAN_MSG,
+                             TRANSACTION_MASK, WAIT, BatchEntry, decode_batch, decode_properties,
+                             host_bytes)
 from rmqnode.net.codec import RemotingCommand
 from rmqnode.net.codes import ResponseCode
 from rmqnode.net.connection import Connection
@@ -111,8 +112,7 @@ class SendProcessor:
             if topic.startswith(RETRY_PREFIX):
                 return cmd.response(ResponseCode.MESSAGE_ILLEGAL,
                                     "batch request does not support retry group " + topic)
-            messages = [self._message(common, e.body, e.properties, e.flag, batched=True)
-                        for e in entries]
+            messages = self._batch(common, entries, decode_properties(h.get("properties") or ""))
         else:
             props = decode_properties(h.get("properties") or "")
             messages = [self._message(common, cmd.body, props, validation.integer(
@@ -227,17 +227,34 @@ class SendProcessor:
         return cmd.response()
 
     def _message(self, common: Message, body: bytes, props: dict[str, str],
-                 flag: int, batched: bool = False) -> Message:
+                 flag: int) -> Message:
         """One message of the request: `common` holds what the header says for all of them;
-        `props` becomes the message's own. A batch entry keeps its properties in the order
-        the producer wrote them, the broker's after them, as MessageExtBatchEncoder appends
-        them; a single message is written as Java's HashMap holds it, WAIT left out."""
+        `props` becomes the message's own, written as Java's HashMap holds it, WAIT left
+        out."""
         props[CLUSTER] = self.broker.config.brokerClusterName
         props.pop(POP_CK, None)  # a re-sent popped message must not look revived
         return Message(common.topic, common.queue_id, body, props, flag, common.sys_flag,
                        common.born_timestamp, common.born_host, common.reconsume_times,
-                       properties_string=encode_properties(props) if batched
-                       else _without_wait(props))
+                       properties_string=_without_wait(props))
+
+    def _batch(self, common: Message, entries: list[BatchEntry],
+               shared: dict[str, str]) -> list[Message]:
+        """The messages of a batch as MessageExtBatchEncoder writes them: each entry's
+        properties as the producer wrote them, then (after a separator if they lack one) the
+        header's properties with CLUSTER, in Java's HashMap order and WAIT kept. A consumer
+        reads both, the header's winning where a key repeats."""
+        shared[CLUSTER] = self.broker.config.brokerClusterName
+        tail = properties_string(shared)
+        messages = []
+        for entry in entries:
+            raw = entry.raw_properties
+            glue = PROPERTY_SEPARATOR if raw and not raw.endswith(PROPERTY_SEPARATOR) else ""
+            props = entry.properties | shared
+            props.pop(POP_CK, None)
+            messages.append(Message(common.topic, common.queue_id, entry.body, props, entry.flag,
+                                    common.sys_flag, common.born_timestamp, common.born_host,
+                                    common.reconsume_times, properties_string=raw + glue + tail))
+        return messages
 
     def create_for_send(self, topic: str, h: dict[str, str]) -> tuple[TopicConfig, asyncio.Task]:
         """A topic a producer sends to first: created from its default topic (TBW102) when
