@@ -116,6 +116,27 @@ def test_send_back_to_retry_and_to_the_dlq(node, java):
     assert topics["%DLQ%GID_PUB"]["perm"] == 6, "4.9.8 makes the DLQ readable"
 
 
+def test_send_back_follows_java_order_of_checks(node):
+    """asyncConsumerSendMsgBack: a group without retry queues is answered success and nothing
+    is stored; the retry topic is made even for a message that goes straight to the DLQ."""
+    from rmqnode.net import fastjson
+    sent = send(node.broker, "Backs", b"x")
+    _, offset = decode_offset_msg_id(sent["msgId"])
+
+    def back(group: str) -> int:
+        return call(node.broker, RequestCode.CONSUMER_SEND_MSG_BACK, {
+            "offset": offset, "group": group, "delayLevel": -1, "originMsgId": sent["msgId"],
+            "originTopic": "Backs", "unitMode": False, "maxReconsumeTimes": 16}).code
+
+    assert call(node.broker, RequestCode.UPDATE_AND_CREATE_SUBSCRIPTIONGROUP,
+                body=fastjson.dumpb({"groupName": "NoRetry", "retryQueueNums": 0})).code == 0
+    assert back("NoRetry") == 0
+    assert back("ToDlq") == 0
+    topics = call_json(node.broker, RequestCode.GET_ALL_TOPIC_CONFIG)["topicConfigTable"]
+    assert "%RETRY%NoRetry" not in topics and "%DLQ%NoRetry" not in topics
+    assert "%RETRY%ToDlq" in topics and "%DLQ%ToDlq" in topics
+
+
 def test_transaction_half_commit_and_op_records(node, java):
     half_ref = java[[r.topic for r in java].index("RMQ_SYS_TRANS_HALF_TOPIC")]
     uniq = half_ref.properties["UNIQ_KEY"]

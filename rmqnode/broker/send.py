@@ -190,12 +190,24 @@ class SendProcessor:
         if config is None:
             return cmd.response(ResponseCode.SUBSCRIPTION_GROUP_NOT_EXIST,
                                 f"subscription group not exist, {group} {FAQ.strip()}")
+        cfg = broker.config
+        if not cfg.brokerPermission & PERM_WRITE:
+            return cmd.response(ResponseCode.NO_PERMISSION, f"the broker[{cfg.brokerIP1}] "
+                                "sending message is forbidden")
+        retry_nums = int(config.get("retryQueueNums", 1))
+        if retry_nums <= 0:  # the group wants no retries: Java answers success, storing nothing
+            return cmd.response()
+        # The retry topic exists once a group sent a message back, even one that goes to the
+        # DLQ (createTopicInSendMessageBackMethod comes first in Java too).
+        retry = broker.ensure_topic(RETRY_PREFIX + group, retry_nums, PERM_READ | PERM_WRITE)
+        if not retry.perm & PERM_WRITE:
+            return cmd.response(ResponseCode.NO_PERMISSION,
+                                f"the topic[{retry.topicName}] sending message is forbidden")
         offset = cmd.int_field("offset")
         original = broker.store.message_at(offset)
         if original is None:
             return cmd.response(ResponseCode.SYSTEM_ERROR,
                                 f"look message by offset failed, {offset}")
-        retry_nums = int(config.get("retryQueueNums", 1))
         max_times = cmd.int_field("maxReconsumeTimes", int(config.get("retryMaxTimes", 16))) \
             if cmd.version >= V3_4_9 else int(config.get("retryMaxTimes", 16))
         delay = cmd.int_field("delayLevel", 0)
@@ -206,13 +218,15 @@ class SendProcessor:
         props[WAIT] = "false"
         if original.reconsume_times >= max_times or delay < 0:
             # 4.9.8 makes the DLQ readable: a consumer may subscribe to it.
-            topic = broker.ensure_topic(DLQ_PREFIX + group, 1, PERM_READ | PERM_WRITE).topicName
-            queue_id = 0
+            dlq = broker.ensure_topic(DLQ_PREFIX + group, 1, PERM_READ | PERM_WRITE)
+            if not dlq.perm & PERM_WRITE:
+                return cmd.response(ResponseCode.NO_PERMISSION,
+                                    f"the topic[{dlq.topicName}] sending message is forbidden")
+            topic, queue_id = dlq.topicName, 0
             props[DELAY] = "0"  # setDelayTimeLevel(0): kept in the record, delays nothing
         else:
-            retry = broker.ensure_topic(RETRY_PREFIX + group, retry_nums, PERM_READ | PERM_WRITE)
-            topic = retry.topicName
-            queue_id = random.randrange(retry.writeQueueNums)
+            # Java picks among the group's retryQueueNums, whatever the topic has since become.
+            topic, queue_id = retry.topicName, random.randrange(retry_nums)
             props[DELAY] = str(delay or 3 + original.reconsume_times)
         # Java's getMsgId() of a message read by offset is its offset id, never the UNIQ_KEY;
         # the header's originMsgId is not used.
