@@ -189,6 +189,10 @@ def test_rmqctl_consume_and_tail_sql(node):
                  "--format", "%b\n", "--sql", "TAGS = 'B' AND price > 5")
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["m6", "m8", "m10"]
+    popped = rmqctl(node.namesrv, "consume", "Goods", "-g", "CliPopSql", "--pop", "-e",
+                    "--format", "%b\n", "--sql", "TAGS = 'B' AND price > 5")
+    assert popped.returncode == 0, popped.stderr
+    assert sorted(popped.stdout.split()) == ["m10", "m6", "m8"]
     bad = rmqctl(node.namesrv, "consume", "Goods", "-g", "CliSql", "--sql", "price >")
     assert bad.returncode == 1 and "ParseException" in bad.stderr
     both = rmqctl(node.namesrv, "consume", "Goods", "-g", "CliSql", "--sql", "a = 1",

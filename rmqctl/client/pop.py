@@ -37,8 +37,9 @@ class PopConsumer:
 
     async def pop(self, topic: str, max_num: int = 32, invisible_ms: int = 60_000,
                   poll_ms: int = 0, expression: str = "*", init: str = "first",
-                  queue_id: int = -1) -> list[Popped]:
-        """One POP from every broker of the topic (each holds up to `poll_ms` when empty)."""
+                  queue_id: int = -1, expression_type: str = "TAG") -> list[Popped]:
+        """One POP from every broker of the topic (each holds up to `poll_ms` when empty),
+        filtered by tags or (expression_type SQL92) by the broker's SQL92 evaluation."""
         route = await topic_route(self.namesrv, topic)
         popped: list[Popped] = []
         for name, addr in sorted(route.addrs.items()):
@@ -46,7 +47,7 @@ class PopConsumer:
                 "consumerGroup": self.group, "topic": topic, "queueId": queue_id,
                 "maxMsgNums": max_num, "invisibleTime": invisible_ms, "pollTime": poll_ms,
                 "bornTime": int(time.time() * 1000), "initMode": INIT_MODE[init],
-                "expType": "TAG", "exp": expression or "*", "order": False})
+                "expType": expression_type, "exp": expression or "*", "order": False})
             resp = await self.remoting.invoke(addr, cmd, self.timeout + poll_ms / 1000.0)
             if resp.code in (ResponseCode.POLLING_TIMEOUT, ResponseCode.POLLING_FULL):
                 continue

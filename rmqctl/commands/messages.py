@@ -567,8 +567,6 @@ def consume(ctx: Ctx, topic: str, group: str, expression: str, sql: str | None,
         raise click.UsageError("--pop takes neither --broadcast nor --from: the broker keeps "
                                "the group's place")
     expression, kind = subscription(expression, sql)
-    if pop and sql is not None:
-        raise click.UsageError("--pop filters by --tags only")
     done = asyncio.Event()
     replier = Replier() if reply else None
     show = printer(ctx, fmt, body_format, count, done)
@@ -581,8 +579,9 @@ def consume(ctx: Ctx, topic: str, group: str, expression: str, sql: str | None,
         if replier is not None:
             replier.producer = Producer(ns.remoting, ns, timeout=ctx.timeout)
         if pop:
-            await pop_loop(PopConsumer(ns.remoting, ns, group, ctx.timeout), topic, expression,
-                           int(invisible * 1000), exit_at_end, show, retry, done)
+            await pop_loop(PopConsumer(ns.remoting, ns, group, ctx.timeout), topic,
+                           (expression, kind), int(invisible * 1000), exit_at_end, show, retry,
+                           done)
             return
         consumer = GroupConsumer(ns.remoting, ns, group, topic, expression, broadcast,
                                  ctx.timeout, retry=retry, expression_type=kind)
@@ -618,14 +617,15 @@ def counted(handle, count: int | None, done: asyncio.Event):
     return run
 
 
-async def pop_loop(consumer: PopConsumer, topic: str, expression: str, invisible_ms: int,
-                   exit_at_end: bool, show, retry: bool, done: asyncio.Event) -> None:
+async def pop_loop(consumer: PopConsumer, topic: str, expression: tuple[str, str],
+                   invisible_ms: int, exit_at_end: bool, show, retry: bool,
+                   done: asyncio.Event) -> None:
     """POP until `done` (or, with -e, until a pop finds nothing): each message handled is
     acked; a failed one is left to come back after its invisible time (--retry), or stops
     consumption unacked."""
     while not done.is_set():
         popped = await consumer.pop(topic, 32, invisible_ms, 0 if exit_at_end else 15000,
-                                    expression)
+                                    expression[0], expression_type=expression[1])
         if not popped and exit_at_end:
             return
         for item in popped:

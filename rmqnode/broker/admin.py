@@ -35,7 +35,7 @@ RUNTIME_KEYS = frozenset({
     "fileReservedTime", "deleteWhen", "diskMaxUsedSpaceRatio", "diskSpaceWarningLevelRatio",
     "longPollingEnable", "shortPollingTimeMills", "popFromRetryProbability", "reviveInterval",
     "transactionTimeOut", "transactionCheckMax", "transactionCheckInterval",
-    "storeReplyMessageEnable"})
+    "storeReplyMessageEnable", "enablePropertyFilter"})
 
 
 def _json(obj: object) -> bytes:
