@@ -7,7 +7,7 @@ so a store directory can move between a Java broker and rmqnode.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from rmqnode.broker.configfile import JsonConfigFile
@@ -23,6 +23,8 @@ OFFSET_MOVED_EVENT = "OFFSET_MOVED_EVENT"
 SCHEDULE_TOPIC = "SCHEDULE_TOPIC_XXXX"
 TRACE_TOPIC = "RMQ_SYS_TRACE_TOPIC"  # msgTraceTopicName by default
 DELAY_LEVELS = 18
+MESSAGE_TYPE = "message.type"  # the 5.x topic attribute the gRPC clients' sends are checked on
+MESSAGE_TYPES = ("NORMAL", "FIFO", "DELAY", "TRANSACTION", "MIXED")
 # TopicValidator's SYSTEM_TOPIC_SET and prefix: topics no admin request may create or delete.
 SYSTEM_TOPICS = frozenset({AUTO_CREATE_TOPIC_KEY, SCHEDULE_TOPIC, BENCHMARK_TOPIC,
                            "RMQ_SYS_TRANS_HALF_TOPIC", TRACE_TOPIC,
@@ -40,21 +42,39 @@ class TopicConfig:
     topicFilterType: str = "SINGLE_TAG"
     topicSysFlag: int = 0
     order: bool = False
+    # RocketMQ 5.x topic attributes (`message.type`: NORMAL, FIFO, DELAY, TRANSACTION, MIXED);
+    # written only when set, so a 4.9.8 broker's topics.json and routes stay as they were.
+    attributes: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def message_type(self) -> str:
+        """What the 5.x clients may send here (TopicMessageType; absent means NORMAL)."""
+        return self.attributes.get(MESSAGE_TYPE, "NORMAL")
 
     def to_json(self) -> dict[str, object]:
-        return {"order": self.order, "perm": self.perm, "readQueueNums": self.readQueueNums,
-                "topicFilterType": self.topicFilterType, "topicName": self.topicName,
-                "topicSysFlag": self.topicSysFlag, "writeQueueNums": self.writeQueueNums}
+        out: dict[str, object] = {"order": self.order, "perm": self.perm,
+                                  "readQueueNums": self.readQueueNums,
+                                  "topicFilterType": self.topicFilterType,
+                                  "topicName": self.topicName,
+                                  "topicSysFlag": self.topicSysFlag,
+                                  "writeQueueNums": self.writeQueueNums}
+        if self.attributes:
+            out["attributes"] = dict(self.attributes)
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, object]) -> TopicConfig:
+        attributes = data.get("attributes") or {}
+        if not isinstance(attributes, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in attributes.items()):
+            raise ValueError("attributes is not an object of strings")
         return cls(topicName=str(data["topicName"]),
                    readQueueNums=int(data.get("readQueueNums", 16)),  # type: ignore[arg-type]
                    writeQueueNums=int(data.get("writeQueueNums", 16)),  # type: ignore[arg-type]
                    perm=int(data.get("perm", 6)),  # type: ignore[arg-type]
                    topicFilterType=str(data.get("topicFilterType", "SINGLE_TAG")),
                    topicSysFlag=int(data.get("topicSysFlag", 0)),  # type: ignore[arg-type]
-                   order=bool(data.get("order", False)))
+                   order=bool(data.get("order", False)), attributes=dict(attributes))
 
 
 class DataVersion:
