@@ -7,6 +7,8 @@
 #   cpp21/   PyPI rocketmq-client-python==2.0.0 the 2.x bindings; run with LD_LIBRARY_PATH=cvs's library
 #   alions/  npm ali-ons@3.12.0                  JavaScript, from .ci/alions/package-lock.json
 #   grpc5/   PyPI rocketmq-python-client==5.1.2  official 5.x gRPC client, dependencies pinned below
+#   grpcnode/ npm rocketmq-client-nodejs@1.0.8   official 5.x gRPC client for Node.js, from
+#                                                .ci/grpcnode/package-lock.json
 # tests/peers.py finds them there. Needs PyPI, npm and (only if something is missing) Debian's
 # apt repositories. Idempotent: a stamp holding every pin makes a second run take milliseconds.
 set -euo pipefail
@@ -47,7 +49,7 @@ urllib3==2.8.0"
 # --- Debian packages (checked on every run: a cached peers dir may land on a fresh machine) ---
 #   libstdc++6 libgcc-s1  both librocketmq.so are C++ built against the system C++ runtime
 #   zlib1g                the 2.1 library (cvs) links the system libz.so.1 (the 0.4.4 wheel bundles its own)
-#   nodejs npm            ali-ons
+#   nodejs npm            ali-ons, rocketmq-client-nodejs
 #   python3-venv          `python3 -m venv` with Debian's own python3 (only when ensurepip is missing)
 apt_install() {
   command -v apt-get >/dev/null || fail "missing system packages ($*) and no apt-get to install them"
@@ -74,6 +76,7 @@ cvs=rocketmq-python-cvs==2.1.0.3
 cpp21=rocketmq-client-python==2.0.0
 grpc5=rocketmq-python-client==5.1.2 $(echo "$grpc5_constraints" | sha256sum | cut -c1-16)
 alions=$(sha256sum "$here/alions/package.json" "$here/alions/package-lock.json" | cut -c1-16 | tr '\n' ' ')
+grpcnode=$(sha256sum "$here/grpcnode/package.json" "$here/grpcnode/package-lock.json" | cut -c1-16 | tr '\n' ' ')
 python=$python $("$python" -c 'import sys; print(sys.version.split()[0])')
 node=$(node --version)"
 
@@ -105,6 +108,11 @@ cp "$here/alions/package.json" "$here/alions/package-lock.json" "$dir/alions/"
 (cd "$dir/alions" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null) \
   || fail "npm ci of ali-ons (from .ci/alions/package-lock.json) failed"
 
+rm -rf "$dir/grpcnode" && mkdir -p "$dir/grpcnode"
+cp "$here/grpcnode/package.json" "$here/grpcnode/package-lock.json" "$dir/grpcnode/"
+(cd "$dir/grpcnode" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null) \
+  || fail "npm ci of rocketmq-client-nodejs (from .ci/grpcnode/package-lock.json) failed"
+
 # --- check: the native libraries resolve, and every peer loads (HOME: they write logs there) ---
 cpp_lib=$(echo "$dir"/cpp/lib/python3*/site-packages/rocketmq/librocketmq.so)
 cvs_dir=$(echo "$dir"/cvs/lib/python3*/site-packages/rocketmq)
@@ -122,6 +130,9 @@ HOME=$check_home LD_LIBRARY_PATH=$cvs_dir ROCKETMQ_CLIENT_LOG_DIR=$check_home/lo
   || fail "the C++ 2.1 client does not load with LD_LIBRARY_PATH=$cvs_dir"
 HOME=$check_home NODE_PATH=$dir/alions/node_modules node -e 'require("ali-ons")' \
   || fail "ali-ons does not load"
+HOME=$check_home NODE_PATH=$dir/grpcnode/node_modules node -e \
+  'const m = require("rocketmq-client-nodejs"); if (!m.Producer || !m.SimpleConsumer) process.exit(1)' \
+  || fail "rocketmq-client-nodejs does not load"
 HOME=$check_home "$dir/grpc5/bin/python" -c 'from rocketmq import Producer, SimpleConsumer' \
   || fail "the 5.x gRPC client does not load"
 

@@ -17,7 +17,9 @@ run is not a pass.
 Peers: "cpp" (C++ client 1.x, Python `rocketmq` 0.4.4), "cpp21" (C++ client 2.1 with
 transactions, Python `rocketmq-client-python` 2.0.0), "alions" (ali-ons 3.12.0, JavaScript;
 `require('ali-ons')` works), "grpc5" (official 5.x gRPC client, Python `rocketmq-python-client`
-5.1.2). Python scripts get their arguments in sys.argv[1:], JavaScript in process.argv.slice(2).
+5.1.2), "grpcnode" (official 5.x gRPC client for Node.js, npm `rocketmq-client-nodejs` 1.0.8;
+`require('rocketmq-client-nodejs')` works). Python scripts get their arguments in sys.argv[1:],
+JavaScript in process.argv.slice(2).
 """
 
 from __future__ import annotations
@@ -85,7 +87,12 @@ def _command(peer: str, home: Path) -> tuple[list[str], str, dict[str, str]]:
     if peer == "grpc5":
         return [str(_python("grpc5", "the 5.x gRPC client (PyPI rocketmq-python-client==5.1.2)"))], \
             ".py", {}
-    raise ValueError(f"unknown peer {peer!r}: cpp, cpp21, alions or grpc5")
+    if peer == "grpcnode":
+        modules = _need(PEERS_DIR / "grpcnode" / "node_modules" / "rocketmq-client-nodejs",
+                        "the 5.x gRPC client for Node.js (npm rocketmq-client-nodejs@1.0.8)").parent
+        node = shutil.which("node") or _missing("node (Debian: nodejs)", Path("node"))
+        return [str(node)], ".js", {"NODE_PATH": str(modules)}
+    raise ValueError(f"unknown peer {peer!r}: cpp, cpp21, alions, grpc5 or grpcnode")
 
 
 @dataclass
@@ -221,7 +228,8 @@ class PeerProcess:
 
 def start_peer(peer: str, source: str, env: dict[str, str] | None = None,
                args: Sequence[str] = ()) -> PeerProcess:
-    """Start `source` (Python, or JavaScript for "alions") with the peer's runtime."""
+    """Start `source` (Python, or JavaScript for "alions" and "grpcnode") with the peer's
+    runtime."""
     home = Path(tempfile.mkdtemp(prefix=f"{peer}-", dir=_HOMES))
     argv, suffix, peer_env = _command(peer, home)
     script = home / f"peer{suffix}"
@@ -266,3 +274,10 @@ def run_grpc5(source: str, timeout: float = 60, env: dict[str, str] | None = Non
               args: Sequence[str] = ()) -> PeerRun:
     """Python source run with the official 5.x gRPC client: `from rocketmq import Producer`."""
     return run_peer("grpc5", source, timeout, env, args)
+
+
+def run_grpcnode(source: str, timeout: float = 60, env: dict[str, str] | None = None,
+                 args: Sequence[str] = ()) -> PeerRun:
+    """JavaScript source run by node, where `require('rocketmq-client-nodejs')` works (the
+    official 5.x gRPC client; it logs under $HOME/logs/rocketmq/)."""
+    return run_peer("grpcnode", source, timeout, env, args)
