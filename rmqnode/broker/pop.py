@@ -26,7 +26,7 @@ from rmqnode.message import POP_CK, RETRY_PREFIX, MessageExt, encode_properties
 from rmqnode.net.codec import RemotingCommand
 from rmqnode.net.codes import RequestCode, ResponseCode
 from rmqnode.net.connection import Connection
-from rmqnode.net.popinfo import RETRY_V1, ExtraInfo, offset_info_item, pop_retry_topic
+from rmqnode.net.popinfo import ExtraInfo, offset_info_item, pop_retry_topic, retry_flag
 from rmqnode.storage import store as st
 from rmqnode.storage.records import decode_record, reencode
 
@@ -87,14 +87,18 @@ class PopHoldService:
         self.waiting.clear()
 
 
-class _Popped:
-    """What one pass of a POP request collected across queues, for the response headers."""
+class PopResult:
+    """What one POP request collected across queues: the records, each one's extra info (the
+    receipt a consumer acks it by) and the response code. Remoting answers carry the extra
+    info as headers; the gRPC endpoint hands each message its own."""
 
     def __init__(self, max_num: int, pop_time: int, revive_qid: int) -> None:
         self.max_num = max_num
         self.pop_time = pop_time
         self.revive_qid = revive_qid
+        self.code = ResponseCode.SUCCESS
         self.messages: list[bytes | memoryview] = []
+        self.infos: list[ExtraInfo] = []
         self.rest = 0
         self.start_info: list[str] = []
         self.msg_info: list[str] = []
@@ -120,36 +124,49 @@ class PopProcessor:
     # -- POP_MESSAGE -----------------------------------------------------------------------
 
     async def pop(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
+        popped = await self.pop_messages(cmd, conn.peer)
+        fields = {"popTime": popped.pop_time, "invisibleTime": cmd.int_field("invisibleTime"),
+                  "reviveQid": popped.revive_qid, "restNum": popped.rest,
+                  "startOffsetInfo": ";".join(popped.start_info),
+                  "msgOffsetInfo": ";".join(popped.msg_info)}
+        remark = "FOUND" if popped.messages else st.NO_MESSAGE_IN_QUEUE
+        return cmd.response(popped.code, remark, fields, b"".join(popped.messages))
+
+    async def pop_messages(self, cmd: RemotingCommand, peer: str) -> PopResult:
+        """A POP_MESSAGE request's work, shared by the remoting handler and the gRPC
+        endpoint (which builds the same request, as Java's proxy in local mode): the checks
+        (RemotingError with Java's code and remark), one pass, and when nothing came a hold
+        of up to pollTime. `code` is SUCCESS, POLLING_TIMEOUT or POLLING_FULL."""
         broker = self.broker
         poll_ms = cmd.int_field("pollTime", 0)
         born = cmd.int_field("bornTime", 0)
         if born and poll_ms and int(time.time() * 1000) - born - poll_ms > 500:
-            return cmd.response(ResponseCode.POLLING_TIMEOUT,
+            raise RemotingError(ResponseCode.POLLING_TIMEOUT,
                                 f"the broker[{broker.config.brokerIP1}] pop message is timeout "
                                 "too much")
         if not broker.config.brokerPermission & PERM_READ:
-            return cmd.response(ResponseCode.NO_PERMISSION,
+            raise RemotingError(ResponseCode.NO_PERMISSION,
                                 f"the broker[{broker.config.brokerIP1}] pop message is forbidden")
         if cmd.int_field("maxMsgNums", None, *validation.INT32) > MAX_POP_NUMS:
-            return cmd.response(ResponseCode.INVALID_PARAMETER,
+            raise RemotingError(ResponseCode.INVALID_PARAMETER,
                                 f"the broker[{broker.config.brokerIP1}] pop message's num is "
                                 f"greater than {MAX_POP_NUMS}")
         if cmd.field("order", "false").lower() == "true":
-            return cmd.response(ResponseCode.SYSTEM_ERROR, "orderly POP is not supported by "
+            raise RemotingError(ResponseCode.SYSTEM_ERROR, "orderly POP is not supported by "
                                 "this broker; pop with order=false or use an orderly pull "
                                 "consumer")
         topic = validation.topic(cmd.require("topic"))
         group = validation.group(cmd.require("consumerGroup"))
         topic_config = broker.topics.existing(topic)
         if not topic_config.perm & PERM_READ:
-            return cmd.response(ResponseCode.NO_PERMISSION,
+            raise RemotingError(ResponseCode.NO_PERMISSION,
                                 f"the topic[{topic}] peeking message is forbidden")
         queue_id = cmd.int_field("queueId", None, *validation.INT32)
         if queue_id >= topic_config.readQueueNums:
-            return cmd.response(ResponseCode.INVALID_PARAMETER,
+            raise RemotingError(ResponseCode.INVALID_PARAMETER,
                                 f"queueId[{queue_id}] is illegal, topic:[{topic}] "
                                 f"topicConfig.readQueueNums:[{topic_config.readQueueNums}] "
-                                f"consumer:[{conn.peer}]")
+                                f"consumer:[{peer}]")
         broker.groups.consumable(group)
         # 5.x: no `exp` is every message, whatever expType says
         exp = cmd.field("exp")
@@ -159,31 +176,24 @@ class PopProcessor:
         popped = await self._collect(cmd, topic_config, retry_topic, sub)
         if not popped.messages and poll_ms > 0:
             if self.holds.full(topic):
-                return self._answer(cmd, popped, ResponseCode.POLLING_FULL)
+                popped.code = ResponseCode.POLLING_FULL
+                return popped
             await self.holds.hold([topic, retry_topic], poll_ms / 1000.0)
             popped = await self._collect(cmd, topic_config, retry_topic, sub)
-        return self._answer(cmd, popped, ResponseCode.SUCCESS if popped.messages
-                            else ResponseCode.POLLING_TIMEOUT)
-
-    def _answer(self, cmd: RemotingCommand, popped: _Popped, code: int) -> RemotingCommand:
-        fields = {"popTime": popped.pop_time, "invisibleTime": cmd.int_field("invisibleTime"),
-                  "reviveQid": popped.revive_qid, "restNum": popped.rest,
-                  "startOffsetInfo": ";".join(popped.start_info),
-                  "msgOffsetInfo": ";".join(popped.msg_info)}
-        remark = "FOUND" if popped.messages else st.NO_MESSAGE_IN_QUEUE
         if popped.messages:
-            self.broker.stats.got(cmd.require("topic"), cmd.require("consumerGroup"),
-                                  popped.messages)
-        return cmd.response(code, remark, fields, b"".join(popped.messages))
+            broker.stats.got(topic, group, popped.messages)
+        else:
+            popped.code = ResponseCode.POLLING_TIMEOUT
+        return popped
 
     async def _collect(self, cmd: RemotingCommand, topic_config: TopicConfig,
-                       retry_topic: str, sub: Subscription) -> _Popped:
+                       retry_topic: str, sub: Subscription) -> PopResult:
         """One pass over the retry topic and the topic's queues, as Java's processor makes:
         the retry topic first one time in five (popFromRetryProbability), else last."""
         broker = self.broker
         self._ck_counter += 1
-        popped = _Popped(cmd.int_field("maxMsgNums"), int(time.time() * 1000),
-                         self._ck_counter % broker.config.reviveQueueNum)
+        popped = PopResult(cmd.int_field("maxMsgNums"), int(time.time() * 1000),
+                           self._ck_counter % broker.config.reviveQueueNum)
         rand = random.randrange(100)
         retry_first = rand < broker.config.popFromRetryProbability
         queue_id = cmd.int_field("queueId")
@@ -197,7 +207,7 @@ class PopProcessor:
         return popped
 
     async def _pop_queue(self, cmd: RemotingCommand, topic: str, queue_id: int,
-                         popped: _Popped, sub: Subscription) -> None:
+                         popped: PopResult, sub: Subscription) -> None:
         """Pops what `sub` selects from one queue; the retry topic's messages all come back."""
         broker, store = self.broker, self.broker.store
         group = cmd.require("consumerGroup")
@@ -228,12 +238,15 @@ class PopProcessor:
             popped.start_info.append(offset_info_item(topic, queue_id, offset))
             popped.msg_info.append(offset_info_item(topic, queue_id,
                                                     ",".join(map(str, offsets))))
+            infos = [ExtraInfo(offset, ck.pop_time, ck.invisible_time, popped.revive_qid,
+                               retry_flag(topic), ck.broker_name, queue_id, o)
+                     for o in offsets]
+            popped.infos.extend(infos)
             if topic == cmd.field("topic"):
                 popped.messages.extend(messages)
             else:
-                popped.messages.extend(self._as_original(m, cmd.require("topic"), ck,
-                                                         popped.revive_qid)
-                                       for m in messages)
+                popped.messages.extend(self._as_original(m, cmd.require("topic"), info)
+                                       for m, info in zip(messages, infos))
         if result.next_begin_offset > offset:
             broker.offsets.commit(group, topic, queue_id, result.next_begin_offset)
         popped.rest += max(result.max_offset - result.next_begin_offset, 0)
@@ -250,15 +263,13 @@ class PopProcessor:
         return offset
 
     @staticmethod
-    def _as_original(raw: memoryview, topic: str, ck: CheckPoint, revive_qid: int) -> bytes:
+    def _as_original(raw: memoryview, topic: str, info: ExtraInfo) -> bytes:
         """A revived message is delivered under its original topic, carrying its extra info
         (POP_CK) since the client cannot derive it from the retry topic's headers."""
         msg = decode_record(raw, 0)
         assert isinstance(msg, MessageExt)
         props = dict(msg.properties)
-        props.setdefault(POP_CK, str(ExtraInfo(
-            ck.start_offset, ck.pop_time, ck.invisible_time, revive_qid, RETRY_V1,
-            ck.broker_name, msg.queue_id, msg.queue_offset)))
+        props.setdefault(POP_CK, str(info))
         return bytes(reencode(msg, topic=topic, properties=encode_properties(props)))
 
     # -- ACK_MESSAGE and CHANGE_MESSAGE_INVISIBLETIME -----------------------------------------
@@ -292,7 +303,10 @@ class PopProcessor:
                                 f"reviveQid {info.revive_qid} is illegal")
         return topic, queue_id, offset, info
 
-    async def ack(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
+    async def ack(self, cmd: RemotingCommand,
+                  _conn: Connection | None = None) -> RemotingCommand:
+        """ACK_MESSAGE; the gRPC endpoint builds the same request and calls it without a
+        connection (none is read)."""
         topic, queue_id, offset, info = self._acked_message(cmd, upper_inclusive=True)
         key = (topic, cmd.require("consumerGroup"), queue_id, info.ck_queue_offset,
                info.pop_time)
@@ -301,9 +315,10 @@ class PopProcessor:
         return cmd.response()
 
     async def change_invisible_time(self, cmd: RemotingCommand,
-                                    conn: Connection) -> RemotingCommand:
+                                    _conn: Connection | None = None) -> RemotingCommand:
         """A new one-message checkpoint from now, then an ack of the old one (Java's order:
-        a crash in between re-delivers rather than loses)."""
+        a crash in between re-delivers rather than loses). Called by the gRPC endpoint too,
+        without a connection."""
         topic, queue_id, offset, info = self._acked_message(cmd, upper_inclusive=False)
         group, invisible = cmd.require("consumerGroup"), cmd.int_field("invisibleTime")
         now = int(time.time() * 1000)
