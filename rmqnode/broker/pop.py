@@ -253,9 +253,14 @@ class PopProcessor:
 
     def _init_offset(self, group: str, topic: str, queue_id: int, init_mode: int) -> int:
         """A group's first POP of a queue: from the start (initMode MIN, and retry topics),
-        else from the last message, as Java's getInitOffset."""
+        else from the last message, as Java's getInitOffset - except that a queue whose
+        first message is still stored is read from 0 (initPopOffsetByCheckMsgInMem, on by
+        default: Java asks whether message 0 is in memory, our mapped store always has it).
+        5.x gRPC consumers pop with MAX, and would otherwise miss what was sent before
+        their first receive."""
         store = self.broker.store
-        if init_mode == INIT_MODE_MIN or topic.startswith(RETRY_PREFIX):
+        if (init_mode == INIT_MODE_MIN or topic.startswith(RETRY_PREFIX)
+                or store.min_offset(topic, queue_id) <= 0):
             offset = store.min_offset(topic, queue_id)
         else:
             offset = max(store.max_offset(topic, queue_id) - 1, 0)
