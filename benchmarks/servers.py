@@ -45,8 +45,8 @@ class Server(ServerProcess):
 def start_node(home: Path, *defines: str) -> Server:
     """rmqnode (name server + broker) with its store under home/store; defines are -D
     KEY=VALUE properties."""
-    argv = rmqnode_argv("--namesrv-port", "0", "--listen-port", "0", "--store",
-                        str(home / "store"))
+    argv = rmqnode_argv("--namesrv-port", "0", "--listen-port", "0", "--grpc-port", "0",
+                        "--store", str(home / "store"))
     for define in defines:
         argv += ["-D", define]
     return Server(argv, ("namesrv", "broker"), home)

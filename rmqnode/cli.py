@@ -45,6 +45,9 @@ def build_configs(role: str, config_file: str | None, overrides: dict[str, str]
     known = set().union(*(field_names(c) for c in (ns, broker) if c is not None))
     unknown = [(k, origin) for values, origin in layers for k in values
                if k not in known and k != "namesrvPort"]
+    if broker is not None and bool(broker.grpcTlsCertPath) != bool(broker.grpcTlsKeyPath):
+        raise ConfigError("grpcTlsCertPath and grpcTlsKeyPath (--tls-cert, --tls-key) "
+                          "go together: give both for TLS, neither for plaintext")
     if broker is not None and not broker.namesrvAddr:
         broker.namesrvAddr = os.environ.get("NAMESRV_ADDR", "")
         if not broker.namesrvAddr and ns is not None:
@@ -110,12 +113,19 @@ async def run_node(ns_config: NamesrvConfig | None, broker_config: BrokerConfig 
 @click.option("--broker-ip", help="brokerIP1: the address clients are told to use.")
 @click.option("--store", help="storePathRootDir (default $RMQNODE_HOME/store, "
               "RMQNODE_HOME defaulting to ~/.rmqnode).")
+@click.option("--grpc-port", type=int, help="Port of the gRPC endpoint for RocketMQ 5.x clients "
+              "(grpcServerPort, default 8081; 0 picks a free port, -1 turns it off).")
+@click.option("--no-grpc", is_flag=True, help="Serve no gRPC endpoint (grpcServerPort=-1).")
+@click.option("--tls-cert", type=click.Path(dir_okay=False), help="PEM certificate: the gRPC "
+              "endpoint speaks TLS (with --tls-key) instead of plaintext.")
+@click.option("--tls-key", type=click.Path(dir_okay=False), help="PEM private key of --tls-cert.")
 @click.option("-D", "--set", "settings", multiple=True, metavar="KEY=VALUE",
               help="Any config property, e.g. -D flushDiskType=SYNC_FLUSH (repeatable).")
 @click.option("-p", "--print-config", is_flag=True, help="Print the effective config and exit.")
 @click.option("-v", "--verbose", count=True, help="More log lines (-v info, -vv debug).")
 def main(role: str, config_file: str | None, namesrv_addr: str | None, listen_port: int | None,
          namesrv_port: int | None, bind: str | None, broker_ip: str | None, store: str | None,
+         grpc_port: int | None, no_grpc: bool, tls_cert: str | None, tls_key: str | None,
          settings: tuple[str, ...], print_config: bool, verbose: int) -> None:
     """Run a RocketMQ name server and/or broker speaking RocketMQ's own protocol and store format.
 
@@ -148,6 +158,14 @@ def main(role: str, config_file: str | None, namesrv_addr: str | None, listen_po
         overrides["storePathRootDir"] = store
     if namesrv_addr:
         overrides["namesrvAddr"] = namesrv_addr
+    if no_grpc and grpc_port is not None:
+        raise click.UsageError("--no-grpc and --grpc-port exclude each other")
+    if no_grpc or grpc_port is not None:
+        overrides["grpcServerPort"] = "-1" if no_grpc else str(grpc_port)
+    if tls_cert:
+        overrides["grpcTlsCertPath"] = tls_cert
+    if tls_key:
+        overrides["grpcTlsKeyPath"] = tls_key
     if role == "namesrv":
         for key in ("brokerIP1", "storePathRootDir", "namesrvAddr"):
             if key in overrides:

@@ -104,6 +104,11 @@ class BrokerConfig:
     # ours: a frame whose first bytes arrived must be complete within this, or its connection
     # is closed (checked every few seconds; a client sending whole frames never meets it)
     frameCompleteTimeoutMillis: int = 30_000
+    # gRPC (RocketMQ 5.x clients; the proxy's grpcServerPort): 0 picks a free port, -1 is off.
+    # TLS when a PEM certificate and key are given, plaintext otherwise.
+    grpcServerPort: int = 8081
+    grpcTlsCertPath: str = ""
+    grpcTlsKeyPath: str = ""
 
     @property
     def commit_log_dir(self) -> str:
@@ -181,6 +186,7 @@ RANGES: dict[str, tuple[int, int]] = {
     "brokerChannelExpiredMillis": (1, _LONG_MAX),
     "scanNotActiveBrokerIntervalMillis": (1, _LONG_MAX),
     "maxBufferedInputBytes": (1 << 20, _LONG_MAX), "frameCompleteTimeoutMillis": (1, _LONG_MAX),
+    "grpcServerPort": (-1, 65535),
 }
 CHOICES: dict[str, tuple[str, ...]] = {
     "flushDiskType": ("ASYNC_FLUSH", "SYNC_FLUSH"),

@@ -26,6 +26,10 @@ class Node(ServerProcess):
             # Default 1 GiB CommitLog files are reserved on disk: dozens of test nodes would
             # take tens of GB. Tests that care about file sizes set their own.
             args = [*args, "-D", "mappedFileSizeCommitLog=67108864"]
+        if not any(a.startswith(("grpcServerPort=", "--grpc-port", "--no-grpc")) for a in args):
+            # Tests run many nodes at once: a fixed 8081 would collide. The gRPC address is
+            # node.addrs["grpc"] (its started line).
+            args = [*args, "-D", "grpcServerPort=0"]
         self.args = args
         own_env: dict[str, str | None] = {"NAMESRV_ADDR": None, **(env or {})}
         super().__init__(rmqnode_argv(*args), home, own_env)

@@ -82,6 +82,7 @@ class BrokerController:
         self.namesrv_client = RemotingClient()
         self._register_task: asyncio.Task | None = None
         self._background: set[asyncio.Task] = set()
+        self.grpc = None  # the gRPC server (rmqnode.grpc.server), when grpcServerPort >= 0
 
     @property
     def addr(self) -> str:
@@ -109,6 +110,9 @@ class BrokerController:
         self.transactions.start()
         self.revive.start()
         await self.server.serve()
+        if self.config.grpcServerPort >= 0:
+            from rmqnode.grpc.server import start_for  # grpcio loads only when it serves
+            self.grpc = await start_for(self)
         await self.register_all()
         self._register_task = asyncio.create_task(self._register_loop())
         self._spawn(self._housekeeping_loop())
@@ -126,6 +130,8 @@ class BrokerController:
         self.pull.holds.release_all()  # held pulls and pops get their answer before we go
         self.popper.holds.release_all()
         await asyncio.sleep(0)
+        if self.grpc is not None:
+            await self.grpc.stop()
         await self.server.stop()
         self.transactions.stop()
         await self.schedule.stop()
