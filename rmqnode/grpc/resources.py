@@ -8,6 +8,8 @@ and responses echo the request's Resource unchanged.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from rmqnode import validation
 from rmqnode.broker.topics import SYSTEM_TOPIC_PREFIX, SYSTEM_TOPICS
 from rmqnode.errors import RemotingError
@@ -20,13 +22,17 @@ ADDRESS_SCHEMES = (pb.IPv4, pb.IPv6, pb.DOMAIN_NAME)
 MAX_ADDRESSES = 64  # ours: an access point lists a handful of proxies, never thousands
 
 
+def _name(check: Callable[[str], str], name: str, code: Code) -> str:
+    """`name` passed through a broker check, its RemotingError answered as `code`."""
+    try:
+        return check(name)
+    except RemotingError as exc:
+        raise GrpcError(code, exc.remark) from None
+
+
 def topic(resource: pb.Resource) -> str:
     """The topic a request names; 40002 ILLEGAL_TOPIC when it is no valid, non-system name."""
-    name = resource.name
-    try:
-        validation.topic(name)
-    except RemotingError as exc:
-        raise GrpcError(Code.ILLEGAL_TOPIC, exc.remark) from None
+    name = _name(validation.topic, resource.name, Code.ILLEGAL_TOPIC)
     if name in SYSTEM_TOPICS or name.startswith(SYSTEM_TOPIC_PREFIX):
         raise GrpcError(Code.ILLEGAL_TOPIC, f"topic {name} is a system topic")
     return name
@@ -34,11 +40,7 @@ def topic(resource: pb.Resource) -> str:
 
 def group(resource: pb.Resource) -> str:
     """The consumer group a request names; 40003 ILLEGAL_CONSUMER_GROUP otherwise."""
-    name = resource.name
-    try:
-        validation.group(name)
-    except RemotingError as exc:
-        raise GrpcError(Code.ILLEGAL_CONSUMER_GROUP, exc.remark) from None
+    name = _name(validation.group, resource.name, Code.ILLEGAL_CONSUMER_GROUP)
     if len(name) > GROUP_MAX_LENGTH:
         raise GrpcError(Code.ILLEGAL_CONSUMER_GROUP,
                         f"the group is longer than {GROUP_MAX_LENGTH} characters")
