@@ -136,7 +136,17 @@ def _invisible_ms(request: spb.ReceiveMessageRequest) -> int:
     return invisible
 
 
-def _polling_ms(request: spb.ReceiveMessageRequest, context: grpc.aio.ServicerContext) -> int:
+def _request_timeout_ms(svc: MessagingService) -> int:
+    """The client's request timeout from its settings (Telemetry), else the clients' 3 s."""
+    client = svc.clients.get(headers.current().client_id)
+    settings = client.settings if client is not None else None
+    if settings is None or not settings.HasField("request_timeout"):
+        return DEFAULT_REQUEST_TIMEOUT_MS
+    return _millis(settings.request_timeout)
+
+
+def _polling_ms(svc: MessagingService, request: spb.ReceiveMessageRequest,
+                context: grpc.aio.ServicerContext) -> int:
     """How long the broker may hold the receive (ReceiveMessageActivity): the request's long
     polling timeout, else what the deadline leaves after half a request timeout; within
     [5 s, 20 s], and never past the client's deadline (a DEADLINE_EXCEEDED would surface as
@@ -146,7 +156,7 @@ def _polling_ms(request: spb.ReceiveMessageRequest, context: grpc.aio.ServicerCo
     if request.HasField("long_polling_timeout"):
         polling = _millis(request.long_polling_timeout)
     elif remaining is not None:
-        polling = remaining - DEFAULT_REQUEST_TIMEOUT_MS // 2
+        polling = remaining - _request_timeout_ms(svc) // 2
     else:
         polling = MAX_POLLING_MS
     polling = min(max(polling, MIN_POLLING_MS), MAX_POLLING_MS)
@@ -206,7 +216,7 @@ async def receive_message(svc: MessagingService, request: spb.ReceiveMessageRequ
     cmd = RemotingCommand.request(RequestCode.POP_MESSAGE, {
         "consumerGroup": group, "topic": topic, "queueId": -1,
         "maxMsgNums": min(request.batch_size, MAX_POP_NUMS),
-        "invisibleTime": _invisible_ms(request), "pollTime": _polling_ms(request, context),
+        "invisibleTime": _invisible_ms(request), "pollTime": _polling_ms(svc, request, context),
         "initMode": INIT_MODE_MAX, "order": bool(config.get("consumeMessageOrderly")),
         **_filter(svc, request)})
     popped = await _pop(svc, cmd, context)
