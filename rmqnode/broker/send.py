@@ -115,7 +115,7 @@ class SendProcessor:
             messages = self._batch(common, entries, decode_properties(h.get("properties") or ""))
         else:
             props = decode_properties(h.get("properties") or "")
-            messages = [self._message(common, cmd.body, props, validation.integer(
+            messages = [self.message(common, cmd.body, props, validation.integer(
                 h.get("flag"), "flag", *INT32, default=0))]
             if props.get(TRAN_MSG, "").lower() == "true":
                 park_half(messages[0])
@@ -126,10 +126,7 @@ class SendProcessor:
                         conn, str(conn.attrs.get("client_id", conn.peer)), cmd.language,
                         cmd.version))
         store = self.broker.store
-        result = store.put_nowait(messages)
-        if result.ok:
-            self.broker.stats.put(topic, len(messages),
-                                  result.appended.wrote_bytes)  # type: ignore[union-attr]
+        result = self.put_nowait(topic, messages)
         flush = store.must_wait_flush(result, messages)
         if registering is not None:
             return self._respond_registered(registering, cmd, result, queue_id, flush)
@@ -140,9 +137,24 @@ class SendProcessor:
             return None
         return self._respond(cmd, result, queue_id)
 
+    def put_nowait(self, topic: str, messages: list[Message]) -> st.PutResult:
+        """Store a send's messages (one queue) and count them in `topic`'s put stats (the
+        topic sent to, a half message's too); flushing is the caller's to wait for. Remoting
+        and gRPC sends share it."""
+        result = self.broker.store.put_nowait(messages)
+        if result.ok:
+            self.broker.stats.put(topic, len(messages),
+                                  result.appended.wrote_bytes)  # type: ignore[union-attr]
+        return result
+
     def msg_check(self, h: dict[str, str], conn: Connection
                   ) -> tuple[TopicConfig, asyncio.Task | None, int]:
-        """AbstractSendMessageProcessor.msgCheck, which sends and replies share: the topic's
+        """AbstractSendMessageProcessor.msgCheck, which sends and replies share."""
+        return self.checked_topic(h, conn.peer)
+
+    def checked_topic(self, h: dict[str, str], producer: str
+                      ) -> tuple[TopicConfig, asyncio.Task | None, int]:
+        """msgCheck for a producer at `producer` (its address, for remarks): the topic's
         config (created from its default topic if need be, with its name-server registration
         under way, else None) and the queue to write, a random one for -1. A refusal raises
         Java's code and remark."""
@@ -166,7 +178,7 @@ class SendProcessor:
         valid = max(topic_config.writeQueueNums, topic_config.readQueueNums)
         if queue_id >= valid:
             raise RemotingError(ResponseCode.SYSTEM_ERROR, f"request queueId[{queue_id}] is "
-                                f"illegal, {topic_config} Producer: {conn.peer}")
+                                f"illegal, {topic_config} Producer: {producer}")
         if queue_id < 0:
             queue_id = random.randrange(topic_config.writeQueueNums)
         return topic_config, registering, queue_id
@@ -240,8 +252,8 @@ class SendProcessor:
         broker.stats.sent_back(props[RETRY_TOPIC], group)
         return cmd.response()
 
-    def _message(self, common: Message, body: bytes, props: dict[str, str],
-                 flag: int) -> Message:
+    def message(self, common: Message, body: bytes, props: dict[str, str],
+                flag: int) -> Message:
         """One message of the request: `common` holds what the header says for all of them;
         `props` becomes the message's own, written as Java's HashMap holds it, WAIT left
         out."""
@@ -299,15 +311,20 @@ class SendProcessor:
                 "queueOffset": str(result.appended.queue_offset),
                 "MSG_REGION": "DefaultRegion", "TRACE_ON": "true"}
             return response
+        return cmd.response(*self.refusal(result))
+
+    def refusal(self, result: st.PutResult) -> tuple[int, str]:
+        """The response code and remark Java gives a send the store did not take; the gRPC
+        endpoint words its failures with the same remarks."""
+        status = result.status
         if status in (st.MESSAGE_ILLEGAL, st.PROPERTIES_SIZE_EXCEEDED):
             limit = self.broker.config.maxMessageSize // 1024
-            return cmd.response(ResponseCode.MESSAGE_ILLEGAL,
-                                _ILLEGAL.format(limit) + (f" ({result.remark})"
-                                                          if result.remark else ""))
+            return ResponseCode.MESSAGE_ILLEGAL, _ILLEGAL.format(limit) + (
+                f" ({result.remark})" if result.remark else "")
         if status == st.CREATE_MAPEDFILE_FAILED:
-            return cmd.response(ResponseCode.SYSTEM_ERROR,
-                                "create mapped file failed, server is busy or broken.")
-        return cmd.response(ResponseCode.SERVICE_NOT_AVAILABLE,
-                            "service not available now. It may be caused by one of the following "
-                            "reasons: the broker's disk is full, messages are put to the slave, "
-                            "message store has been shut down, etc.")
+            return (ResponseCode.SYSTEM_ERROR,
+                    "create mapped file failed, server is busy or broken.")
+        return (ResponseCode.SERVICE_NOT_AVAILABLE,
+                "service not available now. It may be caused by one of the following "
+                "reasons: the broker's disk is full, messages are put to the slave, "
+                "message store has been shut down, etc.")

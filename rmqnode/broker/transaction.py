@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from rmqnode import log, validation
 from rmqnode.message import (PGROUP, REAL_QID, REAL_TOPIC, TAGS, TRAN_MSG, TRANSACTION_CHECK_TIMES,
                              TRANSACTION_COMMIT_TYPE, TRANSACTION_ID, TRANSACTION_MASK, UNIQ_KEY,
-                             WAIT, encode_properties)
+                             WAIT, MessageExt, encode_properties)
 from rmqnode.net.codec import RemotingCommand
 from rmqnode.net.codes import RequestCode, ResponseCode
 from rmqnode.net.connection import Connection
@@ -49,17 +49,29 @@ class EndTransactionProcessor:
         kind = cmd.int_field("commitOrRollback", None, *validation.INT32)
         if kind not in (COMMIT, ROLLBACK):
             return None  # UNKNOWN: wait for a check-back; Java answers nothing either
-        store = self.broker.store
-        offset = cmd.int_field("commitLogOffset")
-        half = store.message_at(offset)
+        half = self.broker.store.message_at(cmd.int_field("commitLogOffset"))
+        failure = self.refusal(half, cmd.field("producerGroup"))
+        if failure is None and half.queue_offset != cmd.int_field(  # type: ignore[union-attr]
+                "tranStateTableOffset"):
+            failure = "The transaction state table offset wrong"
+        if failure is None:
+            failure = await self.end(half, kind)  # type: ignore[arg-type]
+        return cmd.response() if failure is None else cmd.response(ResponseCode.SYSTEM_ERROR,
+                                                                   failure)
+
+    @staticmethod
+    def refusal(half: MessageExt | None, group: str | None) -> str | None:
+        """Why `half` cannot be ended by a producer of `group` (Java's remarks), or None."""
         if half is None or half.topic != HALF_TOPIC:
-            return cmd.response(ResponseCode.SYSTEM_ERROR,
-                                "Find prepared transaction message failed")
-        if half.properties.get(PGROUP) != cmd.field("producerGroup"):
-            return cmd.response(ResponseCode.SYSTEM_ERROR, "The producer group wrong")
-        if half.queue_offset != cmd.int_field("tranStateTableOffset"):
-            return cmd.response(ResponseCode.SYSTEM_ERROR,
-                                "The transaction state table offset wrong")
+            return "Find prepared transaction message failed"
+        if half.properties.get(PGROUP) != group:
+            return "The producer group wrong"
+        return None
+
+    async def end(self, half: MessageExt, kind: int) -> str | None:
+        """Commit or roll back a half message; the store's status when the commit could not
+        be stored, else None. Remoting END_TRANSACTION and the gRPC EndTransaction share it."""
+        store = self.broker.store
         if kind == COMMIT:
             # endMessageTransaction: the record keeps the half's properties as they are
             # (REAL_TOPIC, REAL_QID, TRAN_MSG, WAIT); the put goes without them.
@@ -69,11 +81,11 @@ class EndTransactionProcessor:
             props.pop(TRAN_MSG, None)
             committed = Message.copy_of(
                 half, topic, queue_id, props, properties_string=half.properties_text,
-                prepared_transaction_offset=offset,
+                prepared_transaction_offset=half.commit_log_offset,
                 sys_flag=(half.sys_flag & ~TRANSACTION_MASK) | TRANSACTION_COMMIT_TYPE)
             result = await store.put_message(committed)
             if not result.ok:
-                return cmd.response(ResponseCode.SYSTEM_ERROR, result.status)
+                return result.status
         # addRemoveTagInTransactionOp: a new Message(topic, "d", body) carries WAIT=true into
         # the record; makeOpMessageInner then puts it without waiting, born now on this broker.
         op = Message(topic=OP_TOPIC, queue_id=0, body=str(half.queue_offset).encode(),
@@ -81,7 +93,7 @@ class EndTransactionProcessor:
                      born_timestamp=int(time.time() * 1000), born_host=store.store_host,
                      properties_string=properties_string({TAGS: REMOVE_TAG, WAIT: "true"}))
         await store.put_message(op)
-        return cmd.response()
+        return None
 
 
 TRANS_CHECK_MAX_TIME_TOPIC = "TRANS_CHECK_MAX_TIME_TOPIC"
@@ -118,6 +130,21 @@ class TransactionChecker:
                 await self.check(int(time.time() * 1000))
             except Exception:  # noqa: BLE001 - the checker must outlive one bad message
                 _log.exception("transaction.check_failed")
+
+    def latest_half(self, transaction_id: str) -> MessageExt | None:
+        """The newest copy of the half message whose UNIQ_KEY is `transaction_id` (a check
+        stores the half again each time), found through the index; None when there is none
+        or it was ended already. How a gRPC EndTransaction, which names no offsets, finds
+        its half message, until the check gives up on it."""
+        store = self.broker.store
+        copies = [m for m in store.query_by_key(HALF_TOPIC, transaction_id,
+                                                self.broker.config.transactionCheckMax + 1)
+                  if m.properties.get(UNIQ_KEY) == transaction_id]
+        if not copies:
+            return None
+        half = max(copies, key=lambda m: m.commit_log_offset)
+        self._read_ops()
+        return None if half.queue_offset in self.done else half
 
     def _read_ops(self) -> None:
         store = self.broker.store
