@@ -39,7 +39,7 @@ def test_topic_list_and_route(node):
     assert data["queueDatas"][0]["writeQueueNums"] == 8
     lines = [json.loads(line) for line in
              rmqctl("-n", node.namesrv, "-o", "ndjson", "topic", "list").stdout.splitlines()]
-    assert {"topic": "TBW102"} in lines
+    assert {"topic": "TBW102", "type": "NORMAL"} in lines
 
 
 def test_kv_commands(node):

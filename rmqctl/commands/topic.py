@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import click
 
 from rmqnode.broker.stats import GROUP_GET_NUMS, TOPIC_PUT_NUMS
+from rmqnode.broker.topics import MESSAGE_TYPE, MESSAGE_TYPES
 from rmqnode.errors import RemotingError
 from rmqnode.net import fastjson
 from rmqnode.net.codec import RemotingCommand
@@ -38,10 +39,28 @@ def topic_list(ctx: Ctx, cluster: str | None) -> None:
     async def work(ns):
         if cluster:
             resp = await ns.invoke_ok(RequestCode.GET_TOPICS_BY_CLUSTER, {"cluster": cluster})
-            return fastjson.loads(resp.body).get("topicList", [])
-        return await ns.topic_list()
+            names = fastjson.loads(resp.body).get("topicList", [])
+        else:
+            names = await ns.topic_list()
+        admin = Admin(ns)
+        types = await _message_types(ctx, admin, await admin.masters(cluster))
+        return [{"topic": t, "type": "/".join(sorted({b[t] for b in types.values() if t in b}))}
+                for t in sorted(names)]
 
-    emit_rows([{"topic": t} for t in sorted(ctx.run(work))], ctx.output, ["topic"])
+    emit_rows(ctx.run(work), ctx.output, ["topic", "type"])
+    ctx.finish()
+
+
+async def _message_types(ctx: Ctx, admin: Admin, targets: dict[str, str]
+                         ) -> dict[str, dict[str, str]]:
+    """Per broker, each topic's 5.x message type (attribute message.type; NORMAL when unset),
+    from its configs (GET_ALL_TOPIC_CONFIG): routes do not carry attributes. A broker that
+    fails is reported and left out."""
+    async def one(broker_name: str, addr: str) -> tuple[str, dict[str, str]]:
+        data = await admin.call_json(addr, RequestCode.GET_ALL_TOPIC_CONFIG)
+        return broker_name, {name: (config.get("attributes") or {}).get(MESSAGE_TYPE, "NORMAL")
+                             for name, config in data.get("topicConfigTable", {}).items()}
+    return dict(await ctx.each_broker(targets, one))
 
 
 @topic.command("route")
@@ -55,16 +74,25 @@ def topic_route(ctx: Ctx, name: str) -> None:
       rmqctl topic route TopicTest
       rmqctl --output json topic route TopicTest
     """
-    route = ctx.run(lambda ns: ns.topic_route(name))
+    async def work(ns):
+        route = await ns.topic_route(name)
+        addrs = {b["brokerName"]: b.get("brokerAddrs", {}).get("0", "-")
+                 for b in route.get("brokerDatas", [])}
+        masters = {broker: addr for broker, addr in addrs.items() if addr != "-"}
+        return route, addrs, await _message_types(ctx, Admin(ns), masters)
+
+    route, addrs, types = ctx.run(work)
     if ctx.output == "json":
         emit_object(route, "json")
+        ctx.finish()
         return
-    addrs = {b["brokerName"]: b.get("brokerAddrs", {}) for b in route.get("brokerDatas", [])}
-    rows = [{"brokerName": q["brokerName"],
-             "addr": addrs.get(q["brokerName"], {}).get("0", "-"),
+    rows = [{"brokerName": q["brokerName"], "addr": addrs.get(q["brokerName"], "-"),
              "readQueueNums": q["readQueueNums"], "writeQueueNums": q["writeQueueNums"],
-             "perm": perm_text(q["perm"])} for q in route.get("queueDatas", [])]
-    emit_rows(rows, ctx.output, ["brokerName", "addr", "readQueueNums", "writeQueueNums", "perm"])
+             "perm": perm_text(q["perm"]), "type": types.get(q["brokerName"], {}).get(name, "")}
+            for q in route.get("queueDatas", [])]
+    emit_rows(rows, ctx.output,
+              ["brokerName", "addr", "readQueueNums", "writeQueueNums", "perm", "type"])
+    ctx.finish()
 
 
 PERMS = {"R": PERM_READ, "W": PERM_WRITE, "RW": PERM_READ | PERM_WRITE}
@@ -78,7 +106,7 @@ async def topic_config(admin: Admin, addr: str, name: str) -> dict | None:
 
 
 def _wanted(name: str, current: dict | None, queues: int | None, perm: str | None,
-            order: bool) -> dict:
+            order: bool, message_type: str | None) -> dict:
     """The config to send: what is given, and for the rest what the broker has now (or the
     defaults for a broker without the topic). --perm sets the read and write bits only."""
     current = current or {"readQueueNums": DEFAULT_QUEUES, "writeQueueNums": DEFAULT_QUEUES,
@@ -91,7 +119,9 @@ def _wanted(name: str, current: dict | None, queues: int | None, perm: str | Non
             "writeQueueNums": current["writeQueueNums"] if queues is None else queues,
             "perm": bits, "topicFilterType": current.get("topicFilterType", "SINGLE_TAG"),
             "topicSysFlag": current.get("topicSysFlag", 0),
-            "order": order or bool(current.get("order"))}
+            "order": order or bool(current.get("order")),
+            # The broker keeps the attributes a request does not name.
+            **({"attributes": f"+{MESSAGE_TYPE}={message_type}"} if message_type else {})}
 
 
 async def _hidden_messages(admin: Admin, addr: str, name: str, keep: int) -> int:
@@ -104,7 +134,8 @@ async def _hidden_messages(admin: Admin, addr: str, name: str, keep: int) -> int
 
 
 def _apply_topic(ctx: Ctx, name: str, queues: int | None, perm: str | None, order: bool,
-                 cluster: str | None, broker_addr: str | None, yes: bool) -> list[dict]:
+                 message_type: str | None, cluster: str | None, broker_addr: str | None,
+                 yes: bool) -> list[dict]:
     """Create or update NAME on each broker, keeping what is not given; fewer read queues
     than a broker has need --yes (or a yes on a terminal), told how many messages that
     hides."""
@@ -117,14 +148,16 @@ def _apply_topic(ctx: Ctx, name: str, queues: int | None, perm: str | None, orde
 
         async def one(broker_name: str, addr: str) -> tuple:
             current = await topic_config(admin, addr, name)
-            wanted = _wanted(name, current, queues, perm, order)
+            wanted = _wanted(name, current, queues, perm, order, message_type)
+            wanted_type = message_type or ((current or {}).get("attributes") or {}).get(
+                MESSAGE_TYPE, "NORMAL")
             shrink = None
             if current and wanted["readQueueNums"] < current["readQueueNums"]:
                 hidden = await _hidden_messages(admin, addr, name, wanted["readQueueNums"])
                 shrink = (f"{broker_name} from {current['readQueueNums']} to "
                           f"{wanted['readQueueNums']} read queues hides {hidden} messages "
                           f"in queues {wanted['readQueueNums']}-{current['readQueueNums'] - 1}")
-            return broker_name, addr, wanted, shrink
+            return broker_name, addr, wanted, wanted_type, shrink
         return await ctx.each_broker(targets, one)
 
     planned = ctx.run(plan)
@@ -139,12 +172,13 @@ def _apply_topic(ctx: Ctx, name: str, queues: int | None, perm: str | None, orde
     async def apply(ns):
         admin = Admin(ns)
         rows = []
-        for broker_name, addr, wanted, _ in planned:
+        for broker_name, addr, wanted, wanted_type, _ in planned:
             await admin.call(addr, RequestCode.UPDATE_AND_CREATE_TOPIC, wanted)
             rows.append({"topic": name, "broker": broker_name, "addr": addr,
                          "readQueueNums": wanted["readQueueNums"],
                          "writeQueueNums": wanted["writeQueueNums"],
-                         "perm": perm_text(wanted["perm"]), "order": wanted["order"]})
+                         "perm": perm_text(wanted["perm"]), "order": wanted["order"],
+                         "type": wanted_type})
         ordered = [r for r in rows if r["order"]]
         if ordered:  # ordered topics are announced to every name server, as mqadmin -o does
             await ns.kv_put("ORDER_TOPIC_CONFIG", name, ";".join(
@@ -160,6 +194,10 @@ _TOPIC_OPTIONS = [
     click.option("--perm", type=click.Choice(["RW", "R", "W"]),
                  help="Read, write or both [default: the broker's, or RW for a new topic]."),
     click.option("--order", is_flag=True, help="An ordered topic (ORDER_TOPIC_CONFIG)."),
+    click.option("-t", "--type", "message_type", type=click.Choice(MESSAGE_TYPES),
+                 help="What RocketMQ 5.x (gRPC) producers may send (attribute message.type, "
+                      "as mqadmin updateTopic -a +message.type=FIFO sets it) [default: the "
+                      "broker's, or NORMAL for a new topic]."),
     click.option("-c", "--cluster", help="On every master of this cluster (default: all)."),
     click.option("-b", "--broker", "broker_addr", help="Only on the broker at this address."),
     click.option("-y", "--yes", is_flag=True,
@@ -179,16 +217,18 @@ def _topic_options(f):
 @_topic_options
 @pass_ctx
 def topic_create(ctx: Ctx, name: str, queues: int | None, perm: str | None, order: bool,
-                 cluster: str | None, broker_addr: str | None, yes: bool) -> None:
+                 message_type: str | None, cluster: str | None, broker_addr: str | None,
+                 yes: bool) -> None:
     """Create NAME on brokers; on a broker that has it already, the same as `update`.
 
     \b
     Examples:
       rmqctl topic create Orders -q 8
       rmqctl topic create Payments -q 4 --order -c DefaultCluster
+      rmqctl topic create Orders5 --type FIFO
     """
-    emit_rows(_apply_topic(ctx, name, queues, perm, order, cluster, broker_addr, yes),
-              ctx.output)
+    emit_rows(_apply_topic(ctx, name, queues, perm, order, message_type, cluster, broker_addr,
+                           yes), ctx.output)
     ctx.finish()
 
 
@@ -197,7 +237,8 @@ def topic_create(ctx: Ctx, name: str, queues: int | None, perm: str | None, orde
 @_topic_options
 @pass_ctx
 def topic_update(ctx: Ctx, name: str, queues: int | None, perm: str | None, order: bool,
-                 cluster: str | None, broker_addr: str | None, yes: bool) -> None:
+                 message_type: str | None, cluster: str | None, broker_addr: str | None,
+                 yes: bool) -> None:
     """Change NAME's queue count or permission on brokers; what is not given stays as each
     broker has it. Fewer queues hide the messages of the dropped ones from consumers: that
     needs --yes (or a yes on a terminal), and says how many messages it hides.
@@ -207,8 +248,8 @@ def topic_update(ctx: Ctx, name: str, queues: int | None, perm: str | None, orde
       rmqctl topic update Orders --perm R
       rmqctl topic update Orders -q 4 --yes
     """
-    emit_rows(_apply_topic(ctx, name, queues, perm, order, cluster, broker_addr, yes),
-              ctx.output)
+    emit_rows(_apply_topic(ctx, name, queues, perm, order, message_type, cluster, broker_addr,
+                           yes), ctx.output)
     ctx.finish()
 
 

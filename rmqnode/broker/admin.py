@@ -11,7 +11,7 @@ from rmqnode import log, validation
 from rmqnode.broker.consume_stats import mq_key
 from rmqnode.broker.groups import checked_group
 from rmqnode.broker.client_processor import body_json
-from rmqnode.broker.topics import TopicConfig
+from rmqnode.broker.topics import MESSAGE_TYPE, MESSAGE_TYPES, TopicConfig
 from rmqnode.config import ConfigError, check, field_names, read_properties
 from rmqnode.errors import ConnectionLost, RemotingError, RemotingTimeout
 from rmqnode.net import fastjson
@@ -75,10 +75,14 @@ class AdminProcessor:
         if filter_type not in ("SINGLE_TAG", "MULTI_TAG"):
             return cmd.response(ResponseCode.SYSTEM_ERROR, "topicFilterType must be SINGLE_TAG "
                                 f"or MULTI_TAG, not {validation.quote(filter_type)}")
+        current = self.broker.topics.table.get(topic)
+        attributes = altered_attributes(cmd.field("attributes"),
+                                        None if current is None else current.attributes)
         await self.broker.registered(self.broker.create_topic(TopicConfig(
             topic, cmd.int_field("readQueueNums", lo=0, hi=int32[1]),
             cmd.int_field("writeQueueNums", lo=0, hi=int32[1]), cmd.int_field("perm", lo=0, hi=7),
-            filter_type, cmd.int_field("topicSysFlag", 0, *int32), cmd.bool_field("order"))))
+            filter_type, cmd.int_field("topicSysFlag", 0, *int32), cmd.bool_field("order"),
+            attributes)))
         # Java leaves its default remark on this success; mqadmin users see the same.
         return cmd.response(ResponseCode.SUCCESS, "not set any response code")
 
@@ -287,6 +291,47 @@ class AdminProcessor:
                  "isForce": cmd.bool_field("isForce", True)}, body))
             notified.append(channel.client_id)
         return cmd.response(body=_json({"offsetTable": table, "notified": notified}))
+
+
+def altered_attributes(change: str | None, current: dict[str, str] | None) -> dict[str, str]:
+    """A topic's attributes after a 5.x UPDATE_AND_CREATE_TOPIC's `attributes` field
+    (AttributeParser + AttributeUtil.alterCurrentAttributes): `+key=value` sets, `-key`
+    removes (not on a topic being created, `current` None), comma separated; no field keeps
+    what the topic has. The only attribute is message.type, one of MESSAGE_TYPES. A wrong
+    change raises Java's SYSTEM_ERROR and remark, and changes nothing."""
+    attributes = dict(current or {})
+    if not change:
+        return attributes
+    seen: set[str] = set()
+    for item in change.split(","):
+        key, equal, value = item.partition("=")
+        if equal and not key.startswith("+") or not equal and not key.startswith("-"):
+            raise RemotingError(ResponseCode.SYSTEM_ERROR,
+                                f"{'add/alter' if equal else 'delete'} attribute format is "
+                                f"wrong: {validation.quote(key)}")
+        name = key[1:]
+        if not name:
+            raise RemotingError(ResponseCode.SYSTEM_ERROR, "kv string format wrong.")
+        if name in seen:
+            raise RemotingError(ResponseCode.SYSTEM_ERROR,
+                                f"key duplication: {validation.quote(name)}")
+        seen.add(name)
+        if name != MESSAGE_TYPE:
+            raise RemotingError(ResponseCode.SYSTEM_ERROR,
+                                f"unsupported key: {validation.quote(name)}")
+        if not equal:
+            if current is None:
+                raise RemotingError(ResponseCode.SYSTEM_ERROR, "only add attribute is supported "
+                                    f"while creating topic. key: {name}")
+            if attributes.pop(name, None) is None:
+                raise RemotingError(ResponseCode.SYSTEM_ERROR,
+                                    f"attempt to delete a nonexistent key: {name}")
+        elif value not in MESSAGE_TYPES:
+            raise RemotingError(ResponseCode.SYSTEM_ERROR,
+                                f"value is not in set: [{', '.join(MESSAGE_TYPES)}]")
+        else:
+            attributes[name] = value
+    return attributes
 
 
 def reset_target(store: MessageStore, topic: str, queue_id: int, timestamp: int,
