@@ -21,7 +21,7 @@ import grpc
 from google.protobuf import timestamp_pb2
 
 from rmqnode import log
-from rmqnode.grpc import headers, route, telemetry
+from rmqnode.grpc import consumer, headers, producer, route, telemetry
 from rmqnode.grpc.status import Code, GrpcError
 from rmqnode.grpc.v2 import service_pb2 as pb
 from rmqnode.grpc.v2 import service_pb2_grpc
@@ -55,6 +55,7 @@ class MessagingService(service_pb2_grpc.MessagingServiceServicer):
     def __init__(self, broker: BrokerController) -> None:
         self.broker = broker
         self.clients = telemetry.GrpcClients(broker)
+        producer.attach(self)  # transaction checks ride on the producers' Telemetry streams
 
     async def _unary(self, method: str, handler: Handler[Response], request: Any,
                      context: grpc.aio.ServicerContext,
@@ -101,21 +102,19 @@ class MessagingService(service_pb2_grpc.MessagingServiceServicer):
         return await self._unary("NotifyClientTermination", telemetry.notify_client_termination,
                                  request, context, pb.NotifyClientTerminationResponse)
 
-    # -- producer.py (imported on first use) ---------------------------------------------------
+    # -- producer.py --------------------------------------------------------------------------
 
     async def SendMessage(self, request: pb.SendMessageRequest,
                           context: grpc.aio.ServicerContext) -> pb.SendMessageResponse:
-        from rmqnode.grpc import producer
         return await self._unary("SendMessage", producer.send_message, request, context,
                                  pb.SendMessageResponse)
 
     async def EndTransaction(self, request: pb.EndTransactionRequest,
                              context: grpc.aio.ServicerContext) -> pb.EndTransactionResponse:
-        from rmqnode.grpc import producer
         return await self._unary("EndTransaction", producer.end_transaction, request, context,
                                  pb.EndTransactionResponse)
 
-    # -- consumer.py (imported on first use) ---------------------------------------------------
+    # -- consumer.py --------------------------------------------------------------------------
 
     async def ReceiveMessage(self, request: pb.ReceiveMessageRequest,
                              context: grpc.aio.ServicerContext
@@ -124,7 +123,6 @@ class MessagingService(service_pb2_grpc.MessagingServiceServicer):
         timestamp). A GrpcError (or a crash) it raises before it yielded a status becomes
         that status, followed by the delivery timestamp as the Java proxy sends it; after a
         status went out, the stream just ends."""
-        from rmqnode.grpc import consumer
         sent_status = False
         try:
             headers.enter(context)
@@ -142,21 +140,18 @@ class MessagingService(service_pb2_grpc.MessagingServiceServicer):
 
     async def AckMessage(self, request: pb.AckMessageRequest,
                          context: grpc.aio.ServicerContext) -> pb.AckMessageResponse:
-        from rmqnode.grpc import consumer
         return await self._unary("AckMessage", consumer.ack_message, request, context,
                                  pb.AckMessageResponse)
 
     async def ChangeInvisibleDuration(
             self, request: pb.ChangeInvisibleDurationRequest,
             context: grpc.aio.ServicerContext) -> pb.ChangeInvisibleDurationResponse:
-        from rmqnode.grpc import consumer
         return await self._unary("ChangeInvisibleDuration", consumer.change_invisible_duration,
                                  request, context, pb.ChangeInvisibleDurationResponse)
 
     async def ForwardMessageToDeadLetterQueue(
             self, request: pb.ForwardMessageToDeadLetterQueueRequest,
             context: grpc.aio.ServicerContext) -> pb.ForwardMessageToDeadLetterQueueResponse:
-        from rmqnode.grpc import consumer
         return await self._unary("ForwardMessageToDeadLetterQueue",
                                  consumer.forward_message_to_dead_letter_queue, request, context,
                                  pb.ForwardMessageToDeadLetterQueueResponse)
