@@ -43,10 +43,9 @@ def rmqctl(node, *args: str, timeout: float = 60) -> subprocess.CompletedProcess
 
 
 def create_topics(node, **kinds: str) -> None:
-    """create_topics(node, T="NORMAL", F="FIFO"): gRPC route queries never create topics. A
-    topic created without a type is NORMAL (no message.type attribute)."""
+    """create_topics(node, T="NORMAL", F="FIFO"): gRPC route queries never create topics."""
     for name, kind in kinds.items():
-        r = rmqctl(node, "topic", "create", name, *(("--type", kind) if kind != "NORMAL" else ()))
+        r = rmqctl(node, "topic", "create", name, "--type", kind)
         assert r.returncode == 0, f"rmqctl topic create {name} --type {kind}: {r.stdout}{r.stderr}"
 
 
@@ -94,8 +93,12 @@ from rocketmq import (ClientConfiguration, ConsumeResult, Credentials, FilterExp
                       TransactionResolution)
 EP = sys.argv[1]
 T0 = time.time()
-def out(kind, **kw):
-    print(json.dumps(dict(kind=kind, t=round(time.time() - T0, 3), **kw), default=str), flush=True)
+_OUT = threading.Lock()
+def out(kind, **kw):  # one whole line per event, whichever thread prints it
+    line = json.dumps(dict(kind=kind, t=round(time.time() - T0, 3), **kw), default=str) + "\n"
+    with _OUT:
+        sys.stdout.write(line)
+        sys.stdout.flush()
 def cfg():
     return ClientConfiguration(EP, Credentials(), request_timeout=3)
 def message(topic, body, tag=None, keys=(), props=None, group=None, at=None):
@@ -280,7 +283,7 @@ out("raw_too_big", **raw_send("T", body=b"\x01" * ((4 << 20) + 1)))
 out("raw_empty_id", **raw_send("T", msg_id=""))
 # a Telemetry settings command with neither publishing nor subscription
 def commands():
-    yield d.TelemetryCommand(settings=d.Settings(client_type=d.PRODUCER))
+    yield s.TelemetryCommand(settings=d.Settings(client_type=d.PRODUCER))
     time.sleep(5)
 try:
     for c in stub.Telemetry(commands(), metadata=META, timeout=5):
@@ -306,7 +309,9 @@ finish(p)
     assert one(events, "raw_4mib")["code"] == 20000, "a 4 MiB body fits"
     assert one(events, "raw_too_big")["code"] == 41301, "MESSAGE_BODY_TOO_LARGE"
     assert one(events, "raw_empty_id")["code"] == 40009, "ILLEGAL_MESSAGE_ID"
-    assert one(events, "telemetry_end")["code"] == "INVALID_ARGUMENT"
+    telemetry = one(events, "telemetry_end")
+    assert telemetry["code"] == "INVALID_ARGUMENT", \
+        f"settings without publishing or subscription end the stream: {telemetry}"
     assert one(events, "pull")["code"] == "UNIMPLEMENTED"
     assert [m["body"] for m in stored(node, "F")] == ["fifo-to-fifo"]
     assert [m["properties"].get("__SHARDINGKEY") for m in stored(node, "F")] == ["g1"]
