@@ -342,6 +342,64 @@ def test_receive_sends_messages_past_max_attempts_to_the_dlq(start_node, consume
     assert bodies(dead) == [b"tired"]
 
 
+# -- FIFO groups (orderly POP) -------------------------------------------------------------------
+
+def send_group(node, topic: str, *bodies: bytes) -> None:
+    for body in bodies:
+        send(node.broker, topic, body, queue_id=0, __SHARDINGKEY="g1")
+
+
+def test_a_fifo_group_gets_its_queue_in_order_one_batch_at_a_time(start_node, consumer):
+    node = start(start_node)
+    create_group(node, "GF", consumeMessageOrderly=True)
+    send_group(node, "RFifo", b"a", b"b", b"c")
+    c = consumer(node, "GF", "RFifo")
+    code, got = c.receive()
+    assert code == pb.OK and [m.body for m in got] == [b"a", b"b", b"c"]
+    assert all(handle_fields(m)[3] == "999" for m in got), "the order marker of Java's broker"
+    assert [m.system_properties.delivery_attempt for m in got] == [1, 1, 1]
+    send_group(node, "RFifo", b"d")
+    assert c.ack(*got[:2]).status.code == pb.OK
+    assert c.receive() == (pb.MESSAGE_NOT_FOUND, []), "c is still in flight"
+    assert c.ack(got[2]).status.code == pb.OK
+    assert [m.body for m in c.receive()[1]] == [b"d"]
+
+
+def test_a_fifo_nack_redelivers_in_order_until_the_dlq(start_node, consumer):
+    node = start(start_node)
+    create_group(node, "GFN", consumeMessageOrderly=True, retryMaxTimes=1)
+    send_group(node, "RFifoN", b"a", b"b")
+    c = consumer(node, "GFN", "RFifoN")
+    got = c.receive()[1]
+    for attempt in (1, 2):  # retryMaxTimes 1: two deliveries, then the DLQ on receive
+        assert [m.body for m in got] == [b"a", b"b"]
+        assert [m.system_properties.delivery_attempt for m in got] == [attempt] * 2
+        for m in got:
+            resp = c.change(m.system_properties.receipt_handle, 0)
+            assert resp.status.code == pb.OK
+            assert handle_fields(m)[1] == resp.receipt_handle.split(" ")[1], "same pop"
+        got = c.receive_until(2, seconds=10)
+    assert got == []
+    dead = consumer(node, "DLQReader", "%DLQ%GFN").receive_until(2, seconds=10)
+    assert bodies(dead) == [b"a", b"b"]
+    send_group(node, "RFifoN", b"c")
+    assert [m.body for m in c.receive()[1]] == [b"c"], "the dead letters left the queue"
+
+
+def test_a_fifo_forward_to_the_dlq_acks_the_order_handle(start_node, consumer):
+    node = start(start_node)
+    create_group(node, "GFF", consumeMessageOrderly=True)
+    send_group(node, "RFifoF", b"poison", b"next")
+    c = consumer(node, "GFF", "RFifoF")
+    poison, nxt = c.receive()[1]
+    assert c.forward(poison).status.code == pb.OK
+    assert c.ack(nxt).status.code == pb.OK
+    send_group(node, "RFifoF", b"later")
+    assert [m.body for m in c.receive()[1]] == [b"later"]
+    dead = consumer(node, "DLQReader", "%DLQ%GFF").receive_until(1, seconds=10)
+    assert bodies(dead) == [b"poison"]
+
+
 # -- clients that go, nodes that restart ---------------------------------------------------------
 
 def test_a_client_gone_mid_stream_loses_nothing(start_node, consumer):

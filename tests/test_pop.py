@@ -192,7 +192,6 @@ def test_pop_errors_answer_javas_codes(start_node):
     assert pop_request(node.broker, maxMsgNums=33).code == ResponseCode.INVALID_PARAMETER
     assert pop_request(node.broker, topic="NoSuch").code == ResponseCode.TOPIC_NOT_EXIST
     assert pop_request(node.broker, queueId=9).code == ResponseCode.INVALID_PARAMETER
-    assert pop_request(node.broker, order="true").code == ResponseCode.SYSTEM_ERROR
     ok = pop_request(node.broker)
     assert ok.code == ResponseCode.SUCCESS and ok.remark == "FOUND"
     empty = pop_request(node.broker)

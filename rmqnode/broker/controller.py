@@ -14,6 +14,7 @@ from rmqnode.broker.clients import ClientManager
 from rmqnode.broker.consume_stats import ConsumeStatsProcessor
 from rmqnode.broker.groups import SubscriptionGroupManager
 from rmqnode.broker.offsets import ConsumerOffsetManager
+from rmqnode.broker.order_info import ConsumerOrderInfoManager
 from rmqnode.broker.pop import PopProcessor
 from rmqnode.broker.pull import PullProcessor
 from rmqnode.broker.revive import ReviveService
@@ -48,6 +49,7 @@ class BrokerController:
         self.topics = TopicConfigManager(config)
         self.offsets = ConsumerOffsetManager(config)
         self.groups = SubscriptionGroupManager(config)
+        self.order_info = ConsumerOrderInfoManager(config, self.topics, self.groups)
         self.clients = ClientManager()
         self.store = MessageStore(config)
         self.stats = BrokerStats(config.brokerClusterName)  # VIEW_BROKER_STATS_DATA
@@ -93,6 +95,7 @@ class BrokerController:
         self.topics.persist()
         self.offsets.load()
         self.groups.load()
+        self.order_info.load()
         # Every config file is read before the store opens: one that stops the node must not
         # leave the store marked as crashed.
         self.schedule.offsets.load()
@@ -140,6 +143,7 @@ class BrokerController:
         self.topics.persist_if_dirty()
         self.offsets.persist()
         self.groups.persist_if_dirty()
+        self.order_info.persist_if_dirty()
         await self.namesrv_client.close()
         log.lifecycle.info("broker.stopped", addr=self.addr)
 
@@ -179,7 +183,8 @@ class BrokerController:
             await asyncio.sleep(step)
 
     async def _housekeeping_loop(self) -> None:
-        """Every 5 s persist offsets and groups; every 10 s drop clients silent for 120 s."""
+        """Every 5 s persist offsets, groups and orderly POP's order info; every 10 s drop
+        clients silent for 120 s."""
         tick = 0
         while True:
             await asyncio.sleep(5.0)
@@ -187,6 +192,7 @@ class BrokerController:
             try:
                 self.offsets.persist_if_dirty()
                 self.groups.persist_if_dirty()
+                self.order_info.persist_if_dirty()
             except OSError as exc:
                 _log.error("persist.failed", error=exc)
             if tick % 2 == 0:

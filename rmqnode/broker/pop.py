@@ -5,7 +5,11 @@ queue, commits the group's offset at once, and keeps a checkpoint; what is not a
 the invisible time comes back through the group's POP retry topic (see revive.py). These
 codes do not fit the binary header's short code, so POP always travels as JSON.
 
-Orderly POP (per-queue locks, reviveQid 999) is not implemented; such requests get an error.
+With `order=true` (FIFO groups) the broker works as Java's does: no checkpoint, no retry
+topic, and a queue whose popped batch is still in flight hands out nothing more. The queue's
+order info (order_info.py) records the batch; acks move the offset along it, and what was not
+acked is popped again from the same offsets once invisible, with its reconsume times raised.
+Such pops carry revive queue id 999 (ORDER_REVIVE_QID) in their extra info.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from rmqnode import validation
 from rmqnode.broker.clients import Subscription, check_filter
+from rmqnode.broker.order_info import NOT_IN_BATCH
 from rmqnode.broker.pull import get_messages
 from rmqnode.broker.revive import CheckPoint
 from rmqnode.broker.topics import PERM_READ
@@ -26,7 +31,8 @@ from rmqnode.message import POP_CK, RETRY_PREFIX, MessageExt, encode_properties
 from rmqnode.net.codec import RemotingCommand
 from rmqnode.net.codes import RequestCode, ResponseCode
 from rmqnode.net.connection import Connection
-from rmqnode.net.popinfo import ExtraInfo, offset_info_item, pop_retry_topic, retry_flag
+from rmqnode.net.popinfo import (ORDER_REVIVE_QID, ExtraInfo, offset_info_item,
+                                 order_count_items, pop_retry_topic, retry_flag)
 from rmqnode.storage import store as st
 from rmqnode.storage.records import decode_record, reencode
 
@@ -35,7 +41,6 @@ if TYPE_CHECKING:
     from rmqnode.broker.topics import TopicConfig
 
 MAX_POP_NUMS = 32
-ORDER_REVIVE_QUEUE = 999
 INIT_MODE_MIN = 0
 _QUEUE_OFFSET = struct.Struct(">q")
 POS_QUEUE_OFFSET = 20  # after totalSize, magic, bodyCRC, queueId, flag
@@ -102,6 +107,14 @@ class PopResult:
         self.rest = 0
         self.start_info: list[str] = []
         self.msg_info: list[str] = []
+        self.order_count_info: list[str] = []
+        # Orderly pops: when the first queue skipped for its batch in flight frees up, so a
+        # held pop wakes then (Java's ConsumerOrderInfoLockManager); None when none was.
+        self.unblocked_at: int | None = None
+
+    @property
+    def order(self) -> bool:
+        return self.revive_qid == ORDER_REVIVE_QID
 
     @property
     def room(self) -> int:
@@ -129,6 +142,8 @@ class PopProcessor:
                   "reviveQid": popped.revive_qid, "restNum": popped.rest,
                   "startOffsetInfo": ";".join(popped.start_info),
                   "msgOffsetInfo": ";".join(popped.msg_info)}
+        if popped.order:
+            fields["orderCountInfo"] = ";".join(popped.order_count_info)
         remark = "FOUND" if popped.messages else st.NO_MESSAGE_IN_QUEUE
         return cmd.response(popped.code, remark, fields, b"".join(popped.messages))
 
@@ -151,10 +166,6 @@ class PopProcessor:
             raise RemotingError(ResponseCode.INVALID_PARAMETER,
                                 f"the broker[{broker.config.brokerIP1}] pop message's num is "
                                 f"greater than {MAX_POP_NUMS}")
-        if cmd.field("order", "false").lower() == "true":
-            raise RemotingError(ResponseCode.SYSTEM_ERROR, "orderly POP is not supported by "
-                                "this broker; pop with order=false or use an orderly pull "
-                                "consumer")
         topic = validation.topic(cmd.require("topic"))
         group = validation.group(cmd.require("consumerGroup"))
         topic_config = broker.topics.existing(topic)
@@ -178,29 +189,50 @@ class PopProcessor:
             if self.holds.full(topic):
                 popped.code = ResponseCode.POLLING_FULL
                 return popped
-            await self.holds.hold([topic, retry_topic], poll_ms / 1000.0)
-            popped = await self._collect(cmd, topic_config, retry_topic, sub)
+            popped = await self._hold(cmd, topic_config, retry_topic, sub, popped, poll_ms)
         if popped.messages:
             broker.stats.got(topic, group, popped.messages)
         else:
             popped.code = ResponseCode.POLLING_TIMEOUT
         return popped
 
+    async def _hold(self, cmd: RemotingCommand, topic_config: TopicConfig, retry_topic: str,
+                    sub: Subscription, popped: PopResult, poll_ms: int) -> PopResult:
+        """Hold an empty pop until a message arrives or pollTime passes, then pass again. An
+        orderly pop also wakes when a queue it skipped frees up (its batch became visible
+        again), and holds on for the rest of its time when another took that batch first."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + poll_ms / 1000.0
+        topics = [topic_config.topicName, retry_topic]
+        while True:
+            timeout = deadline - loop.time()
+            if popped.unblocked_at is not None:
+                timeout = min(timeout, (popped.unblocked_at - time.time() * 1000) / 1000.0)
+            await self.holds.hold(topics, max(timeout, 0.0))
+            popped = await self._collect(cmd, topic_config, retry_topic, sub)
+            if popped.messages or not popped.order or loop.time() >= deadline:
+                return popped
+
     async def _collect(self, cmd: RemotingCommand, topic_config: TopicConfig,
                        retry_topic: str, sub: Subscription) -> PopResult:
         """One pass over the retry topic and the topic's queues, as Java's processor makes:
-        the retry topic first one time in five (popFromRetryProbability), else last."""
+        the retry topic first one time in five (popFromRetryProbability), else last. An
+        orderly pop reads no retry topic: its messages come back in their own queue."""
         broker = self.broker
-        self._ck_counter += 1
-        popped = PopResult(cmd.int_field("maxMsgNums"), int(time.time() * 1000),
-                           self._ck_counter % broker.config.reviveQueueNum)
+        if cmd.field("order", "false").lower() == "true":
+            revive_qid = ORDER_REVIVE_QID
+        else:
+            self._ck_counter += 1
+            revive_qid = self._ck_counter % broker.config.reviveQueueNum
+        popped = PopResult(cmd.int_field("maxMsgNums"), int(time.time() * 1000), revive_qid)
         rand = random.randrange(100)
         retry_first = rand < broker.config.popFromRetryProbability
         queue_id = cmd.int_field("queueId")
         n = topic_config.readQueueNums
         queues = [queue_id] if queue_id >= 0 else [(rand + i) % n for i in range(n)]
         sources = [(topic_config.topicName, q) for q in queues]
-        retry = [(retry_topic, 0)] if retry_topic in broker.topics.table else []
+        retry = ([(retry_topic, 0)] if retry_topic in broker.topics.table and not popped.order
+                 else [])
         sources = retry + sources if retry_first else sources + retry
         for topic, qid in sources:
             await self._pop_queue(cmd, topic, qid, popped, sub)
@@ -214,6 +246,14 @@ class PopProcessor:
         offset = broker.offsets.query(group, topic, queue_id)
         if offset < 0:
             offset = self._init_offset(group, topic, queue_id, cmd.int_field("initMode", 0))
+        if popped.order:
+            until = broker.order_info.blocked_until(
+                cmd.field("attemptId"), topic, group, queue_id, cmd.int_field("invisibleTime"),
+                int(time.time() * 1000))
+            if until is not None:
+                popped.rest += max(store.max_offset(topic, queue_id) - offset, 0)
+                popped.unblocked_at = min(until, popped.unblocked_at or until)
+                return
         if popped.room <= 0:
             popped.rest += max(store.max_offset(topic, queue_id) - offset, 0)
             return
@@ -230,16 +270,20 @@ class PopProcessor:
         messages = [m for m in result.messages if len(m) >= POS_QUEUE_OFFSET + 8]
         if messages:
             offsets = [_QUEUE_OFFSET.unpack_from(m, POS_QUEUE_OFFSET)[0] for m in messages]
-            ck = CheckPoint(topic, group, queue_id, offset, popped.pop_time,
-                            cmd.int_field("invisibleTime"), offsets, broker.config.brokerName)
-            if not await self.revive.add_checkpoint(popped.revive_qid, ck):
-                popped.rest += result.max_offset - offset
-                return
+            invisible, broker_name = cmd.int_field("invisibleTime"), broker.config.brokerName
+            if popped.order:
+                messages = self._order_popped(cmd, topic, queue_id, popped, messages, offsets)
+            else:
+                ck = CheckPoint(topic, group, queue_id, offset, popped.pop_time, invisible,
+                                offsets, broker_name)
+                if not await self.revive.add_checkpoint(popped.revive_qid, ck):
+                    popped.rest += result.max_offset - offset
+                    return
             popped.start_info.append(offset_info_item(topic, queue_id, offset))
             popped.msg_info.append(offset_info_item(topic, queue_id,
                                                     ",".join(map(str, offsets))))
-            infos = [ExtraInfo(offset, ck.pop_time, ck.invisible_time, popped.revive_qid,
-                               retry_flag(topic), ck.broker_name, queue_id, o)
+            infos = [ExtraInfo(offset, popped.pop_time, invisible, popped.revive_qid,
+                               retry_flag(topic), broker_name, queue_id, o)
                      for o in offsets]
             popped.infos.extend(infos)
             if topic == cmd.field("topic"):
@@ -247,9 +291,29 @@ class PopProcessor:
             else:
                 popped.messages.extend(self._as_original(m, cmd.require("topic"), info)
                                        for m, info in zip(messages, infos))
-        if result.next_begin_offset > offset:
+        # An orderly pop leaves the offset at its batch: acks move it (filtered-out messages
+        # with no batch are passed over, as by any pop).
+        if result.next_begin_offset > offset and not (popped.order and messages):
             broker.offsets.commit(group, topic, queue_id, result.next_begin_offset)
         popped.rest += max(result.max_offset - result.next_begin_offset, 0)
+
+    def _order_popped(self, cmd: RemotingCommand, topic: str, queue_id: int, popped: PopResult,
+                      messages: list[memoryview], offsets: list[int]) -> list[bytes | memoryview]:
+        """Record an orderly batch in the queue's order info; the messages delivered before
+        come back with their delivery count as reconsume times (set in the message, where
+        gRPC and every client read it, besides orderCountInfo, where Java's client does)."""
+        counts = self.broker.order_info.update(
+            cmd.field("attemptId"), topic, cmd.require("consumerGroup"), queue_id,
+            popped.pop_time, cmd.int_field("invisibleTime"), offsets, popped.pop_time)
+        popped.order_count_info.extend(order_count_items(topic, queue_id, counts))
+        return [self._redelivered(m, counts[o]) if counts[o] else m
+                for m, o in zip(messages, offsets)]
+
+    @staticmethod
+    def _redelivered(raw: memoryview, reconsume_times: int) -> bytes:
+        msg = decode_record(raw, 0)
+        assert isinstance(msg, MessageExt)
+        return bytes(reencode(msg, reconsume_times=reconsume_times))
 
     def _init_offset(self, group: str, topic: str, queue_id: int, init_mode: int) -> int:
         """A group's first POP of a queue: from the start (initMode MIN, and retry topics),
@@ -301,9 +365,7 @@ class PopProcessor:
             info = ExtraInfo.parse(cmd.require("extraInfo"))
         except ValueError as exc:
             raise RemotingError(ResponseCode.INVALID_PARAMETER, str(exc)) from None
-        if info.revive_qid == ORDER_REVIVE_QUEUE:
-            raise RemotingError(ResponseCode.SYSTEM_ERROR, "orderly POP is not supported")
-        if not 0 <= info.revive_qid < self.broker.config.reviveQueueNum:
+        if not info.is_order and not 0 <= info.revive_qid < self.broker.config.reviveQueueNum:
             raise RemotingError(ResponseCode.INVALID_PARAMETER,
                                 f"reviveQid {info.revive_qid} is illegal")
         return topic, queue_id, offset, info
@@ -313,6 +375,8 @@ class PopProcessor:
         """ACK_MESSAGE; the gRPC endpoint builds the same request and calls it without a
         connection (none is read)."""
         topic, queue_id, offset, info = self._acked_message(cmd, upper_inclusive=True)
+        if info.is_order:
+            return self._ack_orderly(cmd, topic, queue_id, offset, info)
         key = (topic, cmd.require("consumerGroup"), queue_id, info.ck_queue_offset,
                info.pop_time)
         if not await self.revive.ack(info.revive_qid, key, info.broker_name, [offset]):
@@ -327,6 +391,8 @@ class PopProcessor:
         topic, queue_id, offset, info = self._acked_message(cmd, upper_inclusive=False)
         group, invisible = cmd.require("consumerGroup"), cmd.int_field("invisibleTime")
         now = int(time.time() * 1000)
+        if info.is_order:
+            return self._change_orderly(cmd, topic, queue_id, offset, info, now + invisible)
         ck = CheckPoint(topic, group, queue_id, offset, now, invisible, [offset],
                         info.broker_name)
         if not await self.revive.add_checkpoint(info.revive_qid, ck):
@@ -337,3 +403,47 @@ class PopProcessor:
         return cmd.response(fields={"popTime": now, "invisibleTime": invisible,
                                     "reviveQid": info.revive_qid})
 
+
+    # -- the same for orderly pops ---------------------------------------------------------------
+
+    def _ack_orderly(self, cmd: RemotingCommand, topic: str, queue_id: int, offset: int,
+                     info: ExtraInfo) -> RemotingCommand:
+        """Java's ackOrderly: the offset moves to the batch's first message not acked (past
+        the batch when all are), and pops held on the queue wake when it frees up. An ack
+        below the committed offset, or of an older pop of the queue, changes nothing."""
+        group = cmd.require("consumerGroup")
+        offsets, order_info = self.broker.offsets, self.broker.order_info
+        committed = offsets.query(group, topic, queue_id)
+        if offset < committed:
+            return cmd.response()
+        next_offset = order_info.commit_and_next(topic, group, queue_id, offset, info.pop_time)
+        if next_offset == NOT_IN_BATCH:
+            return cmd.response(ResponseCode.MESSAGE_ILLEGAL,
+                                f"offset is illegal, key:{topic}@{group}@{queue_id}, "
+                                f"old:{committed}, commit:{offset}, next:{next_offset}")
+        if next_offset >= 0:
+            offsets.commit(group, topic, queue_id, next_offset)
+            self._wake_if_free(topic, group, queue_id, info.invisible_time)
+        return cmd.response()
+
+    def _change_orderly(self, cmd: RemotingCommand, topic: str, queue_id: int, offset: int,
+                        info: ExtraInfo, next_visible: int) -> RemotingCommand:
+        """Java's order branch of CHANGE_MESSAGE_INVISIBLETIME: the message's next visible
+        time in the order info, and an answer with the pop's own popTime (the new handle
+        still acks this batch). For a message already committed the handle's own values
+        come back: nothing is in flight to change."""
+        group = cmd.require("consumerGroup")
+        invisible = info.invisible_time
+        if offset >= self.broker.offsets.query(group, topic, queue_id) and \
+                self.broker.order_info.update_next_visible(topic, group, queue_id, offset,
+                                                           info.pop_time, next_visible):
+            invisible = next_visible - info.pop_time
+            self._wake_if_free(topic, group, queue_id, invisible)
+        return cmd.response(fields={"popTime": info.pop_time, "invisibleTime": invisible,
+                                    "reviveQid": ORDER_REVIVE_QID})
+
+    def _wake_if_free(self, topic: str, group: str, queue_id: int, invisible: int) -> None:
+        """Held orderly pops of the topic pass again when the queue hands out again."""
+        if self.broker.order_info.blocked_until(None, topic, group, queue_id, invisible,
+                                                int(time.time() * 1000)) is None:
+            self.holds.on_arrival(topic, queue_id, self.broker.store.max_offset(topic, queue_id))

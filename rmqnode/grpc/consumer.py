@@ -213,12 +213,15 @@ async def receive_message(svc: MessagingService, request: spb.ReceiveMessageRequ
     if request.batch_size <= 0:
         raise GrpcError(Code.BAD_REQUEST, f"batch_size must be positive, not {request.batch_size}")
     config = svc.broker.groups.find(group) or {}
+    # A FIFO group pops orderly; a push consumer's retried receive (same attempt id) gets
+    # the batch its lost answer held rather than being blocked by it.
+    attempt = {"attemptId": request.attempt_id} if request.HasField("attempt_id") else {}
     cmd = RemotingCommand.request(RequestCode.POP_MESSAGE, {
         "consumerGroup": group, "topic": topic, "queueId": -1,
         "maxMsgNums": min(request.batch_size, MAX_POP_NUMS),
         "invisibleTime": _invisible_ms(request), "pollTime": _polling_ms(svc, request, context),
         "initMode": INIT_MODE_MAX, "order": bool(config.get("consumeMessageOrderly")),
-        **_filter(svc, request)})
+        **attempt, **_filter(svc, request)})
     popped = await _pop(svc, cmd, context)
     max_attempts = int(config.get("retryMaxTimes", 16)) + 1
     messages: list[pb.Message] = []

@@ -5,6 +5,11 @@ A popped message is acknowledged by its *extra info*: the checkpoint it was popp
 space-separated). The broker sends the checkpoint part once per response, as
 `startOffsetInfo` and `msgOffsetInfo` headers, and clients build each message's extra info
 from them; messages revived into a retry topic carry it ready-made in their POP_CK property.
+
+An orderly POP is told apart by its revive queue id, ORDER_REVIVE_QID (KeyBuilder's
+POP_ORDER_REVIVE_QUEUE): it has no checkpoint in any revive queue, and its ack and change of
+invisible time go to the queue's order info instead. Its response adds `orderCountInfo`, how
+often each message was delivered before (clients set it as the reconsume times).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from rmqnode.message import RETRY_PREFIX
 from rmqnode.validation import integer
 
 NORMAL, RETRY_V1 = "0", "1"
+ORDER_REVIVE_QID = 999
 
 
 def pop_retry_topic(topic: str, group: str) -> str:
@@ -47,6 +53,10 @@ class ExtraInfo:
     queue_id: int
     queue_offset: int = -1
 
+    @property
+    def is_order(self) -> bool:
+        return self.revive_qid == ORDER_REVIVE_QID
+
     @classmethod
     def parse(cls, text: str) -> ExtraInfo:
         """Raises ValueError for anything that is not an extra info string."""
@@ -75,6 +85,18 @@ def _long(text: str) -> int:
 def offset_info_item(topic: str, queue_id: int, value: str | int) -> str:
     """One `retry queueId value` item of startOffsetInfo / msgOffsetInfo (joined by `;`)."""
     return f"{retry_flag(topic)} {queue_id} {value}"
+
+
+def order_count_items(topic: str, queue_id: int, counts: dict[int, int]) -> list[str]:
+    """An orderly pop's orderCountInfo items for one queue (ExtraInfoUtil): one
+    `retry qo<queueId>%<offset> count` per message delivered before, then `retry queueId
+    count` with the least count of the batch, which clients older than per-offset counts
+    read."""
+    flag = retry_flag(topic)
+    redelivered = {o: n for o, n in counts.items() if n > 0}
+    items = [f"{flag} qo{queue_id}%{o} {n}" for o, n in redelivered.items()]
+    least = min(counts.values()) if counts and len(redelivered) == len(counts) else 0
+    return items + [f"{flag} {queue_id} {least}"]
 
 
 def parse_offset_info(text: str | None) -> dict[str, str]:
