@@ -169,3 +169,32 @@ def test_node_push_consumer(start_node):
     assert one(events, "started")["seconds"] < 10
     ids = one(events, "sent")["ids"]
     assert sorted(e["id"] for e in kind(events, "received")) == sorted(ids)
+
+
+def test_node_push_consumer_retries_a_failure(start_node):
+    """Node push consumers nack a failure with ChangeInvisibleDuration; with the customized
+    backoff the Java proxy sends, 1.0.8 asks for 0 ms (spec §7, Node 9): the server must take it."""
+    node = grpc_node(start_node)
+    create_topics(node, T="NORMAL")
+    events = run_node(node, """
+  const seen = [];
+  const c = new PushConsumer({ endpoints, consumerGroup: 'GNR', subscriptions: new Map([['T', '*']]),
+    messageListener: { consume(m) {
+      const fail = m.body.toString() === 'nr-1' && !seen.includes('nr-1');
+      seen.push(m.body.toString());
+      out('received', { fail, ...view(m) });
+      return fail ? ConsumeResult.FAILURE : ConsumeResult.SUCCESS; } } });
+  await c.startup();
+  const p = new Producer({ endpoints, topics: ['T'] });
+  await p.startup();
+  for (let i = 0; i < 3; i++) await p.send({ topic: 'T', body: Buffer.from('nr-' + i) });
+  const end = Date.now() + 40000;
+  while (seen.length < 4 && Date.now() < end) await sleep(100);
+  await sleep(1000);
+  await p.shutdown();
+  await c.shutdown();
+""", timeout=90)
+    received = kind(events, "received")
+    assert sorted(e["body"] for e in received if not e["fail"]) == ["nr-0", "nr-1", "nr-2"]
+    retried = [e for e in received if e["body"] == "nr-1"]
+    assert [(e["fail"], e["attempt"]) for e in retried] == [(True, 1), (False, 2)], received

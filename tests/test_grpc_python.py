@@ -847,9 +847,19 @@ def test_cpp_producer_to_5x_simple_consumer(start_node):
 c = simple("G5_FROM_CPP", "T", wait=3)
 for m in receive_until(c, lambda g: len(g) >= 5, seconds=20):
     c.ack(m)
-finish(c)
+f = SimpleConsumer(cfg(), "G5_TAG_A", {"T": FilterExpression("TagA")}, await_duration=3)
+f.startup()
+got = []
+end = time.time() + 12
+while time.time() < end:
+    for m in f.receive(16, 15):
+        out("filtered", **view(m))
+        f.ack(m)
+finish(c, f)
 """)
     check_from_cpp(kind(events, "received"), sent)
+    filtered = sorted(int(e["props"]["idx"]) for e in kind(events, "filtered"))
+    assert filtered == [1, 3], "a TAG filter expression: TagA messages only, each once"
 
 
 def test_cpp_producer_to_5x_push_consumer(start_node):
