@@ -656,6 +656,50 @@ finish(c, p)
     assert got["after"]["attempt"] == 1
 
 
+def test_a_push_consumer_killed_while_consuming_hands_its_message_on(start_node):
+    """A push consumer holds an auto-renewed message (no invisible time of its own) and is
+    killed: the message reaches the next member of the group, with delivery attempt 2."""
+    node = grpc_node(start_node)
+    create_topics(node, T="NORMAL")
+    with start_peer("grpc5", script("""
+class Stuck(MessageListener):
+    def consume(self, m):
+        out("holding", **view(m))
+        time.sleep(3600)
+c = PushConsumer(cfg(), "GKP", Stuck(), {"T": FilterExpression()})
+c.startup()
+p = producer("T")
+r = p.send(message("T", "handed-on"))
+out("sent", id=r.message_id)
+time.sleep(3600)
+"""), args=[node.addrs["grpc"]]) as first:
+        first.wait_line(r'"kind": "holding"', timeout=30)
+        first.kill()
+        held = events_of(first.finish(timeout=5))
+    killed = time.monotonic()
+    msg_id = one(held, "sent")["id"]
+    events = run5(node, """
+got = []
+class Listener(MessageListener):
+    def consume(self, m):
+        got.append(m)
+        out("received", **view(m))
+        return ConsumeResult.SUCCESS
+c = PushConsumer(cfg(), "GKP", Listener(), {"T": FilterExpression()})
+c.startup()
+end = time.time() + 100
+while not got and time.time() < end:
+    time.sleep(0.1)
+finish(c)
+""", timeout=150)
+    took = time.monotonic() - killed
+    [again] = kind(events, "received")
+    assert again["id"] == msg_id and again["attempt"] == 2, again
+    assert took < 30, f"handed on {took:.1f}s after the kill: a client without a channel has " \
+                      "its auto-renewed handles released (1 s), not left to the 60 s default " \
+                      "invisible time (spec §4.6 auto-renew, §4.11)"
+
+
 def test_node_restart_under_a_5x_consumer_loses_nothing_and_repeats_no_ack(start_node, tmp_path):
     port = free_port()
     home = tmp_path / "home"
