@@ -656,6 +656,35 @@ finish(c, p)
     assert got["after"]["attempt"] == 1
 
 
+def test_a_slow_push_listener_keeps_its_message_past_the_default_invisible_time(start_node):
+    """A push consumer's receive carries auto_renew and no invisible time: the server keeps the
+    message invisible while the listener works (spec §4.6 auto-renew), here 70 s, past the 60 s
+    default, so it is neither delivered twice nor is the late ack refused."""
+    node = grpc_node(start_node)
+    create_topics(node, T="NORMAL")
+    events = run5(node, """
+calls = []
+class Slow(MessageListener):
+    def consume(self, m):
+        calls.append(m.message_id)
+        out("consuming", **view(m))
+        if len(calls) == 1:
+            time.sleep(70)
+        out("consumed", id=m.message_id)
+        return ConsumeResult.SUCCESS
+c = PushConsumer(cfg(), "GSLOW", Slow(), {"T": FilterExpression()})
+c.startup()
+p = producer("T")
+out("sent", id=p.send(message("T", "slow")).message_id)
+time.sleep(80)
+out("calls", n=len(calls))
+finish(p, c)
+""", timeout=150)
+    consuming = kind(events, "consuming")
+    assert [e["attempt"] for e in consuming] == [1], \
+        f"one delivery while the listener works: {consuming}"
+
+
 def test_a_push_consumer_killed_while_consuming_hands_its_message_on(start_node):
     """A push consumer holds an auto-renewed message (no invisible time of its own) and is
     killed: the message reaches the next member of the group, with delivery attempt 2."""
