@@ -47,11 +47,15 @@ UNIQUE_KEY = "unique key"
 
 def id_kind(msg_id: str) -> str:
     """Which kind of message id this is. Both are 32 hex digits for IPv4: a broker's offset
-    id holds its address (4 bytes), port (4) and commit log offset (8); a client's unique
+    id holds its address (4 bytes), port (4) and commit log offset (8); a 4.x client's unique
     key (UNIQ_KEY) holds its IP (4), pid (2), an int (4), a time (4), a counter (2), so read
-    as an offset id its port is out of range. 56 hex digits are an IPv6 offset id."""
+    as an offset id its port is out of range. 56 hex digits are an IPv6 offset id; 34 starting
+    with 01 are a 5.x client's id (version 01: MAC, pid, time, sequence), a unique key too."""
+    if re.fullmatch(r"01[0-9A-Fa-f]{32}", msg_id):
+        return UNIQUE_KEY
     if not re.fullmatch(r"[0-9A-Fa-f]{32}|[0-9A-Fa-f]{56}", msg_id):
-        raise ValueError(f"{msg_id!r} is not a message id (32 hex digits, or 56 for IPv6)")
+        raise ValueError(f"{msg_id!r} is not a message id (32 hex digits, 56 for an IPv6 "
+                         "broker, or 34 from a 5.x client)")
     port = int(msg_id[8:16], 16)
     return OFFSET_ID if len(msg_id) == 56 or 0 < port < 65536 else UNIQUE_KEY
 
