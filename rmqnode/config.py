@@ -109,6 +109,12 @@ class BrokerConfig:
     grpcServerPort: int = 8081
     grpcTlsCertPath: str = ""
     grpcTlsKeyPath: str = ""
+    # A push consumer's (auto_renew) messages: invisible this long when received, renewed
+    # this long before they would show again, for at most this long in all (the proxy's
+    # defaultInvisibleTimeMills, renewAheadTimeMillis, renewMaxTimeMillis).
+    grpcDefaultInvisibleTimeMills: int = 60_000
+    grpcRenewAheadTimeMills: int = 10_000
+    grpcRenewMaxTimeMills: int = 3 * 3600 * 1000
 
     @property
     def commit_log_dir(self) -> str:
@@ -186,7 +192,8 @@ RANGES: dict[str, tuple[int, int]] = {
     "brokerChannelExpiredMillis": (1, _LONG_MAX),
     "scanNotActiveBrokerIntervalMillis": (1, _LONG_MAX),
     "maxBufferedInputBytes": (1 << 20, _LONG_MAX), "frameCompleteTimeoutMillis": (1, _LONG_MAX),
-    "grpcServerPort": (-1, 65535),
+    "grpcServerPort": (-1, 65535), "grpcDefaultInvisibleTimeMills": (1000, 12 * 3600 * 1000),
+    "grpcRenewAheadTimeMills": (0, _INT_MAX), "grpcRenewMaxTimeMills": (0, _LONG_MAX),
 }
 CHOICES: dict[str, tuple[str, ...]] = {
     "flushDiskType": ("ASYNC_FLUSH", "SYNC_FLUSH"),

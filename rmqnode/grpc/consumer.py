@@ -9,6 +9,10 @@ revive.py's, so a message popped over gRPC can be acked over remoting and back.
 A receipt handle is the POP extra info plus the message's commit log offset (§5.4). Handles
 that do not parse, name an unknown retry flag, or have expired are 40013, checked here
 before the broker sees them, as the Java proxy checks them.
+
+Messages received with `auto_renew` (push consumers) are kept invisible by renewal.py while
+their client lives; acks, nacks and forwards of them go through `svc.renewals.settling`, which
+swaps the handle the client received for the latest renewal's.
 """
 
 from __future__ import annotations
@@ -45,7 +49,6 @@ _log = log.get("rmqnode.grpc")
 # ProxyConfig defaults (spec §4.6, §4.8).
 MIN_INVISIBLE_MS = 10_000  # minInvisibleTimeMillsForRecv
 MAX_INVISIBLE_MS = 12 * 3600 * 1000  # maxInvisibleTimeMills
-DEFAULT_INVISIBLE_MS = 60_000  # defaultInvisibleTimeMills, for auto-renewed receives
 MIN_POLLING_MS = 5_000  # grpcClientConsumerMinLongPollingTimeoutMillis
 MAX_POLLING_MS = 20_000  # grpcClientConsumerMaxLongPollingTimeoutMillis
 DEFAULT_REQUEST_TIMEOUT_MS = 3_000  # the clients' request_timeout, when no settings say
@@ -121,11 +124,11 @@ async def _call(handler: Callable[[RemotingCommand], Awaitable[RemotingCommand]]
 
 # -- ReceiveMessage ------------------------------------------------------------------------
 
-def _invisible_ms(request: spb.ReceiveMessageRequest) -> int:
-    """Push consumers (auto_renew) get the server default; a simple consumer's own value must
-    lie in [10 s, 12 h] (40011)."""
+def _invisible_ms(svc: MessagingService, request: spb.ReceiveMessageRequest) -> int:
+    """Push consumers (auto_renew) get the server default (60 s), which the renewal then
+    extends; a simple consumer's own value must lie in [10 s, 12 h] (40011)."""
     if request.auto_renew:
-        return DEFAULT_INVISIBLE_MS
+        return svc.broker.config.grpcDefaultInvisibleTimeMills
     invisible = _millis(request.invisible_duration)
     if invisible < MIN_INVISIBLE_MS:
         raise GrpcError(Code.ILLEGAL_INVISIBLE_TIME, f"the invisibleTime is too small. "
@@ -219,11 +222,14 @@ async def receive_message(svc: MessagingService, request: spb.ReceiveMessageRequ
     cmd = RemotingCommand.request(RequestCode.POP_MESSAGE, {
         "consumerGroup": group, "topic": topic, "queueId": -1,
         "maxMsgNums": min(request.batch_size, MAX_POP_NUMS),
-        "invisibleTime": _invisible_ms(request), "pollTime": _polling_ms(svc, request, context),
+        "invisibleTime": _invisible_ms(svc, request),
+        "pollTime": _polling_ms(svc, request, context),
         "initMode": INIT_MODE_MAX, "order": bool(config.get("consumeMessageOrderly")),
         **attempt, **_filter(svc, request)})
     popped = await _pop(svc, cmd, context)
     max_attempts = int(config.get("retryMaxTimes", 16)) + 1
+    client_id = headers.current().client_id
+    renewed: list[str] = []  # ids of the auto-renewed messages of this answer
     messages: list[pb.Message] = []
     for raw, info in zip(popped.messages, popped.infos):
         msg = decode_record(raw, 0)
@@ -236,7 +242,23 @@ async def receive_message(svc: MessagingService, request: spb.ReceiveMessageRequ
                 _log.warning("grpc.dead_letter_failed", group=group, topic=topic,
                              message_id=msg.msg_id, error=str(exc))
             continue
+        if request.auto_renew:
+            svc.renewals.track(client_id, group, topic, msg.msg_id, handle, msg.reconsume_times)
+            renewed.append(msg.msg_id)
         messages.append(to_proto(msg, str(handle)))
+    try:
+        async for response in _answer(popped, messages):
+            yield response
+    except BaseException:
+        # The client never got them all: they come back after their invisible time, as a
+        # simple consumer's do, rather than being kept from the group for hours.
+        svc.renewals.forget(client_id, group, renewed)
+        raise
+
+
+async def _answer(popped: PopResult, messages: list[pb.Message]
+                  ) -> AsyncIterator[spb.ReceiveMessageResponse]:
+    """The stream's responses in Java's order: status, messages, delivery timestamp."""
     if messages:
         yield spb.ReceiveMessageResponse(status=OK)
     elif popped.code == ResponseCode.POLLING_FULL:
@@ -251,10 +273,14 @@ async def receive_message(svc: MessagingService, request: spb.ReceiveMessageRequ
 
 # -- AckMessage ----------------------------------------------------------------------------
 
-async def _ack(svc: MessagingService, group: str, topic: str, handle_text: str) -> None:
-    handle = ReceiptHandle.parse(handle_text).alive()
-    cmd = RemotingCommand.request(RequestCode.ACK_MESSAGE, handle.fields(group, topic))
-    await _call(svc.broker.popper.ack, cmd)
+async def _ack(svc: MessagingService, group: str, topic: str,
+               entry: spb.AckMessageEntry) -> None:
+    """ACK_MESSAGE of the entry's handle, or of the latest renewal of it."""
+    async with svc.renewals.settling(headers.current().client_id, group, entry.message_id,
+                                     entry.receipt_handle) as handle_text:
+        handle = ReceiptHandle.parse(handle_text).alive()
+        cmd = RemotingCommand.request(RequestCode.ACK_MESSAGE, handle.fields(group, topic))
+        await _call(svc.broker.popper.ack, cmd)
 
 
 async def ack_message(svc: MessagingService, request: spb.AckMessageRequest,
@@ -268,7 +294,7 @@ async def ack_message(svc: MessagingService, request: spb.AckMessageRequest,
     results = []
     for entry in request.entries:
         try:
-            await _ack(svc, group, topic, entry.receipt_handle)
+            await _ack(svc, group, topic, entry)
             entry_status = OK
         except GrpcError as exc:
             entry_status = exc.to_status()
@@ -295,7 +321,17 @@ async def change_invisible_duration(svc: MessagingService,
     if not 0 <= invisible <= MAX_INVISIBLE_MS:
         raise GrpcError(Code.ILLEGAL_INVISIBLE_TIME, f"the invisibleTime is illegal. "
                         f"invisibleTime: {invisible}, maxInvisibleTime: {MAX_INVISIBLE_MS}")
-    handle = ReceiptHandle.parse(request.receipt_handle).alive()
+    async with svc.renewals.settling(headers.current().client_id, group, request.message_id,
+                                     request.receipt_handle) as handle_text:
+        handle = ReceiptHandle.parse(handle_text).alive()
+        changed = await change_invisible(svc, group, topic, handle, invisible)
+    return spb.ChangeInvisibleDurationResponse(status=OK, receipt_handle=str(changed))
+
+
+async def change_invisible(svc: MessagingService, group: str, topic: str, handle: ReceiptHandle,
+                           invisible: int) -> ReceiptHandle:
+    """CHANGE_MESSAGE_INVISIBLETIME of a live handle; the handle that now acks the message
+    (also what the renewal of auto-renewed messages extends them with)."""
     cmd = RemotingCommand.request(RequestCode.CHANGE_MESSAGE_INVISIBLETIME,
                                   handle.fields(group, topic) | {"invisibleTime": invisible})
     resp = await _call(svc.broker.popper.change_invisible_time, cmd)
@@ -303,8 +339,7 @@ async def change_invisible_duration(svc: MessagingService,
     info = ExtraInfo(old.queue_offset, resp.int_field("popTime"), resp.int_field("invisibleTime"),
                      resp.int_field("reviveQid"), old.retry, old.broker_name, old.queue_id,
                      old.queue_offset)
-    return spb.ChangeInvisibleDurationResponse(
-        status=OK, receipt_handle=str(ReceiptHandle(info, handle.commit_log_offset)))
+    return ReceiptHandle(info, handle.commit_log_offset)
 
 
 # -- ForwardMessageToDeadLetterQueue ---------------------------------------------------------
@@ -335,6 +370,8 @@ async def forward_message_to_dead_letter_queue(
     taken: the clients retry a refused forward every second, forever."""
     group = resources.group(request.group)
     topic = resources.topic(request.topic)
-    handle = ReceiptHandle.parse(request.receipt_handle)
-    await _dead_letter(svc, group, topic, handle, request.message_id)
+    async with svc.renewals.settling(headers.current().client_id, group, request.message_id,
+                                     request.receipt_handle) as handle_text:
+        await _dead_letter(svc, group, topic, ReceiptHandle.parse(handle_text),
+                           request.message_id)
     return spb.ForwardMessageToDeadLetterQueueResponse(status=OK)

@@ -23,12 +23,18 @@ if TYPE_CHECKING:
 # Spec §1.3. The default 4 MiB receive limit refuses a 4 MiB body (plus its envelope): the
 # proxy takes 130 MiB. Java clients ping every 5 minutes without calls. grpcio sets
 # SO_REUSEPORT by default, and then a second server on the same port silently shares it.
+# A client that dies closes its connection and its Telemetry stream ends at once (its
+# auto-renewed messages are released, renewal.py); one whose host or network went away is
+# found by our pings: its connection is dropped 20 s after a ping goes unanswered.
 MAX_RECEIVE_BYTES = 130 << 20
 OPTIONS = (
     ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
     ("grpc.max_send_message_length", -1),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.min_ping_interval_without_data_ms", 60_000),
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    ("grpc.http2.max_pings_without_data", 0),
     ("grpc.so_reuseport", 0),
 )
 STOP_GRACE_SECONDS = 1.0  # open streams (Telemetry, long polls) are cut after this
@@ -60,11 +66,13 @@ class GrpcServer:
         self.port = bound
         await server.start()
         self._server = server
+        self.service.renewals.start()
 
     async def stop(self) -> None:
         if self._server is not None:
             await self._server.stop(STOP_GRACE_SECONDS)
             self._server = None
+        await self.service.renewals.stop()
 
 
 def _credentials(cert: str, key: str) -> grpc.ServerCredentials:

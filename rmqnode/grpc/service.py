@@ -22,6 +22,7 @@ from google.protobuf import timestamp_pb2
 
 from rmqnode import log
 from rmqnode.grpc import consumer, headers, producer, route, telemetry
+from rmqnode.grpc.renewal import Renewals
 from rmqnode.grpc.status import Code, GrpcError
 from rmqnode.grpc.v2 import service_pb2 as pb
 from rmqnode.grpc.v2 import service_pb2_grpc
@@ -50,11 +51,14 @@ class MessagingService(service_pb2_grpc.MessagingServiceServicer):
     """The gRPC endpoint of one broker (local mode: handlers call the broker in-process).
 
     `broker` is the BrokerController; `clients` the registry of gRPC clients (settings,
-    Telemetry streams, broker registrations) that handlers and server commands share."""
+    Telemetry streams, broker registrations) that handlers and server commands share;
+    `renewals` the push consumers' auto-renewed messages (its sweep runs between `start` and
+    `stop`, with the server)."""
 
     def __init__(self, broker: BrokerController) -> None:
         self.broker = broker
         self.clients = telemetry.GrpcClients(broker)
+        self.renewals = Renewals(self)
         producer.attach(self)  # transaction checks ride on the producers' Telemetry streams
 
     async def _unary(self, method: str, handler: Handler[Response], request: Any,

@@ -380,8 +380,9 @@ async def heartbeat(svc: MessagingService, request: service_pb2.HeartbeatRequest
 async def notify_client_termination(
         svc: MessagingService, request: service_pb2.NotifyClientTerminationRequest,
         context: grpc.aio.ServicerContext) -> service_pb2.NotifyClientTerminationResponse:
-    """The client shuts down: unregister it everywhere and complete its stream. An unknown
-    client is answered OK too (Python does not read the reply)."""
+    """The client shuts down: unregister it everywhere and complete its stream; without a
+    stream its auto-renewed messages are released (renewal.py). An unknown client is
+    answered OK too (Python does not read the reply)."""
     if request.HasField("group"):
         resources.group(request.group)
     svc.clients.remove(headers.current().client_id)
