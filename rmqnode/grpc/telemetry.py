@@ -179,7 +179,8 @@ class GrpcClients:
             client.connection.registry = self
         return client
 
-    def open_stream(self, client: GrpcClient) -> asyncio.Queue[service_pb2.TelemetryCommand | _End]:
+    def open_stream(self, client: GrpcClient
+                    ) -> asyncio.Queue[service_pb2.TelemetryCommand | _End]:
         """A new Telemetry stream of the client becomes its command channel; an older one is
         completed (the client replaced it)."""
         if client.outbox is not None:
@@ -311,8 +312,10 @@ def apply_settings(svc: MessagingService, client: GrpcClient,
 
 # -- the RPCs ------------------------------------------------------------------------------
 
-async def telemetry(svc: MessagingService, requests: AsyncIterator[service_pb2.TelemetryCommand],
-                    context: grpc.aio.ServicerContext) -> AsyncIterator[service_pb2.TelemetryCommand]:
+async def telemetry(svc: MessagingService,
+                    requests: AsyncIterator[service_pb2.TelemetryCommand],
+                    context: grpc.aio.ServicerContext
+                    ) -> AsyncIterator[service_pb2.TelemetryCommand]:
     """The Telemetry stream. Commands the client writes are read by a task of their own;
     answers and server commands go out through the client's outbox, in order. Unusable
     settings end the stream with INVALID_ARGUMENT (the Java proxy's answer)."""
