@@ -24,8 +24,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -35,6 +33,7 @@ TOPIC = "BenchGrpc"
 # -- the load (the client's interpreter) -----------------------------------------------------
 
 def load(endpoint: str, topic: str, threads: int, seconds: float, size: int) -> None:
+    from client_load import drive  # beside this script, standard library only
     from rocketmq import ClientConfiguration, Credentials, Message, Producer
 
     producer = Producer(ClientConfiguration(endpoint, Credentials(), request_timeout=5),
@@ -49,39 +48,9 @@ def load(endpoint: str, topic: str, threads: int, seconds: float, size: int) -> 
 
     for _ in range(20):  # channel, route and settings before the clock starts
         producer.send(message())
-    latencies: list[list[float]] = [[] for _ in range(threads)]
-    errors = [0] * threads
-    last_error = [""]
-    deadline = time.monotonic() + seconds
-
-    def sender(index: int) -> None:
-        mine = latencies[index]
-        while time.monotonic() < deadline:
-            m = message()  # a 5.x Message is single use: it gets its id on send
-            began = time.perf_counter()
-            try:
-                producer.send(m)
-            except Exception as exc:  # noqa: BLE001 - counted and reported, the run goes on
-                errors[index] += 1
-                last_error[0] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                continue
-            mine.append(time.perf_counter() - began)
-
-    began = time.monotonic()
-    workers = [threading.Thread(target=sender, args=(i,)) for i in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    elapsed = time.monotonic() - began
-    every = sorted(v for mine in latencies for v in mine)
-
-    def pct(q: float) -> float:
-        return round(every[min(len(every) - 1, int(q * len(every)))] * 1000, 3) if every else 0.0
-
-    print(json.dumps({"messages": len(every), "errors": sum(errors), "seconds": round(elapsed, 3),
-                      "msgsPerSec": round(len(every) / elapsed, 1), "p50Ms": pct(0.5),
-                      "p99Ms": pct(0.99), "lastError": last_error[0]}), flush=True)
+    # A 5.x Message is single use (it gets its id on send): a new one for every send.
+    print(json.dumps(drive(lambda _index: lambda: producer.send(message()), threads, seconds)),
+          flush=True)
     try:
         producer.shutdown()
     finally:

@@ -4,14 +4,14 @@ one producer, as the issue's Java reference was measured. Run with the peer's in
     ~/.cache/rmqnode-peers/cpp/bin/python benchmarks/cpp_load.py NAMESRV TOPIC THREADS SECONDS SIZE
 
 Prints one JSON object: messages, errors, seconds, msgsPerSec, p50Ms, p99Ms, lastError.
-It runs under the client's Python, not the project's, so it imports nothing from the project.
+It runs under the client's Python, not the project's, so it imports nothing from the project
+(client_load.py beside it is standard library only).
 """
 
 import json
 import sys
-import threading
-import time
 
+from client_load import drive  # beside this script
 from rocketmq.client import Message, Producer
 
 
@@ -25,43 +25,13 @@ def main() -> None:
     warm.set_body(b"w")
     producer.send_sync(warm)  # route and connection before the clock starts
     body = b"x" * size
-    latencies = [[] for _ in range(threads)]
-    errors = [0] * threads
-    last_error = [""]
-    deadline = time.monotonic() + seconds
 
-    def sender(index: int) -> None:
-        message = Message(topic)
+    def sender_for(_index: int):
+        message = Message(topic)  # each thread sends its own Message object
         message.set_body(body)
-        mine = latencies[index]
-        while time.monotonic() < deadline:
-            started = time.perf_counter()
-            try:
-                producer.send_sync(message)
-            except Exception as exc:  # noqa: BLE001 - counted and reported, the run goes on
-                errors[index] += 1
-                last_error[0] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                continue
-            mine.append(time.perf_counter() - started)
+        return lambda: producer.send_sync(message)
 
-    started = time.monotonic()
-    workers = [threading.Thread(target=sender, args=(i,)) for i in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    elapsed = time.monotonic() - started
-    everything = sorted(v for mine in latencies for v in mine)
-
-    def pct(q: float) -> float:
-        return round(everything[min(len(everything) - 1, int(q * len(everything)))] * 1000, 3) \
-            if everything else 0.0
-
-    print(json.dumps({"messages": len(everything), "errors": sum(errors),
-                      "seconds": round(elapsed, 3),
-                      "msgsPerSec": round(len(everything) / elapsed, 1),
-                      "p50Ms": pct(0.5), "p99Ms": pct(0.99), "lastError": last_error[0]}),
-          flush=True)
+    print(json.dumps(drive(sender_for, threads, seconds)), flush=True)
     # After the figures: the client sometimes aborts in its own shutdown
     # (boost::thread_interrupted), which must not cost the run its result.
     producer.shutdown()
