@@ -235,3 +235,20 @@ def test_a_broken_order_info_file_is_refused_whole_and_bad_entries_skipped(tmp_p
     assert list(table) == ["T@G"]
     info = table["T@G"][0]
     assert info.offsets == [7, 9] and info.consumed == {7: 1} and info.next_offset() == 9
+
+
+def test_an_offset_reset_clears_the_queue_in_flight(start_node):
+    """resetPopOffset clears the block: after a reset the next pop starts at the new offset at
+    once, and a late ack of the old batch does not move the offset back."""
+    node = start(start_node)
+    send_to(node.broker, "OrdR", "a b c d")
+    first = pop(node.broker, "OrdR")
+    assert first.bodies == ["a", "b", "c", "d"]
+    assert pop(node.broker, "OrdR").bodies == [], "blocked while the batch is in flight"
+    resp = call(node.broker, RequestCode.INVOKE_BROKER_TO_RESET_OFFSET, {
+        "topic": "OrdR", "group": "OG", "timestamp": 0, "isForce": True, "queueId": 0,
+        "offset": 2})
+    assert resp.code == 0, resp.remark
+    assert pop(node.broker, "OrdR").bodies == ["c", "d"]
+    ack(node.broker, first.messages[0])  # the old batch's handle: changes nothing
+    assert committed(node.broker, "OrdR") == 2

@@ -276,6 +276,7 @@ class AdminProcessor:
                 continue
             offsets[queue_id] = reset_target(broker.store, topic, queue_id, timestamp, exact)
             broker.offsets.commit(group, topic, queue_id, offsets[queue_id])
+            broker.order_info.clear_block(topic, group, queue_id)  # as resetPopOffset
         broker.offsets.persist()
         table = {self._mq(topic, q): o for q, o in offsets.items()}
         info = broker.clients.consumers.get(group)

@@ -160,6 +160,13 @@ class ConsumerOrderInfoManager(JsonConfigFile):
             if config is None or group not in self.groups.table or not queues:
                 del self.table[key]
 
+    def clear_block(self, topic: str, group: str, queue_id: int) -> None:
+        """clearBlock: the queue's batch in flight is forgotten (its offset was reset), so the
+        next pop starts at the new offset instead of waiting for acks of the old batch, and a
+        late ack of that batch cannot move the offset back."""
+        if self.table.get(f"{topic}{SEPARATOR}{group}", {}).pop(queue_id, None) is not None:
+            self.dirty = True
+
     def _get(self, topic: str, group: str, queue_id: int) -> OrderInfo | None:
         return self.table.get(f"{topic}{SEPARATOR}{group}", {}).get(queue_id)
 
