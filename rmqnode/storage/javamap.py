@@ -19,7 +19,7 @@ _INITIAL_CAPACITY = 16
 _TREEIFY_THRESHOLD = 8  # a bucket this long (plus one) resizes a table under 64 instead
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=1024)
 def _spread(key: str) -> int:
     """HashMap.hash: the hash code's high half folded into the low half. Cached: property
     names repeat from message to message."""
@@ -43,15 +43,21 @@ def _capacity(hashes: list[int], peak: int) -> int:
     return capacity
 
 
+@lru_cache(maxsize=256)  # bounded: a client may send 32 KB of property names
+def _walk(keys: tuple[str, ...], peak: int) -> tuple[str, ...]:
+    """The keys in the order the HashMap's table holds them. Cached: a producer sends the same
+    property names message after message, only their values change (a send's hot path)."""
+    hashes = [_spread(k) for k in keys]
+    mask = _capacity(hashes, max(peak, len(keys))) - 1
+    order = sorted(range(len(keys)), key=lambda i: hashes[i] & mask)  # stable: in-bucket order
+    return tuple(keys[i] for i in order)
+
+
 def java_order(props: dict[str, str], peak: int = 0) -> dict[str, str]:
     """`props` in Java HashMap iteration order. `peak` is the most entries the map ever held,
     when more than it holds now (the table never shrinks: a send's WAIT, removed before the
     properties are written, still counted when the table grew)."""
-    keys = list(props)
-    hashes = [_spread(k) for k in keys]
-    mask = _capacity(hashes, max(peak, len(keys))) - 1
-    order = sorted(range(len(keys)), key=lambda i: hashes[i] & mask)  # stable: in-bucket order
-    return {keys[i]: props[keys[i]] for i in order}
+    return {k: props[k] for k in _walk(tuple(props), peak)}
 
 
 def properties_string(props: dict[str, str], peak: int = 0) -> str:
