@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 import click
-from click.shell_completion import get_completion_class
 
 from rmqctl.cli import main as rmqctl_main
+from rmqctl.commands.completion import completion_script
 from rmqnode.cli import main as rmqnode_main
 
 REPO = Path(__file__).resolve().parent.parent
@@ -22,9 +22,7 @@ SHELLS = {"bash": "bash", "zsh": "zsh", "fish": "fish"}
 
 
 def completion(prog: str, shell: str) -> str:
-    cls = get_completion_class(shell)
-    var = f"_{prog.upper()}_COMPLETE"
-    return cls(PROGRAMS[prog], {}, prog, var).source()
+    return completion_script(PROGRAMS[prog], prog, shell)
 
 
 def _roff(text: str) -> str:

@@ -9,6 +9,7 @@ import click
 from rmqctl.commands.bench import bench
 from rmqctl.commands.broker import broker
 from rmqctl.commands.cluster import cluster
+from rmqctl.commands.completion import completion
 from rmqctl.commands.dlq import dlq
 from rmqctl.commands.group import group
 from rmqctl.commands.kv import kv
@@ -107,6 +108,7 @@ main.add_command(request)
 main.add_command(inspect_commitlog)
 main.add_command(dump_consumequeue)
 main.add_command(bench)
+main.add_command(completion)
 
 
 if __name__ == "__main__":

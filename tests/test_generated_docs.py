@@ -28,3 +28,16 @@ def test_bash_completion_completes_commands_and_options():
     script = (REPO / "completions" / "rmqctl.bash").read_text()
     assert "_RMQCTL_COMPLETE" in script and "complete" in script
     assert ".SH COMMANDS" in (REPO / "man" / "rmqctl.1").read_text()
+
+
+def test_rmqctl_completion_prints_each_shells_script():
+    """An installed rmqctl sets up completion without the repository: the script it prints is
+    the one committed in completions/."""
+    for shell in ("bash", "zsh", "fish"):
+        out = subprocess.run([sys.executable, "-m", "rmqctl.cli", "completion", shell],
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout == (REPO / "completions" / f"rmqctl.{shell}").read_text()
+    bad = subprocess.run([sys.executable, "-m", "rmqctl.cli", "completion", "tcsh"],
+                         capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
