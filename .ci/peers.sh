@@ -50,6 +50,7 @@ urllib3==2.8.0"
 #   libstdc++6 libgcc-s1  both librocketmq.so are C++ built against the system C++ runtime
 #   zlib1g                the 2.1 library (cvs) links the system libz.so.1 (the 0.4.4 wheel bundles its own)
 #   nodejs npm            ali-ons, rocketmq-client-nodejs
+#   openssl               the gRPC TLS test makes a self-signed certificate with it
 #   python3-venv          `python3 -m venv` with Debian's own python3 (only when ensurepip is missing)
 apt_install() {
   command -v apt-get >/dev/null || fail "missing system packages ($*) and no apt-get to install them"
@@ -67,6 +68,7 @@ if command -v dpkg-query >/dev/null; then
   done
 fi
 command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm)
+command -v openssl >/dev/null || missing+=(openssl)
 "$python" -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
 [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 
