@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rmqnode.storage.dispatch import parse_delay_levels
+from rmqnode.validation import LABEL_PATTERN, TOPIC_MAX_LENGTH
 
 DEFAULT_HOME = Path(os.environ.get("RMQNODE_HOME", Path.home() / ".rmqnode"))
 
@@ -199,9 +200,6 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "flushDiskType": ("ASYNC_FLUSH", "SYNC_FLUSH"),
     "brokerRole": ("ASYNC_MASTER", "SYNC_MASTER", "SLAVE"),
 }
-# Cluster and broker names are topics too; a host name (Java's default broker name) may
-# hold dots, which the name server takes as well.
-_NAME = re.compile(r"(?!\.+$)[%|a-zA-Z0-9_.-]{1,127}")
 _HOUR = re.compile(r"(?:[01]?[0-9]|2[0-3])")
 _ADDR = re.compile(r"[^\s:;]+:[0-9]{1,5}")
 
@@ -210,8 +208,9 @@ def _text_problem(name: str, value: str) -> str | None:
     """What is wrong with a string setting, or None."""
     if name in CHOICES and value not in CHOICES[name]:
         return f"must be one of {', '.join(CHOICES[name])}"
-    if name in ("brokerName", "brokerClusterName", "msgTraceTopicName") \
-            and not _NAME.fullmatch(value):
+    if name in ("brokerName", "brokerClusterName", "msgTraceTopicName") and not (
+            len(value) <= TOPIC_MAX_LENGTH and LABEL_PATTERN.fullmatch(value)
+            and value.strip(".")):  # each is a topic too: no more than a topic's length
         return "must be 1 to 127 of the characters %|a-zA-Z0-9_.-"
     if name == "deleteWhen" and not all(_HOUR.fullmatch(h) for h in value.split(";")):
         return "must be hours of the day (00-23) separated by ';'"

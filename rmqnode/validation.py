@@ -16,6 +16,9 @@ from rmqnode.net.codes import ResponseCode
 
 # TopicValidator / Validators (4.9.8): the same characters for topics and groups.
 NAME_PATTERN = re.compile(r"[%|a-zA-Z0-9_-]+")
+# Broker and cluster names: the same characters and dots, since Java's default broker name is
+# the host name (each also names a topic the broker creates for itself).
+LABEL_PATTERN = re.compile(r"[%|a-zA-Z0-9_.-]+")
 TOPIC_MAX_LENGTH = 127
 GROUP_MAX_LENGTH = 255
 # Ours: Java takes any int, but 10^8 queues would allocate gigabytes before the first answer.

@@ -19,11 +19,10 @@ from rmqnode.errors import RemotingError
 from rmqnode.net import fastjson
 from rmqnode.net.codec import RemotingCommand
 from rmqnode.net.codes import ResponseCode
-from rmqnode.validation import INT32, INT64, TOPIC_MAX_LENGTH, quote
+from rmqnode.validation import INT32, INT64, LABEL_PATTERN, TOPIC_MAX_LENGTH, quote
 
-# Java's default brokerName is the host name, and every broker creates topics named after its
-# broker and cluster names: so those names, and topics, may hold dots here.
-_LABEL = re.compile(r"[%|a-zA-Z0-9_.-]+")
+# Broker and cluster names (validation.LABEL_PATTERN), and the topics named after them, may
+# hold dots here.
 LABEL_MAX_LENGTH = 255  # host names are at most 253
 _HOST = re.compile(r"[0-9A-Za-z._%:\[\]-]{1,253}")  # a name, IPv4 or IPv6 (bracketed or not)
 KV_KEY_MAX_LENGTH = 255
@@ -48,14 +47,15 @@ def label(value: str | None, field: str) -> str:
     """A broker or cluster name: a topic's characters, dots too, at most 255 of them."""
     if not value:
         _null(field)
-    if len(value) > LABEL_MAX_LENGTH or not _LABEL.fullmatch(value):
+    if len(value) > LABEL_MAX_LENGTH or not LABEL_PATTERN.fullmatch(value):
         _refuse(f"<{field}> is not a valid name: {quote(value)}")
     return value
 
 
 def topic(value: str | None) -> str:
-    """validation.topic's rules, except that dots pass (see _LABEL)."""
-    if value and "." in value and len(value) <= TOPIC_MAX_LENGTH and _LABEL.fullmatch(value):
+    """validation.topic's rules, except that dots pass (see LABEL_PATTERN)."""
+    if value and "." in value and len(value) <= TOPIC_MAX_LENGTH \
+            and LABEL_PATTERN.fullmatch(value):
         return value
     return validation.topic(value)
 
