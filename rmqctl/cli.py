@@ -14,7 +14,8 @@ from rmqctl.commands.dlq import dlq
 from rmqctl.commands.group import group
 from rmqctl.commands.kv import kv
 from rmqctl.commands.message import message
-from rmqctl.commands.messages import consume, send, tail
+from rmqctl.commands.messages import consume, tail
+from rmqctl.commands.send import send
 from rmqctl.commands.offset import offset
 from rmqctl.commands.request import request
 from rmqctl.commands.store import dump_consumequeue, inspect_commitlog

@@ -118,7 +118,6 @@ class Ctx:
         terminated = False
 
         async def main() -> T:
-            nonlocal terminated
             loop = asyncio.get_running_loop()
             loop.set_exception_handler(self._background_failure)
             task = asyncio.current_task()

@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import json
 import re
-import signal
 import socket
 import subprocess
 import sys
 import time
 
-import pytest
 
 from peers import run_alions, run_cpp, run_grpc5, start_peer
 from remoting import call

@@ -23,7 +23,7 @@ from rmqctl.client.admin import Admin
 from rmqctl.client.consumer import GroupConsumer
 from rmqctl.client.namesrv import NameServerClient
 from rmqctl.client.producer import MessageQueue, Producer, topic_route
-from rmqctl.commands.store import BODY_FORMATS, message_row
+from rmqctl.render import BODY_FORMATS, message_row
 from rmqctl.context import Ctx, pass_ctx
 from rmqctl.output import emit_rows
 

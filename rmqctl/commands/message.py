@@ -15,7 +15,7 @@ from rmqnode.net.codes import RequestCode, ResponseCode
 from rmqnode.storage.dispatch import SCHEDULE_TOPIC
 from rmqctl.client.admin import Admin
 from rmqctl.client.consumer import parse_messages
-from rmqctl.commands.store import BODY_FORMATS, message_row
+from rmqctl.render import BODY_FORMATS, message_row
 from rmqctl.client.namesrv import check_addr
 from rmqctl.context import Ctx, NotFound, pass_ctx
 from rmqctl.output import emit_object, emit_rows

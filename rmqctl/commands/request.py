@@ -10,7 +10,7 @@ import click
 from rmqctl.client.namesrv import NameServerClient
 from rmqctl.client.producer import Producer
 from rmqctl.client.requester import Requester
-from rmqctl.commands.store import BODY_FORMATS, body_text, message_row
+from rmqctl.render import BODY_FORMATS, body_text, message_row
 from rmqctl.context import Ctx, pass_ctx
 from rmqctl.output import emit_object
 from rmqnode.message import MessageExt

@@ -3,7 +3,6 @@ They open files read-only and work on stores written by Java RocketMQ as well.""
 
 from __future__ import annotations
 
-import base64
 import mmap
 import os
 import sys
@@ -12,51 +11,12 @@ from pathlib import Path
 
 import click
 
-from rmqnode.message import CompressionError, MessageExt, decompress
+from rmqnode.message import MessageExt
 from rmqnode.storage.records import (CQ_ENTRY, CQ_UNIT_SIZE, Blank, CorruptRecord, body_crc,
                                      decode_record)
 from rmqctl.context import Ctx, pass_ctx
 from rmqctl.output import emit_rows
-
-BODY_FORMATS = ("auto", "text", "base64", "hex", "none")
-
-
-def body_text(body: bytes, fmt: str) -> str | None:
-    """auto: UTF-8 text when the bytes are valid UTF-8, else base64 (prefixed 'base64:')."""
-    if fmt == "none":
-        return None
-    if fmt == "hex":
-        return body.hex()
-    if fmt == "base64":
-        return base64.b64encode(body).decode()
-    try:
-        return body.decode("utf-8")
-    except UnicodeDecodeError:
-        if fmt == "text":
-            return body.decode("utf-8", "replace")
-        return "base64:" + base64.b64encode(body).decode()
-
-
-def message_row(msg: MessageExt, body_format: str) -> dict:
-    """A message with RocketMQ's field names, as rmqctl prints messages everywhere."""
-    try:
-        body = decompress(msg.body, msg.sys_flag)
-    except CompressionError as exc:
-        body = msg.body
-        click.echo(f"rmqctl: offset {msg.commit_log_offset}: {exc}", err=True)
-    row = {"topic": msg.topic, "queueId": msg.queue_id, "queueOffset": msg.queue_offset,
-           "commitLogOffset": msg.commit_log_offset, "msgId": msg.msg_id,
-           "offsetMsgId": msg.offset_msg_id, "keys": " ".join(msg.keys), "tags": msg.tags,
-           "properties": msg.properties, "bornTimestamp": msg.born_timestamp,
-           "storeTimestamp": msg.store_timestamp, "bornHost": msg.born_host_text,
-           "storeHost": msg.store_host_text, "sysFlag": msg.sys_flag,
-           "reconsumeTimes": msg.reconsume_times, "storeSize": msg.store_size,
-           "bodyCRC": msg.body_crc}
-    text = body_text(body, body_format)
-    if text is not None:
-        row["body"] = text
-    return row
-
+from rmqctl.render import BODY_FORMATS, message_row
 
 def read_only_map(path: Path) -> bytes | mmap.mmap:
     """The file's bytes without reading 1 GiB into memory; never writable."""
