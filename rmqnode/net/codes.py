@@ -41,6 +41,11 @@ class RequestCode:
     GET_ALL_DELAY_OFFSET = 45
     CHECK_CLIENT_CONFIG = 46
     GET_CLIENT_CONFIG = 47
+    UPDATE_AND_CREATE_ACL_CONFIG = 50
+    DELETE_ACL_CONFIG = 51
+    GET_BROKER_CLUSTER_ACL_INFO = 52
+    UPDATE_GLOBAL_WHITE_ADDRS_CONFIG = 53
+    GET_BROKER_CLUSTER_ACL_CONFIG = 54
     GET_TIMER_CHECK_POINT = 60
     GET_TIMER_METRICS = 61
     POP_MESSAGE = 200050
@@ -230,6 +235,16 @@ class ResponseCode:
     CONTROLLER_BROKER_LIVE_INFO_NOT_EXISTS = 2016
     USER_NOT_EXIST = 3001
     POLICY_NOT_EXIST = 3002
+
+
+class AclResponseCode:
+    """4.9.8's answers to the plain ACL admin codes. RocketMQ 5 gave the same numbers to POP
+    (POLLING_FULL, POLLING_TIMEOUT, BROKER_NOT_EXIST in ResponseCode), so they stand apart:
+    what 209 means depends on the request it answers."""
+
+    UPDATE_AND_CREATE_ACL_CONFIG_FAILED = 209
+    DELETE_ACL_CONFIG_FAILED = 210
+    UPDATE_GLOBAL_WHITE_ADDRS_CONFIG_FAILED = 211
 
 
 # PermName: a topic's (and a broker's) perm field, as routes and topic configs carry it.
