@@ -19,6 +19,7 @@ from rmqctl.commands.send import send
 from rmqctl.commands.offset import offset
 from rmqctl.commands.request import request
 from rmqctl.commands.store import dump_consumequeue, inspect_commitlog
+from rmqctl.commands.forensics import store
 from rmqctl.commands.topic import topic
 from rmqctl.context import (Ctx, default_namesrv, exit_status, fail, install_signal_handlers,
                             quiet_stdout)
@@ -108,6 +109,7 @@ main.add_command(tail)
 main.add_command(request)
 main.add_command(inspect_commitlog)
 main.add_command(dump_consumequeue)
+main.add_command(store)
 main.add_command(bench)
 main.add_command(completion)
 

@@ -3,95 +3,55 @@ They open files read-only and work on stores written by Java RocketMQ as well.""
 
 from __future__ import annotations
 
-import mmap
-import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import click
 
 from rmqnode.message import MessageExt
-from rmqnode.storage.records import (CQ_ENTRY, CQ_UNIT_SIZE, Blank, CorruptRecord, body_crc,
-                                     decode_record)
+from rmqnode.storage.reader import (CommitLogReader, Damage, NotAStore, check_entry,
+                                    commitlog_files, consume_queues, queue_entries)
+from rmqnode.storage.records import CorruptRecord
 from rmqctl.context import Ctx, pass_ctx
 from rmqctl.output import emit_rows
 from rmqctl.render import BODY_FORMATS, message_row
 
-def read_only_map(path: Path) -> bytes | mmap.mmap:
-    """The file's bytes without reading 1 GiB into memory; never writable."""
-    with open(path, "rb") as f:
-        if os.fstat(f.fileno()).st_size == 0:
-            return b""
-        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
 
-
-def commitlog_files(path: Path) -> list[Path]:
-    """A store root, its commitlog/ folder, or one CommitLog file."""
-    if path.is_file():
-        return [path]
-    folder = path / "commitlog" if (path / "commitlog").is_dir() else path
-    files = sorted(p for p in folder.iterdir() if p.name.isdigit() and len(p.name) == 20) \
-        if folder.is_dir() else []
-    if not files:
-        raise click.UsageError(f"{path} holds no CommitLog files (a store root, its commitlog/ "
-                               "folder, or a file named by its 20-digit offset)")
-    return files
+def commitlog_reader(path: Path) -> CommitLogReader:
+    try:
+        return CommitLogReader(commitlog_files(path))
+    except NotAStore as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 class Progress:
     """A progress bar on stderr for scans of more than one file, only on a terminal (pipes
     and scripts see nothing of it)."""
 
-    def __init__(self, files: list[Path]) -> None:
+    def __init__(self, sizes: list[int], label: str = "scanning") -> None:
         self.bar = None
-        if len(files) > 1 and sys.stderr.isatty():
-            self.bar = click.progressbar(length=sum(p.stat().st_size for p in files),
-                                         label="scanning", file=sys.stderr)
+        if len(sizes) > 1 and sys.stderr.isatty():
+            self.bar = click.progressbar(length=sum(sizes), label=label, file=sys.stderr)
+
+    def __enter__(self) -> Progress:
+        if self.bar is not None:
             self.bar.__enter__()
+        return self
 
     def advance(self, n: int) -> None:
         if self.bar is not None:
             self.bar.update(n)
 
-    def close(self) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
             self.bar.__exit__(None, None, None)
 
 
-def scan(files: list[Path], verify: bool, problems: list[str]) -> Iterator[MessageExt]:
-    """Every record in offset order. With `verify`, a bad record is reported (file, offset,
-    reason) and skipped when its size is plausible; otherwise the file's scan ends there."""
-    progress = Progress(files)
-    try:
-        for path in files:
-            yield from _scan_file(path, verify, problems)
-            progress.advance(path.stat().st_size)
-    finally:
-        progress.close()
-
-
-def _scan_file(path: Path, verify: bool, problems: list[str]) -> Iterator[MessageExt]:
-    base = int(path.name) if path.name.isdigit() else 0
-    data = read_only_map(path)
-    pos = 0
-    while pos < len(data):
-        try:
-            rec = decode_record(data, pos, base)
-        except CorruptRecord as exc:
-            problems.append(f"{path} offset {exc.offset}: {exc.reason}")
-            size = int.from_bytes(data[pos:pos + 4], "big", signed=True)
-            if not verify or size < 91 or pos + size > len(data):
-                break
-            pos += size
-            continue
-        if rec is None or isinstance(rec, Blank):
-            break
-        if verify and body_crc(rec.body) != rec.body_crc:
-            problems.append(f"{path} offset {base + pos}: body CRC {body_crc(rec.body)} "
-                            f"does not match stored {rec.body_crc}")
-        yield rec
-        pos += rec.store_size
+def report_damage(damage: list[Damage]) -> None:
+    """One stderr line per damage, with its file and offset."""
+    for d in damage:
+        what = "corrupt record" if d.kind in ("crc", "corrupt") else "damaged store"
+        click.echo(f"rmqctl: {what}: {d}", err=True)
 
 
 @click.command("inspect-commitlog")
@@ -99,8 +59,7 @@ def _scan_file(path: Path, verify: bool, problems: list[str]) -> Iterator[Messag
 @click.option("-t", "--topic", help="Only messages of this topic.")
 @click.option("--from-offset", type=int, default=0, help="First commit log offset to show.")
 @click.option("--to-offset", type=int, default=None, help="Stop before this offset.")
-@click.option("--verify", is_flag=True,
-              help="Check structure and body CRCs; report every bad record; exit 1 if any.")
+@click.option("--verify", is_flag=True, help="Check body CRCs too.")
 @click.option("--summary", is_flag=True, help="Counts per topic and queue instead of messages.")
 @click.option("--body", "body_format", type=click.Choice(BODY_FORMATS), default="auto",
               show_default=True, help="How to print bodies (auto: UTF-8 text, else base64).")
@@ -110,113 +69,118 @@ def inspect_commitlog(ctx: Ctx, path: Path, topic: str | None, from_offset: int,
                       body_format: str) -> None:
     """Read CommitLog files offline: a store root, its commitlog/ folder, or one file.
 
+    A bad magic code, a truncated or torn record, or (with --verify) a body that fails its
+    CRC is reported on stderr with its file and offset, and the scan goes on at the next
+    record that checks out; the exit code is then 1. A --summary over damage says it is
+    partial. Files are opened read-only: safe on a running node's or a Java broker's store.
+
     \b
     Examples:
       rmqctl inspect-commitlog ~/.rmqnode/store --summary
       rmqctl -o ndjson inspect-commitlog /data/store -t Orders --body none
       rmqctl inspect-commitlog store/commitlog/00000000001073741824 --verify
     """
-    problems: list[str] = []
-    files = commitlog_files(path)
+    log = commitlog_reader(path)
+    damage: list[Damage] = []
     rows, stats = [], {}
-    for msg in scan(files, verify, problems):
-        off = msg.commit_log_offset
-        if off < from_offset or (topic and msg.topic != topic):
-            continue
-        if to_offset is not None and off >= to_offset:
-            break
-        if summary:
-            key = (msg.topic, msg.queue_id)
-            s = stats.setdefault(key, {"topic": msg.topic, "queueId": msg.queue_id,
-                                       "messages": 0, "bytes": 0,
-                                       "firstStoreTimestamp": msg.store_timestamp,
-                                       "lastStoreTimestamp": msg.store_timestamp})
-            s["messages"] += 1
-            s["bytes"] += msg.store_size
-            s["lastStoreTimestamp"] = msg.store_timestamp
-        elif ctx.output == "ndjson":
-            emit_rows([message_row(msg, body_format)], "ndjson")
-        else:
-            row = message_row(msg, body_format)
-            if ctx.output == "table" and isinstance(row.get("body"), str) and \
-                    len(row["body"]) > 60:
-                row["body"] = row["body"][:57] + "..."  # a table is for reading; -o json has all
-            rows.append(row)
+    with Progress([p.stat().st_size for p in log.files]) as progress:
+        for item in log.records(check_crc=verify, progress=progress.advance):
+            if isinstance(item, Damage):
+                damage.append(item)
+                continue
+            off = item.commit_log_offset
+            if off < from_offset or (topic and item.topic != topic):
+                continue
+            if to_offset is not None and off >= to_offset:
+                break
+            if summary:
+                _count(stats, item)
+            elif ctx.output == "ndjson":
+                emit_rows([message_row(item, body_format)], "ndjson")
+            else:
+                row = message_row(item, body_format)
+                if ctx.output == "table" and isinstance(row.get("body"), str) and \
+                        len(row["body"]) > 60:
+                    row["body"] = row["body"][:57] + "..."  # a table is for reading; -o json has all
+                rows.append(row)
+    log.close()
     if summary:
         emit_rows(sorted(stats.values(), key=lambda r: (r["topic"], r["queueId"])), ctx.output)
     elif ctx.output != "ndjson":
         columns = ["commitLogOffset", "topic", "queueId", "queueOffset", "tags", "keys",
                    "storeTimestamp", "body"] if ctx.output in ("table", "raw") else None
         emit_rows(rows, ctx.output, columns)
-    for line in problems:
-        click.echo(f"rmqctl: corrupt record: {line}", err=True)
-    if problems:
+    report_damage(damage)
+    unread = [d for d in damage if d.kind != "crc"]
+    if summary and unread:
+        click.echo(f"rmqctl: the summary is partial: {len(unread)} damaged regions "
+                   f"({sum(d.length for d in unread)} bytes) could not be read", err=True)
+    if damage:
         sys.exit(1)
+
+
+def _count(stats: dict, msg: MessageExt) -> None:
+    s = stats.setdefault((msg.topic, msg.queue_id), {
+        "topic": msg.topic, "queueId": msg.queue_id, "messages": 0, "bytes": 0,
+        "firstStoreTimestamp": msg.store_timestamp, "lastStoreTimestamp": msg.store_timestamp})
+    s["messages"] += 1
+    s["bytes"] += msg.store_size
+    s["lastStoreTimestamp"] = msg.store_timestamp
 
 
 @click.command("dump-consumequeue")
 @click.argument("store", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("-t", "--topic", required=True)
-@click.option("-q", "--queue", "queue_id", type=int, required=True)
+@click.option("-q", "--queue", "queue_id", type=int, default=None,
+              help="One queue (default: every queue of the topic).")
 @click.option("--resolve", is_flag=True, help="Show the message each entry points to.")
 @click.option("--body", "body_format", type=click.Choice(BODY_FORMATS), default="auto",
               show_default=True)
 @pass_ctx
-def dump_consumequeue(ctx: Ctx, store: Path, topic: str, queue_id: int, resolve: bool,
+def dump_consumequeue(ctx: Ctx, store: Path, topic: str, queue_id: int | None, resolve: bool,
                       body_format: str) -> None:
-    """One row per queue offset of a ConsumeQueue, offline. Entries that point nowhere (no
-    record of this topic and queue at that offset) are flagged and make the exit code 1.
+    """One row per queue offset of a topic's consume queues, offline. An entry that does not
+    match its CommitLog record (none there, another message, another size or tags code) is
+    flagged, as is a damaged queue file, and the exit code is then 1.
 
     \b
     Examples:
+      rmqctl dump-consumequeue ~/.rmqnode/store -t Orders
       rmqctl dump-consumequeue ~/.rmqnode/store -t Orders -q 0
       rmqctl -o ndjson dump-consumequeue /data/store -t Orders -q 3 --resolve
     """
-    folder = store / "consumequeue" / topic / str(queue_id)
-    if not folder.is_dir():
-        ctx.fail(f"no consume queue {topic}/{queue_id} in {store}")
-    logs = {int(p.name): p for p in commitlog_files(store)} if (store / "commitlog").is_dir() \
-        else {}
-    file_size = os.path.getsize(next(iter(logs.values()))) if logs else 0
-    cache: dict[int, bytes | mmap.mmap] = {}
-    rows, dangling = [], 0
-    for name in sorted(p.name for p in folder.iterdir() if p.name.isdigit()):
-        data = (folder / name).read_bytes()
-        first = int(name) // CQ_UNIT_SIZE
-        for i in range(len(data) // CQ_UNIT_SIZE):
-            phy, size, tags = CQ_ENTRY.unpack_from(data, i * CQ_UNIT_SIZE)
-            if phy == 0 and size == 0 and tags == 0 and (i or first):
-                break  # the unwritten rest of the file
-            row = {"queueOffset": first + i, "commitLogOffset": phy, "size": size,
-                   "tagsCode": tags}
-            msg = _resolve(logs, cache, file_size, phy)
-            ok = msg is not None and (msg.topic, msg.queue_id, msg.queue_offset,
-                                      msg.store_size) == (topic, queue_id, first + i, size)
-            if not ok:
-                row["problem"] = "points nowhere" if msg is None else "points at another message"
-                dangling += 1
-            if resolve and msg is not None:
-                row["message"] = message_row(msg, body_format)
+    queues = [q for q in consume_queues(store, topic) if queue_id in (None, q[1])]
+    if not queues:
+        what = f"{topic}/{queue_id}" if queue_id is not None else f"of topic {topic}"
+        ctx.fail(f"no consume queue {what} in {store}")
+    log = CommitLogReader(commitlog_files(store) if (store / "commitlog").is_dir() else [])
+    rows, damage, bad = [], [], 0
+    for name, qid, folder in queues:
+        for entry in queue_entries(folder):
+            if isinstance(entry, Damage):
+                damage.append(entry)
+                continue
+            q_offset, phy, size, tags = entry
+            row = {"queueId": qid, "queueOffset": q_offset, "commitLogOffset": phy,
+                   "size": size, "tagsCode": tags}
+            problem = check_entry(name, qid, entry, log)
+            if problem is not None:
+                row["problem"] = problem
+                bad += 1
+            if resolve:
+                try:
+                    msg = log.message_at(phy)
+                except CorruptRecord:
+                    msg = None
+                if msg is not None:
+                    row["message"] = message_row(msg, body_format)
             rows.append(row)
-    emit_rows(rows, ctx.output, ["queueOffset", "commitLogOffset", "size", "tagsCode",
-                                 "problem"] if ctx.output in ("table", "raw") else None)
-    if dangling:
-        click.echo(f"rmqctl: {dangling} entries point nowhere", err=True)
+    log.close()
+    emit_rows(rows, ctx.output, ["queueOffset", "queueId", "commitLogOffset", "size",
+                                 "tagsCode", "problem"] if ctx.output in ("table", "raw")
+              else None)
+    report_damage(damage)
+    if bad:
+        click.echo(f"rmqctl: {bad} entries point nowhere or at the wrong record", err=True)
+    if bad or damage:
         sys.exit(1)
-
-
-def _resolve(logs: dict[int, Path], cache: dict[int, bytes | mmap.mmap], file_size: int,
-             phy: int) -> MessageExt | None:
-    if not file_size:
-        return None
-    start = phy - phy % file_size
-    if start not in logs:
-        return None
-    if start not in cache:
-        cache.clear()
-        cache[start] = read_only_map(logs[start])
-    try:
-        rec = decode_record(cache[start], phy - start, start)
-    except CorruptRecord:
-        return None
-    return rec if isinstance(rec, MessageExt) else None
