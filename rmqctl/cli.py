@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from rmqctl.commands.acl import acl
 from rmqctl.commands.bench import bench
 from rmqctl.commands.broker import broker
 from rmqctl.commands.cluster import cluster
@@ -55,11 +56,16 @@ class Rmqctl(click.Group):
 @click.option("--timeout", type=float, default=5.0, show_default=True,
               help="Seconds to wait for each answer.")
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
+@click.option("--access-key", envvar="RMQ_ACCESS_KEY", metavar="AK",
+              help="ACL account that signs every request [env: RMQ_ACCESS_KEY].")
+@click.option("--secret-key", envvar="RMQ_SECRET_KEY", metavar="SK",
+              help="The account's secret key [env: RMQ_SECRET_KEY]. On the command line it "
+                   "shows in ps and shell history: prefer the variable or a context.")
 @click.version_option(package_name="rmqnode", prog_name="rmqctl",
                       message="%(prog)s %(version)s (RocketMQ 4.9.8 remoting protocol and store)")
 @click.pass_context
 def main(click_ctx: click.Context, namesrv_addr: str, output: str, timeout: float,
-         debug: bool) -> None:
+         debug: bool, access_key: str | None, secret_key: str | None) -> None:
     """Operate RocketMQ clusters: topics, groups, messages, offsets, stores.
 
     \b
@@ -78,7 +84,8 @@ def main(click_ctx: click.Context, namesrv_addr: str, output: str, timeout: floa
       130  interrupted (SIGINT); 143 terminated (SIGTERM)
     """
     install_signal_handlers()
-    click_ctx.obj = Ctx(namesrv_addr, output, timeout, debug)
+    click_ctx.obj = Ctx(namesrv_addr, output, timeout, debug, access_key=access_key,
+                        secret_key=secret_key)
     if click_ctx.invoked_subcommand is None:
         if sys.stdin.isatty() and sys.stdout.isatty():
             run_shell(main, click_ctx.obj)
@@ -112,6 +119,7 @@ main.add_command(dump_consumequeue)
 main.add_command(store)
 main.add_command(bench)
 main.add_command(completion)
+main.add_command(acl)
 
 
 if __name__ == "__main__":

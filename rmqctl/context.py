@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import sys
 import traceback
@@ -29,8 +30,8 @@ from typing import NoReturn, TypeVar
 import click
 
 from rmqnode.errors import ConnectionLost, RemotingError, RemotingTimeout
-from rmqnode.net.client import RemotingClient
-from rmqnode.net.codes import ResponseCode
+from rmqnode.net.client import RemotingClient, SessionCredentials
+from rmqnode.net.codes import ResponseCode, response_name
 from rmqctl.client.namesrv import NameServerClient
 
 T = TypeVar("T")
@@ -48,6 +49,30 @@ EXIT_SIGTERM = 143
 NOT_FOUND_CODES = {ResponseCode.TOPIC_NOT_EXIST, ResponseCode.QUERY_NOT_FOUND,
                    ResponseCode.SUBSCRIPTION_GROUP_NOT_EXIST,
                    ResponseCode.SUBSCRIPTION_NOT_EXIST}
+
+
+# Secrets this process holds (its own secret key, one it sets with `acl update`): no line it
+# prints shows them, whatever a peer echoes back (Java's ACL remarks quote a refused secret).
+_SECRETS: set[str] = set()
+MASK = "****"
+
+# A broker's ACL refusal, as Java's remoting layer words it: the exception, its message and
+# where it was thrown (RemotingHelper.exceptionSimpleDesc).
+_ACL_REFUSAL = re.compile(r"(?:[\w.$]+\.)?AclException: (.*?)(?:, [\w.$<>]+\([^()]*\))?$")
+
+
+def hide(secret: str) -> str:
+    """Remember `secret`, so that every line rmqctl prints has it masked; returns it."""
+    if secret:
+        _SECRETS.add(secret)
+    return secret
+
+
+def redact(text: str) -> str:
+    """`text` with every secret this process holds masked."""
+    for secret in sorted(_SECRETS, key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    return text
 
 
 class NotFound(click.ClickException):
@@ -85,6 +110,9 @@ def exit_status(exc: BaseException) -> tuple[int, str | None]:
     if isinstance(exc, ValueError):
         return EXIT_USAGE, str(exc)
     if isinstance(exc, RemotingError):
+        refusal = _ACL_REFUSAL.sub(r"access denied by ACL: \1", _first_line(exc.remark))
+        if refusal != _first_line(exc.remark):
+            return EXIT_ERROR, f"{response_name(exc.code)} ({exc.code}): {refusal}"
         return (EXIT_NOT_FOUND if exc.code in NOT_FOUND_CODES else EXIT_ERROR), str(exc)
     if isinstance(exc, (RemotingTimeout, asyncio.TimeoutError)):
         return EXIT_TIMEOUT, str(exc) or "timed out"
@@ -111,11 +139,23 @@ class Ctx:
     timeout: float
     debug: bool
     broker_failures: list[BaseException] = field(default_factory=list)
+    access_key: str | None = None
+    secret_key: str | None = field(default=None, repr=False)
+
+    def credentials(self) -> SessionCredentials | None:
+        """The ACL account every request is signed with, if one is given."""
+        if self.access_key is None and self.secret_key is None:
+            return None
+        if not self.access_key or not self.secret_key:
+            raise click.UsageError("an ACL account needs both --access-key and --secret-key "
+                                   "(or RMQ_ACCESS_KEY and RMQ_SECRET_KEY)")
+        return SessionCredentials(self.access_key, hide(self.secret_key))
 
     def run(self, work: Callable[[NameServerClient], Awaitable[T]]) -> T:
         """Run one command's async work with fresh connections. Failures propagate to the
         command group, which turns them into one line and an exit code (exit_status)."""
         terminated = False
+        signer = self.credentials()
 
         async def main() -> T:
             loop = asyncio.get_running_loop()
@@ -127,7 +167,7 @@ class Ctx:
                 terminated = True
                 task.cancel()
             loop.add_signal_handler(signal.SIGTERM, on_sigterm)
-            remoting = RemotingClient()
+            remoting = RemotingClient(hook=signer)
             try:
                 return await work(NameServerClient(remoting, self.namesrv_addr, self.timeout))
             finally:
@@ -163,8 +203,18 @@ class Ctx:
                     raise
                 self.broker_failures.append(exc)
                 _, line = exit_status(exc)
-                click.echo(f"rmqctl: {name} ({addr}): {_first_line(line)}", err=True)
+                click.echo(redact(f"rmqctl: {name} ({addr}): {_first_line(line)}"), err=True)
         return results
+
+    def confirm(self, question: str, yes: bool) -> None:
+        """Go on with a destructive change only with --yes, or a yes typed on a terminal;
+        otherwise exit with the misuse code, nothing changed."""
+        if yes:
+            return
+        if not (sys.stdin.isatty() and sys.stderr.isatty()):
+            self.fail(f"{question}: give --yes to do it", EXIT_USAGE)
+        if not click.confirm(f"{question}. Go on?", err=True):
+            self.fail("nothing changed", EXIT_USAGE)
 
     def finish(self) -> None:
         """Exit with the first failed broker's code, once the other brokers' results are out."""
@@ -180,8 +230,8 @@ def fail(message: str, code: int = EXIT_ERROR, exc: BaseException | None = None,
          debug: bool = False) -> NoReturn:
     """One line on stderr (the traceback first with --debug), then exit with `code`."""
     if debug and exc is not None:
-        traceback.print_exception(exc)
-    click.echo(f"rmqctl: {_first_line(message) or 'failed'}", err=True)
+        click.echo(redact("".join(traceback.format_exception(exc))), err=True, nl=False)
+    click.echo(redact(f"rmqctl: {_first_line(message) or 'failed'}"), err=True)
     sys.exit(code)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shlex
 import time
 from collections.abc import Iterable
@@ -22,13 +23,23 @@ from prompt_toolkit.history import FileHistory, InMemoryHistory
 
 from rmqnode.net.client import RemotingClient
 from rmqctl.client.namesrv import NameServerClient
-from rmqctl.context import Ctx
+from rmqctl.context import MASK, Ctx
 
 HISTORY = Path(os.environ.get("RMQCTL_HISTORY", Path.home() / ".rmqctl_history"))
 TOPIC_ARGS = {"topic", "name"}
 TOPIC_OPTIONS = {"-t", "--topic"}
 GROUP_OPTIONS = {"-g", "--group"}
 CACHE_SECONDS = 30.0
+# A --secret-key value as typed: quoted, or up to the next blank.
+SECRET_VALUE = re.compile(r"""(--secret-key(?:=|\s+))("[^"]*"|'[^']*'|\S+)""")
+
+
+class MaskedFileHistory(FileHistory):
+    """The history file, with the value of every --secret-key masked: a secret typed in the
+    shell (the session's own, or one `acl update` sets) never reaches the disk."""
+
+    def store_string(self, string: str) -> None:
+        super().store_string(SECRET_VALUE.sub(lambda m: m.group(1) + MASK, string))
 
 
 class ClusterNames:
@@ -124,7 +135,7 @@ def run_shell(root: click.Group, ctx: Ctx, session: PromptSession | None = None)
     names = ClusterNames(ctx)
     if session is None:
         try:
-            history = FileHistory(str(HISTORY))
+            history = MaskedFileHistory(str(HISTORY))
         except OSError:
             history = InMemoryHistory()
         session = PromptSession(history=history)

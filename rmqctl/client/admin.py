@@ -18,19 +18,28 @@ class Admin:
         self.namesrv = namesrv
         self.remoting = namesrv.remoting
 
-    async def masters(self, cluster: str | None = None) -> dict[str, str]:
-        """Broker name -> master address, of one cluster or of all."""
+    async def _broker_addrs(self, cluster: str | None) -> dict[str, dict[str, str]]:
+        """Broker name -> {broker id: address}, of one cluster or of all."""
         info = await self.namesrv.cluster_info()
         names = info.get("clusterAddrTable", {}).get(cluster, []) if cluster else \
             [n for ns in info.get("clusterAddrTable", {}).values() for n in ns]
         if cluster and not names:
             raise ValueError(f"no cluster named {cluster!r} (see: rmqctl cluster list)")
-        out = {}
-        for name in names:
-            addr = info.get("brokerAddrTable", {}).get(name, {}).get("brokerAddrs", {}).get("0")
-            if addr:
-                out[name] = addr
-        return out
+        table = info.get("brokerAddrTable", {})
+        return {name: {str(i): a for i, a in table.get(name, {}).get("brokerAddrs", {}).items()}
+                for name in names}
+
+    async def masters(self, cluster: str | None = None) -> dict[str, str]:
+        """Broker name -> master address, of one cluster or of all."""
+        return {name: addrs["0"] for name, addrs in (await self._broker_addrs(cluster)).items()
+                if addrs.get("0")}
+
+    async def brokers(self, cluster: str | None = None) -> dict[str, str]:
+        """Masters and slaves, of one cluster or of all: what mqadmin's ACL changes go to,
+        since each broker keeps its own plain_acl.yml. A slave is named `name#id`."""
+        return {name if i == "0" else f"{name}#{i}": addr
+                for name, addrs in (await self._broker_addrs(cluster)).items()
+                for i, addr in sorted(addrs.items())}
 
     async def topic_masters(self, topic: str) -> dict[str, str]:
         return (await topic_route(self.namesrv, topic)).addrs
@@ -80,3 +89,59 @@ class Admin:
                 return []
             raise
         return data.get("connectionSet", [])
+
+    # -- plain ACL (what mqadmin's updateAclConfig, deleteAclConfig, updateGlobalWhiteAddr and
+    # clusterAclConfigVersion send) --------------------------------------------------------
+
+    async def acl_config(self, addr: str) -> dict[str, Any]:
+        """The broker's accounts and global white addresses (GET_BROKER_CLUSTER_ACL_CONFIG):
+        {"globalWhiteAddrs": [...], "plainAccessConfigs": [PlainAccessConfig, ...]}."""
+        data = await self.call_json(addr, RequestCode.GET_BROKER_CLUSTER_ACL_CONFIG)
+        return {"globalWhiteAddrs": list(data.get("globalWhiteAddrs") or []),
+                "plainAccessConfigs": list(data.get("plainAccessConfigs") or [])}
+
+    async def acl_update(self, addr: str, account: dict[str, Any]) -> None:
+        """Create or update one account (a PlainAccessConfig: accessKey, secretKey, admin,
+        whiteRemoteAddress, defaultTopicPerm, defaultGroupPerm, topicPerms, groupPerms), in
+        CreateAccessConfigRequestHeader's fields."""
+        fields = dict(account)
+        for name in ("topicPerms", "groupPerms"):
+            if fields.get(name) is not None:
+                fields[name] = ",".join(fields[name])
+        await self.call(addr, RequestCode.UPDATE_AND_CREATE_ACL_CONFIG, fields)
+
+    async def acl_delete(self, addr: str, access_key: str) -> None:
+        await self.call(addr, RequestCode.DELETE_ACL_CONFIG, {"accessKey": access_key})
+
+    async def acl_white_addrs(self, addr: str, white_addrs: list[str],
+                              acl_file: str | None = None) -> None:
+        await self.call(addr, RequestCode.UPDATE_GLOBAL_WHITE_ADDRS_CONFIG,
+                        {"globalWhiteAddrs": ",".join(white_addrs), "aclFileFullPath": acl_file})
+
+    async def acl_version(self, addr: str) -> dict[str, str]:
+        """GET_BROKER_CLUSTER_ACL_INFO's header: clusterName, brokerName, brokerAddr,
+        version and allAclFileVersion (DataVersion JSON)."""
+        return dict((await self.call(addr, RequestCode.GET_BROKER_CLUSTER_ACL_INFO)).ext_fields
+                    or {})
+
+    async def committed(self, addr: str, group: str, topic: str, queue_id: int) -> int | None:
+        """The group's committed offset of one queue, None when it never committed one
+        (setZeroIfNotFound=false, as 5.x asks; a 4.9.8 broker ignores it and answers 0 while
+        the queue's first message is still stored)."""
+        resp = await self.remoting.invoke(addr, RemotingCommand.request(
+            RequestCode.QUERY_CONSUMER_OFFSET, {"consumerGroup": group, "topic": topic,
+                                                "queueId": queue_id,
+                                                "setZeroIfNotFound": False}),
+            self.namesrv.timeout)
+        if resp.code == ResponseCode.QUERY_NOT_FOUND:
+            return None
+        if resp.code != ResponseCode.SUCCESS:
+            raise RemotingError(resp.code, f"{addr}: {resp.remark or ''}")
+        return int(resp.field("offset") or 0)
+
+    async def queue_offset(self, addr: str, code: int, topic: str, queue_id: int,
+                           **extra: object) -> int:
+        """GET_MIN_OFFSET, GET_MAX_OFFSET or SEARCH_OFFSET_BY_TIMESTAMP (timestamp=...) of
+        one queue."""
+        resp = await self.call(addr, code, {"topic": topic, "queueId": queue_id, **extra})
+        return int(resp.field("offset") or 0)

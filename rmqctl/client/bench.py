@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from rmqnode.errors import ConnectionLost, RemotingError, RemotingTimeout
-from rmqnode.net.client import RemotingClient
+from rmqnode.net.client import RemotingClient, SessionCredentials
 from rmqnode.net.connection import Connection
 from rmqnode.net.codes import ResponseCode
 from rmqctl.client.admin import Admin
@@ -129,6 +129,7 @@ class ProduceSpec:
     count: int | None         # messages for this worker, or None with duration
     timeout: float
     stamped: bool = False     # e2e: the send time goes in the first 8 body bytes
+    signer: SessionCredentials | None = None  # the ACL account that signs every request
 
 
 @dataclass
@@ -144,6 +145,7 @@ class ConsumeSpec:
     duration: float | None
     timeout: float
     stamped: bool = False     # e2e: latency is now minus the stamp in the body
+    signer: SessionCredentials | None = None
 
 
 def stamped_body(filler: bytes) -> bytes:
@@ -179,7 +181,7 @@ class ProduceLoad:
 
     def __init__(self, spec: ProduceSpec) -> None:
         self.spec = spec
-        self.clients = [RemotingClient() for _ in range(spec.connections)]
+        self.clients = [RemotingClient(hook=spec.signer) for _ in range(spec.connections)]
         self.producers = [Producer(c, NameServerClient(c, spec.namesrv, spec.timeout),
                                    group="BENCH_PRODUCER", timeout=spec.timeout, retries=0)
                           for c in self.clients]
@@ -243,7 +245,7 @@ class ConsumeLoad:
 
     def __init__(self, spec: ConsumeSpec) -> None:
         self.spec = spec
-        self.clients = [RemotingClient() for _ in spec.queues]
+        self.clients = [RemotingClient(hook=spec.signer) for _ in spec.queues]
         self.consumers = [GroupConsumer(c, NameServerClient(c, spec.namesrv, spec.timeout),
                                         spec.group, spec.topic, timeout=spec.timeout)
                           for c in self.clients]

@@ -181,7 +181,7 @@ def produce_jobs(ctx: Ctx, topic: str, size: int, connections: int, inflight: in
     procs = min(procs, connections)
     counts = split(count, procs) if count is not None else [None] * procs
     specs = [ProduceSpec(ctx.namesrv_addr, topic, size, conns, window, batch, mode, duration,
-                         n, ctx.timeout, stamped)
+                         n, ctx.timeout, stamped, ctx.credentials())
              for conns, n in zip(split(connections, procs), counts)]
     return [Job("produce", lambda s=spec: ProduceLoad(s)) for spec in specs]
 
@@ -194,7 +194,8 @@ def consume_jobs(ctx: Ctx, topic: str, group: str, queues: list, connections: in
     slots = [queues[i::connections] for i in range(connections)]
     procs = min(procs, connections)
     specs = [ConsumeSpec(ctx.namesrv_addr, topic, group, slots[k::procs], pull_batch, follow,
-                         duration, ctx.timeout, stamped) for k in range(procs)]
+                         duration, ctx.timeout, stamped, ctx.credentials())
+             for k in range(procs)]
     return [Job("consume", lambda s=spec: ConsumeLoad(s)) for spec in specs]
 
 

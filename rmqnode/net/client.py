@@ -7,7 +7,10 @@ on these connections go to the client's own Dispatcher.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
+from rmqnode.acl.signature import sign
 from rmqnode.errors import ConnectionLost
 from rmqnode.net.codec import DEFAULT_MAX_FRAME, RemotingCommand
 from rmqnode.net.connection import Connection, Dispatcher
@@ -28,10 +31,33 @@ def _reason(exc: BaseException) -> str:
     return getattr(exc, "strerror", None) or str(exc)
 
 
+RequestHook = Callable[[RemotingCommand], None]
+
+
+@dataclass(frozen=True)
+class SessionCredentials:
+    """An ACL account's keys, as Java's SessionCredentials holds them. Called on a request,
+    it signs it as AclClientRPCHook.doBeforeRequest does: over every ext field the request
+    carries when it leaves (Java signs after makeCustomHeaderToNet) and its body. The secret
+    stays out of repr, so no debug dump or traceback shows it."""
+
+    access_key: str
+    secret_key: str = field(repr=False)
+
+    def __call__(self, cmd: RemotingCommand) -> None:
+        if cmd.ext_fields is None:
+            cmd.ext_fields = {}
+        sign(cmd.ext_fields, cmd.body, self.access_key, self.secret_key)
+
+
 class RemotingClient:
+    """`hook`, when given, sees every request just before it is sent (Java's
+    RPCHook.doBeforeRequest): SessionCredentials signs them."""
+
     def __init__(self, dispatcher: Dispatcher | None = None, connect_timeout: float = 3.0,
-                 max_frame: int = DEFAULT_MAX_FRAME) -> None:
+                 max_frame: int = DEFAULT_MAX_FRAME, hook: RequestHook | None = None) -> None:
         self.dispatcher = dispatcher or Dispatcher()
+        self.hook = hook
         self.connect_timeout = connect_timeout
         self.max_frame = max_frame
         self._conns: dict[str, Connection] = {}
@@ -75,10 +101,14 @@ class RemotingClient:
 
     async def invoke(self, addr: str, cmd: RemotingCommand, timeout: float = 3.0) -> RemotingCommand:
         conn = await self.connection(addr)
+        if self.hook is not None:
+            self.hook(cmd)
         return await conn.request(cmd, timeout)
 
     async def invoke_oneway(self, addr: str, cmd: RemotingCommand) -> None:
         conn = await self.connection(addr)
+        if self.hook is not None:
+            self.hook(cmd)
         conn.oneway(cmd)
 
     async def close(self) -> None:
