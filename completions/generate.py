@@ -1,6 +1,10 @@
 """Generate shell completions (completions/) and man pages (man/) from the click definitions
 of rmqctl and rmqnode, so they cannot drift from the commands.
 
+Each completion file has the name its shell loads it by, so `pip install .` puts them where
+the shells look (pyproject.toml's data-files): bash-completion loads `rmqctl.bash` for
+rmqctl, zsh autoloads `_rmqctl` from its fpath, fish reads `rmqctl.fish`.
+
     python completions/generate.py           # write them
     python completions/generate.py --check   # exit 1 if any is stale (the tests run this)
 """
@@ -18,7 +22,22 @@ from rmqnode.cli import main as rmqnode_main
 
 REPO = Path(__file__).resolve().parent.parent
 PROGRAMS = {"rmqctl": rmqctl_main, "rmqnode": rmqnode_main}
-SHELLS = {"bash": "bash", "zsh": "zsh", "fish": "fish"}
+# Shell -> the completion file's name for a program.
+SCRIPT_NAMES = {"bash": "{prog}.bash", "zsh": "_{prog}", "fish": "{prog}.fish"}
+# Variables the programs read besides their options' own (those come from the options).
+ENVIRONMENT = {
+    "rmqnode": {"NAMESRV_ADDR": "Name server address(es) the broker registers with when none "
+                                "is configured.",
+                "RMQNODE_HOME": "Where the store and config files go (~/.rmqnode).",
+                "RMQNODE_LOOP": "asyncio to run on the standard event loop, not uvloop."},
+    "rmqctl": {"RMQCTL_HISTORY": "The interactive shell's history file (~/.rmqctl_history).",
+               "XDG_CONFIG_HOME": "Contexts are kept in $XDG_CONFIG_HOME/rmqctl/contexts.json "
+                                  "(~/.config/rmqctl/contexts.json)."},
+}
+
+
+def script_path(prog: str, shell: str) -> Path:
+    return REPO / "completions" / SCRIPT_NAMES[shell].format(prog=prog)
 
 
 def completion(prog: str, shell: str) -> str:
@@ -69,17 +88,28 @@ def man_page(prog: str) -> str:
              _roff(cmd.help or ""), ".SH OPTIONS"] + _options(cmd, ctx)
     if isinstance(cmd, click.Group):
         lines += [".SH COMMANDS"] + _commands(cmd, ctx, prog)
-    lines += [".SH ENVIRONMENT", ".TP", "\\fBNAMESRV_ADDR\\fR",
-              "Name server address(es) when none is given on the command line.",
-              ".SH SEE ALSO", "rmqnode(1), rmqctl(1)"]
+    lines += [".SH ENVIRONMENT"]
+    for name, text in sorted(_environment(cmd, prog).items()):
+        lines += [".TP", f"\\fB{name}\\fR", _roff(text)]
+    lines += [".SH SEE ALSO", "rmqnode(1), rmqctl(1)"]
     return "\n".join(lines) + "\n"
+
+
+def _environment(cmd: click.Command, prog: str) -> dict[str, str]:
+    """Each variable an option reads (its help says what for), and the program's others."""
+    out = dict(ENVIRONMENT.get(prog, {}))
+    for param in cmd.params:
+        envvars = [param.envvar] if isinstance(param.envvar, str) else param.envvar or []
+        for name in envvars:
+            out[name] = f"As {max(param.opts, key=len)}: {param.help or ''}".strip()
+    return out
 
 
 def outputs() -> dict[Path, str]:
     files = {}
     for prog in PROGRAMS:
-        for shell in SHELLS:
-            files[REPO / "completions" / f"{prog}.{shell}"] = completion(prog, shell)
+        for shell in SCRIPT_NAMES:
+            files[script_path(prog, shell)] = completion(prog, shell)
         files[REPO / "man" / f"{prog}.1"] = man_page(prog)
     return files
 

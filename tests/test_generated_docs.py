@@ -33,11 +33,11 @@ def test_bash_completion_completes_commands_and_options():
 def test_rmqctl_completion_prints_each_shells_script():
     """An installed rmqctl sets up completion without the repository: the script it prints is
     the one committed in completions/."""
-    for shell in ("bash", "zsh", "fish"):
+    for shell, name in (("bash", "rmqctl.bash"), ("zsh", "_rmqctl"), ("fish", "rmqctl.fish")):
         out = subprocess.run([sys.executable, "-m", "rmqctl.cli", "completion", shell],
                              capture_output=True, text=True, timeout=30)
         assert out.returncode == 0, out.stderr
-        assert out.stdout == (REPO / "completions" / f"rmqctl.{shell}").read_text()
+        assert out.stdout == (REPO / "completions" / name).read_text()
     bad = subprocess.run([sys.executable, "-m", "rmqctl.cli", "completion", "tcsh"],
                          capture_output=True, text=True, timeout=30)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
