@@ -116,6 +116,11 @@ class BrokerConfig:
     grpcDefaultInvisibleTimeMills: int = 60_000
     grpcRenewAheadTimeMills: int = 10_000
     grpcRenewMaxTimeMills: int = 3 * 3600 * 1000
+    # plain ACL (AccessKey/SecretKey signatures, per-account topic and group permissions):
+    # off by default, as in Java. The rules are read from aclFilePath (relative: from the
+    # node's home), by default <home>/conf/plain_acl.yml, and re-read when the file changes.
+    aclEnable: bool = False
+    aclFilePath: str = ""
 
     @property
     def commit_log_dir(self) -> str:

@@ -7,6 +7,8 @@ import time
 import zlib
 
 from rmqnode import log, validation
+from rmqnode.acl.validator import PlainAccessValidator, acl_file
+from rmqnode.broker.acl_admin import AclAdminProcessor
 from rmqnode.broker.admin import AdminProcessor
 from rmqnode.broker.admin_clients import ClientCallProcessor
 from rmqnode.broker.client_processor import ClientProcessor
@@ -26,7 +28,7 @@ from rmqnode.broker.send import SendProcessor
 from rmqnode.broker.stats import DAY, HOUR, MINUTE, WINDOWS, BrokerStats
 from rmqnode.broker.topics import TopicConfig, TopicConfigManager
 from rmqnode.broker.transaction import EndTransactionProcessor, TransactionChecker
-from rmqnode.config import BrokerConfig
+from rmqnode.config import DEFAULT_HOME, BrokerConfig
 from rmqnode.errors import ConnectionLost, RemotingTimeout
 from rmqnode.net import fastjson
 from rmqnode.net.client import RemotingClient
@@ -73,9 +75,14 @@ class BrokerController:
         self.dispatcher.update(ClientProcessor(self).table())
         self.dispatcher.update(QueryProcessor(self).table())
         self.dispatcher.update(AdminProcessor(self).table())
-        for processor in (RuntimeProcessor, ConsumeStatsProcessor, ClientCallProcessor):
+        for processor in (RuntimeProcessor, ConsumeStatsProcessor, ClientCallProcessor,
+                          AclAdminProcessor):
             self.dispatcher.update(processor(self).table())
-        self.server = RemotingServer(self.dispatcher, config.listenAddress, config.listenPort,
+        # aclEnable: every request the server takes is checked first (Java's RPC hook)
+        self.acl = PlainAccessValidator(acl_file(str(DEFAULT_HOME), config.aclFilePath)) \
+            if config.aclEnable else None
+        served = self.dispatcher if self.acl is None else self.acl.guard(self.dispatcher)
+        self.server = RemotingServer(served, config.listenAddress, config.listenPort,
                                      max_frame=config.maxFrameLength,
                                      idle_timeout=config.serverChannelMaxIdleTimeSeconds,
                                      max_buffered_input=config.maxBufferedInputBytes,
@@ -120,6 +127,10 @@ class BrokerController:
         self._register_task = asyncio.create_task(self._register_loop())
         self._spawn(self._housekeeping_loop())
         self._spawn(self._stats_loop())
+        if self.acl is not None:
+            self._spawn(self.acl.watch())
+            log.lifecycle.info("acl.enabled", file=self.acl.path,
+                               accounts=len(self.acl.rules.accounts))
         log.lifecycle.info("broker.started", addr=self.addr, name=self.config.brokerName,
                            cluster=self.config.brokerClusterName,
                            namesrv=self.config.namesrvAddr or "-")

@@ -78,7 +78,6 @@ JAVA_ONLY_DEFAULTS: dict[str, str] = {
     "enablePropertyFilter": "false",
     "compressedRegister": "false",
     "forceRegister": "true",
-    "aclEnable": "false",
     "storeReplyMessageEnable": "true",
     "enableDetailStat": "true",
     "autoDeleteUnusedStats": "false",

@@ -23,6 +23,9 @@ PROTOCOL = "x-mq-protocol"
 CLIENT_VERSION = "x-mq-client-version"
 NAMESPACE = "x-mq-namespace"
 REQUEST_ID = "x-mq-request-id"
+DATE_TIME = "x-mq-date-time"
+AUTHORIZATION = "authorization"  # the ACL's signature (auth.py)
+AUTHORIZATION_MAX_LENGTH = 1024
 # Ours: a client id is hostname@pid@index@base36 (some 30 characters); this bounds what a
 # peer can make the registry and the log lines hold.
 CLIENT_ID_MAX_LENGTH = 256
@@ -40,6 +43,8 @@ class ClientHeaders:
     namespace: str = ""
     request_id: str = ""
     peer: str = ""  # the gRPC peer, "ipv4:127.0.0.1:50000"
+    date_time: str = ""
+    authorization: str | None = None  # None: not sent
 
     @property
     def remoting_language(self) -> str:
@@ -65,9 +70,12 @@ def read(context: grpc.aio.ServicerContext) -> ClientHeaders:
     CLIENT_ID_REQUIRED (the id keys every table, so it must be a plain short string); other
     values longer than VALUE_MAX_LENGTH are cut, never refused (clients only log errors)."""
     values: dict[str, str] = {}
+    authorization = None
     for key, value in context.invocation_metadata() or ():
         if isinstance(value, str) and key.startswith("x-mq-"):
             values[key] = value[:VALUE_MAX_LENGTH]
+        elif key == AUTHORIZATION and isinstance(value, str):
+            authorization = value[:AUTHORIZATION_MAX_LENGTH]
     client_id = values.get(CLIENT_ID, "")
     if not client_id or len(client_id) > CLIENT_ID_MAX_LENGTH or not _printable(client_id):
         raise GrpcError(Code.CLIENT_ID_REQUIRED,
@@ -77,7 +85,8 @@ def read(context: grpc.aio.ServicerContext) -> ClientHeaders:
                          protocol=values.get(PROTOCOL, ""),
                          version=values.get(CLIENT_VERSION, ""),
                          namespace=values.get(NAMESPACE, ""),
-                         request_id=values.get(REQUEST_ID, ""), peer=context.peer() or "")
+                         request_id=values.get(REQUEST_ID, ""), peer=context.peer() or "",
+                         date_time=values.get(DATE_TIME, ""), authorization=authorization)
 
 
 def enter(context: grpc.aio.ServicerContext) -> ClientHeaders:

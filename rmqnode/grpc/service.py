@@ -4,7 +4,8 @@ Each RPC is `async def` and hands `(svc, request, context)` to a module function
 (QueryRoute, QueryAssignment), telemetry.py (Telemetry, Heartbeat, NotifyClientTermination),
 producer.py (SendMessage, EndTransaction), consumer.py (ReceiveMessage, AckMessage,
 ChangeInvisibleDuration, ForwardMessageToDeadLetterQueue). The wrapper here does what every
-RPC shares: it reads the headers (missing client id -> 40017), turns a GrpcError into the
+RPC shares: it reads the headers (missing client id -> 40017), checks the ACL when it is on
+(auth.py: 40100 / 40300), turns a GrpcError into the
 response's Status, and answers any other exception with INTERNAL_SERVER_ERROR (50001, as the
 Java proxy does) after one log line, without a traceback, like the remoting transport's
 `request.crashed`: a client that can crash a handler at will must not fill the log.
@@ -21,7 +22,7 @@ import grpc
 from google.protobuf import timestamp_pb2
 
 from rmqnode import log
-from rmqnode.grpc import consumer, headers, producer, route, telemetry
+from rmqnode.grpc import auth, consumer, headers, producer, route, telemetry
 from rmqnode.grpc.renewal import Renewals
 from rmqnode.grpc.status import Code, GrpcError
 from rmqnode.grpc.v2 import service_pb2 as pb
@@ -67,6 +68,7 @@ class MessagingService(service_pb2_grpc.MessagingServiceServicer):
         """Run a unary handler; its GrpcError (or a crash) becomes the response's Status."""
         try:
             headers.enter(context)
+            auth.check(self, request)
             return await handler(self, request, context)
         except GrpcError as exc:
             _log.debug("request.failed", method=method, code=int(exc.code), message=exc.message)
@@ -130,6 +132,7 @@ class MessagingService(service_pb2_grpc.MessagingServiceServicer):
         sent_status = False
         try:
             headers.enter(context)
+            auth.check(self, request)
             async for response in consumer.receive_message(self, request, context):
                 sent_status = sent_status or response.HasField("status")
                 yield response

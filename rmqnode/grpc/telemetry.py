@@ -28,7 +28,7 @@ from google.protobuf import duration_pb2
 from rmqnode import log
 from rmqnode.broker.clients import ClientChannel, Subscription
 from rmqnode.errors import ConnectionLost, RemotingError
-from rmqnode.grpc import headers, resources
+from rmqnode.grpc import auth, headers, resources
 from rmqnode.grpc.headers import ClientHeaders
 from rmqnode.grpc.status import OK, Code, GrpcError
 from rmqnode.grpc.v2 import definition_pb2 as pb
@@ -318,7 +318,8 @@ async def telemetry(svc: MessagingService,
                     ) -> AsyncIterator[service_pb2.TelemetryCommand]:
     """The Telemetry stream. Commands the client writes are read by a task of their own;
     answers and server commands go out through the client's outbox, in order. Unusable
-    settings end the stream with INVALID_ARGUMENT (the Java proxy's answer)."""
+    settings end the stream with INVALID_ARGUMENT (the Java proxy's answer), settings the
+    ACL refuses with PERMISSION_DENIED."""
     try:
         hdrs = headers.enter(context)
     except GrpcError as exc:
@@ -338,7 +339,12 @@ async def telemetry(svc: MessagingService,
         svc.clients.close_stream(client, outbox)
         _log.debug("telemetry.closed", client=client.client_id)
     if reader.done() and not reader.cancelled() and reader.exception() is not None:
-        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(reader.exception()))
+        error = reader.exception()
+        refused = isinstance(error, GrpcError) and error.code in (Code.UNAUTHORIZED,
+                                                                 Code.FORBIDDEN)
+        # settings the ACL refuses end the stream as the Java proxy ends it
+        await context.abort(grpc.StatusCode.PERMISSION_DENIED if refused
+                            else grpc.StatusCode.INVALID_ARGUMENT, str(error))
 
 
 async def _read_commands(svc: MessagingService, client: GrpcClient,
@@ -350,6 +356,7 @@ async def _read_commands(svc: MessagingService, client: GrpcClient,
         async for command in requests:
             kind = command.WhichOneof("command")
             if kind == "settings":
+                auth.check(svc, command.settings)
                 answer = apply_settings(svc, client, command.settings)
                 outbox.put_nowait(service_pb2.TelemetryCommand(status=OK, settings=answer))
                 _log.info("client.settings", client=client.client_id,
