@@ -17,11 +17,12 @@ from rmqnode.storage.index import IndexFile, IndexService
 from rmqnode.storage.reader import (CommitLogReader, Damage, NotAStore, StoreState,
                                     check_entry, commitlog_files, consume_queues,
                                     queue_entries, read_only_map, store_state)
-from rmqnode.storage.records import INDEX_HEADER, CorruptRecord, index_file_size
+from rmqnode.storage.mapped_file import file_name
+from rmqnode.storage.records import (CQ_UNIT_SIZE, INDEX_HEADER, CorruptRecord,
+                                     index_file_size)
 from rmqctl.commands.store import Progress, report_damage
 from rmqctl.context import Ctx, NotFound, pass_ctx
 from rmqctl.output import emit_object, emit_rows
-from rmqctl.positions import PositionError, parse_time
 from rmqctl.render import BODY_FORMATS, message_row
 
 _SHOWN = 50  # problem lines of each kind in a table; -o json lists all
@@ -111,6 +112,9 @@ def _check(root: Path) -> dict:
                     bad_crc.add(item.offset)
                 elif item.kind == "corrupt":
                     bad += 1
+                    if cut is not None and item.offset >= cut:  # a lost record too
+                        i = log.file_index(item.offset)
+                        lost[i] = lost.get(i, 0) + 1
                 continue
             offset = item.commit_log_offset
             if offset in bad_crc:
@@ -122,7 +126,7 @@ def _check(root: Path) -> dict:
                 lost[i] = lost.get(i, 0) + 1
         entries_ok, bad_entries, on_disk = 0, [], {}
         for (topic, qid, folder), size in zip(queues, queue_sizes):
-            end = 0
+            end, unit = 0, _queue_file_size(folder)
             for entry in queue_entries(folder):
                 if isinstance(entry, Damage):
                     damage.append(entry)
@@ -135,7 +139,8 @@ def _check(root: Path) -> dict:
                     bad_entries.append({"topic": topic, "queueId": qid, "queueOffset": entry[0],
                                         "commitLogOffset": entry[1], "size": entry[2],
                                         "tagsCode": entry[3], "problem": problem,
-                                        "file": str(folder)})
+                                        "file": str(folder / file_name(
+                                            entry[0] * CQ_UNIT_SIZE // unit * unit))})
             on_disk[(topic, qid)] = end
             progress.advance(size)
     log.close()
@@ -158,6 +163,12 @@ def _check(root: Path) -> dict:
                               "entriesOk": entries_ok, "entriesBad": len(bad_entries)},
             "damage": [d.row() for d in damage], "badEntries": bad_entries,
             "recovery": recovery}
+
+
+def _queue_file_size(folder: Path) -> int:
+    """A queue's file size, for the name of the file an entry is in."""
+    return next((p.stat().st_size for p in sorted(folder.iterdir())
+                 if p.name.isdigit() and p.stat().st_size), 1)
 
 
 def _cuts(log: CommitLogReader, cut: int, lost: dict[int, int]) -> list[dict]:
@@ -240,6 +251,7 @@ def _print_report(r: dict) -> None:
 def _time(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
     if value is None:
         return None
+    from rmqctl.positions import PositionError, parse_time  # lands with --from/--to
     try:
         return parse_time(value, int(time.time() * 1000))
     except PositionError as exc:
@@ -296,18 +308,22 @@ def index(ctx: Ctx, root: Path, key: str, topic: str | None, begin: int | None,
     topics = [topic] if topic else sorted({t for t, _, _ in consume_queues(root)})
     log = CommitLogReader(commitlog_files(root))
     found = []
+    low, high = begin or 0, 2**62 if end is None else end
     try:
         for name in topics:
             hits = 0
-            for phy in service.query(name, key, max_num * 2, begin or 0, end or 2**62):
+            # The index keeps times in whole seconds from its file's start: ask a second
+            # wider, then keep the records whose own store time is in range.
+            for phy in service.query(name, key, max_num * 2, low - 1000, high + 1000):
                 try:
                     msg = log.message_at(phy)
                 except CorruptRecord as exc:
                     damage.append(Damage(exc.file or "commitlog", exc.offset, "an index entry "
                                          f"for {key} points at a corrupt record: {exc.reason}"))
                     continue
-                if msg is not None and msg.topic == name and key in index_keys(msg.properties) \
-                        and hits < max_num:
+                if msg is not None and msg.topic == name and hits < max_num \
+                        and key in index_keys(msg.properties) \
+                        and low <= msg.store_timestamp <= high:
                     found.append(msg)
                     hits += 1
     finally:
