@@ -31,7 +31,7 @@ import click
 
 from rmqnode.errors import ConnectionLost, RemotingError, RemotingTimeout
 from rmqnode.net.client import RemotingClient, SessionCredentials
-from rmqnode.net.codes import ResponseCode, response_name
+from rmqnode.net.codes import ResponseCode, request_name, response_name
 from rmqctl.client.namesrv import NameServerClient
 
 T = TypeVar("T")
@@ -59,6 +59,19 @@ MASK = "****"
 # A broker's ACL refusal, as Java's remoting layer words it: the exception, its message and
 # where it was thrown (RemotingHelper.exceptionSimpleDesc).
 _ACL_REFUSAL = re.compile(r"(?:[\w.$]+\.)?AclException: (.*?)(?:, [\w.$<>]+\([^()]*\))?$")
+
+
+def acl_refusal(remark: str | None) -> str | None:
+    """A broker's ACL refusal as one line for people: the AclException's message (with the
+    name of a request code it gives), without Java's class and source line; None when the
+    remark is no refusal."""
+    line = _first_line(remark)
+    found = _ACL_REFUSAL.search(line)
+    if found is None:
+        return None
+    message = re.sub(r"request code=(\d+)",
+                     lambda m: f"request code={m[1]} ({request_name(int(m[1]))})", found[1])
+    return f"{line[:found.start()]}access denied by ACL: {message}"
 
 
 def hide(secret: str) -> str:
@@ -110,8 +123,8 @@ def exit_status(exc: BaseException) -> tuple[int, str | None]:
     if isinstance(exc, ValueError):
         return EXIT_USAGE, str(exc)
     if isinstance(exc, RemotingError):
-        refusal = _ACL_REFUSAL.sub(r"access denied by ACL: \1", _first_line(exc.remark))
-        if refusal != _first_line(exc.remark):
+        refusal = acl_refusal(exc.remark)
+        if refusal is not None:
             return EXIT_ERROR, f"{response_name(exc.code)} ({exc.code}): {refusal}"
         return (EXIT_NOT_FOUND if exc.code in NOT_FOUND_CODES else EXIT_ERROR), str(exc)
     if isinstance(exc, (RemotingTimeout, asyncio.TimeoutError)):

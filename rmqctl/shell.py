@@ -172,6 +172,9 @@ def run_shell(root: click.Group, ctx: Ctx, session: PromptSession | None = None)
             continue
         global_args = ["-n", ctx.namesrv_addr, "-o", ctx.output,
                        "--timeout", str(ctx.timeout)] + (["--debug"] if ctx.debug else [])
+        for option, value in (("--access-key", ctx.access_key), ("--secret-key", ctx.secret_key)):
+            if value:  # in-process arguments: not in ps, nor in the history
+                global_args += [option, value]
         try:
             root.main(args=global_args + args, prog_name="rmqctl", standalone_mode=False)
         except click.exceptions.Abort:

@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from rmqnode.acl.rules import KEY_MIN_LENGTH
 from rmqnode.errors import RemotingError
 from rmqnode.net import fastjson
 from rmqnode.net.codes import ResponseCode
@@ -23,8 +24,6 @@ from rmqctl.output import emit_object, emit_rows
 
 # What plain_acl.yml and Java's Permission.parsePermFromString accept.
 PERMS = ("DENY", "PUB", "SUB", "PUB|SUB", "SUB|PUB")
-# Java's AclConstants.ACCESS_KEY_MIN_LENGTH / SECRET_KEY_MIN_LENGTH: longer than 6.
-KEY_MIN_LENGTH = 7
 ACCOUNT_FIELDS = ("accessKey", "secretKey", "admin", "defaultTopicPerm", "defaultGroupPerm",
                   "topicPerms", "groupPerms", "whiteRemoteAddress")
 COLUMNS = ["broker", "addr", *ACCOUNT_FIELDS]
@@ -75,16 +74,20 @@ def _find(accounts: list[dict[str, Any]] | None, access_key: str) -> dict[str, A
 
 
 def _row(broker: str, addr: str, account: dict[str, Any], show_secret: bool) -> dict[str, Any]:
+    """An account as printed: its secret key masked, unless asked for and the broker sent
+    it (rmqnode never does; Java brokers up to 4.9.7 did)."""
     row = {"broker": broker, "addr": addr, **{k: account.get(k) for k in ACCOUNT_FIELDS}}
     row["admin"] = bool(row["admin"])
-    if not show_secret and row["secretKey"]:
+    if not (show_secret and row["secretKey"]):
         row["secretKey"] = MASK
     return row
 
 
 @acl.command("list")
 @_where
-@click.option("--show-secrets", is_flag=True, help="Print secret keys instead of ****.")
+@click.option("--show-secrets", is_flag=True,
+              help="Print secret keys instead of ****, where the broker sends them (Java "
+                   "brokers up to 4.9.7; never rmqnode).")
 @pass_ctx
 def acl_list(ctx: Ctx, cluster: str | None, broker_addr: str | None, show_secrets: bool) -> None:
     """Every account of every master, secret keys masked.
@@ -109,7 +112,8 @@ def acl_list(ctx: Ctx, cluster: str | None, broker_addr: str | None, show_secret
 @acl.command("get")
 @click.argument("access_key")
 @_where
-@click.option("--show-secrets", is_flag=True, help="Print the secret key instead of ****.")
+@click.option("--show-secrets", is_flag=True,
+              help="Print the secret key instead of ****, where the broker sends it.")
 @pass_ctx
 def acl_get(ctx: Ctx, access_key: str, cluster: str | None, broker_addr: str | None,
             show_secrets: bool) -> None:
@@ -177,8 +181,8 @@ def _secret(value: str | None) -> str | None:
         value = sys.stdin.readline().rstrip("\r\n")
     if value is None:
         return None
-    if len(value) < KEY_MIN_LENGTH or any(c.isspace() for c in value):
-        raise click.BadParameter(f"a secret key is at least {KEY_MIN_LENGTH} characters, "
+    if len(value) <= KEY_MIN_LENGTH or any(c.isspace() for c in value):
+        raise click.BadParameter(f"a secret key is longer than {KEY_MIN_LENGTH} characters, "
                                  "without blanks", param_hint="--secret-key")
     return hide(value)
 
@@ -186,8 +190,9 @@ def _secret(value: str | None) -> str | None:
 @acl.command("update")
 @click.argument("access_key")
 @click.option("--secret-key", "secret_key", metavar="SK|-",
-              help="The account's secret key (needed for a new account); '-' reads it from "
-                   "stdin, which keeps it out of ps and shell history.")
+              help="The account's secret key, new or as it is (brokers need it with every "
+                   "change; only Java brokers up to 4.9.7 tell it); '-' reads it from stdin, "
+                   "which keeps it out of ps and shell history.")
 @click.option("--admin/--no-admin", default=None,
               help="May call admin codes (topics, groups, ACL) [default: as it is; no for a "
                    "new account].")
@@ -214,12 +219,12 @@ def acl_update(ctx: Ctx, access_key: str, secret_key: str | None, admin: bool | 
 
     \b
     Examples:
-      rmqctl acl update app-orders --secret-key - --topic-perm Orders=PUB < secret.txt
-      rmqctl acl update app-orders --group-perm GID_orders=SUB --default-topic-perm SUB
-      rmqctl acl update ops-admin --admin -c DefaultCluster
+      rmqctl acl update app-orders --secret-key - --topic-perm Orders=PUB < sk.txt
+      rmqctl acl update app-orders --secret-key - --group-perm GID_orders=SUB < sk.txt
+      rmqctl acl update ops-admin --secret-key - --admin -c DefaultCluster < sk.txt
     """
-    if len(access_key) < KEY_MIN_LENGTH or any(c.isspace() for c in access_key):
-        raise click.BadParameter(f"an access key is at least {KEY_MIN_LENGTH} characters, "
+    if len(access_key) <= KEY_MIN_LENGTH or any(c.isspace() for c in access_key):
+        raise click.BadParameter(f"an access key is longer than {KEY_MIN_LENGTH} characters, "
                                  "without blanks", param_hint="ACCESS_KEY")
     given = {"secretKey": _secret(secret_key), "admin": admin,
              "defaultTopicPerm": default_topic_perm, "defaultGroupPerm": default_group_perm,
@@ -234,8 +239,10 @@ def acl_update(ctx: Ctx, access_key: str, secret_key: str | None, admin: bool | 
             current = _find(await _accounts(admin_client, addr), access_key)
             account = _merge(current, {"accessKey": access_key, **given})
             if not account.get("secretKey"):
-                raise click.UsageError(f"{access_key} is a new account on {name}: give it "
-                                       "--secret-key")
+                raise click.UsageError(
+                    f"{access_key} is a new account on {name}: give it --secret-key"
+                    if current is None else f"{name} does not send {access_key}'s secret key "
+                    "back, and a change needs it: give --secret-key")
             return name, addr, account
         planned = {name: (addr, account)
                    for name, addr, account in await ctx.each_broker(targets, plan)}
@@ -315,15 +322,18 @@ def acl_whitelist_show(ctx: Ctx, cluster: str | None, broker_addr: str | None) -
 def acl_whitelist_set(ctx: Ctx, patterns: tuple[str, ...], acl_file: str | None,
                       cluster: str | None, broker_addr: str | None) -> None:
     """Replace the global white addresses of every broker (masters and slaves) with ADDR...
-    (patterns as in plain_acl.yml: *, 10.10.103.*, 192.168.0.{1,2}, 10.0.0.1-100).
+    (patterns as in plain_acl.yml: *, 10.10.103.*, 10.0.0.1-100; not {1,2}, whose comma the
+    brokers take for a separator).
 
     \b
     Example:
       rmqctl acl whitelist set 10.10.103.* 192.168.0.*
     """
     addrs = [a.strip() for p in patterns for a in p.split(",") if a.strip()]
-    if not addrs:
-        raise click.BadParameter("no address pattern given", param_hint="ADDR")
+    if not addrs or any("{" in a or "}" in a for a in addrs):
+        raise click.BadParameter("give patterns without {...}: the brokers split the list on "
+                                 "commas (write a.b.c.{1,2} into plain_acl.yml instead)",
+                                 param_hint="ADDR")
 
     async def work(ns):
         admin = Admin(ns)
