@@ -9,21 +9,25 @@ from __future__ import annotations
 import itertools
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from rmqnode.broker.reply import MESSAGE_TYPE, REPLY_MESSAGE_FLAG
 from rmqnode.errors import ConnectionLost, RemotingError, RemotingTimeout
-from rmqnode.message import (DELAY, KEYS, TAGS, UNIQ_KEY, WAIT, BatchEntry, UniqueIdGenerator,
+from rmqnode.message import (DELAY, KEYS, NAME_VALUE_SEPARATOR, PROPERTY_SEPARATOR, TAGS,
+                             UNIQ_KEY, WAIT, BatchEntry, UniqueIdGenerator,
                              compress as compress_body, encode_batch, encode_properties,
                              java_hash)
 from rmqnode.net.client import RemotingClient
 from rmqnode.net.codec import RemotingCommand
 from rmqnode.net.codes import PERM_READ, PERM_WRITE, RequestCode, ResponseCode
+from rmqnode.validation import quote
 from rmqctl.client.namesrv import NameServerClient
 
 ROUTE_TTL = 30.0
 RETRY_CODES = {ResponseCode.SYSTEM_ERROR, ResponseCode.SYSTEM_BUSY, ResponseCode.TOPIC_NOT_EXIST,
                ResponseCode.NO_PERMISSION, ResponseCode.SERVICE_NOT_AVAILABLE}
+SEPARATORS = (NAME_VALUE_SEPARATOR, PROPERTY_SEPARATOR)
 SENT_CODES = {ResponseCode.SUCCESS, ResponseCode.FLUSH_DISK_TIMEOUT,
               ResponseCode.FLUSH_SLAVE_TIMEOUT, ResponseCode.SLAVE_NOT_AVAILABLE}
 
@@ -66,6 +70,17 @@ class SendResult:
     queue: MessageQueue
     queue_offset: int
     status: str = "SEND_OK"
+
+
+@dataclass
+class Outgoing:
+    """A message with its own tags, keys and properties: what a batch holds when its
+    messages differ (a batch of plain bodies shares the batch's)."""
+    body: bytes
+    tags: str | None = None
+    keys: list[str] | None = None
+    props: dict[str, str] | None = None
+    delay_level: int = 0
 
 
 def request_code(properties: dict[str, str], batch: bool) -> int:
@@ -127,11 +142,18 @@ class Producer:
 
     def _properties(self, tags: str | None, keys: list[str] | None,
                     props: dict[str, str] | None, delay_level: int) -> dict[str, str]:
+        """The message's properties. A name or value (tags and keys are properties too)
+        holding \\x01 or \\x02, the stored form's separators, would read back as other
+        properties: refused."""
         out = dict(props or {})
         if tags:
             out[TAGS] = tags
         if keys:
             out[KEYS] = " ".join(keys)
+        for name, value in out.items():
+            if not name or any(sep in name or sep in value for sep in SEPARATORS):
+                raise ValueError(f"property {quote(name)}: an empty name, or \\x01 or \\x02 "
+                                 "(RocketMQ's property separators) in its name or value")
         if delay_level:
             out[DELAY] = str(delay_level)
         out[WAIT] = "true"
@@ -141,32 +163,46 @@ class Producer:
     async def send(self, topic: str, body: bytes, tags: str | None = None,
                    keys: list[str] | None = None, props: dict[str, str] | None = None,
                    delay_level: int = 0, sharding_key: str | None = None,
-                   oneway: bool = False, compression: str | None = None) -> SendResult:
+                   oneway: bool = False, compression: str | None = None,
+                   queue: MessageQueue | None = None) -> SendResult:
+        """`queue`: that queue, as Java's send(msg, mq), instead of one picked by round robin
+        or `sharding_key`."""
         properties = self._properties(tags, keys, props, delay_level)
         sys_flag = 0
         if compression:
             body, sys_flag = compress_body(body, compression)
-        return await self._send(topic, body, properties, sys_flag, sharding_key, oneway, False)
+        return await self._send(topic, body, properties, sys_flag, sharding_key, oneway, False,
+                                queue)
 
-    async def send_batch(self, topic: str, bodies: list[bytes], tags: str | None = None,
-                         keys: list[str] | None = None, props: dict[str, str] | None = None,
-                         sharding_key: str | None = None) -> list[SendResult]:
-        """One SEND_BATCH_MESSAGE; every message keeps its own id and queue offset."""
-        entries = [BatchEntry(b, self._properties(tags, keys, props, 0)) for b in bodies]
+    async def send_batch(self, topic: str, bodies: Sequence[bytes | Outgoing],
+                         tags: str | None = None, keys: list[str] | None = None,
+                         props: dict[str, str] | None = None, sharding_key: str | None = None,
+                         queue: MessageQueue | None = None) -> list[SendResult]:
+        """One SEND_BATCH_MESSAGE; every message keeps its own id and queue offset. A batch
+        has no delay level (Java's MessageBatch refuses one)."""
+        if any(isinstance(b, Outgoing) and b.delay_level for b in bodies):
+            raise ValueError("a batch cannot hold delayed messages (RocketMQ batches have no "
+                             "delay level)")
+        entries = [BatchEntry(b.body, self._properties(b.tags, b.keys, b.props, 0))
+                   if isinstance(b, Outgoing) else
+                   BatchEntry(b, self._properties(tags, keys, props, 0)) for b in bodies]
         first = await self._send(topic, encode_batch(entries), {WAIT: "true"}, 0, sharding_key,
-                                 False, True)
+                                 False, True, queue)
         offset_ids = first.offset_msg_id.split(",")
         return [SendResult(e.properties[UNIQ_KEY], offset_ids[i] if i < len(offset_ids) else "",
                            first.queue, first.queue_offset + i) for i, e in enumerate(entries)]
 
     async def _send(self, topic: str, body: bytes, properties: dict[str, str], sys_flag: int,
-                    sharding_key: str | None, oneway: bool, batch: bool) -> SendResult:
+                    sharding_key: str | None, oneway: bool, batch: bool,
+                    fixed: MessageQueue | None = None) -> SendResult:
         avoid = None
         last_error: Exception | None = None
         for _ in range(1 + (0 if oneway else self.retries)):
             route = await self.route(topic)
-            queue = self._pick(route, sharding_key, avoid)
-            addr = route.addrs[queue.broker_name]
+            queue = fixed or self._pick(route, sharding_key, avoid)
+            addr = route.addrs.get(queue.broker_name)
+            if addr is None:  # the fixed queue's broker left the route
+                raise ConnectionLost(f"{queue.broker_name} is no longer in {topic}'s route")
             cmd = RemotingCommand.request(
                 request_code(properties, batch),
                 {"a": self.group, "b": topic, "c": "TBW102", "d": 4, "e": queue.queue_id,

@@ -7,14 +7,17 @@ import concurrent.futures
 import os
 import sys
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import click
 
 from rmqctl.client.namesrv import NameServerClient
-from rmqctl.client.producer import Producer, SendResult
-from rmqctl.context import Ctx, pass_ctx
+from rmqctl.client.producer import MessageQueue, Outgoing, Producer, SendResult
+from rmqctl.context import Ctx, exit_status, pass_ctx
 from rmqctl.output import RowStream, emit_object
+from rmqctl.render import unescape
+from rmqctl.send_input import (MAX_DELAY_LEVEL, PLACEHOLDERS, BadInput, JsonLines, LineFormat,
+                               Pace, Template)
 
 
 MAX_BODY = 4 * 1024 * 1024  # DefaultMQProducer.maxMessageSize: what Java clients send at most
@@ -36,10 +39,12 @@ class StdinChunks:
                 chunk: bytes | OSError = os.read(sys.stdin.fileno(), 1 << 16)
             except OSError as exc:
                 chunk = exc
+            put = self.queue.put(chunk)
             try:
-                asyncio.run_coroutine_threadsafe(self.queue.put(chunk), self.loop).result()
+                asyncio.run_coroutine_threadsafe(put, self.loop).result()
             except (RuntimeError, concurrent.futures.CancelledError):
-                return  # the command is over
+                put.close()  # the command is over (a closed loop never started it)
+                return
             if not isinstance(chunk, bytes) or not chunk:
                 return
 
@@ -50,11 +55,10 @@ class StdinChunks:
         return chunk
 
 
-async def stdin_messages(whole: bool, delimiter: str | None) -> AsyncIterator[tuple[int, bytes]]:
+async def stdin_messages(whole: bool, sep: bytes) -> AsyncIterator[tuple[int, bytes]]:
     """(line number, body) of each message in stdin, as it arrives: each line, each part
     between delimiters, or (whole) all of it as message 1. A trailing delimiter ends the last
     message, it does not start one. A body over MAX_BODY fails, naming its line."""
-    sep = (delimiter or "\n").encode().decode("unicode_escape").encode()
     chunks = StdinChunks()
     buf, number = bytearray(), 0
     while chunk := await chunks.next():
@@ -88,10 +92,34 @@ class Progress:
             self._done.remove(self.last_line)
 
 
-def result_row(r: SendResult) -> dict:
-    return {"msgId": r.msg_id, "offsetMsgId": r.offset_msg_id, "topic": r.queue.topic,
-            "brokerName": r.queue.broker_name, "queueId": r.queue.queue_id,
-            "queueOffset": r.queue_offset, "status": r.status}
+def result_row(number: int, r: SendResult) -> dict:
+    """A delivery report: the input line it came from and where the message landed."""
+    return {"line": number, "msgId": r.msg_id, "offsetMsgId": r.offset_msg_id,
+            "topic": r.queue.topic, "brokerName": r.queue.broker_name,
+            "queueId": r.queue.queue_id, "queueOffset": r.queue_offset, "status": r.status}
+
+
+def failure_row(number: int, topic: str, exc: Exception) -> dict:
+    return {"line": number, "topic": topic, "status": "FAILED",
+            "error": (exit_status(exc)[1] or "").splitlines()[0]}
+
+
+async def fixed_queue(producer: Producer, topic: str, queue_id: int, broker: str | None
+                      ) -> MessageQueue:
+    """--queue N (--broker NAME): that writable queue of the topic's route."""
+    queues = (await producer.route(topic)).write_queues
+    found = [q for q in queues if q.queue_id == queue_id and broker in (None, q.broker_name)]
+    if len(found) == 1:
+        return found[0]
+    if found:
+        names = ", ".join(q.broker_name for q in found)
+        raise ValueError(f"{topic} has a queue {queue_id} on {names}: name one with --broker")
+    counts: dict[str, int] = {}
+    for q in queues:
+        counts[q.broker_name] = counts.get(q.broker_name, 0) + 1
+    held = "; ".join(f"{name}: 0-{n - 1}" for name, n in sorted(counts.items()))
+    where = f" on {broker}" if broker else ""
+    raise ValueError(f"{topic} has no writable queue {queue_id}{where} (its queues: {held})")
 
 
 @click.command()
@@ -101,17 +129,33 @@ def result_row(r: SendResult) -> dict:
 @click.option("--keys", help="Business keys, space-separated (indexed for lookups).")
 @click.option("-p", "--property", "props", multiple=True, metavar="KEY=VALUE",
               help="A user property (repeatable).")
-@click.option("--delay-level", type=click.IntRange(0, 18), default=0,
+@click.option("--delay-level", type=click.IntRange(0, MAX_DELAY_LEVEL), default=0,
               help="Deliver after RocketMQ delay level N (1=1s ... 18=2h).")
 @click.option("--mode", type=click.Choice(["sync", "async", "oneway"]), default="sync",
               show_default=True, help="async: up to 64 sends in flight.")
 @click.option("--sharding-key", help="Same key, same queue (orderly per key).")
+@click.option("--queue", "queue_id", type=click.IntRange(0), metavar="N",
+              help="Send to queue N of the topic (with --broker when several brokers have one).")
+@click.option("--broker", metavar="NAME", help="The broker of --queue N.")
 @click.option("--compress", type=click.Choice(["zlib", "zstd", "lz4"]),
               help="Compress bodies (zlib: every client; zstd, lz4: RocketMQ 5.x consumers).")
 @click.option("--delimiter", help="Split stdin on this instead of newlines (e.g. '\\0').")
 @click.option("--whole", is_flag=True, help="All of stdin is one message.")
 @click.option("--batch", type=click.IntRange(1, 1024), default=1,
               help="Send stdin messages in batches of N (one request each).")
+@click.option("--parse", "line_format", metavar="FORMAT",
+              help="Split each line into fields: key, tag, body, p:NAME (a property), with "
+                   "the separators between them, e.g. 'key\\tbody', 'tag,key,body'. A line "
+                   "that does not match stops the send (exit 2).")
+@click.option("--json-input", is_flag=True,
+              help="Each line is a JSON object: body or bodyBase64, keys, tags, properties, "
+                   "delayLevel (what `-o ndjson consume` prints replays as it is).")
+@click.option("--template", is_flag=True,
+              help=f"BODY, --keys, --tags and -p values are templates: {PLACEHOLDERS}.")
+@click.option("-c", "--count", type=click.IntRange(1), metavar="N",
+              help="Send BODY N times (no stdin); with stdin, stop after N messages.")
+@click.option("--rate", type=click.FloatRange(0, min_open=True), metavar="N",
+              help="At most N messages a second, evenly spaced.")
 @click.option("--allow-empty", is_flag=True,
               help="Send empty lines as empty messages (skipped by default: Java clients "
                    "refuse empty bodies).")
@@ -120,10 +164,13 @@ def result_row(r: SendResult) -> dict:
 @pass_ctx
 def send(ctx: Ctx, topic: str, body: str | None, tags: str | None, keys: str | None,
          props: tuple[str, ...], delay_level: int, mode: str, sharding_key: str | None,
-         compress: str | None, delimiter: str | None, whole: bool, batch: int,
+         queue_id: int | None, broker: str | None, compress: str | None,
+         delimiter: str | None, whole: bool, batch: int, line_format: str | None,
+         json_input: bool, template: bool, count: int | None, rate: float | None,
          allow_empty: bool, quiet: bool) -> None:
     """Send BODY to TOPIC, or each line of stdin as one message, as it arrives; a result is
-    printed per message sent. Stopped by Ctrl-C or an error, it says on stderr how many it
+    printed per message sent (its input line, msgId, offsetMsgId, queue and offset, status;
+    a failed send's error). Stopped by Ctrl-C or an error, it says on stderr how many it
     sent and the last line up to which all are sent.
 
     \b
@@ -133,6 +180,10 @@ def send(ctx: Ctx, topic: str, body: str | None, tags: str | None, keys: str | N
       tail -f app.log | rmqctl -o ndjson send Logs
       cat event.json | rmqctl send Events --whole -p source=cli
       rmqctl -o ndjson send Orders 'x' --sharding-key customer-7
+      printf 'order-1\\tTagA\\t{"n":1}\\n' | rmqctl send Orders --parse 'key\\ttag\\tbody'
+      rmqctl -o ndjson consume Orders -g copy -e | rmqctl send OrdersCopy --json-input
+      rmqctl send Load 'event {{seq}} at {{now}}' --template -c 1000 --rate 200
+      rmqctl send Orders 'x' --queue 3 --broker broker-a
     """
     properties = {}
     for item in props:
@@ -145,42 +196,108 @@ def send(ctx: Ctx, topic: str, body: str | None, tags: str | None, keys: str | N
     if body == "" and not allow_empty:
         raise click.UsageError("BODY is empty, which Java clients refuse; --allow-empty "
                                "sends it")
-    key_list = keys.split() if keys else None
+    if line_format is not None and json_input:
+        raise click.UsageError("--parse and --json-input are two ways to read a line: one")
+    if queue_id is not None and sharding_key is not None:
+        raise click.UsageError("--queue and --sharding-key both pick the queue: one")
+    if broker is not None and queue_id is None:
+        raise click.UsageError("--broker names the broker of --queue N")
+    if batch > 1 and delay_level:
+        raise click.UsageError("--delay-level: RocketMQ batches have no delay level")
+    decoder = LineFormat(line_format) if line_format is not None else \
+        JsonLines() if json_input else None
+
+    def text(value: str, option: str) -> Callable[[int], str]:
+        return Template(value, option).expand if template else lambda seq: value
+    body_of = text(body or "", "BODY")
+    tags_of = text(tags or "", "--tags")
+    keys_of = text(keys or "", "--keys")
+    props_of = {k: text(v, f"-p {k}") for k, v in properties.items()}
+    sep = unescape(delimiter) if delimiter is not None else b"\n"
+    pace = Pace(rate) if rate else None
     progress = Progress()
-    results = RowStream(ctx.output, ["msgId", "queueId", "queueOffset", "status"]
+    stopped: list[click.ClickException] = []  # the input's failure, raised once sends end
+    results = RowStream(ctx.output, ["line", "msgId", "queueId", "queueOffset", "status"]
                         if ctx.output != "json" else [])
 
-    async def messages() -> AsyncIterator[tuple[int, bytes]]:
+    async def records() -> AsyncIterator[tuple[int, bytes]]:
         if body is not None:  # the shell's bytes, as given (os.fsencode keeps non-UTF-8)
-            yield 1, os.fsencode(body)
+            for number in range(1, (count or 1) + 1):
+                yield number, os.fsencode(body_of(number))
             return
-        async for number, part in stdin_messages(whole, delimiter):
+        async for number, part in stdin_messages(whole, sep):
             if part or allow_empty:
                 yield number, part
             else:
                 progress.done(number, sent=False)
 
+    async def messages() -> AsyncIterator[tuple[int, Outgoing]]:
+        """Each record as its message, paced; a record that does not fit ends the input
+        here, so that what came before it is still sent and reported."""
+        seq = 0
+        try:
+            async for number, raw in records():
+                seq += 1
+                if count is not None and seq > count:
+                    return
+                if pace is not None:
+                    await pace.wait()
+                base = Outgoing(raw, tags_of(seq) or None, keys_of(seq).split() or None,
+                                {k: v(seq) for k, v in props_of.items()}, delay_level)
+                msg = decoder.message(number, raw, base) if decoder is not None else base
+                if not msg.body and not allow_empty:
+                    raise BadInput(f"line {number}: the body is empty (Java clients refuse "
+                                   "empty bodies; --allow-empty sends it)")
+                if batch > 1 and msg.delay_level:
+                    raise BadInput(f"line {number}: a delay level cannot go in a --batch")
+                yield number, msg
+        except click.ClickException as exc:
+            stopped.append(exc)
+
     def sent(numbers: list[int], out: list[SendResult]) -> None:
         for number, result in zip(numbers, out):
             progress.done(number)
             if not quiet:
-                results.write(result_row(result))
+                results.write(result_row(number, result))
+
+    def failed(numbers: list[int], exc: Exception) -> Exception:
+        """Report the messages a send took with it; the error to stop with (a message the
+        producer refused names its line)."""
+        if not quiet:
+            for number in numbers:
+                results.write(failure_row(number, topic, exc))
+        if isinstance(exc, ValueError):
+            lines = f"line {numbers[0]}" if len(numbers) == 1 else \
+                f"lines {numbers[0]}-{numbers[-1]}"
+            return BadInput(f"{lines}: {exc}")
+        return exc
 
     async def work(ns: NameServerClient) -> None:
         producer = Producer(ns.remoting, ns, timeout=ctx.timeout)
-        one = dict(tags=tags, keys=key_list, props=properties)
+        queue = None if queue_id is None else \
+            await fixed_queue(producer, topic, queue_id, broker)
 
-        async def send_one(number: int, data: bytes) -> None:
-            sent([number], [await producer.send(
-                topic, data, delay_level=delay_level, sharding_key=sharding_key,
-                oneway=mode == "oneway", compression=compress, **one)])
+        async def send_one(number: int, msg: Outgoing) -> None:
+            try:
+                result = await producer.send(
+                    topic, msg.body, tags=msg.tags, keys=msg.keys, props=msg.props,
+                    delay_level=msg.delay_level, sharding_key=sharding_key,
+                    oneway=mode == "oneway", compression=compress, queue=queue)
+            except Exception as exc:
+                raise failed([number], exc) from exc
+            sent([number], [result])
 
-        async def send_batch(held: list[tuple[int, bytes]]) -> None:
-            sent([n for n, _ in held], await producer.send_batch(
-                topic, [b for _, b in held], sharding_key=sharding_key, **one))
+        async def send_batch(held: list[tuple[int, Outgoing]]) -> None:
+            numbers = [n for n, _ in held]
+            try:
+                out = await producer.send_batch(topic, [m for _, m in held],
+                                                sharding_key=sharding_key, queue=queue)
+            except Exception as exc:
+                raise failed(numbers, exc) from exc
+            sent(numbers, out)
 
         if batch > 1:
-            held: list[tuple[int, bytes]] = []
+            held: list[tuple[int, Outgoing]] = []
             async for item in messages():
                 held.append(item)
                 if len(held) == batch:
@@ -191,13 +308,17 @@ def send(ctx: Ctx, topic: str, body: str | None, tags: str | None, keys: str | N
         elif mode == "async":
             await in_flight(messages(), send_one, 64)
         else:
-            async for number, data in messages():
-                await send_one(number, data)
+            async for number, msg in messages():
+                await send_one(number, msg)
+        if stopped:
+            raise stopped[0]
 
     try:
         ctx.run(work)
-    except BaseException:
-        if body is None:  # stdin: say how far it got, for a script to go on from there
+    except BaseException as exc:
+        if not quiet and not isinstance(exc, BrokenPipeError):
+            results.close()  # -o json: the reports so far, as one document
+        if body is None or count:  # say how far it got, for a script to go on from there
             click.echo(f"rmqctl: sent {progress.sent}, last line {progress.last_line}",
                        err=True)
         raise
@@ -205,11 +326,11 @@ def send(ctx: Ctx, topic: str, body: str | None, tags: str | None, keys: str | N
         results.close()
     else:
         emit_object({"topic": topic, "sent": progress.sent, "lastLine": progress.last_line},
-                     ctx.output)
+                    ctx.output)
 
 
-async def in_flight(items: AsyncIterator[tuple[int, bytes]], send_one, window: int) -> None:
-    """send_one(number, data) for each item, up to `window` at once; the first failure stops
+async def in_flight(items: AsyncIterator[tuple[int, Outgoing]], send_one, window: int) -> None:
+    """send_one(number, message) for each item, up to `window` at once; the first failure stops
     taking items and is raised once the sends in flight are over."""
     slots = asyncio.Semaphore(window)
     running: set[asyncio.Task] = set()
@@ -222,11 +343,11 @@ async def in_flight(items: AsyncIterator[tuple[int, bytes]], send_one, window: i
             failures.append(task.exception())
 
     try:
-        async for number, data in items:
+        async for number, msg in items:
             await slots.acquire()
             if failures:
                 break
-            task = asyncio.ensure_future(send_one(number, data))
+            task = asyncio.ensure_future(send_one(number, msg))
             running.add(task)
             task.add_done_callback(finished)
         await asyncio.gather(*running, return_exceptions=True)
