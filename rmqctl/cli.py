@@ -56,11 +56,11 @@ class Rmqctl(click.Group):
 @click.option("--timeout", type=float, default=5.0, show_default=True,
               help="Seconds to wait for each answer.")
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
-@click.option("--access-key", envvar="RMQ_ACCESS_KEY", metavar="AK",
-              help="ACL account that signs every request [env: RMQ_ACCESS_KEY].")
-@click.option("--secret-key", envvar="RMQ_SECRET_KEY", metavar="SK",
-              help="The account's secret key [env: RMQ_SECRET_KEY]. On the command line it "
-                   "shows in ps and shell history: prefer the variable or a context.")
+@click.option("--access-key", envvar="RMQ_ACCESS_KEY", show_envvar=True, metavar="AK",
+              help="ACL account that signs every request.")
+@click.option("--secret-key", envvar="RMQ_SECRET_KEY", show_envvar=True, metavar="SK",
+              help="The account's secret key. On the command line it shows in ps and shell "
+                   "history: prefer the variable or a context.")
 @click.version_option(package_name="rmqnode", prog_name="rmqctl",
                       message="%(prog)s %(version)s (RocketMQ 4.9.8 remoting protocol and store)")
 @click.pass_context
