@@ -101,7 +101,7 @@ def inspect_commitlog(ctx: Ctx, path: Path, topic: str | None, from_offset: int,
                 row = message_row(item, body_format)
                 if ctx.output == "table" and isinstance(row.get("body"), str) and \
                         len(row["body"]) > 60:
-                    row["body"] = row["body"][:57] + "..."  # a table is for reading; -o json has all
+                    row["body"] = row["body"][:57] + "..."  # for reading; -o json has all
                 rows.append(row)
     log.close()
     if summary:

@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rmqnode.errors import RemotingError
 from rmqnode.storage.reader import store_config
 from rmqnode.storage.store import MessageStore
 
@@ -42,7 +43,7 @@ def forecast_recovery(root: Path) -> Forecast:
         return Forecast(store.recovered_abnormally, store.commitlog.max_offset,
                         [str(mf.path) for mf in store.commitlog.files.files],
                         {k: cq.max_offset for k, cq in store.queues.items()})
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RemotingError) as exc:
         raise StartRefused(str(exc)) from None
     finally:
         quiet.setLevel(was)
