@@ -11,6 +11,7 @@ from rmqctl.commands.bench import bench
 from rmqctl.commands.broker import broker
 from rmqctl.commands.cluster import cluster
 from rmqctl.commands.completion import completion
+from rmqctl.commands.context import context, settings_from
 from rmqctl.commands.dlq import dlq
 from rmqctl.commands.group import group
 from rmqctl.commands.kv import kv
@@ -22,14 +23,27 @@ from rmqctl.commands.request import request
 from rmqctl.commands.store import dump_consumequeue, inspect_commitlog
 from rmqctl.commands.forensics import store
 from rmqctl.commands.topic import topic
-from rmqctl.context import (Ctx, default_namesrv, exit_status, fail, install_signal_handlers,
+from rmqctl.context import (DEFAULT_NAMESRV, Ctx, exit_status, fail, install_signal_handlers,
                             quiet_stdout)
+from rmqctl.contexts import CONTEXT_ENV, apply_context
+from rmqctl.global_options import hoist_global_options
+from rmqctl.live_names import attach_completers
 from rmqctl.output import FORMATS
 from rmqctl.shell import run_shell
 
 
 class Rmqctl(click.Group):
-    """The command tree, with one place where every failure becomes its exit code."""
+    """The command tree, with one place where every failure becomes its exit code, global
+    options are found wherever they are written, and parameters learn their completions."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist_global_options(self, ctx, args))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:  # wherever it was added: every lookup passes here
+            attach_completers(command, cmd_name if isinstance(command, click.Group) else None)
+        return command
 
     def invoke(self, ctx: click.Context):
         try:
@@ -48,19 +62,23 @@ class Rmqctl(click.Group):
 
 @click.group(cls=Rmqctl, context_settings={"help_option_names": ["-h", "--help"]},
              invoke_without_command=True)
-@click.option("-n", "--namesrv", "namesrv_addr", default=default_namesrv, show_default=
-              "$NAMESRV_ADDR or 127.0.0.1:9876",
+@click.option("-n", "--namesrv", "namesrv_addr", default=DEFAULT_NAMESRV, show_default=True,
+              envvar="NAMESRV_ADDR", show_envvar=True,
               help="Name server address(es), 'host:port;host:port'.")
 @click.option("-o", "--output", type=click.Choice(FORMATS), default="table", show_default=True,
               help="table for people; json, ndjson or raw for programs.")
 @click.option("--timeout", type=float, default=5.0, show_default=True,
               help="Seconds to wait for each answer.")
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
-@click.option("--access-key", envvar="RMQ_ACCESS_KEY", show_envvar=True, metavar="AK",
-              help="ACL account that signs every request.")
-@click.option("--secret-key", envvar="RMQ_SECRET_KEY", show_envvar=True, metavar="SK",
-              help="The account's secret key. On the command line it shows in ps and shell "
-                   "history: prefer the variable or a context.")
+@click.option("--access-key", envvar="RMQ_ACCESS_KEY", metavar="AK",
+              help="ACL account that signs every request [env: RMQ_ACCESS_KEY].")
+@click.option("--secret-key", envvar="RMQ_SECRET_KEY", metavar="SK",
+              help="The account's secret key [env: RMQ_SECRET_KEY]. On the command line it "
+                   "shows in ps and shell history: prefer the variable or a context.")
+@click.option("--context", "context_name", envvar=CONTEXT_ENV, show_envvar=True,
+              is_eager=True, expose_value=False, callback=apply_context, metavar="NAME",
+              help="Take option values from context NAME (rmqctl context --help); an option "
+                   "given, or its environment variable, still wins.")
 @click.version_option(package_name="rmqnode", prog_name="rmqctl",
                       message="%(prog)s %(version)s (RocketMQ 4.9.8 remoting protocol and store)")
 @click.pass_context
@@ -72,7 +90,12 @@ def main(click_ctx: click.Context, namesrv_addr: str, output: str, timeout: floa
     Examples:
       rmqctl cluster list
       rmqctl topic route TopicTest
-      rmqctl -o json topic list
+      rmqctl topic list -o json
+
+    \b
+    Global options go before or after the command (`rmqctl topic list -o json`); where a
+    command has an option of the same name (`tail -n`, `bench produce -n`), the command's
+    own wins after it.
 
     \b
     Exit codes:
@@ -97,8 +120,9 @@ def main(click_ctx: click.Context, namesrv_addr: str, output: str, timeout: floa
 @main.command()
 @click.pass_obj
 def shell(obj: Ctx) -> None:
-    """Interactive shell: the same commands, with history and completion of commands, topics
-    and groups (also what `rmqctl` alone starts on a terminal)."""
+    """Interactive shell: the same commands, with history and completion of commands,
+    options, topics, groups, brokers and paths (also what `rmqctl` alone starts on a
+    terminal); `help` there says how it works."""
     run_shell(main, obj)
 
 
@@ -120,6 +144,8 @@ main.add_command(store)
 main.add_command(bench)
 main.add_command(completion)
 main.add_command(acl)
+main.add_command(context)
+settings_from(main)
 
 
 if __name__ == "__main__":

@@ -253,8 +253,4 @@ def _first_line(message: str | None) -> str:
     return message.splitlines()[0] if message else ""
 
 
-def default_namesrv() -> str:
-    return os.environ.get("NAMESRV_ADDR") or DEFAULT_NAMESRV
-
-
 pass_ctx = click.make_pass_decorator(Ctx)

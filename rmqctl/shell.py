@@ -1,5 +1,5 @@
 """`rmqctl shell`: the same commands without the `rmqctl` prefix, with history, completion of
-commands, options, topics and groups, and a toolbar saying where it is connected.
+commands, options, live names and paths, and a toolbar saying where it is connected.
 
 A command runs exactly as on the command line (the same click definitions); its failures and
 Ctrl-C end the command, never the shell.
@@ -7,29 +7,23 @@ Ctrl-C end the command, never the shell.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import shlex
-import time
 from collections.abc import Iterable
 from pathlib import Path
 
 import click
+from click.shell_completion import ShellComplete
 from prompt_toolkit import PromptSession
-from prompt_toolkit.completion import Completer, Completion
+from prompt_toolkit.completion import Completer, Completion, PathCompleter
 from prompt_toolkit.document import Document
 from prompt_toolkit.history import FileHistory, InMemoryHistory
 
-from rmqnode.net.client import RemotingClient
-from rmqctl.client.namesrv import NameServerClient
 from rmqctl.context import MASK, Ctx
+from rmqctl.live_names import ClusterNames
 
 HISTORY = Path(os.environ.get("RMQCTL_HISTORY", Path.home() / ".rmqctl_history"))
-TOPIC_ARGS = {"topic", "name"}
-TOPIC_OPTIONS = {"-t", "--topic"}
-GROUP_OPTIONS = {"-g", "--group"}
-CACHE_SECONDS = 30.0
 # A --secret-key value as typed: quoted, or up to the next blank.
 SECRET_VALUE = re.compile(r"""(--secret-key(?:=|\s+))("[^"]*"|'[^']*'|\S+)""")
 
@@ -42,49 +36,10 @@ class MaskedFileHistory(FileHistory):
         super().store_string(SECRET_VALUE.sub(lambda m: m.group(1) + MASK, string))
 
 
-class ClusterNames:
-    """Topic and group names from the name server, cached; empty when it cannot be reached."""
-
-    def __init__(self, ctx: Ctx) -> None:
-        self.ctx = ctx
-        self._topics: list[str] = []
-        self.clusters: list[str] = []
-        self._fetched = 0.0
-
-    def refresh(self) -> None:
-        """Fetch again when stale. Called between prompts: completion itself runs inside
-        prompt-toolkit's event loop and only reads the cache."""
-        if time.monotonic() - self._fetched > CACHE_SECONDS:
-            self._fetched = time.monotonic()
-            try:
-                self._topics, self.clusters = asyncio.run(self._fetch())
-            except Exception:  # noqa: BLE001 - completion must never break typing
-                self._topics, self.clusters = [], []
-
-    def topics(self) -> list[str]:
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            self.refresh()  # called outside any loop (e.g. from a script): fetch if stale
-        return self._topics
-
-    def groups(self) -> list[str]:
-        return [t[len("%RETRY%"):] for t in self.topics() if t.startswith("%RETRY%")]
-
-    async def _fetch(self) -> tuple[list[str], list[str]]:
-        remoting = RemotingClient(connect_timeout=1.0)
-        try:
-            ns = NameServerClient(remoting, self.ctx.namesrv_addr, 1.0)
-            topics = sorted(await ns.topic_list())
-            clusters = sorted((await ns.cluster_info()).get("clusterAddrTable", {}))
-            return topics, clusters
-        finally:
-            await remoting.close()
-
-
 class CommandCompleter(Completer):
-    """Completes from the click tree: commands, subcommands, options, and topic or group
-    names where a command takes one."""
+    """Asks click's completion what fits where the cursor is, as bash does through
+    `rmqctl completion`: commands, options, choices, live names (from the shell's cache,
+    rmqctl/live_names.py), and paths, which prompt-toolkit lists."""
 
     def __init__(self, root: click.Group, names: ClusterNames) -> None:
         self.root = root
@@ -96,43 +51,60 @@ class CommandCompleter(Completer):
             words = shlex.split(text)
         except ValueError:
             return
-        if text.endswith(" ") or not words:
-            words.append("")
-        current, before = words[-1], words[:-1]
-        command: click.Command = self.root
-        ctx = click.Context(self.root)
-        positional = 0
-        for word in before:
-            if isinstance(command, click.Group) and not word.startswith("-"):
-                sub = command.get_command(ctx, word)
-                if sub is not None:
-                    command = sub
-                    continue
-            if not word.startswith("-"):
-                positional += 1
-        choices: list[str] = []
-        previous = before[-1] if before else ""
-        if previous in TOPIC_OPTIONS:
-            choices = self.names.topics()
-        elif previous in GROUP_OPTIONS:
-            choices = self.names.groups()
-        elif current.startswith("-"):
-            choices = [opt for p in command.params if isinstance(p, click.Option)
-                       for opt in p.opts + p.secondary_opts]
-        elif isinstance(command, click.Group):
-            choices = command.list_commands(ctx)
-        else:
-            args = [p for p in command.params if isinstance(p, click.Argument)]
-            positional -= sum(1 for w in before if w in TOPIC_OPTIONS | GROUP_OPTIONS)
-            if 0 <= positional < len(args) and args[positional].name in TOPIC_ARGS:
-                choices = self.names.topics()
-        for choice in choices:
-            if choice.startswith(current):
-                yield Completion(choice, start_position=-len(current))
+        incomplete = words.pop() if words and not text[-1:].isspace() else ""
+        try:
+            items = ShellComplete(self.root, {"obj": self.names}, "rmqctl", "") \
+                .get_completions(words, incomplete)
+        except Exception:  # noqa: BLE001 - completion must never break typing
+            return
+        for item in items:
+            if item.type in ("file", "dir"):
+                paths = PathCompleter(only_directories=item.type == "dir", expanduser=True)
+                yield from paths.get_completions(Document(incomplete), complete_event)
+            else:
+                yield Completion(item.value, start_position=-len(incomplete),
+                                 display_meta=item.help or None)
+
+
+def global_args(root: click.Command, ctx: Ctx) -> list[str]:
+    """The root options the shell started with, as arguments for each command it runs (in
+    process: not in ps, nor in the history). Every root option Ctx keeps under its own name
+    is passed, so an option added to main() reaches the shell's commands too."""
+    args: list[str] = []
+    for param in root.params:
+        if not isinstance(param, click.Option) or param.is_eager \
+                or not hasattr(ctx, param.name or ""):
+            continue
+        value = getattr(ctx, param.name or "")
+        if param.is_flag:
+            flags = param.opts if value else param.secondary_opts
+            args += flags[-1:]
+        elif value is not None:
+            args += [max(param.opts, key=len), str(value)]
+    return args
+
+
+def shell_help(root: click.Group, ctx: Ctx) -> str:
+    """The shell's own syntax, then the commands."""
+    formatter = click.HelpFormatter()
+    root.format_commands(click.Context(root, info_name="rmqctl"), formatter)
+    return f"""\
+Type commands as on the command line, without 'rmqctl':
+  topic list -o json         run a command; global options go before or after it
+  help                       this text
+  help COMMAND               that command's help (also: COMMAND --help)
+  exit, quit, Ctrl-D         leave the shell
+  Ctrl-C                     stop the running command, or drop the line being typed
+  Tab                        complete commands, options, topics, groups, brokers, paths
+  Up, Down, Ctrl-R           history, kept in {HISTORY} ($RMQCTL_HISTORY)
+Quote words with spaces as in sh: send Orders 'two words'. Commands use the name server
+{ctx.namesrv_addr} (-n or --context when starting the shell; `context show` says more).
+
+{formatter.getvalue()}"""
 
 
 def run_shell(root: click.Group, ctx: Ctx, session: PromptSession | None = None) -> None:
-    names = ClusterNames(ctx)
+    names = ClusterNames(ctx.namesrv_addr)
     if session is None:
         try:
             history = MaskedFileHistory(str(HISTORY))
@@ -140,7 +112,7 @@ def run_shell(root: click.Group, ctx: Ctx, session: PromptSession | None = None)
             history = InMemoryHistory()
         session = PromptSession(history=history)
     def toolbar() -> str:
-        cluster = ",".join(names.clusters) or "unreachable"
+        cluster = ",".join(names.names("cluster")) or "unreachable"
         return f" name server {ctx.namesrv_addr}   cluster {cluster}   output {ctx.output}" \
                "   Tab completes, Ctrl-D leaves"
 
@@ -160,23 +132,22 @@ def run_shell(root: click.Group, ctx: Ctx, session: PromptSession | None = None)
             continue
         if line in ("exit", "quit"):
             return
-        if line == "help":
-            line = "--help"
         try:
             args = shlex.split(line)
         except ValueError as exc:
             click.echo(f"rmqctl: {exc}", err=True)
             continue
+        if args[0] == "help":
+            if len(args) == 1:
+                click.echo(shell_help(root, ctx), nl=False)
+                continue
+            args = [*args[1:], "--help"]
         if args and args[0] == "shell":
             click.echo("rmqctl: already in the shell", err=True)
             continue
-        global_args = ["-n", ctx.namesrv_addr, "-o", ctx.output,
-                       "--timeout", str(ctx.timeout)] + (["--debug"] if ctx.debug else [])
-        for option, value in (("--access-key", ctx.access_key), ("--secret-key", ctx.secret_key)):
-            if value:  # in-process arguments: not in ps, nor in the history
-                global_args += [option, value]
         try:
-            root.main(args=global_args + args, prog_name="rmqctl", standalone_mode=False)
+            root.main(args=global_args(root, ctx) + args, prog_name="rmqctl",
+                      standalone_mode=False)
         except click.exceptions.Abort:
             click.echo("")
         except click.ClickException as exc:

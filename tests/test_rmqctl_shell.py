@@ -59,7 +59,7 @@ def test_completer_offers_commands_options_and_groups(node):
     from rmqctl.shell import ClusterNames, CommandCompleter
     rmqctl(node.namesrv, "send", "Comp", "x")
     rmqctl(node.namesrv, "consume", "Comp", "-g", "CompGroup", "--from", "first", "-e")
-    completer = CommandCompleter(main, ClusterNames(Ctx(node.namesrv, "raw", 5.0, False)))
+    completer = CommandCompleter(main, ClusterNames(node.namesrv))
 
     def offers(text: str) -> list[str]:
         return [c.text for c in completer.get_completions(Document(text), None)]
