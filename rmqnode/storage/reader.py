@@ -280,6 +280,8 @@ def queue_entries(folder: Path) -> Iterator[tuple[int, int, int, int] | Damage]:
         try:
             first = int(path.name)
             if ended is not None:
+                if data[:].count(0) == len(data):
+                    continue  # created ahead and never written: nothing lost
                 yield Damage(str(path), first, f"a file after the queue's end at queue "
                              f"offset {ended // CQ_UNIT_SIZE}", "layout")
                 continue
