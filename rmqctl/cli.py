@@ -28,7 +28,7 @@ from rmqctl.context import (DEFAULT_NAMESRV, Ctx, exit_status, fail, install_sig
 from rmqctl.contexts import CONTEXT_ENV, apply_context
 from rmqctl.global_options import hoist_global_options
 from rmqctl.live_names import attach_completers
-from rmqctl.output import FORMATS
+from rmqctl.output import COLORS, FORMATS
 from rmqctl.shell import run_shell
 
 
@@ -66,10 +66,14 @@ class Rmqctl(click.Group):
               envvar="NAMESRV_ADDR", show_envvar=True,
               help="Name server address(es), 'host:port;host:port'.")
 @click.option("-o", "--output", type=click.Choice(FORMATS), default="table", show_default=True,
-              help="table for people; json, ndjson or raw for programs.")
+              help="table for people; json, ndjson, csv or raw (bodies as stored, or first "
+                   "column) for programs.")
 @click.option("--timeout", type=float, default=5.0, show_default=True,
               help="Seconds to wait for each answer.")
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
+@click.option("--color", type=click.Choice(COLORS), default="auto", show_default=True,
+              help="Colour table headers and status columns: auto when stdout is a terminal "
+                   "and NO_COLOR is unset. Never json, ndjson, csv or raw.")
 @click.option("--access-key", envvar="RMQ_ACCESS_KEY", metavar="AK",
               help="ACL account that signs every request [env: RMQ_ACCESS_KEY].")
 @click.option("--secret-key", envvar="RMQ_SECRET_KEY", metavar="SK",
@@ -83,7 +87,7 @@ class Rmqctl(click.Group):
                       message="%(prog)s %(version)s (RocketMQ 4.9.8 remoting protocol and store)")
 @click.pass_context
 def main(click_ctx: click.Context, namesrv_addr: str, output: str, timeout: float,
-         debug: bool, access_key: str | None, secret_key: str | None) -> None:
+         debug: bool, access_key: str | None, secret_key: str | None, color: str) -> None:
     """Operate RocketMQ clusters: topics, groups, messages, offsets, stores.
 
     \b
@@ -108,7 +112,7 @@ def main(click_ctx: click.Context, namesrv_addr: str, output: str, timeout: floa
     """
     install_signal_handlers()
     click_ctx.obj = Ctx(namesrv_addr, output, timeout, debug, access_key=access_key,
-                        secret_key=secret_key)
+                        secret_key=secret_key, color=color)
     if click_ctx.invoked_subcommand is None:
         if sys.stdin.isatty() and sys.stdout.isatty():
             run_shell(main, click_ctx.obj)

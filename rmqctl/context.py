@@ -154,6 +154,7 @@ class Ctx:
     broker_failures: list[BaseException] = field(default_factory=list)
     access_key: str | None = None
     secret_key: str | None = field(default=None, repr=False)
+    color: str = "auto"  # --color: auto, always, never (rmqctl.output.color_wanted)
 
     def credentials(self) -> SessionCredentials | None:
         """The ACL account every request is signed with, if one is given."""

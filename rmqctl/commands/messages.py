@@ -17,7 +17,7 @@ from rmqctl.client.namesrv import NameServerClient
 from rmqctl.client.producer import Producer, topic_route
 from rmqctl.client.requester import is_request, send_reply
 from rmqctl.context import EXIT_ERROR, Ctx, pass_ctx
-from rmqctl.render import BODY_FORMATS, printer
+from rmqctl.render import BODY_FORMATS, format_options, printer
 
 
 class HandlerFailed(click.ClickException):
@@ -200,12 +200,12 @@ def subscription(expression: str, sql: str | None) -> tuple[str, str]:
               help="Show the last N messages of each queue first.")
 @click.option("--tags", "expression", default="*", show_default=True)
 @SQL_OPTION
-@click.option("-f", "--format", "fmt", help="kcat-style: %t %q %o %k %T %i %s %b %p{name}.")
+@format_options
 @click.option("--body", "body_format", type=click.Choice(BODY_FORMATS), default="auto",
               show_default=True)
 @pass_ctx
 def tail(ctx: Ctx, topic: str, last: int, expression: str, sql: str | None, fmt: str | None,
-         body_format: str) -> None:
+         delimiter: str | None, body_format: str) -> None:
     """Follow new messages on every queue of TOPIC, like tail -f, without joining a group or
     committing anything (Ctrl-C stops).
 
@@ -213,11 +213,12 @@ def tail(ctx: Ctx, topic: str, last: int, expression: str, sql: str | None, fmt:
     Examples:
       rmqctl tail Orders
       rmqctl tail Orders -n 5 --format '%T %b'
+      rmqctl tail Orders --format '%s{strftime[%F %T]} %k %p{traceId} %b{escape}'
       rmqctl tail Orders --sql "region = 'eu' AND amount > 100"
     """
     expression, kind = subscription(expression, sql)
     done = asyncio.Event()
-    show = printer(ctx, fmt, body_format, None, done)
+    show = printer(ctx, fmt, body_format, None, done, delimiter)
 
     async def work(ns: NameServerClient) -> None:
         consumer = GroupConsumer(ns.remoting, ns, f"rmqctl-tail-{os.getpid()}", topic,
@@ -243,7 +244,7 @@ def tail(ctx: Ctx, topic: str, last: int, expression: str, sql: str | None, fmt:
 @click.option("-c", "--count", type=int, help="Stop after N messages.")
 @click.option("-e", "--exit-at-end", is_flag=True, help="Stop when caught up.")
 @click.option("--broadcast", is_flag=True, help="Read every queue; commit nothing.")
-@click.option("-f", "--format", "fmt", help="kcat-style: %t %q %o %k %T %i %s %b %p{name}.")
+@format_options
 @click.option("--body", "body_format", type=click.Choice(BODY_FORMATS), default="auto",
               show_default=True)
 @click.option("--exec", "command", metavar="CMD",
@@ -268,8 +269,8 @@ def tail(ctx: Ctx, topic: str, last: int, expression: str, sql: str | None, fmt:
 def consume(ctx: Ctx, topic: str, group: str, expression: str, sql: str | None,
             start: str | None,
             count: int | None, exit_at_end: bool, broadcast: bool, fmt: str | None,
-            body_format: str, command: str | None, retry: bool, max_retries: int, pop: bool,
-            invisible: float, reply: bool) -> None:
+            delimiter: str | None, body_format: str, command: str | None, retry: bool,
+            max_retries: int, pop: bool, invisible: float, reply: bool) -> None:
     """Consume TOPIC as a member of GROUP, printing each message or running a command for
     it (Ctrl-C stops).
 
@@ -284,6 +285,8 @@ def consume(ctx: Ctx, topic: str, group: str, expression: str, sql: str | None,
     Examples:
       rmqctl consume Numbers -g cli --from first -e --format '%b'
       rmqctl -o ndjson consume Orders -g audit --tags 'TagA || TagB' -c 10
+      rmqctl -o raw consume Blobs -g dump -e --delimiter '\\0' | xargs -0 -n1 echo
+      rmqctl -o csv consume Orders -g report -e > orders.csv
       rmqctl consume Orders -g big --sql 'amount BETWEEN 100 AND 500' -e
       rmqctl consume Orders -g g2 --from @1700000000000 -e
       rmqctl consume Orders -g billing --exec './bill.sh' --retry
@@ -298,7 +301,7 @@ def consume(ctx: Ctx, topic: str, group: str, expression: str, sql: str | None,
     expression, kind = subscription(expression, sql)
     done = asyncio.Event()
     replier = Replier() if reply else None
-    show = printer(ctx, fmt, body_format, count, done)
+    show = printer(ctx, fmt, body_format, count, done, delimiter)
     if command:
         show = counted(exec_handler(command, replier), count, done)
     elif replier is not None:
