@@ -230,8 +230,24 @@ def decode_trace(data: str) -> list[dict]:
             continue
         if kind == "Pub" and len(values) == 12:
             values.insert(11, "")
-        records.append({"type": kind, **dict(zip(names, values))})
+        records.append({"type": kind, **{name: _typed(name, value)
+                                         for name, value in zip(names, values)}})
     return records
+
+
+_TRACE_NUMBERS = {"timestamp", "bodyLength", "costTime", "retryTimes"}
+_TRACE_FLAGS = {"success", "fromTransactionCheck"}
+
+
+def _typed(name: str, value: str) -> object:
+    """A trace field as JSON shows it: times, sizes and counts as numbers, flags as
+    booleans (the trace text is Java's String.valueOf of each); anything else, or a value
+    that does not parse, as the text it is."""
+    if name in _TRACE_NUMBERS and value.lstrip("-").isdigit():
+        return int(value)
+    if name in _TRACE_FLAGS and value in ("true", "false"):
+        return value == "true"
+    return value
 
 
 async def trace_records(admin: Admin, trace_topic: str, msg_id: str) -> list[dict]:
@@ -251,7 +267,7 @@ async def trace_records(admin: Admin, trace_topic: str, msg_id: str) -> list[dic
                 record.setdefault("clientHost", m.born_host_text)
                 rows.append(record)
     order = list(_TRACE_FIELDS)
-    return sorted(rows, key=lambda r: (int(r["timestamp"]) if r.get("timestamp", "").isdigit()
+    return sorted(rows, key=lambda r: (r["timestamp"] if isinstance(r.get("timestamp"), int)
                                        else 0, order.index(r["type"])))
 
 
