@@ -1,7 +1,10 @@
 """Sync sends from the C++ RocketMQ client 1.x (PyPI rocketmq==0.4.4), THREADS threads sharing
 one producer, as the issue's Java reference was measured. Run with the peer's interpreter:
 
-    ~/.cache/rmqnode-peers/cpp/bin/python benchmarks/cpp_load.py NAMESRV TOPIC THREADS SECONDS SIZE
+    ~/.cache/rmqnode-peers/cpp/bin/python benchmarks/cpp_load.py NAMESRV TOPIC THREADS SECONDS SIZE \
+        [ACCESS_KEY SECRET_KEY]
+
+With an access key and secret key, every request is signed (plain ACL, set_session_credentials).
 
 Prints one JSON object: messages, errors, seconds, msgsPerSec, p50Ms, p99Ms, lastError.
 It runs under the client's Python, not the project's, so it imports nothing from the project
@@ -20,6 +23,8 @@ def main() -> None:
     threads, seconds, size = int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
     producer = Producer("BENCH_CPP_PRODUCER", timeout=5000)
     producer.set_namesrv_addr(namesrv)
+    if len(sys.argv) > 7:
+        producer.set_session_credentials(sys.argv[6], sys.argv[7], "ALIYUN")
     producer.start()
     warm = Message(topic)
     warm.set_body(b"w")

@@ -167,6 +167,7 @@ class PlainAccessValidator:
         self.rules = self._first_load()
         self._stat = self._file_stat()
         self._white: dict[str, bool] = {}  # host -> globally white, for the current rules
+        self._hosts: dict[str, str] = {}  # connection peer (host:port) -> host
 
     def _first_load(self) -> Rules:
         """The rules at start. A missing file is created empty, as Java creates it (every
@@ -263,7 +264,11 @@ class PlainAccessValidator:
     def check(self, cmd: RemotingCommand, peer: str) -> None:
         """The RPC hook: validate(parse(request, remoteAddr))."""
         fields = cmd.ext_fields
-        host = remote_host(peer)
+        host = self._hosts.get(peer)
+        if host is None:
+            if len(self._hosts) >= 4096:
+                self._hosts.clear()
+            host = self._hosts[peer] = remote_host(peer)
         if fields is None:
             self.validate(host, None, lambda secret: False, cmd.code, None)
             return
