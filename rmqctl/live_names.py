@@ -23,7 +23,7 @@ import click
 from click.shell_completion import CompletionItem
 
 from rmqnode.net import fastjson
-from rmqnode.net.client import RemotingClient
+from rmqnode.net.client import RemotingClient, RequestHook, SessionCredentials
 from rmqnode.net.codec import RemotingCommand
 from rmqnode.net.codes import RequestCode, ResponseCode
 from rmqctl.client.namesrv import NameServerClient
@@ -62,7 +62,11 @@ class LiveName(click.types.StringParamType):
         else:
             names = ctx.find_object(ClusterNames)
             if names is None:  # a shell's completion request: one fetch, from the root's -n
-                names = ClusterNames(str(ctx.find_root().params.get("namesrv_addr") or ""))
+                params = ctx.find_root().params
+                access_key, secret_key = params.get("access_key"), params.get("secret_key")
+                names = ClusterNames(str(params.get("namesrv_addr") or ""),
+                                     SessionCredentials(access_key, secret_key)
+                                     if access_key and secret_key else None)
             values = names.names(self.kind)
             if not incomplete.startswith("%"):  # %RETRY%/%DLQ% topics when asked for
                 values = [v for v in values if not v.startswith("%")]
@@ -104,8 +108,9 @@ class ClusterNames:
     inside prompt-toolkit's event loop and only reads the cache); elsewhere names() fetches
     what it needs when stale."""
 
-    def __init__(self, namesrv_addr: str) -> None:
+    def __init__(self, namesrv_addr: str, signer: RequestHook | None = None) -> None:
         self.namesrv_addr = namesrv_addr
+        self.signer = signer  # an ACL account's keys: brokers refuse unsigned admin codes
         self._names: dict[str, list[str]] = {}
         self._fetched: dict[str, float] = {}  # kind -> when
 
@@ -129,7 +134,7 @@ class ClusterNames:
         return self._names.get(kind, [])
 
     async def _fetch(self, kinds: set[str]) -> dict[str, list[str]]:
-        remoting = RemotingClient(connect_timeout=FETCH_TIMEOUT)
+        remoting = RemotingClient(connect_timeout=FETCH_TIMEOUT, hook=self.signer)
         try:
             ns = NameServerClient(remoting, self.namesrv_addr, FETCH_TIMEOUT)
             topics, info = await asyncio.gather(

@@ -104,7 +104,7 @@ Quote words with spaces as in sh: send Orders 'two words'. Commands use the name
 
 
 def run_shell(root: click.Group, ctx: Ctx, session: PromptSession | None = None) -> None:
-    names = ClusterNames(ctx.namesrv_addr)
+    names = ClusterNames(ctx.namesrv_addr, ctx.credentials())
     if session is None:
         try:
             history = MaskedFileHistory(str(HISTORY))

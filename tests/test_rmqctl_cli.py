@@ -23,6 +23,7 @@ from conftest import REPO
 from rmqctl.cli import main
 from rmqctl.live_names import ClusterNames
 from rmqctl.shell import CommandCompleter
+from test_acl import RULES, USER, USER_SECRET, acl_node
 from test_rmqctl_shell import drive
 
 BIN = Path(sys.executable).parent
@@ -172,6 +173,22 @@ def test_contexts_add_use_list_show_remove(node, home):
     assert json.loads(path.read_text())["current"] is None
     assert rmqctl(home, "context", "show", "prod").returncode == 3
     assert rmqctl(home, "context", "use", "--none").returncode == 0
+
+
+def test_a_contexts_acl_keys_sign_requests(start_node, tmp_path, home):
+    """The ACL account kept in a context signs every request; the environment's key still
+    wins over it."""
+    node = acl_node(start_node, tmp_path, RULES)
+    assert rmqctl(home, "context", "add", "acl", "-n", node.namesrv, "--access-key", USER,
+                  "--secret-key", "-", input=f"{USER_SECRET}\n").returncode == 0
+    out = rmqctl(home, "--context", "acl", "send", "topicB", "signed")
+    assert out.returncode == 0 and "SEND_OK" in out.stdout, out.stderr
+    refused = rmqctl(home, "-n", node.namesrv, "send", "topicB", "unsigned")
+    assert refused.returncode == 1 and "ACL" in refused.stderr, refused.stderr
+    wrong = rmqctl(home, "--context", "acl", "send", "topicB", "x", RMQ_SECRET_KEY="wrong")
+    assert wrong.returncode == 1 and "Check signature failed" in wrong.stderr, wrong.stderr
+    assert USER_SECRET not in refused.stderr + wrong.stderr
+    assert complete(home, "rmqctl --context acl consume topic") == ["topicB"]
 
 
 def test_context_misuse_is_one_line_with_its_exit_code(home):
