@@ -70,10 +70,9 @@ def hoist_global_options(root: click.Group, ctx: click.Context, args: list[str])
                     if not ctx.resilient_parsing:
                         raise click.BadOptionUsage(
                             found[0], f"Option '{found[0]}' requires an argument.", ctx)
-                    # Completing its value: in front with nothing after, click's completion
-                    # sees the root option waiting for a value and offers its values.
-                    front += args[i:]
-                    break
+                    # Its value is being completed: the root's options alone, this one
+                    # last, so click's completion finds a root option waiting for a value.
+                    return rest[:path_at] + front + args[i:]
                 front += args[i:i + width]
                 i += width
                 continue

@@ -233,6 +233,7 @@ def test_bash_zsh_fish_complete_live_names(node, home, tmp_path):
     assert complete(home, "rmqctl topic create T -c Def", **env) == ["DefaultCluster"]
     assert complete(home, "rmqctl topic create T -b 127", **env) == [node.broker]
     assert {"first", "last", "@-1h"} <= set(complete(home, "rmqctl consume T --from ", **env))
+    assert "json" in complete(home, "rmqctl topic list -o ")  # a global option after it
     assert "%RETRY%" not in " ".join(complete(home, "rmqctl consume ", **env))
     assert complete(home, "rmqctl consume %RETRY%bil", **env) == []  # asked for: shown if any
     # offline commands: the shell lists files
