@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import time
 from dataclasses import dataclass
 
 from rmqnode.errors import RemotingError
@@ -18,6 +19,7 @@ from rmqnode.net.codes import RequestCode, ResponseCode
 from rmqnode.storage.records import Blank, decode_record
 from rmqctl.client.namesrv import NameServerClient
 from rmqctl.client.producer import MessageQueue, TopicRoute, topic_route
+from rmqctl.positions import Kind, Position, parse_position
 
 PULL_FLAG_COMMIT = 0x1
 PULL_FLAG_SUSPEND = 0x2
@@ -45,6 +47,34 @@ def parse_messages(body: bytes) -> list[MessageExt]:
         out.append(rec)
         pos += rec.store_size
     return out
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Where a queue's reading ends: before `offset`, or at the first message stored at or
+    after `timestamp` (ms), whichever comes first."""
+    offset: int | None
+    timestamp: int | None
+
+    def before(self, msg: MessageExt) -> bool:
+        """Whether `msg` lies at or past the stop (is not to be read)."""
+        return (self.offset is not None and msg.queue_offset >= self.offset) or \
+            (self.timestamp is not None and msg.store_timestamp >= self.timestamp)
+
+    def passed(self, offset: int) -> bool:
+        """Whether reading from `offset` on reads nothing before the stop."""
+        return self.offset is not None and offset >= self.offset
+
+    def wait_ms(self, follow_ms: int) -> int:
+        """How long a pull of a caught-up queue may wait for new messages: not past the stop
+        time, after which nothing new comes before it."""
+        if self.timestamp is None:
+            return follow_ms
+        return max(0, min(follow_ms, self.timestamp - int(time.time() * 1000)))
+
+    def expired(self) -> bool:
+        """A stop time passed: a caught-up queue gets nothing more stored before it."""
+        return self.timestamp is not None and time.time() * 1000 >= self.timestamp
 
 
 @dataclass
@@ -203,30 +233,51 @@ class GroupConsumer:
             code, {"topic": mq.topic, "queueId": mq.queue_id, **extra}))
         return int(resp.field("offset") or 0)
 
-    async def start_offset(self, mq: MessageQueue, spec: str | None) -> int:
-        """Where to start: the group's committed offset by default; 'first', 'last',
-        '@<ms timestamp>', '-N' (the last N), or an offset. A reader (re)starting here
-        also forgets a reset not taken up yet: the broker's committed offset has it."""
+    async def bounds(self, mq: MessageQueue) -> tuple[int, int]:
+        """The queue's first offset and the offset after its last message."""
+        return (await self._offset_query(RequestCode.GET_MIN_OFFSET, mq),
+                await self._offset_query(RequestCode.GET_MAX_OFFSET, mq))
+
+    async def offset_at(self, mq: MessageQueue, timestamp: int) -> int:
+        """SEARCH_OFFSET_BY_TIMESTAMP, as Java's searchOffset: the first message stored at
+        or after `timestamp` (rmqnode; the max offset when there is none)."""
+        return await self._offset_query(RequestCode.SEARCH_OFFSET_BY_TIMESTAMP, mq,
+                                        timestamp=timestamp)
+
+    async def start_offset(self, mq: MessageQueue, where: Position | str | None) -> int:
+        """Where to start: the group's committed offset by default, else a position
+        (rmqctl.positions; a string is parsed as one), clamped to what the queue holds. A
+        reader (re)starting here also forgets a reset not taken up yet: the broker's
+        committed offset has it."""
         self._reading.add(mq)
         self._resets.pop(mq, None)
-        low = await self._offset_query(RequestCode.GET_MIN_OFFSET, mq)
-        high = await self._offset_query(RequestCode.GET_MAX_OFFSET, mq)
-        if spec is None:
+        low, high = await self.bounds(mq)
+        if where is None:
             resp = await self.remoting.invoke(self.addr(mq), RemotingCommand.request(
                 RequestCode.QUERY_CONSUMER_OFFSET, {"consumerGroup": self.group,
                                                     "topic": mq.topic, "queueId": mq.queue_id}),
                 self.timeout)
             return int(resp.field("offset")) if resp.code == ResponseCode.SUCCESS else high
-        if spec == "first":
-            return low
-        if spec == "last":
-            return high
-        if spec.startswith("@"):
-            return await self._offset_query(RequestCode.SEARCH_OFFSET_BY_TIMESTAMP, mq,
-                                            timestamp=int(spec[1:]))
-        if spec.startswith("-"):
-            return max(low, high - int(spec[1:]))
-        return min(max(int(spec), low), high)
+        if isinstance(where, str):
+            where = parse_position(where, int(time.time() * 1000))
+        return min(max(await self._place(mq, where, low, high), low), high)
+
+    async def stop_at(self, mq: MessageQueue, where: Position) -> Stop:
+        """Where reading `mq` stops: before an offset, or at the first message stored at or
+        after a time. A time with no message at or after it yet stays a time to watch for
+        (it may be ahead)."""
+        low, high = await self.bounds(mq)
+        offset = await self._place(mq, where, low, high)
+        if where.kind is Kind.TIME:
+            return Stop(offset if offset < high else None, where.value)
+        return Stop(offset, None)
+
+    async def _place(self, mq: MessageQueue, where: Position, low: int, high: int) -> int:
+        if where.kind is Kind.TIME:
+            return await self.offset_at(mq, where.value)
+        return {Kind.OFFSET: where.value, Kind.FIRST: low, Kind.END: high,
+                Kind.BEFORE_END: max(low, high - where.value),
+                Kind.AFTER_FIRST: low + where.value}[where.kind]
 
     async def pull(self, mq: MessageQueue, offset: int, max_num: int = 32,
                    suspend_ms: int = 15000, commit_offset: int | None = None) -> PullResult:
