@@ -6,6 +6,10 @@ import asyncio
 import contextlib
 import os
 import sys
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass, replace
+from typing import TypeVar
 
 import click
 
@@ -14,10 +18,14 @@ from rmqnode.message import RETRY_TOPIC, MessageExt
 from rmqctl.client.consumer import GroupConsumer
 from rmqctl.client.pop import PopConsumer
 from rmqctl.client.namesrv import NameServerClient
-from rmqctl.client.producer import Producer, topic_route
+from rmqctl.client.producer import MessageQueue, Producer, TopicRoute, topic_route
 from rmqctl.client.requester import is_request, send_reply
-from rmqctl.context import EXIT_ERROR, Ctx, pass_ctx
+from rmqctl.context import EXIT_ERROR, Ctx, NotFound, pass_ctx
+from rmqctl.positions import (Kind, Position, PositionError, Span, parse_position,
+                              parse_queue_ids, parse_span, with_end)
 from rmqctl.render import BODY_FORMATS, format_options, printer
+
+T = TypeVar("T")
 
 
 class HandlerFailed(click.ClickException):
@@ -82,23 +90,42 @@ def exec_handler(command: str, replier: Replier | None = None):
     return handle
 
 
-async def read_queue(consumer: GroupConsumer, mq, start: str | None, exit_at_end: bool,
-                     show, done: asyncio.Event, commit: bool = True,
-                     on_failure=None) -> None:
-    """Pull one queue from its start offset, in order, until caught up (exit_at_end) or
-    `done`. `show` may be a coroutine answering whether the message was handled; a failed
-    one goes to `on_failure` (retry) or stops the queue. The group's offset moves past what
-    was handled only: committed with each pull, and when the queue stops for any reason
-    (-c N, Ctrl-C, a closed output, a failure)."""
-    offset = await consumer.start_offset(mq, start)
+@dataclass(frozen=True)
+class Plan:
+    """How every queue is read: from where (None: the group's committed offset), up to
+    where (None: on and on), and whether to stop once caught up (-e)."""
+    start: Position | None = None
+    stop: Position | None = None
+    exit_at_end: bool = False
+
+    @property
+    def finite(self) -> bool:
+        """Every queue's reader ends by itself, so the command ends when they all have."""
+        return self.exit_at_end or self.stop is not None
+
+
+async def read_queue(consumer: GroupConsumer, mq, plan: Plan, show, done: asyncio.Event,
+                     commit: bool = True, on_failure=None) -> None:
+    """Pull one queue from its start offset, in order, until its stop (the first message at
+    or past it is not read), caught up (-e), or `done`. `show` may be a coroutine answering
+    whether the message was handled; a failed one goes to `on_failure` (retry) or stops the
+    queue. The group's offset moves past what was handled only: committed with each pull,
+    and when the queue stops for any reason (-c N, Ctrl-C, a closed output, a failure)."""
+    offset = await consumer.start_offset(mq, plan.start)
+    stop = await consumer.stop_at(mq, plan.stop) if plan.stop is not None else None
     committed = None
     try:
-        while not done.is_set():
+        while not done.is_set() and not (stop and stop.passed(offset)):
             pulled_at = committed = offset
-            result = await consumer.pull(mq, pulled_at, 32, 0 if exit_at_end else 15000,
+            wait = 0 if plan.exit_at_end else stop.wait_ms(15000) if stop else 15000
+            room = stop.offset - offset if stop and stop.offset is not None else 32
+            result = await consumer.pull(mq, pulled_at, min(32, room), wait,
                                          commit_offset=pulled_at if commit else None)
             for msg in result.messages:
                 if done.is_set():  # -c N reached, or the output closed, within the batch
+                    return
+                if stop and stop.before(msg):
+                    offset = msg.queue_offset
                     return
                 if mq.topic == consumer.retry_topic:
                     msg.topic = msg.properties.get(RETRY_TOPIC, msg.topic)  # as Java shows it
@@ -111,7 +138,8 @@ async def read_queue(consumer: GroupConsumer, mq, start: str | None, exit_at_end
                             "sends failed messages back instead)")
                     await on_failure(msg)
                 offset = msg.queue_offset + 1
-            if exit_at_end and result.next_offset == pulled_at >= result.max_offset:
+            caught_up = result.next_offset == pulled_at >= result.max_offset
+            if caught_up and (plan.exit_at_end or (stop and stop.expired())):
                 return
             offset = result.next_offset  # the whole batch is handled (or filtered out)
     finally:
@@ -127,24 +155,29 @@ async def _stop_all(tasks) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def read_queues(consumer: GroupConsumer, queues: list, start: str | None,
-                      exit_at_end: bool, show, done: asyncio.Event, commit: bool = True) -> None:
-    """A fixed set of queues, read concurrently (tail, broadcasting)."""
-    readers = asyncio.gather(*(read_queue(consumer, mq, start, exit_at_end, show, done, commit)
-                               for mq in queues))
+async def until_done(work: Awaitable[T], done: asyncio.Event) -> T | None:
+    """`work`, cancelled when `done` comes first (-c N, --idle-timeout, a closed output);
+    its own failure surfaces here."""
+    task = asyncio.ensure_future(work)
     stop = asyncio.ensure_future(done.wait())
     try:
-        # All readers finish (caught up), one fails, or `done` (-c N, Ctrl-C) comes first.
-        await asyncio.wait([readers, stop], return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait([task, stop], return_when=asyncio.FIRST_COMPLETED)
     finally:
-        await _stop_all([stop] + ([] if readers.done() else [readers]))
-    if not readers.cancelled():
-        readers.result()  # a reader's own failure (broker error) surfaces here
+        cut = not task.done()
+        await _stop_all([stop, task] if cut else [stop])
+    return None if cut else task.result()
 
 
-async def read_group(consumer: GroupConsumer, start: str | None, exit_at_end: bool, show,
-                     done: asyncio.Event, rebalance_every: float = 20.0,
-                     on_failure=None) -> None:
+async def read_queues(consumer: GroupConsumer, queues: list, plan: Plan, show,
+                      done: asyncio.Event, commit: bool = True, on_failure=None) -> None:
+    """A fixed set of queues, read concurrently (tail, broadcasting, --queue), until every
+    reader ends or `done`."""
+    await until_done(asyncio.gather(*(read_queue(consumer, mq, plan, show, done, commit,
+                                                 on_failure) for mq in queues)), done)
+
+
+async def read_group(consumer: GroupConsumer, plan: Plan, show, done: asyncio.Event,
+                     rebalance_every: float = 20.0, on_failure=None) -> None:
     """Clustering: read this member's share of the queues, and rebalance when the broker
     says the members changed or every 20 s. A queue given away stops (its offset is already
     committed); a queue taken over starts from the group's committed offset."""
@@ -157,13 +190,13 @@ async def read_group(consumer: GroupConsumer, start: str | None, exit_at_end: bo
                 await _stop_all([readers.pop(mq)])
             for mq in queues - set(readers):
                 readers[mq] = asyncio.ensure_future(read_queue(
-                    consumer, mq, start if mq not in started else None, exit_at_end, show, done,
-                    on_failure=on_failure))
+                    consumer, mq, plan if mq not in started else replace(plan, start=None),
+                    show, done, on_failure=on_failure))
                 started.add(mq)
             for mq, task in list(readers.items()):
                 if task.done() and not task.cancelled() and task.exception() is not None:
                     raise task.exception()
-            if exit_at_end and readers and all(t.done() for t in readers.values()):
+            if plan.finite and readers and all(t.done() for t in readers.values()):
                 break
             waits = [asyncio.ensure_future(done.wait()),
                      asyncio.ensure_future(consumer.changed.wait())]
@@ -172,7 +205,7 @@ async def read_group(consumer: GroupConsumer, start: str | None, exit_at_end: bo
                                    return_when=asyncio.FIRST_COMPLETED)
             finally:
                 await _stop_all(waits)
-            if exit_at_end and not readers:
+            if plan.finite and not readers:
                 break
     finally:
         await _stop_all(list(readers.values()))  # each commits what it handled, on any exit
@@ -194,40 +227,165 @@ def subscription(expression: str, sql: str | None) -> tuple[str, str]:
     return sql, "SQL92"
 
 
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def parsed(parse):
+    """A click callback parsing with `parse`; an error names the option (one line, exit 2).
+    Relative times mean the moment the command starts."""
+    def callback(click_ctx: click.Context, param: click.Parameter, value):
+        if value is None or value == ():
+            return None
+        try:
+            return parse(value)
+        except PositionError as exc:
+            raise PositionError(f"{param.opts[-1]} {exc}") from None
+    return callback
+
+
+FROM_HELP = ("Where to start, or START:END: an offset N, first, last, -N (the last N per "
+             "queue), +N (N after the first), @TIME (@1764410400000 ms, @1764410400 s, "
+             "@2026-11-29, @2026-11-29T10:00:00Z, @-1h, @-1m30s), or a range (10:20, :end, "
+             "@-1h:end, @T1:T2, @2026-11-29:1h).")
+QUEUE_OPTION = click.option(
+    "--queue", "queue_ids", multiple=True, metavar="N[,N...]",
+    callback=parsed(parse_queue_ids), help="Only these queue ids (repeatable, or a comma list).")
+BROKER_OPTION = click.option(
+    "--broker", "broker_name", metavar="NAME",
+    help="Only this broker's queues (needed with --queue when several brokers have the topic).")
+
+
+def range_options(default: str):
+    """--from, --to, --idle-timeout, --queue and --broker, as consume and tail take them."""
+    def decorate(command):
+        for option in reversed([
+            click.option("--from", "span", metavar="WHERE",
+                         callback=parsed(lambda v: parse_span(v, now_ms())),
+                         help=f"{FROM_HELP} Default: {default}."),
+            click.option("--to", "end", metavar="WHERE",
+                         callback=parsed(lambda v: parse_position(v, now_ms())),
+                         help="Stop each queue before this offset, or at the first message "
+                              "stored at or after this @TIME (the same forms as --from; "
+                              "'end': the end as it is at start); exit when every queue has."),
+            click.option("--idle-timeout", type=click.FloatRange(0, min_open=True),
+                         metavar="SECONDS", help="Stop when no message came for SECONDS."),
+            QUEUE_OPTION, BROKER_OPTION]):
+            command = option(command)
+        return command
+    return decorate
+
+
+def pick_queues(topic: str, route: TopicRoute, queue_ids: tuple[int, ...] | None,
+                broker_name: str | None) -> list[MessageQueue] | None:
+    """The queues --queue and --broker name, or None when they name none (all queues). A
+    queue id is a queue of one broker, so several brokers need --broker."""
+    if not queue_ids and broker_name is None:
+        return None
+    names = sorted({mq.broker_name for mq in route.read_queues})
+    if broker_name is not None and broker_name not in names:
+        raise NotFound(f"{topic} has no queues on a broker {broker_name!r} (its "
+                       f"brokers: {', '.join(names)})")
+    if queue_ids and broker_name is None and len(names) > 1:
+        raise PositionError(f"--queue: several brokers have {topic} ({', '.join(names)})"
+                            "; give --broker NAME too")
+    mine = [mq for mq in route.read_queues if broker_name in (None, mq.broker_name)]
+    have = sorted(mq.queue_id for mq in mine)
+    for queue_id in queue_ids or ():
+        if queue_id not in have:
+            where = f" on {mine[0].broker_name}" if mine else ""
+            raise NotFound(f"{topic} has no queue {queue_id}{where} (its queues: "
+                           f"{', '.join(map(str, have)) or 'none'})")
+    return [mq for mq in mine if not queue_ids or mq.queue_id in queue_ids]
+
+
+class Idle:
+    """--idle-timeout: `done` once no message came for `seconds` (None: never)."""
+
+    def __init__(self, seconds: float | None, done: asyncio.Event) -> None:
+        self.seconds = seconds
+        self.done = done
+        self.last = time.monotonic()
+
+    def watching(self, show):
+        """`show`, noting when each message came."""
+        if self.seconds is None:
+            return show
+
+        def seen(msg: MessageExt):
+            self.last = time.monotonic()
+            return show(msg)
+        return seen
+
+    @contextlib.asynccontextmanager
+    async def running(self):
+        """The watch, for as long as the command reads."""
+        if self.seconds is None:
+            yield
+            return
+        self.last = time.monotonic()
+        watch = asyncio.ensure_future(self._watch())
+        try:
+            yield
+        finally:
+            await _stop_all([watch])
+
+    async def _watch(self) -> None:
+        assert self.seconds is not None
+        while (left := self.last + self.seconds - time.monotonic()) > 0:
+            await asyncio.sleep(left)
+        self.done.set()
+
+
 @click.command()
 @click.argument("topic")
-@click.option("-n", "--lines", "last", type=int, default=0, show_default=True,
-              help="Show the last N messages of each queue first.")
+@click.option("-n", "--lines", "last", type=click.IntRange(0), default=0, show_default=True,
+              help="Show the last N messages of each queue first (as --from -N).")
+@range_options("the end of each queue (-n: the last N)")
 @click.option("--tags", "expression", default="*", show_default=True)
 @SQL_OPTION
 @format_options
 @click.option("--body", "body_format", type=click.Choice(BODY_FORMATS), default="auto",
               show_default=True)
 @pass_ctx
-def tail(ctx: Ctx, topic: str, last: int, expression: str, sql: str | None, fmt: str | None,
+def tail(ctx: Ctx, topic: str, last: int, span: Span | None, end: Position | None,
+         idle_timeout: float | None, queue_ids: tuple[int, ...] | None,
+         broker_name: str | None, expression: str, sql: str | None, fmt: str | None,
          delimiter: str | None, body_format: str) -> None:
-    """Follow new messages on every queue of TOPIC, like tail -f, without joining a group or
-    committing anything (Ctrl-C stops).
+    """Follow new messages on every queue of TOPIC (or --queue), like tail -f, without
+    joining a group or committing anything (Ctrl-C stops; --to, --idle-timeout and a range
+    in --from stop it too).
 
     \b
     Examples:
       rmqctl tail Orders
       rmqctl tail Orders -n 5 --format '%T %b'
       rmqctl tail Orders --format '%s{strftime[%F %T]} %k %p{traceId} %b{escape}'
+      rmqctl tail Orders --from @-15m                  # the last 15 minutes, then follow
+      rmqctl tail Orders --from @-1h:end               # the last hour, then exit
+      rmqctl tail Orders --queue 0,2 --idle-timeout 30
       rmqctl tail Orders --sql "region = 'eu' AND amount > 100"
     """
+    if last and span is not None:
+        raise PositionError("-n N and --from do not go together (-n N is --from -N)")
     expression, kind = subscription(expression, sql)
+    start = Position(Kind.BEFORE_END, last) if last else Position(Kind.END)
+    span = with_end(span or Span(start, None), end)
+    plan = Plan(span.start or start, span.end)
     done = asyncio.Event()
-    show = printer(ctx, fmt, body_format, None, done, delimiter)
+    idle = Idle(idle_timeout, done)
+    show = idle.watching(printer(ctx, fmt, body_format, None, done, delimiter))
 
     async def work(ns: NameServerClient) -> None:
         consumer = GroupConsumer(ns.remoting, ns, f"rmqctl-tail-{os.getpid()}", topic,
                                  expression, broadcast=True, timeout=ctx.timeout,
                                  expression_type=kind)
         consumer.route = await topic_route(ns, topic)
+        queues = pick_queues(topic, consumer.route, queue_ids, broker_name)
         await consumer.check_filter()
-        await read_queues(consumer, consumer.route.read_queues, f"-{last}" if last else "last",
-                          False, show, done, commit=False)
+        async with idle.running():
+            await read_queues(consumer, queues or consumer.route.read_queues, plan, show,
+                              done, commit=False)
 
     ctx.run(work)
 
@@ -238,9 +396,7 @@ def tail(ctx: Ctx, topic: str, last: int, expression: str, sql: str | None, fmt:
 @click.option("--tags", "expression", default="*", show_default=True,
               help="Tag expression, e.g. 'TagA || TagB'.")
 @SQL_OPTION
-@click.option("--from", "start", metavar="WHERE",
-              help="first, last, @TIMESTAMP_MS, -N (the last N per queue) or an offset. "
-                   "Default: the group's committed offset.")
+@range_options("the group's committed offset")
 @click.option("-c", "--count", type=int, help="Stop after N messages.")
 @click.option("-e", "--exit-at-end", is_flag=True, help="Stop when caught up.")
 @click.option("--broadcast", is_flag=True, help="Read every queue; commit nothing.")
@@ -267,7 +423,8 @@ def tail(ctx: Ctx, topic: str, last: int, expression: str, sql: str | None, fmt:
                    "is echoed. Other messages get no reply.")
 @pass_ctx
 def consume(ctx: Ctx, topic: str, group: str, expression: str, sql: str | None,
-            start: str | None,
+            span: Span | None, end: Position | None, idle_timeout: float | None,
+            queue_ids: tuple[int, ...] | None, broker_name: str | None,
             count: int | None, exit_at_end: bool, broadcast: bool, fmt: str | None,
             delimiter: str | None, body_format: str, command: str | None, retry: bool,
             max_retries: int, pop: bool, invisible: float, reply: bool) -> None:
@@ -277,9 +434,11 @@ def consume(ctx: Ctx, topic: str, group: str, expression: str, sql: str | None,
     \b
     The group's offsets move past what was shown (or handled) only: after `| head -3`, the
     next run starts with the first message that did not get out, and consume exits 0 as
-    Unix filters do. Exit codes: 0 done, 1 error (also: an --exec command failed a message
-    without --retry; its offset is not committed), 2 misuse, 3 no such topic, 4 timeout,
-    130 interrupted.
+    Unix filters do. With an end (--to, or START:END in --from) each queue stops before it
+    and consume exits once every queue has. --queue (and --broker) read just those queues,
+    outside the group's rebalancing, still committing offsets. Exit codes: 0 done, 1 error
+    (also: an --exec command failed a message without --retry; its offset is not
+    committed), 2 misuse, 3 no such topic, queue or broker, 4 timeout, 130 interrupted.
 
     \b
     Examples:
@@ -288,32 +447,42 @@ def consume(ctx: Ctx, topic: str, group: str, expression: str, sql: str | None,
       rmqctl -o raw consume Blobs -g dump -e --delimiter '\\0' | xargs -0 -n1 echo
       rmqctl -o csv consume Orders -g report -e > orders.csv
       rmqctl consume Orders -g big --sql 'amount BETWEEN 100 AND 500' -e
-      rmqctl consume Orders -g g2 --from @1700000000000 -e
+      rmqctl consume Orders -g g2 --from @2026-11-29T09:00:00Z --to @2026-11-29T10:00:00Z
+      rmqctl consume Orders -g g2 --from @-1h:end          # the last hour, then exit
+      rmqctl consume Orders -g g2 --from 100:200 --queue 3 # offsets 100..199 of queue 3
+      rmqctl consume Orders -g g2 --from :end              # catch up to now, then exit
+      rmqctl consume Orders -g g2 --idle-timeout 10        # until 10 s without a message
       rmqctl consume Orders -g billing --exec './bill.sh' --retry
       rmqctl consume Orders -g popper --pop --invisible 30
       rmqctl consume Prices -g pricer --reply --exec './quote.sh'
     """
     if retry and not command:
         raise click.UsageError("--retry needs --exec: it is the command's failures that retry")
-    if pop and (broadcast or start is not None):
-        raise click.UsageError("--pop takes neither --broadcast nor --from: the broker keeps "
-                               "the group's place")
+    if pop and (broadcast or span or end or queue_ids or broker_name):
+        raise click.UsageError("--pop takes neither --broadcast, --from, --to, --queue nor "
+                               "--broker: the broker keeps the group's place and assigns "
+                               "the queues")
     expression, kind = subscription(expression, sql)
+    span = with_end(span or Span(None, None), end)
+    plan = Plan(span.start, span.end, exit_at_end)
     done = asyncio.Event()
+    idle = Idle(idle_timeout, done)
     replier = Replier() if reply else None
     show = printer(ctx, fmt, body_format, count, done, delimiter)
     if command:
         show = counted(exec_handler(command, replier), count, done)
     elif replier is not None:
         show = replier.echo(show)
+    show = idle.watching(show)
 
     async def work(ns: NameServerClient) -> None:
         if replier is not None:
             replier.producer = Producer(ns.remoting, ns, timeout=ctx.timeout)
         if pop:
-            await pop_loop(PopConsumer(ns.remoting, ns, group, ctx.timeout), topic,
-                           (expression, kind), int(invisible * 1000), exit_at_end, show, retry,
-                           done)
+            async with idle.running():
+                await until_done(pop_loop(
+                    PopConsumer(ns.remoting, ns, group, ctx.timeout), topic, (expression, kind),
+                    int(invisible * 1000), exit_at_end, show, retry, done), done)
             return
         consumer = GroupConsumer(ns.remoting, ns, group, topic, expression, broadcast,
                                  ctx.timeout, retry=retry, expression_type=kind)
@@ -322,13 +491,21 @@ def consume(ctx: Ctx, topic: str, group: str, expression: str, sql: str | None,
             await consumer.send_back(msg, max_retries)
 
         failure = send_back if retry else None
+        if queue_ids or broker_name is not None:
+            # Pinned: no heartbeat, so the group's members keep sharing every queue among
+            # themselves; the pulls and commits need no membership.
+            consumer.route = await topic_route(ns, topic)
+            queues = pick_queues(topic, consumer.route, queue_ids, broker_name)
+            await consumer.check_filter()
+            async with idle.running():
+                await read_queues(consumer, queues, plan, show, done, not broadcast, failure)
+            return
         try:
-            if broadcast:
-                await read_queues(consumer, await consumer.join(), start, exit_at_end, show,
-                                  done)
-            else:
-                await read_group(consumer, start, exit_at_end, show, done,
-                                 on_failure=failure)
+            async with idle.running():
+                if broadcast:
+                    await read_queues(consumer, await consumer.join(), plan, show, done)
+                else:
+                    await read_group(consumer, plan, show, done, on_failure=failure)
         finally:
             await consumer.leave()
 

@@ -23,8 +23,10 @@ from rmqctl.client.admin import Admin
 from rmqctl.client.consumer import GroupConsumer
 from rmqctl.client.namesrv import NameServerClient
 from rmqctl.client.producer import TopicRoute, topic_route
+from rmqctl.commands.messages import BROKER_OPTION, QUEUE_OPTION, now_ms, parsed, pick_queues
 from rmqctl.context import EXIT_NOT_FOUND, Ctx, pass_ctx
 from rmqctl.output import emit_rows
+from rmqctl.positions import parse_time
 
 # MQVersion.Version.V3_0_7_SNAPSHOT: older clients cannot take a reset while they run (a
 # Java broker refuses to reset a group that has one).
@@ -259,3 +261,40 @@ def _store_config(store: Path) -> BrokerConfig:
         if found is not None:
             sizes[key] = found.stat().st_size
     return BrokerConfig(storePathRootDir=str(store), **sizes)
+
+
+@offset.command("at")
+@click.argument("topic", callback=_name(validation.topic))
+@click.option("--time", "timestamp", required=True, metavar="TIME",
+              callback=parsed(lambda v: parse_time(v, now_ms())),
+              help="1764410400000 (ms), 1764410400 (s), 2026-11-29 (UTC), "
+                   "2026-11-29T10:00:00Z, 2026-11-29T10:00:00+08:00, -1h, -1m30s (before "
+                   "now); @ optional.")
+@QUEUE_OPTION
+@BROKER_OPTION
+@pass_ctx
+def offset_at(ctx: Ctx, topic: str, timestamp: int, queue_ids: tuple[int, ...] | None,
+              broker_name: str | None) -> None:
+    """Each queue's offset for a time (kcat -Q): the first message stored at or after
+    it, found by the broker (SEARCH_OFFSET_BY_TIMESTAMP, as Java's searchOffset); maxOffset
+    when none is. What `consume --from @TIME` starts at and `--to @TIME` stops before.
+
+    \b
+    Examples:
+      rmqctl offset at Orders --time 2026-11-29T09:00:00Z
+      rmqctl offset at Orders --time -1h --queue 0,1
+      rmqctl -o json offset at Orders --time 1764410400000
+    """
+    async def work(ns: NameServerClient) -> list[dict]:
+        reader = GroupConsumer(ns.remoting, ns, "rmqctl-offset-at", topic, timeout=ctx.timeout)
+        reader.route = await topic_route(ns, topic)
+        rows = []
+        for mq in pick_queues(topic, reader.route, queue_ids, broker_name) or \
+                reader.route.read_queues:
+            low, high = await reader.bounds(mq)
+            rows.append({"brokerName": mq.broker_name, "queueId": mq.queue_id,
+                         "offset": await reader.offset_at(mq, timestamp),
+                         "minOffset": low, "maxOffset": high})
+        return rows
+
+    emit_rows(ctx.run(work), ctx.output)
