@@ -52,7 +52,7 @@ def parse_messages(body: bytes) -> list[MessageExt]:
 @dataclass(frozen=True)
 class Stop:
     """Where a queue's reading ends: before `offset`, or at the first message stored at or
-    after `timestamp` (ms), whichever comes first."""
+    after `timestamp` (ms)."""
     offset: int | None
     timestamp: int | None
 
@@ -264,13 +264,13 @@ class GroupConsumer:
 
     async def stop_at(self, mq: MessageQueue, where: Position) -> Stop:
         """Where reading `mq` stops: before an offset, or at the first message stored at or
-        after a time. A time with no message at or after it yet stays a time to watch for
-        (it may be ahead)."""
-        low, high = await self.bounds(mq)
-        offset = await self._place(mq, where, low, high)
+        after a time. A time is watched message by message, not searched: exact whatever
+        the broker's search answers (Java 4.9.8's is the nearest message, which may lie
+        before the time), and a time still ahead has no offset yet."""
         if where.kind is Kind.TIME:
-            return Stop(offset if offset < high else None, where.value)
-        return Stop(offset, None)
+            return Stop(None, where.value)
+        low, high = await self.bounds(mq)
+        return Stop(await self._place(mq, where, low, high), None)
 
     async def _place(self, mq: MessageQueue, where: Position, low: int, high: int) -> int:
         if where.kind is Kind.TIME:
