@@ -305,3 +305,30 @@ def test_with_end_and_queue_ids():
     for bad in (["x"], ["1,"], ["-1"], ["1.5"], ["99999999999"]):
         with pytest.raises(PositionError, match="--queue"):
             parse_queue_ids(bad)
+
+
+def test_broker_chooses_among_brokers_that_share_a_topic(start_node):
+    """A queue id is one broker's: with two brokers, --queue needs --broker (exit 2 naming
+    them), and --broker alone reads that broker's queues."""
+    ns = start_node("--role", "namesrv", "--listen-port", "0", roles=("namesrv",)).namesrv
+    for name in ("broker-a", "broker-b"):
+        start_node("--role", "broker", "--listen-port", "0", "-n", ns, "-D",
+                   f"brokerName={name}", roles=("broker",))
+    assert rmqctl(ns, "topic", "create", "Shared", "-q", "2").returncode == 0  # on both
+    sent = ndjson(rmqctl(ns, "-o", "ndjson", "send", "Shared",
+                         input="".join(f"s{i}\n" for i in range(8))))
+    where = {i: (r["brokerName"], r["queueId"]) for i, r in enumerate(sent)}
+    assert len(set(where.values())) == 4  # round robin over both brokers' queues
+    ambiguous = rmqctl(ns, "tail", "Shared", "--queue", "0")
+    assert ambiguous.returncode == 2 and ambiguous.stderr.count("\n") == 1
+    assert "broker-a, broker-b" in ambiguous.stderr and "--broker" in ambiguous.stderr
+    got = bodies(rmqctl(ns, "-o", "raw", "tail", "Shared", "--from", "first:end", "--broker",
+                        "broker-b", "--queue", "1"))
+    assert sorted(got) == sorted(f"s{i}" for i, w in where.items() if w == ("broker-b", 1))
+    got = bodies(rmqctl(ns, "-o", "raw", "consume", "Shared", "-g", "B", "--from", "first",
+                        "-e", "--broker", "broker-a"))
+    assert sorted(got) == sorted(f"s{i}" for i, w in where.items() if w[0] == "broker-a")
+    rows = ndjson(rmqctl(ns, "-o", "ndjson", "offset", "at", "Shared", "--time", "-1h"))
+    assert [(r["brokerName"], r["queueId"]) for r in rows] == [
+        ("broker-a", 0), ("broker-a", 1), ("broker-b", 0), ("broker-b", 1)]
+    assert sum(r["maxOffset"] for r in rows) == 8 and all(r["offset"] == 0 for r in rows)
