@@ -47,15 +47,16 @@ def test_to_offset_sets_every_queue_clamped_and_refuses_negatives(node):
     assert filled(node, "Clamp", [1, 3, 5]) == {0: 1, 1: 3, 2: 5}
     rmqctl(ns, "consume", "Clamp", "-g", "ClampG", "--from", "first", "-e")
     rows = js(rmqctl(ns, "-o", "json", "offset", "reset", "-g", "ClampG", "-t", "Clamp",
-                     "--to-offset", "3"))
-    assert [(r["queueId"], r["requested"], r["offset"], r["clamped"]) for r in rows] == [
+                     "--to-offset", "3", "--yes"))
+    assert [(r["queueId"], r["requested"], r["after"], r["clamped"]) for r in rows] == [
         (0, 3, 1, "to max"), (1, 3, 3, None), (2, 3, 3, None)]
     progress = js(rmqctl(ns, "-o", "json", "group", "progress", "ClampG"))
     assert {r["queueId"]: r["consumerOffset"] for r in progress} == {0: 1, 1: 3, 2: 3}
     [one] = js(rmqctl(ns, "-o", "json", "offset", "reset", "-g", "ClampG", "-t", "Clamp",
-                      "--to-offset", "0", "--queue", "2"))
-    assert (one["queueId"], one["offset"], one["clamped"]) == (2, 0, None)
-    table = rmqctl(ns, "offset", "reset", "-g", "ClampG", "-t", "Clamp", "--to-offset", "9")
+                      "--to-offset", "0", "--queue", "2", "--yes"))
+    assert (one["queueId"], one["after"], one["clamped"]) == (2, 0, None)
+    table = rmqctl(ns, "offset", "reset", "-g", "ClampG", "-t", "Clamp", "--to-offset", "9",
+                   "--yes")
     assert table.returncode == 0 and table.stdout.count("to max") == 3
     assert "no live member of ClampG" in table.stderr
 
@@ -88,8 +89,8 @@ def test_a_running_consume_rereads_after_a_reset_and_keeps_it(node):
         time.sleep(0.5)  # its next pull is held by the broker now
         asked = time.monotonic()
         reset = rmqctl(ns, "-o", "json", "offset", "reset", "-g", "SeekG", "-t", "Seek",
-                       "--to-offset", "1")
-        assert [r["offset"] for r in js(reset)] == [1]
+                       "--to-offset", "1", "--yes")
+        assert [r["after"] for r in js(reset)] == [1]
         assert "rmqctl: told: " in reset.stderr and "(JAVA, version" in reset.stderr
         wait_for(lambda: len(lines) == 7, "the consumer re-read from offset 1", 10)
         assert time.monotonic() - asked < 5  # not after the held pull's 15 s
@@ -116,8 +117,8 @@ def test_a_pop_consumer_follows_a_reset_the_broker_keeps(node):
     try:
         wait_for(lambda: len(lines) == 3, "the POP consumer read the 3 messages")
         reset = rmqctl(ns, "-o", "json", "offset", "reset", "-g", "PopRG", "-t", "PopR",
-                       "--to-offset", "1")
-        assert [r["offset"] for r in js(reset)] == [1]
+                       "--to-offset", "1", "--yes")
+        assert [r["after"] for r in js(reset)] == [1]
         wait_for(lambda: len(lines) == 5, "the POP consumer read from the reset offset", 30)
         assert [x.strip() for x in lines[3:]] == ["m0-1", "m0-2"]
     finally:
@@ -140,14 +141,14 @@ def test_offline_reset_clamps_reads_the_store_and_refuses_what_is_not_one(start_
 
     def offline(*args: str) -> list[dict]:
         return js(rmqctl("127.0.0.1:1", "-o", "json", "offset", "reset", "-g", "OffG",
-                         "-t", "Off", "--offline", store, *args))
+                         "-t", "Off", "--offline", store, "--yes", *args))
     rows = offline("--to-offset", "10")
-    assert [(r["queueId"], r["offset"], r["clamped"]) for r in rows] == [
+    assert [(r["queueId"], r["after"], r["clamped"]) for r in rows] == [
         (0, 3, "to max"), (1, 1, "to max")]
-    assert [r["offset"] for r in offline("--earliest")] == [0, 0]
-    assert [r["offset"] for r in offline("--to-timestamp", str(before_last))] == [2, 1]
-    assert [r["offset"] for r in offline("--latest")] == [3, 1]
-    assert [r["offset"] for r in offline("--to-offset", "1", "--queue", "0")] == [1]
+    assert [r["after"] for r in offline("--earliest")] == [0, 0]
+    assert [r["after"] for r in offline("--to-timestamp", str(before_last))] == [2, 1]
+    assert [r["after"] for r in offline("--latest")] == [3, 1]
+    assert [r["after"] for r in offline("--to-offset", "1", "--queue", "0")] == [1]
 
     not_store = rmqctl("127.0.0.1:1", "offset", "reset", "-g", "OffG", "-t", "Off",
                        "--earliest", "--offline", str(tmp_path))
@@ -178,6 +179,7 @@ class JavaBroker:
         d.register(RC.SEARCH_OFFSET_BY_TIMESTAMP,
                    lambda cmd, conn: cmd.response(fields={"offset": self.BY_TIME}))
         d.register(RC.UPDATE_CONSUMER_OFFSET, self.update)
+        d.register(RC.QUERY_CONSUMER_OFFSET, self.committed)
         self.server = RemotingServer(d, "127.0.0.1", 0)
         self.client = RemotingClient()
         self.loop = asyncio.new_event_loop()
@@ -203,6 +205,13 @@ class JavaBroker:
              "version": 409},
             {"clientAddr": "10.0.0.2:1", "clientId": "cpp@2", "language": "CPP",
              "version": 409}]}))
+
+    def committed(self, cmd: RemotingCommand, conn) -> RemotingCommand:
+        """Queue 0 was committed at 4; queue 1 never, and its first message is gone."""
+        if cmd.field("queueId") == "0":
+            return cmd.response(fields={"offset": 4})
+        return cmd.response(ResponseCode.QUERY_NOT_FOUND, "Not found, V3_0_6_SNAPSHOT maybe "
+                            "this group consumer boot first")
 
     def update(self, cmd: RemotingCommand, conn) -> RemotingCommand:
         self.updates.append({k: cmd.field(k) for k in ("consumerGroup", "topic", "queueId",
@@ -239,23 +248,25 @@ def test_consumer_not_online_falls_back_to_setting_each_queue_as_mqadmin(namesrv
         java.register(namesrv.namesrv)
         ns = namesrv.namesrv
         out = rmqctl(ns, "-o", "json", "offset", "reset", "-g", "Gone", "-t", "JavaT",
-                     "--to-offset", "9")
+                     "--to-offset", "9", "--yes")
         rows = js(out)
-        assert [(r["brokerName"], r["queueId"], r["offset"], r["clamped"], r["via"])
+        assert [(r["brokerName"], r["queueId"], r["after"], r["clamped"], r["via"])
                 for r in rows] == [("java-a", 0, 7, "to max", "UPDATE_CONSUMER_OFFSET"),
                                    ("java-a", 1, 7, "to max", "UPDATE_CONSUMER_OFFSET")]
+        assert [(r["before"], r["lagBefore"], r["lagChange"]) for r in rows] == [
+            (4, 3, -3), (None, None, None)]  # queue 1 was never committed
         assert "CONSUMER_NOT_ONLINE" in out.stderr and "as mqadmin does" in out.stderr
         assert java.updates == [{"consumerGroup": "Gone", "topic": "JavaT", "queueId": str(q),
                                  "commitOffset": "7"} for q in range(2)]
         java.updates.clear()
         rows = js(rmqctl(ns, "-o", "json", "offset", "reset", "-g", "Gone", "-t", "JavaT",
-                         "--to-timestamp", "1700000000000", "--queue", "1"))
-        assert [(r["queueId"], r["offset"]) for r in rows] == [(1, JavaBroker.BY_TIME)]
+                         "--to-timestamp", "1700000000000", "--queue", "1", "--yes"))
+        assert [(r["queueId"], r["after"]) for r in rows] == [(1, JavaBroker.BY_TIME)]
         assert [u["commitOffset"] for u in java.updates] == [str(JavaBroker.BY_TIME)]
 
         # A Java broker tells every member, in the map form a C++ client cannot read.
         mixed = rmqctl(ns, "-o", "json", "offset", "reset", "-g", "Mixed", "-t", "JavaT",
-                       "--earliest")
+                       "--earliest", "--yes")
         assert [r["via"] for r in js(mixed)] == ["reset", "reset"]
         told = [line for line in mixed.stderr.splitlines() if "told:" in line]
         may_not = [line for line in mixed.stderr.splitlines() if "may not apply it" in line]

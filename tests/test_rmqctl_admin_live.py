@@ -95,8 +95,8 @@ def test_offset_reset_offline_refuses_a_running_node_and_edits_a_stopped_one(sta
     assert busy.returncode == 1 and "in use by a running node" in busy.stderr
     node.stop()
     done = js(rmqctl("127.0.0.1:1", "-o", "json", "offset", "reset", "-g", "OffG", "-t", "Off",
-                     "--to-offset", "0", "--offline", store))
-    assert done and all(r["offset"] == 0 for r in done)
+                     "--to-offset", "0", "--offline", store, "--yes"))
+    assert done and all(r["after"] == 0 for r in done)
     node = start_node("--namesrv-port", "0", "--listen-port", "0", home=home)
     again = rmqctl(node.namesrv, "consume", "Off", "-g", "OffG", "-e", "--format", "%b")
     assert sorted(again.stdout.split()) == ["a", "b", "c"]
@@ -142,8 +142,8 @@ def test_offset_reset_to_a_timestamp_makes_a_live_consumer_reread(node):
         wait_for(lambda: len(got(consumer)) >= 16, "the consumer read the 16 messages")
         first = len(got(consumer))
         reset = js(rmqctl(ns, "-o", "json", "offset", "reset", "-g", "LiveG", "-t", "Live",
-                          "--to-timestamp", str(boundary)))
-        assert sum(r["offset"] for r in reset) == 8  # the old ones stay consumed
+                          "--to-timestamp", str(boundary), "--yes"))
+        assert sum(r["after"] for r in reset) == 8  # the old ones stay consumed
         wait_for(lambda: len(got(consumer)) >= first + 8, "the consumer re-read after the reset")
         assert sorted(got(consumer)[first:]) == sorted(f"new-{i}" for i in range(8))
         consumer.kill()

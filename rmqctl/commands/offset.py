@@ -1,16 +1,20 @@
-"""`rmqctl offset reset`: move a group's offsets, live or on a stopped node's store."""
+"""`rmqctl offset`: see, save and move a group's offsets, live or on a stopped node's store.
+A reset shows what it will do first (rmqctl.offset_plan); saved offsets are JSON files
+(rmqctl.offset_file)."""
 
 from __future__ import annotations
 
 import fcntl
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import click
 
 from rmqnode import validation
+from rmqnode.atomicfile import write_atomic
 from rmqnode.broker.admin import reset_target
 from rmqnode.broker.groups import SubscriptionGroupManager
 from rmqnode.broker.offsets import ConsumerOffsetManager
@@ -19,12 +23,15 @@ from rmqnode.config import BrokerConfig
 from rmqnode.errors import RemotingError
 from rmqnode.net.codes import RequestCode, ResponseCode
 from rmqnode.storage.store import MessageStore
+from rmqctl import offset_file
 from rmqctl.client.admin import Admin
 from rmqctl.client.consumer import GroupConsumer
 from rmqctl.client.namesrv import NameServerClient
 from rmqctl.client.producer import TopicRoute, topic_route
 from rmqctl.commands.messages import BROKER_OPTION, QUEUE_OPTION, now_ms, parsed, pick_queues
-from rmqctl.context import EXIT_NOT_FOUND, Ctx, pass_ctx
+from rmqctl.context import EXIT_NOT_FOUND, Ctx, NotFound, pass_ctx
+from rmqctl.offset_file import QueueOffsets
+from rmqctl.offset_plan import QueuePlan, Target, go_ahead
 from rmqctl.output import emit_rows
 from rmqctl.positions import parse_time
 
@@ -39,121 +46,260 @@ _WORST = [TOLD, MAY_NOT_APPLY, NOT_TOLD]
 
 def _name(check):
     """A click callback checking a topic or group name as the broker will."""
-    def callback(click_ctx: click.Context, param: click.Parameter, value: str) -> str:
+    def callback(click_ctx: click.Context, param: click.Parameter, value: str | None
+                 ) -> str | None:
         try:
-            return check(value)
+            return None if value is None else check(value)
         except RemotingError as exc:
             raise click.BadParameter(exc.remark) from None
     return callback
 
 
-@dataclass(frozen=True)
-class Target:
-    """Where a reset puts each queue: `offset` (clamped to what the queue holds), or the
-    first message stored at or after `timestamp` (0: the first one, -1: after the last)."""
-    timestamp: int
-    offset: int | None
-
-    def spec(self) -> str:
-        """The same place as GroupConsumer.start_offset reads it."""
-        if self.offset is not None:
-            return str(self.offset)
-        return "last" if self.timestamp < 0 else f"@{self.timestamp}"
-
-    def row(self, topic: str, broker_name: str | None, queue_id: int, offset: int,
-            via: str | None = None) -> dict[str, Any]:
-        """One queue's result; with --to-offset, what was asked and which end cut it."""
-        row = {"topic": topic} | ({"brokerName": broker_name} if broker_name else {}) | \
-            {"queueId": queue_id, "offset": offset}
-        if self.offset is not None:
-            row |= {"requested": self.offset, "clamped": None if offset == self.offset else
-                    "to max" if offset < self.offset else "to min"}
-        return row | ({"via": via} if via else {})
+def _label(click_ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A broker name, with the characters the name server takes."""
+    if value is not None and not validation.LABEL_PATTERN.fullmatch(value):
+        raise click.BadParameter(f"{validation.quote(value)} is not a broker name")
+    return value
 
 
 @click.group()
 def offset() -> None:
-    """Consumer offsets."""
+    """Consumer offsets: reset them (with a preview), export and restore them."""
 
 
 @offset.command("reset")
-@click.option("-g", "--group", required=True, callback=_name(validation.group))
-@click.option("-t", "--topic", required=True, callback=_name(validation.topic))
+@click.option("-g", "--group", callback=_name(validation.group),
+              help="The group to move (with --to-file: default the file's group).")
+@click.option("-t", "--topic", callback=_name(validation.topic),
+              help="Its topic (with --to-file: default every topic of the file).")
 @click.option("--to-timestamp", type=click.IntRange(0, validation.INT64[1]), metavar="MS",
               help="First message stored at or after.")
 @click.option("--to-offset", type=click.IntRange(0, validation.INT64[1]),
               help="This offset, on every queue (or --queue), clamped to what each holds.")
 @click.option("--earliest", is_flag=True, help="The first message still stored.")
 @click.option("--latest", is_flag=True, help="After the last message.")
+@click.option("--to-group", metavar="GROUP", callback=_name(validation.group),
+              help="Where GROUP committed, queue by queue (as mqadmin cloneGroupOffset).")
+@click.option("--to-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The offsets saved in this file by `offset export`.")
 @click.option("--queue", type=click.IntRange(0, validation.INT32[1]), help="Only this queue.")
 @click.option("--offline", "store", type=click.Path(file_okay=False, path_type=Path),
               help="Edit consumerOffset.json of a STOPPED node's store instead.")
+@click.option("--broker-name", callback=_label,
+              help="With --offline --to-file: which broker's offsets of the file are this "
+                   "store's [default: the file's only broker].")
+@click.option("--dry-run", is_flag=True, help="Print the preview and change nothing.")
+@click.option("-y", "--yes", is_flag=True,
+              help="Reset without asking (needed where stdin or stdout is no terminal).")
 @pass_ctx
-def offset_reset(ctx: Ctx, group: str, topic: str, to_timestamp: int | None,
-                 to_offset: int | None, earliest: bool, latest: bool, queue: int | None,
-                 store: Path | None) -> None:
-    """Move GROUP's offsets on TOPIC. Live: every broker of the topic resets them and tells
-    the group's live members, which are listed on stderr (told, or may not apply it: restart
-    those); a broker that answers CONSUMER_NOT_ONLINE (Java's, when nobody is online) gets
-    each queue's offset set with UPDATE_CONSUMER_OFFSET instead, as mqadmin does. --offline
-    edits a stopped node's store, with the same clamping. With --to-offset, each row says
-    what was asked and whether the queue's first or last offset cut it.
+def offset_reset(ctx: Ctx, group: str | None, topic: str | None, to_timestamp: int | None,
+                 to_offset: int | None, earliest: bool, latest: bool, to_group: str | None,
+                 to_file: Path | None, queue: int | None, store: Path | None,
+                 broker_name: str | None, dry_run: bool, yes: bool) -> None:
+    """Move GROUP's offsets on TOPIC, after a preview: per queue the committed offset
+    `before`, the offset `after`, the queue's `maxOffset` and the lag (messages left to read)
+    before and after, and its change. --dry-run prints the preview alone. Otherwise a
+    terminal (stdin and stdout) asks "Reset N queues of group G on topic T? [y/N]"; --yes
+    skips the question, and is needed where there is no terminal: without it nothing
+    changes and the exit code is 2 (as a no). The output is then the same rows as the reset
+    left them.
+
+    Live: every broker of the topic resets them and tells the group's live members, which
+    are listed on stderr (told, or may not apply it: restart those); a broker that answers
+    CONSUMER_NOT_ONLINE (Java's, when nobody is online) gets each queue's offset set with
+    UPDATE_CONSUMER_OFFSET instead, as mqadmin does. --offline edits a stopped node's store,
+    with the same clamping. With --to-offset, --to-group and --to-file, each row says what
+    was asked and whether the queue's first or last offset cut it; queues that the other
+    group never committed, or that the file does not hold, stay as they are (`unchanged`).
 
     \b
     Examples:
-      rmqctl offset reset -g orders-service -t Orders --to-timestamp 1700000000000
+      rmqctl offset reset -g orders-service -t Orders --to-timestamp 1700000000000 --dry-run
       rmqctl offset reset -g audit -t Orders --earliest
-      rmqctl offset reset -g audit -t Orders --to-offset 100 --queue 2
-      rmqctl offset reset -g audit -t Orders --latest --offline ~/.rmqnode/store
+      rmqctl offset reset -g audit -t Orders --to-offset 100 --queue 2 --yes
+      rmqctl offset reset -g audit-replay -t Orders --to-group audit
+      rmqctl offset export -g audit -f audit.json; rmqctl offset reset --to-file audit.json
+      rmqctl offset reset -g audit -t Orders --latest --offline ~/.rmqnode/store --yes
     """
-    chosen = [x for x in (to_timestamp is not None, to_offset is not None, earliest, latest) if x]
+    chosen = [x for x in (to_timestamp is not None, to_offset is not None, earliest, latest,
+                          to_group, to_file) if x]
     if len(chosen) != 1:
         raise click.UsageError("give exactly one of --to-timestamp, --to-offset, --earliest, "
-                               "--latest")
+                               "--latest, --to-group, --to-file")
+    if broker_name is not None and (store is None or to_file is None):
+        raise click.UsageError("--broker-name goes with --offline and --to-file")
     target = Target(-1 if latest else to_timestamp or 0, to_offset)
+    if to_file is not None:
+        group, topics, target = _from_file(to_file, group, topic)
+    elif group is None or topic is None:
+        raise click.UsageError("give -g/--group and -t/--topic (only --to-file names them)")
+    else:
+        topics = [topic]
+    if to_group == group:
+        raise click.UsageError(f"--to-group {to_group} is the group being reset")
+
     if store is not None:
-        emit_rows(_reset_offline(ctx, store, group, topic, target, queue), ctx.output)
+        with _stopped(store):
+            offsets, plans, target = _plan_offline(ctx, store, group, topics, target, queue,
+                                                   to_group, broker_name)
+            _check_some(plans, target, topics)
+            if go_ahead(ctx, plans, target, group, dry_run, yes):
+                for plan in plans:
+                    if plan.after is not None:
+                        offsets.commit(group, plan.topic, plan.queue_id, plan.after)
+                offsets.persist()  # atomically, keeping the previous file as .bak
+                emit_rows([p.row(target) for p in plans], ctx.output)
         return
-    emit_rows(ctx.run(lambda ns: _reset_live(ctx, ns, group, topic, target, queue)),
-              ctx.output)
+
+    routes, plans, target = ctx.run(lambda ns: _plan_live(ctx, ns, group, topics, target,
+                                                          queue, to_group))
+    if not plans and not ctx.broker_failures:
+        raise NotFound(f"{', '.join(topics)} has no readable queue"
+                       + (f" {queue}" if queue is not None else ""))
+    if plans:
+        _check_some(plans, target, topics)
+        if go_ahead(ctx, plans, target, group, dry_run, yes):
+            emit_rows(ctx.run(lambda ns: _apply_live(ctx, ns, group, routes, plans, target,
+                                                     queue)), ctx.output)
     ctx.finish()
 
 
-async def _reset_live(ctx: Ctx, ns: NameServerClient, group: str, topic: str, target: Target,
+def _from_file(path: Path, group: str | None, topic: str | None
+               ) -> tuple[str, list[str], Target]:
+    """The group (the file's unless -g), topics (the file's unless -t) and offsets of a
+    saved file."""
+    saved = offset_file.load(path)
+    if topic is not None and topic not in saved.topics:
+        raise NotFound(f"{path} has no offsets of topic {topic} (it has: "
+                       f"{', '.join(sorted(saved.topics)) or 'none'})")
+    topics = [topic] if topic else sorted(saved.topics)
+    if not topics:
+        raise NotFound(f"{path} holds no topic")
+    return group or saved.group, topics, Target(saved={t: saved.topics[t] for t in topics},
+                                                source=str(path))
+
+
+def _check_some(plans: list[QueuePlan], target: Target, topics: list[str]) -> None:
+    """Saved offsets that fit no queue are a wrong name, not a reset of nothing."""
+    if target.saved is not None and all(p.after is None for p in plans):
+        raise NotFound(f"{target.source} has no offset of any queue of {', '.join(topics)} "
+                       "to reset: nothing changed")
+
+
+async def _plan_live(ctx: Ctx, ns: NameServerClient, group: str, topics: list[str],
+                     target: Target, queue: int | None, to_group: str | None
+                     ) -> tuple[dict[str, TopicRoute], list[QueuePlan], Target]:
+    """Each queue's preview, read from its broker; with --to-group, that group's committed
+    offsets are read there too and become the target. A broker that fails is reported and
+    left out (the command then exits with its code)."""
+    admin = Admin(ns)
+    routes = {t: await topic_route(ns, t) for t in topics}
+    saved: dict[str, QueueOffsets] = {}
+    plans = []
+    for topic, route in routes.items():
+        async def plan(broker_name: str, addr: str) -> list[QueuePlan]:
+            out = []
+            for mq in route.read_queues:
+                if mq.broker_name != broker_name or queue not in (None, mq.queue_id):
+                    continue
+                requested = target.requested(topic, broker_name, mq.queue_id)
+                if to_group is not None:
+                    requested = await admin.committed(addr, to_group, topic, mq.queue_id)
+                    if requested is not None:
+                        saved.setdefault(topic, {})[broker_name, mq.queue_id] = requested
+                keep = requested is None and (to_group is not None or target.saved is not None)
+                after, high = await _where(admin, addr, topic, mq.queue_id, target.timestamp,
+                                           requested, keep)
+                out.append(QueuePlan(topic, broker_name, mq.queue_id, await admin.committed(
+                    addr, group, topic, mq.queue_id), after, high, requested))
+            return out
+        plans += [p for found in await ctx.each_broker(route.addrs, plan) for p in found]
+    if to_group is not None:
+        target = Target(saved=saved, source=f"group {to_group}")
+    return routes, plans, target
+
+
+@dataclass(frozen=True)
+class _Bounds:
+    """One queue's offsets as its broker reports them, read as reset_target reads a store's."""
+    low: int
+    high: int
+    by_time: int
+
+    def min_offset(self, topic: str, queue_id: int) -> int:
+        return self.low
+
+    def max_offset(self, topic: str, queue_id: int) -> int:
+        return self.high
+
+    def offset_by_time(self, topic: str, queue_id: int, timestamp: int) -> int:
+        return self.by_time
+
+
+async def _where(admin: Admin, addr: str, topic: str, queue_id: int, timestamp: int,
+                 offset: int | None, keep: bool = False) -> tuple[int | None, int]:
+    """Where a reset puts a queue (None with `keep`) and its max offset: the broker's own
+    rule (reset_target) over what the broker says of the queue."""
+    high = await admin.queue_offset(addr, RequestCode.GET_MAX_OFFSET, topic, queue_id)
+    if keep:
+        return None, high
+    low = await admin.queue_offset(addr, RequestCode.GET_MIN_OFFSET, topic, queue_id)
+    by_time = high if offset is not None or timestamp < 0 else await admin.queue_offset(
+        addr, RequestCode.SEARCH_OFFSET_BY_TIMESTAMP, topic, queue_id, timestamp=timestamp)
+    return reset_target(_Bounds(low, high, by_time), topic, queue_id, timestamp, offset), high
+
+
+async def _apply_live(ctx: Ctx, ns: NameServerClient, group: str,
+                      routes: dict[str, TopicRoute], plans: list[QueuePlan], target: Target,
                       queue: int | None) -> list[dict]:
-    """Every broker of the topic in turn; one that fails is reported and the others still
+    """Every broker of each topic in turn: one reset of all (or --queue's) queues, or one
+    per queue for saved offsets; a broker that fails is reported and the others still
     reset (the command then exits with its code)."""
     admin = Admin(ns)
-    route = await topic_route(ns, topic)
-    fields = {"topic": topic, "group": group, "timestamp": target.timestamp, "isForce": True}
-    if target.offset is not None:
-        fields["offset"] = target.offset
-    if queue is not None:
-        fields["queueId"] = queue
     members: dict[str, tuple[str, dict]] = {}
-
-    async def reset(broker_name: str, addr: str) -> list[dict]:
-        live = await admin.members(addr, group)
-        try:
-            data = await admin.call_json(addr, RequestCode.INVOKE_BROKER_TO_RESET_OFFSET, fields)
-        except RemotingError as exc:
-            if exc.code != ResponseCode.CONSUMER_NOT_ONLINE:
-                raise
-            click.echo(f"rmqctl: {broker_name}: no member of {group} online "
-                       "(CONSUMER_NOT_ONLINE); setting each queue's offset with "
-                       "UPDATE_CONSUMER_OFFSET instead, as mqadmin does", err=True)
-            return await _set_each_queue(ns, admin, route, broker_name, group, topic, target,
-                                         queue)
-        for member in live:
-            status = _status(member, data.get("notified"))
-            old = members.get(member["clientId"], (TOLD, member))[0]
-            members[member["clientId"]] = (max(old, status, key=_WORST.index), member)
-        return [target.row(topic, broker_name, key.as_dict()["queueId"], value, "reset")
-                for key, value in data.get("offsetTable", {}).items()]
-
-    rows = [row for rows in await ctx.each_broker(route.addrs, reset) for row in rows]
+    rows = []
+    for topic, route in routes.items():
+        async def reset(broker_name: str, addr: str) -> list[dict]:
+            mine = [p for p in plans if p.topic == topic and p.broker_name == broker_name]
+            todo = [p for p in mine if p.after is not None]
+            if not todo:
+                return [p.row(target) for p in mine]
+            live = await admin.members(addr, group)
+            fields = target.fields(topic, group)
+            requests = [fields | {"queueId": p.queue_id, "offset": p.requested} for p in todo] \
+                if target.saved is not None else \
+                [fields | ({"queueId": queue} if queue is not None else {})]
+            offsets: dict[int, int] = {}
+            via = "reset"
+            try:
+                for request in requests:
+                    data = await admin.call_json(
+                        addr, RequestCode.INVOKE_BROKER_TO_RESET_OFFSET, request)
+                    _tell(members, live, data.get("notified"))
+                    offsets |= {key.as_dict()["queueId"]: value
+                                for key, value in data.get("offsetTable", {}).items()}
+            except RemotingError as exc:
+                if exc.code != ResponseCode.CONSUMER_NOT_ONLINE:
+                    raise
+                click.echo(f"rmqctl: {broker_name}: no member of {group} online "
+                           "(CONSUMER_NOT_ONLINE); setting each queue's offset with "
+                           "UPDATE_CONSUMER_OFFSET instead, as mqadmin does", err=True)
+                offsets, via = await _set_each_queue(admin, addr, group, todo, target), \
+                    "UPDATE_CONSUMER_OFFSET"
+            return [p.row(target) if p.after is None else p.done(offsets[p.queue_id]).row(
+                target, via) for p in mine if p.after is None or p.queue_id in offsets]
+        rows += [row for found in await ctx.each_broker(route.addrs, reset) for row in found]
     _report(group, members)
-    return sorted(rows, key=lambda r: (r["brokerName"], r["queueId"]))
+    return rows
+
+
+def _tell(members: dict[str, tuple[str, dict]], live: list[dict],
+          notified: list[str] | None) -> None:
+    """Each live member's worst outcome so far."""
+    for member in live:
+        status = _status(member, notified)
+        old = members.get(member["clientId"], (TOLD, member))[0]
+        members[member["clientId"]] = (max(old, status, key=_WORST.index), member)
 
 
 def _status(member: dict, notified: list[str] | None) -> str:
@@ -182,33 +328,26 @@ def _report(group: str, members: dict[str, tuple[str, dict]]) -> None:
             click.echo(f"rmqctl: {why[status]}: {', '.join(named)}", err=True)
 
 
-async def _set_each_queue(ns: NameServerClient, admin: Admin, route: TopicRoute,
-                          broker_name: str, group: str, topic: str, target: Target,
-                          queue: int | None) -> list[dict]:
+async def _set_each_queue(admin: Admin, addr: str, group: str, todo: list[QueuePlan],
+                          target: Target) -> dict[int, int]:
     """mqadmin's fallback (resetOffsetByTimestampOld): read where each queue goes from the
     broker (GET_MIN_OFFSET/GET_MAX_OFFSET, SEARCH_OFFSET_BY_TIMESTAMP) and set it."""
-    reader = GroupConsumer(ns.remoting, ns, group, topic, timeout=ns.timeout)
-    reader.route = route
-    rows = []
-    for mq in route.read_queues:
-        if mq.broker_name != broker_name or queue not in (None, mq.queue_id):
-            continue
-        offset = await reader.start_offset(mq, target.spec())
-        await admin.call(route.addrs[broker_name], RequestCode.UPDATE_CONSUMER_OFFSET, {
-            "consumerGroup": group, "topic": mq.topic, "queueId": mq.queue_id,
+    offsets = {}
+    for plan in todo:
+        offset, _ = await _where(admin, addr, plan.topic, plan.queue_id, target.timestamp,
+                                 plan.requested)
+        await admin.call(addr, RequestCode.UPDATE_CONSUMER_OFFSET, {
+            "consumerGroup": group, "topic": plan.topic, "queueId": plan.queue_id,
             "commitOffset": offset})
-        rows.append(target.row(topic, broker_name, mq.queue_id, offset,
-                               "UPDATE_CONSUMER_OFFSET"))
-    return rows
+        offsets[plan.queue_id] = offset
+    return offsets
 
 
-def _reset_offline(ctx: Ctx, store: Path, group: str, topic: str, target: Target,
-                   queue: int | None) -> list[dict]:
-    """The live reset's checks and clamping, on a stopped node's files: the group and the
-    topic must be known to the store, offsets come from its consume queues (read-only)."""
+def _open_store(ctx: Ctx, store: Path, group: str
+                ) -> tuple[BrokerConfig, TopicConfigManager, ConsumerOffsetManager]:
+    """A stopped node's config files, which must know `group`."""
     if not (store / "commitlog").is_dir() and not (store / "config").is_dir():
         raise click.UsageError(f"{store} is not a store: it has neither commitlog/ nor config/")
-    _check_stopped(store)
     config = _store_config(store)
     topics, groups, offsets = (TopicConfigManager(config), SubscriptionGroupManager(config),
                                ConsumerOffsetManager(config))
@@ -216,36 +355,137 @@ def _reset_offline(ctx: Ctx, store: Path, group: str, topic: str, target: Target
         manager.load()
     if groups.find(group, auto_create=False) is None and not offsets.topics_of_group(group):
         ctx.fail(f"{store} knows no group {group}", EXIT_NOT_FOUND)
-    topic_config = topics.table.get(topic)
-    if topic_config is None:
-        ctx.fail(f"{store} has no topic {topic}", EXIT_NOT_FOUND)
-    queues = [q for q in range(topic_config.readQueueNums) if queue in (None, q)]
-    if not queues:
-        ctx.fail(f"{topic} has no queue {queue} in {store} (it has "
-                 f"{topic_config.readQueueNums})", EXIT_NOT_FOUND)
+    return config, topics, offsets
+
+
+def _plan_offline(ctx: Ctx, store: Path, group: str, topics: list[str], target: Target,
+                  queue: int | None, to_group: str | None, broker_name: str | None
+                  ) -> tuple[ConsumerOffsetManager, list[QueuePlan], Target]:
+    """The live reset's checks, preview and clamping, on a stopped node's files: the group
+    and the topics must be known to the store, offsets come from its consume queues
+    (read-only). The store does not know its broker's name: a file's offsets are those of
+    its only broker, or of --broker-name."""
+    config, topic_configs, offsets = _open_store(ctx, store, group)
+    queues = {}
+    for topic in topics:
+        topic_config = topic_configs.table.get(topic)
+        if topic_config is None:
+            ctx.fail(f"{store} has no topic {topic}", EXIT_NOT_FOUND)
+        queues[topic] = [q for q in range(topic_config.readQueueNums) if queue in (None, q)]
+        if not queues[topic]:
+            ctx.fail(f"{topic} has no queue {queue} in {store} (it has "
+                     f"{topic_config.readQueueNums})", EXIT_NOT_FOUND)
+    if to_group is not None:
+        broker_name = config.brokerName
+        target = Target(saved={t: {(broker_name, q): o for q, o in offsets.queues(
+            to_group, t).items()} for t in topics}, source=f"group {to_group}")
+    elif target.saved is not None and broker_name is None:
+        brokers = sorted({b for saved in target.saved.values() for b, _ in saved})
+        if len(brokers) > 1:
+            raise ValueError(f"{target.source} has offsets of brokers {', '.join(brokers)}: "
+                             f"give --broker-name, the one whose store {store} is")
+        broker_name = brokers[0] if brokers else config.brokerName
     reader = MessageStore(config, readonly=True)
     reader.open()
+    plans = []
     try:
-        moved = {q: reset_target(reader, topic, q, target.timestamp, target.offset)
-                 for q in queues}
+        for topic, queue_ids in queues.items():
+            for q in queue_ids:
+                requested = target.requested(topic, broker_name or config.brokerName, q)
+                after = None if target.saved is not None and requested is None else \
+                    reset_target(reader, topic, q, target.timestamp, requested)
+                before = offsets.query(group, topic, q)
+                plans.append(QueuePlan(topic, None, q, None if before < 0 else before, after,
+                                       reader.max_offset(topic, q), requested))
     finally:
         reader.close_readonly()
-    for q, o in moved.items():
-        offsets.commit(group, topic, q, o)
-    offsets.persist()  # atomically, keeping the previous file as .bak
-    return [target.row(topic, None, q, o) for q, o in moved.items()]
+    return offsets, plans, target
 
 
-def _check_stopped(store: Path) -> None:
+@offset.command("export")
+@click.option("-g", "--group", required=True, callback=_name(validation.group))
+@click.option("-t", "--topic", callback=_name(validation.topic),
+              help="Only this topic [default: every topic the group committed offsets on].")
+@click.option("-f", "--file", "path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the offsets here (replaced whole) [default: stdout].")
+@click.option("--offline", "store", type=click.Path(file_okay=False, path_type=Path),
+              help="Read consumerOffset.json of a node's store instead.")
+@click.option("--broker-name", default=BrokerConfig.brokerName, show_default=True,
+              callback=_label, help="With --offline: the name written for the store's broker.")
+@pass_ctx
+def offset_export(ctx: Ctx, group: str, topic: str | None, path: Path | None,
+                  store: Path | None, broker_name: str) -> None:
+    """Save GROUP's committed offsets as JSON, to restore them later with `offset reset
+    --to-file` (or copy them to another group with -g): {"group": G, "topics": {T:
+    [{"brokerName": B, "queueId": Q, "offset": O}, ...]}}. Only queues the group committed
+    are saved. Exit code 3 when it committed none; nothing is written when a broker fails.
+
+    \b
+    Examples:
+      rmqctl offset export -g audit > audit.json
+      rmqctl offset export -g audit -t Orders -f audit-orders.json
+      rmqctl offset reset --to-file audit.json --dry-run
+      rmqctl offset export -g audit --offline ~/.rmqnode/store --broker-name broker-a
+    """
+    if store is not None:
+        _, _, offsets = _open_store(ctx, store, group)
+        topics = {t: {(broker_name, q): o for q, o in offsets.queues(group, t).items()}
+                  for t in ([topic] if topic else offsets.topics_of_group(group))}
+    else:
+        topics = ctx.run(lambda ns: _export_live(ctx, ns, group, topic))
+        ctx.finish()
+    topics = {t: queues for t, queues in topics.items() if queues}
+    if not topics:
+        raise NotFound(f"group {group} has no committed offsets"
+                       + (f" on topic {topic}" if topic else ""))
+    text = offset_file.dumps(group, topics)
+    if path is None:
+        click.echo(text, nl=False)
+        return
+    write_atomic(path, text.encode(), keep_bak=False)
+    click.echo(f"rmqctl: saved {sum(map(len, topics.values()))} queues of {group} on "
+               f"{', '.join(sorted(topics))} to {path}", err=True)
+
+
+async def _export_live(ctx: Ctx, ns: NameServerClient, group: str, topic: str | None
+                       ) -> dict[str, QueueOffsets]:
+    """The queues GET_CONSUME_STATS lists for the group (on every master, or the topic's),
+    each with its exact committed offset (which the stats floor at 0)."""
+    admin = Admin(ns)
+    masters = await admin.topic_masters(topic) if topic else await admin.masters()
+    fields = {"consumerGroup": group} | ({"topic": topic} if topic else {})
+
+    async def read(broker_name: str, addr: str) -> list[tuple[str, str, int, int]]:
+        found = []
+        for _, mq, _ in await admin.queue_tables({broker_name: addr},
+                                                 RequestCode.GET_CONSUME_STATS, fields):
+            committed = await admin.committed(addr, group, mq["topic"], mq["queueId"])
+            if committed is not None:
+                found.append((mq["topic"], broker_name, mq["queueId"], committed))
+        return found
+    topics: dict[str, QueueOffsets] = {}
+    for found in await ctx.each_broker(masters, read):
+        for t, broker_name, queue_id, committed in found:
+            topics.setdefault(t, {})[broker_name, queue_id] = committed
+    return topics
+
+
+@contextmanager
+def _stopped(store: Path) -> Iterator[None]:
+    """Holds the store's lock from the preview to the write, so that no node starts on
+    the store in between (the node takes the same lock)."""
     lock = store / "lock"
     if not lock.exists():
+        yield
         return
     fd = os.open(lock, os.O_RDWR)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        raise click.ClickException(f"{store} is in use by a running node: stop it first, or "
-                                   "reset live") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise click.ClickException(f"{store} is in use by a running node: stop it first, "
+                                       "or reset live") from None
+        yield
     finally:
         os.close(fd)
 
