@@ -21,7 +21,7 @@ import random
 import re
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -236,6 +236,15 @@ def own_templates(broker_addr: str, outside: Path) -> list[Template]:
         t(RC.GET_KVLIST_BY_NAMESPACE, kv), t(RC.GET_NAMESRV_CONFIG, {}),
         t(RC.UPDATE_NAMESRV_CONFIG, {}, f"orderMessageEnable=false\nkvConfigPath={outside}/kv"
                                          f"\nconfigStorePath={outside}/ns\n".encode()),
+        t(RC.UPDATE_AND_CREATE_ACL_CONFIG, {
+            "accessKey": "fuzzuser", "secretKey": "fuzzsecret", "whiteRemoteAddress": "",
+            "defaultTopicPerm": "PUB|SUB", "defaultGroupPerm": "SUB", "admin": "false",
+            "topicPerms": f"{TOPIC}=PUB|SUB,other=DENY", "groupPerms": f"{GROUP}=SUB"}),
+        t(RC.DELETE_ACL_CONFIG, {"accessKey": "fuzzdoomed"}),
+        t(RC.GET_BROKER_CLUSTER_ACL_INFO, {}), t(RC.GET_BROKER_CLUSTER_ACL_CONFIG, {}),
+        # The ACL file the whitelist lands in is named by the request: only the node's own.
+        t(RC.UPDATE_GLOBAL_WHITE_ADDRS_CONFIG, {"globalWhiteAddrs": "10.1.2.*,10.9.9.{1,2}",
+                                                "aclFileFullPath": f"{outside}/plain_acl.yml"}),
     ]
 
 
@@ -253,6 +262,13 @@ def captured_templates() -> list[Template]:
 # -- mutation -----------------------------------------------------------------------------
 
 
+Signer = Callable[[dict, bytes], dict]
+
+
+def _unsigned(fields: dict, body: bytes) -> dict:
+    return fields
+
+
 @dataclass
 class Fuzzer:
     """Turns templates into hostile frames, reproducibly from one seed."""
@@ -263,6 +279,8 @@ class Fuzzer:
     rng: random.Random = field(init=False)
     names: list[str] = field(init=False)
     opaque: int = 0
+    # With ACL on: signs most frames after their mutation (Signer), so they reach handlers.
+    sign: Signer | None = None
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -340,6 +358,8 @@ class Fuzzer:
         fields = self.mutate_fields(template.fields, st == SERIALIZE_JSON) \
             if rng.random() < 0.85 else dict(template.fields)
         body = self.mutate_body(template.body) if rng.random() < 0.4 else template.body
+        if self.sign is not None and rng.random() < 0.8:
+            fields = self.sign(fields, body)
         header = {"code": template.code, "flag": 0, "language": "JAVA", "opaque": self.opaque,
                   "version": rng.choice((409, 409, 409, 0, -1, 121, 2 ** 31 - 1))}
         if st == SERIALIZE_ROCKETMQ:
@@ -672,24 +692,24 @@ def _crash_context(recent: list[str]) -> str:
     return "?"
 
 
-def still_serves(node: Node, topic: str, group: str) -> list[str]:
+def still_serves(node: Node, topic: str, group: str, sign: Signer = _unsigned) -> list[str]:
     """What is wrong with the node's basic service: a topic created, a message sent with
     SEND_MESSAGE_V2 and pulled back with PULL_MESSAGE (empty when all is well)."""
-    created = call(node.broker, RC.UPDATE_AND_CREATE_TOPIC, {
+    created = call(node.broker, RC.UPDATE_AND_CREATE_TOPIC, sign({
         "topic": topic, "defaultTopic": "TBW102", "readQueueNums": 1, "writeQueueNums": 1,
-        "perm": 6, "topicFilterType": "SINGLE_TAG", "topicSysFlag": 0, "order": "false"})
+        "perm": 6, "topicFilterType": "SINGLE_TAG", "topicSysFlag": 0, "order": "false"}, b""))
     if created.code != 0:
         return [f"UPDATE_AND_CREATE_TOPIC: {created.code} {created.remark}"]
-    sent = call(node.broker, RC.SEND_MESSAGE_V2, {
+    sent = call(node.broker, RC.SEND_MESSAGE_V2, sign({
         "a": PRODUCER, "b": topic, "c": "TBW102", "d": 1, "e": 0, "f": 0,
         "g": int(time.time() * 1000), "h": 0, "i": "WAIT\x01true\x02", "j": 0, "k": "false",
-        "m": "false"}, b"still alive")
+        "m": "false"}, b"still alive"), b"still alive")
     if sent.code != 0:
         return [f"SEND_MESSAGE_V2: {sent.code} {sent.remark}"]
-    pulled = call(node.broker, RC.PULL_MESSAGE, {
+    pulled = call(node.broker, RC.PULL_MESSAGE, sign({
         "consumerGroup": group, "topic": topic, "queueId": 0, "queueOffset": 0,
         "maxMsgNums": 1, "sysFlag": 4, "commitOffset": 0, "suspendTimeoutMillis": 0,
-        "subscription": "*", "subVersion": 0, "expressionType": "TAG"})
+        "subscription": "*", "subVersion": 0, "expressionType": "TAG"}, b""))
     if pulled.code != 0 or b"still alive" not in pulled.body:
         return [f"PULL_MESSAGE: {pulled.code} {pulled.remark} body {pulled.body[:100]!r}"]
     return []
@@ -712,43 +732,53 @@ def templates_by_code(node: Node, outside: Path) -> dict[int, list[Template]]:
     return by_code
 
 
-def seed_node(node: Node) -> None:
+def seed_node(node: Node, sign: Signer = _unsigned) -> None:
     """The fuzzed topic exists and holds messages, so requests reach past 'topic not exist'."""
-    call(node.broker, RC.UPDATE_AND_CREATE_TOPIC, {
-        "topic": TOPIC, "readQueueNums": 4, "writeQueueNums": 4, "perm": 6})
+    call(node.broker, RC.UPDATE_AND_CREATE_TOPIC, sign({
+        "topic": TOPIC, "readQueueNums": 4, "writeQueueNums": 4, "perm": 6}, b""))
     for queue_id in range(4):
         for i in range(3):
-            call(node.broker, RC.SEND_MESSAGE_V2, {
+            call(node.broker, RC.SEND_MESSAGE_V2, sign({
                 "a": PRODUCER, "b": TOPIC, "c": "TBW102", "d": 4, "e": queue_id, "f": 0,
-                "g": 0, "h": 0, "i": f"KEYS\x01k{i}\x02TAGS\x01t\x02"}, b"seed")
+                "g": 0, "h": 0, "i": f"KEYS\x01k{i}\x02TAGS\x01t\x02"}, b"seed"), b"seed")
 
 
 def test_fuzz_every_request_code(tmp_path, start_node):
-    home, outside = sandbox(tmp_path)
+    fuzz(tmp_path, start_node, TEST_FRAMES)
+
+
+def fuzz(tmp_path: Path, start_node, frames: int, *args: str, sign: Signer = _unsigned,
+         home: Path | None = None) -> None:
+    """`frames` hostile frames at a node started with `args` (in `home`, made by sandbox),
+    signed by `sign` where the fuzzer chooses to; then every check of the module."""
+    if home is None:
+        home, outside = sandbox(tmp_path)
+    else:
+        outside = home.parent / OUTSIDE
     node = start_node("--namesrv-port", "0", "--listen-port", "0", "--store",
-                      str(home / "store"), home=home)
+                      str(home / "store"), *args, home=home)
     before = tree(tmp_path, home)
     served = handled_codes(node)
     templates = templates_by_code(node, outside)
     missing = sorted(set(served) - set(templates))
     assert not missing, f"request codes the node serves with no fuzz template: {missing}"
-    seed_node(node)
+    seed_node(node, sign)
 
-    fuzzer = Fuzzer(SEED, outside, templates)
+    fuzzer = Fuzzer(SEED, outside, templates, sign=None if sign is _unsigned else sign)
     findings = Findings(SEED)
     started = time.monotonic()
-    asyncio.run(run_frames(fuzzer.frames(TEST_FRAMES, served), findings))
+    asyncio.run(run_frames(fuzzer.frames(frames, served), findings))
     elapsed = time.monotonic() - started
 
-    where = f"seed {SEED} (RMQ_FUZZ_SEED), {TEST_FRAMES} frames in {elapsed:.1f} s"
+    where = f"seed {SEED} (RMQ_FUZZ_SEED), {frames} frames in {elapsed:.1f} s"
     problems = [f"answer: {c}" for c in dict.fromkeys(findings.crashes)]
     problems += [f"created outside the home: {p}" for p in sorted(tree(tmp_path, home) - before)]
-    problems += still_serves(node, "FuzzStillServes", "FuzzStillServesGroup")
+    problems += still_serves(node, "FuzzStillServes", "FuzzStillServesGroup", sign)
     code = node.stop()
     problems += [f"SIGTERM exit code {code}"] if code != 0 else []
     problems += [f"crash x{n}: {sig}: {example}"
                  for sig, (n, example) in crash_signatures(node.lines).items()]
     problems += [f"log: {line}" for line in crash_lines(node)
                  if "Traceback" not in line and "request.crashed" not in line]
-    assert findings.answered > TEST_FRAMES // 2, f"{where}: only {findings} answered"
+    assert findings.answered > frames // 2, f"{where}: only {findings} answered"
     assert not problems, f"{where}: {len(problems)} problems:\n" + "\n".join(problems[:80])
