@@ -60,21 +60,18 @@ class Damage:
 
 def read_only_map(path: Path) -> bytes | mmap.mmap:
     """The file's bytes without reading 1 GiB into memory; never writable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        if os.fstat(fd).st_size == 0:
+    with open(path, "rb") as f:  # not os.open: a directory must fail here, by its name
+        if os.fstat(f.fileno()).st_size == 0:
             return b""
-        return mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
-    finally:
-        os.close(fd)
+        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
 
 
 def _offset_named(folder: Path) -> list[Path]:
-    """Files named by their first offset (20 digits), in order."""
+    """Files named by their first offset (20 digits), in order. Anything else of that name
+    (a directory) is listed too, so that reading it fails loudly rather than being skipped."""
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if p.name.isdigit() and len(p.name) == 20
-                  and p.is_file())
+    return sorted(p for p in folder.iterdir() if p.name.isdigit() and len(p.name) == 20)
 
 
 def commitlog_files(path: Path) -> list[Path]:
