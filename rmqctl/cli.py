@@ -74,11 +74,11 @@ class Rmqctl(click.Group):
 @click.option("--color", type=click.Choice(COLORS), default="auto", show_default=True,
               help="Colour table headers and status columns: auto when stdout is a terminal "
                    "and NO_COLOR is unset. Never json, ndjson, csv or raw.")
-@click.option("--access-key", envvar="RMQ_ACCESS_KEY", metavar="AK",
-              help="ACL account that signs every request [env: RMQ_ACCESS_KEY].")
-@click.option("--secret-key", envvar="RMQ_SECRET_KEY", metavar="SK",
-              help="The account's secret key [env: RMQ_SECRET_KEY]. On the command line it "
-                   "shows in ps and shell history: prefer the variable or a context.")
+@click.option("--access-key", envvar="RMQ_ACCESS_KEY", show_envvar=True, metavar="AK",
+              help="ACL account that signs every request.")
+@click.option("--secret-key", envvar="RMQ_SECRET_KEY", show_envvar=True, metavar="SK",
+              help="The account's secret key. On the command line it shows in ps and shell "
+                   "history: prefer the variable or a context.")
 @click.option("--context", "context_name", envvar=CONTEXT_ENV, show_envvar=True,
               is_eager=True, expose_value=False, callback=apply_context, metavar="NAME",
               help="Take option values from context NAME (rmqctl context --help); an option "
