@@ -220,14 +220,23 @@ class Ctx:
                 click.echo(redact(f"rmqctl: {name} ({addr}): {_first_line(line)}"), err=True)
         return results
 
-    def confirm(self, question: str, yes: bool) -> None:
+    def confirm(self, question: str, yes: bool, hint: str = "to do it",
+                preview: Callable[[], None] | None = None) -> None:
         """Go on with a destructive change only with --yes, or a yes typed on a terminal;
-        otherwise exit with the misuse code, nothing changed."""
+        otherwise exit with the misuse code, nothing changed. With a `preview` (printed on
+        stdout just before the question), the question goes to stdout too, beside it;
+        else to stderr. `question` ends without punctuation; `hint` ends the refusal."""
         if yes:
             return
-        if not (sys.stdin.isatty() and sys.stderr.isatty()):
-            self.fail(f"{question}: give --yes to do it", EXIT_USAGE)
-        if not click.confirm(f"{question}. Go on?", err=True):
+        asked_on = sys.stdout if preview is not None else sys.stderr
+        if not (sys.stdin.isatty() and asked_on.isatty()):
+            self.fail(f"{question}: give --yes {hint}", EXIT_USAGE)
+        if preview is not None:
+            preview()
+        # Read from stdin by hand: click.confirm's input() writes its prompt to stderr when
+        # Python has no readline module, away from a preview on stdout.
+        click.echo(f"{question}? [y/N] ", nl=False, err=preview is None)
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
             self.fail("nothing changed", EXIT_USAGE)
 
     def finish(self) -> None:

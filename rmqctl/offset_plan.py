@@ -6,13 +6,12 @@ else the reset needs `--yes`."""
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, replace
 from typing import Any
 
 import click
 
-from rmqctl.context import EXIT_USAGE, Ctx
+from rmqctl.context import Ctx
 from rmqctl.offset_file import QueueOffsets
 from rmqctl.output import emit_rows
 
@@ -33,15 +32,6 @@ class Target:
         if self.saved is not None:
             return self.saved.get(topic, {}).get((broker_name, queue_id))
         return self.offset
-
-    def spec(self, topic: str, broker_name: str, queue_id: int) -> str | None:
-        """The same place as GroupConsumer.start_offset reads it; None: left as it is."""
-        requested = self.requested(topic, broker_name, queue_id)
-        if requested is not None:
-            return str(requested)
-        if self.saved is not None:
-            return None
-        return "last" if self.timestamp < 0 else f"@{self.timestamp}"
 
     def fields(self, topic: str, group: str) -> dict[str, Any]:
         """INVOKE_BROKER_TO_RESET_OFFSET's header for every queue (a saved offset: its
@@ -95,7 +85,7 @@ def question(plans: list[QueuePlan], group: str) -> str:
     topics = sorted({p.topic for p in plans})
     moved = sum(p.after is not None for p in plans)
     return (f"Reset {moved} queue{'s' * (moved != 1)} of group {group} on "
-            f"topic{'s' * (len(topics) > 1)} {', '.join(topics)}?")
+            f"topic{'s' * (len(topics) > 1)} {', '.join(topics)}")
 
 
 def go_ahead(ctx: Ctx, plans: list[QueuePlan], target: Target, group: str, dry_run: bool,
@@ -108,16 +98,6 @@ def go_ahead(ctx: Ctx, plans: list[QueuePlan], target: Target, group: str, dry_r
         emit_rows(rows, ctx.output)
         click.echo("rmqctl: dry run: nothing changed", err=True)
         return False
-    if yes:
-        return True
-    asked = question(plans, group)
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        ctx.fail(f"{asked[:-1]}: give --yes to reset without a terminal to ask on "
-                 "(--dry-run shows what would change)", EXIT_USAGE)
-    emit_rows(rows, ctx.output)
-    # Asked on stdout, where the preview is (click.confirm's input() would write it to
-    # stderr when Python has no readline module).
-    click.echo(f"{asked} [y/N] ", nl=False)
-    if sys.stdin.readline().strip().lower() not in ("y", "yes"):
-        ctx.fail("nothing changed", EXIT_USAGE)
+    ctx.confirm(question(plans, group), yes, "to reset without a terminal to ask on "
+                "(--dry-run shows what would change)", lambda: emit_rows(rows, ctx.output))
     return True

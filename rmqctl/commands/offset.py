@@ -22,6 +22,7 @@ from rmqnode.broker.topics import TopicConfigManager
 from rmqnode.config import BrokerConfig
 from rmqnode.errors import RemotingError
 from rmqnode.net.codes import RequestCode, ResponseCode
+from rmqnode.storage.reader import store_config
 from rmqnode.storage.store import MessageStore
 from rmqctl import offset_file
 from rmqctl.client.admin import Admin
@@ -348,7 +349,7 @@ def _open_store(ctx: Ctx, store: Path, group: str
     """A stopped node's config files, which must know `group`."""
     if not (store / "commitlog").is_dir() and not (store / "config").is_dir():
         raise click.UsageError(f"{store} is not a store: it has neither commitlog/ nor config/")
-    config = _store_config(store)
+    config = store_config(store)
     topics, groups, offsets = (TopicConfigManager(config), SubscriptionGroupManager(config),
                                ConsumerOffsetManager(config))
     for manager in (topics, groups, offsets):
@@ -488,19 +489,6 @@ def _stopped(store: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
-
-
-def _store_config(store: Path) -> BrokerConfig:
-    """The store's own file sizes, which its node may have set to anything: those of the
-    first CommitLog file and of the first consume queue file found."""
-    sizes = {}
-    for key, pattern in (("mappedFileSizeCommitLog", "commitlog/*"),
-                         ("mappedFileSizeConsumeQueue", "consumequeue/*/*/*")):
-        found = next((p for p in sorted(store.glob(pattern))
-                      if p.name.isdigit() and p.stat().st_size), None)
-        if found is not None:
-            sizes[key] = found.stat().st_size
-    return BrokerConfig(storePathRootDir=str(store), **sizes)
 
 
 @offset.command("at")

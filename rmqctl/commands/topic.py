@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -16,7 +15,7 @@ from rmqnode.net.codec import RemotingCommand
 from rmqnode.net.codes import PERM_READ, PERM_WRITE, RequestCode, perm_text
 from rmqctl.client.admin import Admin
 from rmqctl.client.namesrv import check_addr
-from rmqctl.context import EXIT_USAGE, Ctx, NotFound, pass_ctx
+from rmqctl.context import Ctx, NotFound, pass_ctx
 from rmqctl.output import emit_object, emit_rows
 
 
@@ -162,12 +161,8 @@ def _apply_topic(ctx: Ctx, name: str, queues: int | None, perm: str | None, orde
 
     planned = ctx.run(plan)
     shrinks = [shrink for *_, shrink in planned if shrink]
-    if shrinks and not yes:
-        question = f"shrinking {name} on {'; '.join(shrinks)} from consumers"
-        if not (sys.stdin.isatty() and sys.stderr.isatty()):
-            ctx.fail(f"{question}: give --yes to do it", EXIT_USAGE)
-        if not click.confirm(f"{question}. Go on?", err=True):
-            ctx.fail("nothing changed", EXIT_USAGE)
+    if shrinks:
+        ctx.confirm(f"shrinking {name} on {'; '.join(shrinks)} from consumers", yes)
 
     async def apply(ns):
         admin = Admin(ns)
