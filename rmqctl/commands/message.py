@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 
@@ -147,13 +148,6 @@ def message_query(ctx: Ctx, topic: str, key: str, limit: int, body_format: str) 
               if ctx.output in ("table", "raw") else None)
 
 
-async def _committed(admin: Admin, addr: str, group: str, topic: str, queue_id: int) -> int:
-    resp = await admin.remoting.invoke(addr, RemotingCommand.request(
-        RequestCode.QUERY_CONSUMER_OFFSET, {"consumerGroup": group, "topic": topic,
-                                            "queueId": queue_id}), admin.namesrv.timeout)
-    return int(resp.field("offset") or -1) if resp.code == 0 else -1
-
-
 def _copies_of(original: MessageExt):
     """The search key for a message's stored copies, and the test a found message must pass.
     A sent-back copy keeps UNIQ_KEY when the producer set one (Java's do); a copy of a
@@ -190,8 +184,9 @@ async def trace(admin: Admin, original: MessageExt, group: str) -> list[dict]:
         for m in (m for m in found if matches(m)):
             consumed = None
             if place in (topic, RETRY_PREFIX + group):
-                done = await _committed(admin, m.store_host_text, group, m.topic, m.queue_id)
-                consumed = done > m.queue_offset
+                with contextlib.suppress(RemotingError):  # unknown: the column stays empty
+                    done = await admin.committed(m.store_host_text, group, m.topic, m.queue_id)
+                    consumed = done is not None and done > m.queue_offset
             hops.append({"stage": stages.get(place, "waiting " + m.properties.get(REAL_TOPIC, "")),
                          "storeTimestamp": m.store_timestamp, "topic": m.topic,
                          "queueId": m.queue_id, "queueOffset": m.queue_offset,
