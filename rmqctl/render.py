@@ -318,11 +318,11 @@ def _is_hex(text: str) -> bool:
     return len(text) == 2 and all(c in "0123456789abcdefABCDEF" for c in text)
 
 
-def unescape(text: str) -> bytes:
+def unescape(text: str, option: str = "--delimiter") -> bytes:
     """A delimiter as given on the command line ('\\0', '\\t', '\\x1e'): the escapes of the
-    format language, nothing else."""
+    format language, nothing else; a bad escape is warned about under `option`'s name."""
     fmt = MessageFormat(text.replace("%", "%%"))
-    fmt.warn_unknown("--delimiter")
+    fmt.warn_unknown(option)
     return b"".join(p for p in fmt.pieces if isinstance(p, bytes))
 
 

@@ -65,7 +65,7 @@ class LineFormat:
 
     def __init__(self, spec: str) -> None:
         self.spec = spec
-        fmt = unescape(spec)
+        fmt = unescape(spec, "--parse")
         self.fields: list[str] = []
         literals: list[bytes] = []
         at = 0
