@@ -31,7 +31,7 @@ import click
 
 from rmqnode.errors import ConnectionLost, RemotingError, RemotingTimeout
 from rmqnode.net.client import RemotingClient, SessionCredentials
-from rmqnode.net.codes import ResponseCode, request_name, response_name
+from rmqnode.net.codes import ResponseCode, request_name
 from rmqctl.client.namesrv import NameServerClient
 
 T = TypeVar("T")
@@ -125,7 +125,7 @@ def exit_status(exc: BaseException) -> tuple[int, str | None]:
     if isinstance(exc, RemotingError):
         refusal = acl_refusal(exc.remark)
         if refusal is not None:
-            return EXIT_ERROR, f"{response_name(exc.code)} ({exc.code}): {refusal}"
+            return EXIT_ERROR, f"{exc.name} ({exc.code}): {refusal}"
         return (EXIT_NOT_FOUND if exc.code in NOT_FOUND_CODES else EXIT_ERROR), str(exc)
     if isinstance(exc, (RemotingTimeout, asyncio.TimeoutError)):
         return EXIT_TIMEOUT, str(exc) or "timed out"

@@ -16,13 +16,18 @@ FAQ = "\nSee http://rocketmq.apache.org/docs/faq/ for further details."
 class RemotingError(Exception):
     """A request failed with a RocketMQ response code; `remark` is what the peer is told."""
 
-    def __init__(self, code: int, remark: str) -> None:
+    def __init__(self, code: int, remark: str, request: int | None = None) -> None:
         super().__init__(remark)
         self.code = code
         self.remark = remark
+        self.request = request  # the request code answered, where it names the response
+
+    @property
+    def name(self) -> str:
+        return response_name(self.code, self.request)
 
     def __str__(self) -> str:
-        return f"{response_name(self.code)} ({self.code}): {self.remark}"
+        return f"{self.name} ({self.code}): {self.remark}"
 
 
 class FrameError(Exception):

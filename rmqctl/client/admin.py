@@ -49,7 +49,7 @@ class Admin:
         resp = await self.remoting.invoke(addr, RemotingCommand.request(code, fields, body),
                                           self.namesrv.timeout)
         if resp.code != ResponseCode.SUCCESS:
-            raise RemotingError(resp.code, f"{addr}: {resp.remark or ''}")
+            raise RemotingError(resp.code, f"{addr}: {resp.remark or ''}", code)
         return resp
 
     async def call_json(self, addr: str, code: int, fields: dict[str, Any] | None = None,

@@ -272,5 +272,14 @@ def request_name(code: int) -> str:
     return REQUEST_NAMES.get(code, str(code))
 
 
-def response_name(code: int) -> str:
+_ACL_NAMES = _names(AclResponseCode)
+_ACL_REQUESTS = {RequestCode.UPDATE_AND_CREATE_ACL_CONFIG, RequestCode.DELETE_ACL_CONFIG,
+                 RequestCode.UPDATE_GLOBAL_WHITE_ADDRS_CONFIG}
+
+
+def response_name(code: int, request: int | None = None) -> str:
+    """Readable name of a response code; 209-211 answering an ACL admin request are 4.9.8's
+    ACL failures, not 5.x's POP codes of the same numbers."""
+    if request in _ACL_REQUESTS and code in _ACL_NAMES:
+        return _ACL_NAMES[code]
     return RESPONSE_NAMES.get(code, str(code))
