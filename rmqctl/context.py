@@ -212,7 +212,8 @@ class Ctx:
         for name, addr in sorted(brokers.items()):
             try:
                 results.append(await call(name, addr))
-            except (RemotingError, ConnectionLost, RemotingTimeout) as exc:
+            except (RemotingError, ConnectionLost, RemotingTimeout,
+                    click.ClickException) as exc:
                 if len(brokers) == 1:
                     raise
                 self.broker_failures.append(exc)

@@ -180,6 +180,10 @@ class JavaBroker:
                    lambda cmd, conn: cmd.response(fields={"offset": self.BY_TIME}))
         d.register(RC.UPDATE_CONSUMER_OFFSET, self.update)
         d.register(RC.QUERY_CONSUMER_OFFSET, self.committed)
+        d.register(RC.GET_BROKER_RUNTIME_INFO, lambda cmd, conn: cmd.response(
+            body=fastjson.dumpb({"table": {"brokerVersionDesc": "V4_9_8",
+                                           "brokerVersion": "413"}})))
+        self.resets = 0
         self.server = RemotingServer(d, "127.0.0.1", 0)
         self.client = RemotingClient()
         self.loop = asyncio.new_event_loop()
@@ -190,6 +194,7 @@ class JavaBroker:
         return f"127.0.0.1:{self.server.port}"
 
     def reset(self, cmd: RemotingCommand, conn) -> RemotingCommand:
+        self.resets += 1
         if cmd.field("group") == "Gone":
             return cmd.response(ResponseCode.CONSUMER_NOT_ONLINE, "Consumer not online, so can "
                                 "not reset offset, Group: Gone Topic: JavaT Timestamp: 0")
@@ -272,3 +277,13 @@ def test_consumer_not_online_falls_back_to_setting_each_queue_as_mqadmin(namesrv
         may_not = [line for line in mixed.stderr.splitlines() if "may not apply it" in line]
         assert len(told) == 1 and "java@1" in told[0] and "cpp@2" not in told[0]
         assert len(may_not) == 1 and "cpp@2 (CPP" in may_not[0]
+
+        # With members online, a 4.9.8 broker would reset every queue by time, ignoring the
+        # queue and offset: refused before anything is sent, the reason in one line.
+        java.resets = 0
+        for per_queue in (["--to-offset", "3"], ["--earliest", "--queue", "1"]):
+            refused = rmqctl(ns, "offset", "reset", "-g", "Mixed", "-t", "JavaT", *per_queue,
+                             "--yes")
+            assert refused.returncode == 1 and java.resets == 0, refused.stderr
+            [line] = refused.stderr.splitlines()
+            assert "runs RocketMQ V4_9_8, which resets every queue by time" in line

@@ -16,6 +16,7 @@ import click
 from rmqnode import validation
 from rmqnode.atomicfile import write_atomic
 from rmqnode.broker.admin import reset_target
+from rmqnode.broker.runtime import IMPLEMENTATION_KEY
 from rmqnode.broker.groups import SubscriptionGroupManager
 from rmqnode.broker.offsets import ConsumerOffsetManager
 from rmqnode.broker.topics import TopicConfigManager
@@ -266,6 +267,9 @@ async def _apply_live(ctx: Ctx, ns: NameServerClient, group: str,
             if not todo:
                 return [p.row(target) for p in mine]
             live = await admin.members(addr, group)
+            if live and (target.offset is not None or target.saved is not None
+                         or queue is not None):
+                await _check_queue_resets(admin, addr)
             fields = target.fields(topic, group)
             requests = [fields | {"queueId": p.queue_id, "offset": p.requested} for p in todo] \
                 if target.saved is not None else \
@@ -292,6 +296,21 @@ async def _apply_live(ctx: Ctx, ns: NameServerClient, group: str,
         rows += [row for found in await ctx.each_broker(route.addrs, reset) for row in found]
     _report(group, members)
     return rows
+
+
+async def _check_queue_resets(admin: Admin, addr: str) -> None:
+    """Refuse a per-queue reset (an exact offset, --queue, saved offsets) of a group with
+    members online on a broker that would reset every queue by time instead: Java brokers
+    before 5.x ignore the request's queueId and offset fields (rmqnode and 5.x read them)."""
+    info = (await admin.call_json(addr, RequestCode.GET_BROKER_RUNTIME_INFO)).get("table", {})
+    version = str(info.get("brokerVersionDesc", "?"))
+    if IMPLEMENTATION_KEY in info or not version.startswith(("V3", "V4")):
+        return
+    raise click.ClickException(
+        f"{addr} runs RocketMQ {version}, which resets every queue by time, ignoring the "
+        "queue and offset asked for, while the group has members online: stop them first "
+        "(each queue is then set on its own), or reset by time (--to-timestamp, --earliest, "
+        "--latest, without --queue)")
 
 
 def _tell(members: dict[str, tuple[str, dict]], live: list[dict],

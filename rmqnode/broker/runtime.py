@@ -11,6 +11,7 @@ an idle Java broker shows: an empty queue of Java's capacity.
 
 from __future__ import annotations
 
+import importlib.metadata
 import math
 import shutil
 import time
@@ -33,8 +34,19 @@ if TYPE_CHECKING:
 _log = log.get("rmqnode.broker")
 
 VERSION_DESC = "V4_9_8"
+# Beside Java's keys: which server this is. rmqctl reads it to know that per-queue resets
+# (queueId and offset in INVOKE_BROKER_TO_RESET_OFFSET, a 5.x field) are honoured here,
+# which a Java 4.9.8 broker, announcing the same version, silently ignores.
+IMPLEMENTATION_KEY = "rmqnodeVersion"
 # Java's TransientStorePool.availableBufferNums() when the pool is off (always, here).
 _NO_TRANSIENT_POOL = str((1 << 31) - 1)
+
+
+def _package_version() -> str:
+    try:
+        return importlib.metadata.version("rmqnode")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree
+        return "0"
 
 
 def human_bytes(count: int) -> str:
@@ -78,6 +90,7 @@ class RuntimeProcessor:
         defaults = JAVA_ONLY_DEFAULTS
         table = {
             "brokerVersionDesc": VERSION_DESC, "brokerVersion": str(OUR_VERSION),
+            IMPLEMENTATION_KEY: _package_version(),
             "bootTimestamp": str(self.boot),
             "runtime": f"[ {uptime // 86400000} days, {uptime // 3600000 % 24} hours, "
                        f"{uptime // 60000 % 60} minutes, {uptime // 1000 % 60} seconds ]",
