@@ -418,8 +418,19 @@ How to read it:
   median. Each case's runs, in round order:
 {runs}
 """
-    out.write_text(text)
+    out.write_text(text + _kept_sections(out))
     return table
+
+
+def _kept_sections(out: Path) -> str:
+    """The `## ` sections other benchmark scripts wrote into the report (bench_acl.py,
+    bench_ha.py): this run does not measure them, so it keeps them as they are."""
+    try:
+        old = out.read_text()
+    except FileNotFoundError:
+        return ""
+    start = old.find("\n## ")
+    return old[start:] if start >= 0 else ""
 
 
 def main() -> None:
