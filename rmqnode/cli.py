@@ -14,8 +14,8 @@ import click
 
 from rmqnode import log
 from rmqnode.atomicfile import BrokenFileError
-from rmqnode.config import (BrokerConfig, ConfigError, NamesrvConfig, apply, field_names,
-                            read_properties, write_properties)
+from rmqnode.config import (BrokerConfig, ConfigError, NamesrvConfig, apply, check_role,
+                            field_names, read_properties, write_properties)
 
 ROLES = ("namesrv", "broker", "all")
 
@@ -48,6 +48,8 @@ def build_configs(role: str, config_file: str | None, overrides: dict[str, str]
     if broker is not None and bool(broker.grpcTlsCertPath) != bool(broker.grpcTlsKeyPath):
         raise ConfigError("grpcTlsCertPath and grpcTlsKeyPath (--tls-cert, --tls-key) "
                           "go together: give both for TLS, neither for plaintext")
+    if broker is not None:
+        check_role(broker)
     if broker is not None and not broker.namesrvAddr:
         broker.namesrvAddr = os.environ.get("NAMESRV_ADDR", "")
         if not broker.namesrvAddr and ns is not None:

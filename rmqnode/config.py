@@ -55,6 +55,14 @@ class BrokerConfig:
     brokerPermission: int = 6
     registerNameServerPeriod: int = 30_000
     registerBrokerTimeoutMills: int = 6_000
+    # replication (Java's HAService): brokerRole SLAVE with brokerId > 0 copies the CommitLog
+    # of the master of its brokerName, whose HA address is haMasterAddress or, empty, the one
+    # the name server answers a registration with
+    haMasterAddress: str = ""
+    haSendHeartbeatInterval: int = 5000
+    haHousekeepingInterval: int = 20_000
+    haTransferBatchSize: int = 32 * 1024
+    haSlaveFallbehindMax: int = 256 * 1024 * 1024
     # topics and groups
     autoCreateTopicEnable: bool = True
     autoCreateSubscriptionGroup: bool = True
@@ -74,6 +82,7 @@ class BrokerConfig:
     flushDiskType: str = "ASYNC_FLUSH"
     flushIntervalCommitLog: int = 500
     syncFlushTimeout: int = 5000
+    slaveTimeout: int = 3000  # how long a SYNC_MASTER send waits for a slave's ack
     maxMessageSize: int = 4 * 1024 * 1024
     fileReservedTime: int = 72
     deleteWhen: str = "04"
@@ -196,10 +205,13 @@ RANGES: dict[str, tuple[int, int]] = {
     "transactionCheckMax": (0, _INT_MAX), "transactionCheckInterval": (1, _LONG_MAX),
     "serverChannelMaxIdleTimeSeconds": (1, _INT_MAX), "maxFrameLength": (1024, _INT_MAX),
     "brokerChannelExpiredMillis": (1, _LONG_MAX),
+    "slaveTimeout": (0, _INT_MAX),
     "scanNotActiveBrokerIntervalMillis": (1, _LONG_MAX),
     "maxBufferedInputBytes": (1 << 20, _LONG_MAX), "frameCompleteTimeoutMillis": (1, _LONG_MAX),
     "grpcServerPort": (-1, 65535), "grpcDefaultInvisibleTimeMills": (1000, 12 * 3600 * 1000),
     "grpcRenewAheadTimeMills": (0, _INT_MAX), "grpcRenewMaxTimeMills": (0, _LONG_MAX),
+    "haSendHeartbeatInterval": (1, _INT_MAX), "haHousekeepingInterval": (1, _INT_MAX),
+    "haTransferBatchSize": (1, _INT_MAX), "haSlaveFallbehindMax": (0, _INT_MAX),
 }
 CHOICES: dict[str, tuple[str, ...]] = {
     "flushDiskType": ("ASYNC_FLUSH", "SYNC_FLUSH"),

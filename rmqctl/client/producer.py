@@ -28,8 +28,10 @@ ROUTE_TTL = 30.0
 RETRY_CODES = {ResponseCode.SYSTEM_ERROR, ResponseCode.SYSTEM_BUSY, ResponseCode.TOPIC_NOT_EXIST,
                ResponseCode.NO_PERMISSION, ResponseCode.SERVICE_NOT_AVAILABLE}
 SEPARATORS = (NAME_VALUE_SEPARATOR, PROPERTY_SEPARATOR)
-SENT_CODES = {ResponseCode.SUCCESS, ResponseCode.FLUSH_DISK_TIMEOUT,
-              ResponseCode.FLUSH_SLAVE_TIMEOUT, ResponseCode.SLAVE_NOT_AVAILABLE}
+SENT_CODES = {ResponseCode.SUCCESS: "SEND_OK",  # stored: SendStatus as Java's client names it
+              ResponseCode.FLUSH_DISK_TIMEOUT: "FLUSH_DISK_TIMEOUT",
+              ResponseCode.FLUSH_SLAVE_TIMEOUT: "FLUSH_SLAVE_TIMEOUT",
+              ResponseCode.SLAVE_NOT_AVAILABLE: "SLAVE_NOT_AVAILABLE"}
 
 
 @dataclass(frozen=True, order=True)
@@ -219,8 +221,7 @@ class Producer:
                 self._routes.pop(topic, None)
                 continue
             if resp.code in SENT_CODES:
-                status = "SEND_OK" if resp.code == ResponseCode.SUCCESS else \
-                    "FLUSH_DISK_TIMEOUT"
+                status = SENT_CODES[resp.code]
                 return SendResult(properties.get(UNIQ_KEY, ""), resp.field("msgId") or "",
                                   MessageQueue(topic, queue.broker_name,
                                                int(resp.field("queueId") or queue.queue_id)),

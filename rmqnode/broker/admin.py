@@ -35,7 +35,8 @@ RUNTIME_KEYS = frozenset({
     "fileReservedTime", "deleteWhen", "diskMaxUsedSpaceRatio", "diskSpaceWarningLevelRatio",
     "longPollingEnable", "shortPollingTimeMills", "popFromRetryProbability", "reviveInterval",
     "transactionTimeOut", "transactionCheckMax", "transactionCheckInterval",
-    "storeReplyMessageEnable", "enablePropertyFilter"})
+    "storeReplyMessageEnable", "enablePropertyFilter", "slaveReadEnable",
+    "accessMessageInMemoryMaxRatio", "offsetCheckInSlave"})
 
 
 def _json(obj: object) -> bytes:
@@ -55,6 +56,8 @@ class AdminProcessor:
                 rc.UPDATE_AND_CREATE_SUBSCRIPTIONGROUP: self.update_group,
                 rc.DELETE_SUBSCRIPTIONGROUP: self.delete_group,
                 rc.GET_ALL_SUBSCRIPTIONGROUP_CONFIG: self.all_groups,
+                rc.GET_ALL_CONSUMER_OFFSET: self.all_offsets,
+                rc.GET_ALL_DELAY_OFFSET: self.all_delay_offsets,
                 rc.GET_CONSUMER_CONNECTION_LIST: self.consumer_connections,
                 rc.GET_PRODUCER_CONNECTION_LIST: self.producer_connections,
                 rc.QUERY_TOPIC_CONSUME_BY_WHO: self.consumed_by,
@@ -150,6 +153,14 @@ class AdminProcessor:
         groups = self.broker.groups
         return cmd.response(body=_json({"dataVersion": groups.data_version.to_json(),
                                         "subscriptionGroupTable": groups.table}))
+
+    def all_offsets(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
+        """consumerOffset.json's content, as a slave copies it (SlaveSynchronize)."""
+        return cmd.response(body=_json(self.broker.offsets.encode()))
+
+    def all_delay_offsets(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
+        """delayOffset.json's content, as a slave copies it (SlaveSynchronize)."""
+        return cmd.response(body=_json(self.broker.schedule.offsets.encode()))
 
     def consumer_connections(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
         group = cmd.require("consumerGroup")

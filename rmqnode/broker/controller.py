@@ -30,6 +30,7 @@ from rmqnode.broker.topics import TopicConfig, TopicConfigManager
 from rmqnode.broker.transaction import EndTransactionProcessor, TransactionChecker
 from rmqnode.config import DEFAULT_HOME, BrokerConfig
 from rmqnode.errors import ConnectionLost, RemotingTimeout
+from rmqnode.ha.service import HAService
 from rmqnode.net import fastjson
 from rmqnode.net.client import RemotingClient
 from rmqnode.net.codec import RemotingCommand
@@ -54,6 +55,7 @@ class BrokerController:
         self.order_info = ConsumerOrderInfoManager(config, self.topics, self.groups)
         self.clients = ClientManager()
         self.store = MessageStore(config)
+        self.ha = HAService(config, self.store)  # replication: every node listens, slaves pull
         self.stats = BrokerStats(config.brokerClusterName)  # VIEW_BROKER_STATS_DATA
         self.dispatcher = Dispatcher()
         sender = SendProcessor(self)
@@ -116,6 +118,7 @@ class BrokerController:
             log.lifecycle.info("store.recovered_after_crash", root=self.config.storePathRootDir,
                                commitlog_end=self.store.commitlog.max_offset)
         self.store.start()
+        await self.ha.start()  # before registering: haServerAddr names the bound port
         self.schedule.start()
         self.transactions.start()
         self.revive.start()
@@ -150,6 +153,7 @@ class BrokerController:
         self.transactions.stop()
         await self.schedule.stop()
         self.revive.stop()
+        await self.ha.stop()
         await self.store.close()
         self.topics.persist_if_dirty()
         self.offsets.persist()

@@ -7,6 +7,7 @@ from typing import Any
 
 from rmqnode import validation
 from rmqnode.broker.configfile import JsonConfigFile
+from rmqnode.config import SLAVE
 from rmqnode.net.fastjson import UnquotedKey
 
 SEPARATOR = "@"
@@ -27,6 +28,9 @@ class ConsumerOffsetManager(JsonConfigFile):
     def __init__(self, config) -> None:
         super().__init__(config)
         self.table: dict[str, dict[int, int]] = {}
+        # A slave's own commits, (topic@group, queueId) -> offset, until its master has them
+        # (slave_sync): consumers commit here while the master is down.
+        self.local: dict[tuple[str, int], int] = {}
 
     def decode(self, data: dict[str, Any]) -> None:
         self.table = self.valid_entries(self.table_of(data, "offsetTable"), _offsets_entry)
@@ -40,8 +44,11 @@ class ConsumerOffsetManager(JsonConfigFile):
         topic holding '@' or a stray character would corrupt the file for good."""
         validation.group(group)
         validation.topic(topic)
-        self.table.setdefault(f"{topic}{SEPARATOR}{group}", {})[queue_id] = offset
+        key = f"{topic}{SEPARATOR}{group}"
+        self.table.setdefault(key, {})[queue_id] = offset
         self.dirty = True
+        if self.config.brokerRole == SLAVE:
+            self.local[(key, queue_id)] = offset
 
     def query(self, group: str, topic: str, queue_id: int) -> int:
         """The committed offset, or -1 when the group never committed one for this queue."""

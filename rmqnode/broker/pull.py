@@ -8,12 +8,14 @@ suspendTimeoutMillis passes, then re-run once and answered whatever it finds.
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import TYPE_CHECKING
 
 from rmqnode import validation
 from rmqnode.broker.clients import SUB_ALL, Subscription, check_filter
 from rmqnode.broker.sql92 import Selector
 from rmqnode.broker.topics import PERM_READ
+from rmqnode.config import MASTER_ID
 from rmqnode.errors import FAQ
 from rmqnode.net.codec import RemotingCommand
 from rmqnode.net.codes import ResponseCode
@@ -27,6 +29,9 @@ if TYPE_CHECKING:
 FLAG_COMMIT_OFFSET = 0x1
 FLAG_SUSPEND = 0x2
 FLAG_SUBSCRIPTION = 0x4
+
+# StoreUtil.TOTAL_PHYSICAL_MEMORY_SIZE: what accessMessageInMemoryMaxRatio is a share of.
+TOTAL_PHYSICAL_MEMORY = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 # Entries a property-filtered read looks at, at most, before it answers with what it has
 # (DefaultMessageStore's maxFilterMessageCount: 16000 bytes of consume queue).
@@ -81,6 +86,27 @@ def _select(store: st.MessageStore, topic: str, queue_id: int, offset: int, max_
         return first
     return st.GetResult(st.FOUND if kept else st.NO_MATCHED_MESSAGE, end, result.min_offset,
                         result.max_offset, kept)
+
+
+def suggest_broker_id(store: st.MessageStore, group: dict, topic: str, queue_id: int,
+                      result: st.GetResult, slave_read_enable: bool, memory_ratio: int) -> int:
+    """PullMessageProcessor's suggestWhichBrokerId: without slaveReadEnable the master; with
+    it, the group's whichBrokerWhenConsumeSlowly when the pull read further back from the
+    CommitLog's end than accessMessageInMemoryMaxRatio percent of the machine's memory
+    (DefaultMessageStore's suggestPullingFromSlave: those bytes are likely off the page
+    cache, and a slave serves them without slowing the master), else the group's brokerId.
+    Computed from the last entry read, only when it can change the answer."""
+    if not slave_read_enable:
+        return MASTER_ID
+    slow = False
+    if result.status in (st.FOUND, st.NO_MATCHED_MESSAGE):
+        cq = store.find_queue(topic, queue_id)
+        last = cq.entry(result.next_begin_offset - 1) if cq is not None else None
+        if last is not None:
+            behind = store.commitlog.max_offset - last[0]
+            slow = behind > TOTAL_PHYSICAL_MEMORY * memory_ratio // 100
+    return int(group.get("whichBrokerWhenConsumeSlowly", 1) if slow
+               else group.get("brokerId", MASTER_ID))
 
 
 class PullHoldService:
@@ -175,7 +201,7 @@ class PullProcessor:
         queue_id = cmd.int_field("queueId", None, *validation.INT32)
         offset = cmd.int_field("queueOffset")
         sys_flag = cmd.int_field("sysFlag", 0, *validation.INT32)
-        broker.groups.consumable(group)
+        group_config = broker.groups.consumable(group)
         topic_config = broker.topics.existing(topic)
         if not topic_config.perm & PERM_READ:
             return cmd.response(ResponseCode.NO_PERMISSION,
@@ -188,7 +214,7 @@ class PullProcessor:
         sub = self._subscription(cmd, group, topic, sys_flag)
         if isinstance(sub, RemotingCommand):
             return sub
-        if allow_suspend and sys_flag & FLAG_COMMIT_OFFSET:
+        if allow_suspend and sys_flag & FLAG_COMMIT_OFFSET and not broker.is_slave:
             broker.offsets.commit(group, topic, queue_id, cmd.int_field("commitOffset"))
 
         result = get_messages(broker.store, topic, queue_id, offset,
@@ -199,9 +225,21 @@ class PullProcessor:
             code = STATUS_CODES[result.status]
         if code == ResponseCode.PULL_NOT_FOUND and allow_suspend and sys_flag & FLAG_SUSPEND:
             return None
+        cfg = broker.config
+        suggest = suggest_broker_id(broker.store, group_config, topic, queue_id, result,
+                                    cfg.slaveReadEnable, cfg.accessMessageInMemoryMaxRatio)
+        next_begin = result.next_begin_offset
+        if broker.is_slave and not cfg.offsetCheckInSlave:
+            # A slave leaves a consumer's offset as it is (nextOffsetCorrection): it may only
+            # be behind its master; the master corrects offsets.
+            if result.status not in (st.FOUND, st.NO_MATCHED_MESSAGE):
+                next_begin = offset
+            if code == ResponseCode.PULL_OFFSET_MOVED:
+                code = ResponseCode.PULL_RETRY_IMMEDIATELY
+                suggest = int(group_config.get("brokerId", MASTER_ID))
         body = b"".join(result.messages) if result.messages else b""
         if result.messages:
             broker.stats.got(topic, group, result.messages)
         return cmd.response(code, result.status, {
-            "suggestWhichBrokerId": 0, "nextBeginOffset": result.next_begin_offset,
+            "suggestWhichBrokerId": suggest, "nextBeginOffset": next_begin,
             "minOffset": result.min_offset, "maxOffset": result.max_offset}, body)

@@ -48,6 +48,11 @@ CLIENT_SYS_FLAGS = (COMPRESSED_FLAG | MULTI_TAGS_FLAG | TRANSACTION_MASK | NEED_
                     | COMPRESSION_MASK)
 V3_4_9 = 121  # from this client version on, the header's maxReconsumeTimes counts
 
+STORED_CODES = {st.PUT_OK: ResponseCode.SUCCESS,
+                 st.FLUSH_DISK_TIMEOUT: ResponseCode.FLUSH_DISK_TIMEOUT,
+                 st.FLUSH_SLAVE_TIMEOUT: ResponseCode.FLUSH_SLAVE_TIMEOUT,
+                 st.SLAVE_NOT_AVAILABLE: ResponseCode.SLAVE_NOT_AVAILABLE}
+
 _ILLEGAL = ("the message is illegal, maybe msg body or properties length not matched. "
             "msg body length limit {}k, msg properties length limit 32k.")
 
@@ -125,15 +130,13 @@ class SendProcessor:
                     validation.group(h.get("producerGroup")), ClientChannel(
                         conn, str(conn.attrs.get("client_id", conn.peer)), cmd.language,
                         cmd.version))
-        store = self.broker.store
         result = self.put_nowait(topic, messages)
-        flush = store.must_wait_flush(result, messages)
         if registering is not None:
-            return self._respond_registered(registering, cmd, result, queue_id, flush)
-        if flush:
-            # Answered from the flush round that covers it: no task or future per send.
-            store.when_flushed(result, lambda done: conn.reply(
-                cmd, self._respond(cmd, done, queue_id)))
+            return self._respond_registered(registering, cmd, result, messages, queue_id)
+        # SYNC_FLUSH, SYNC_MASTER: answered from the flush round or the slave's ack that
+        # covers it, no task or future per send.
+        if self.broker.ha.when_stored(result, messages, lambda done: conn.reply(
+                cmd, self._respond(cmd, done, queue_id))):
             return None
         return self._respond(cmd, result, queue_id)
 
@@ -157,7 +160,10 @@ class SendProcessor:
         """msgCheck for a producer at `producer` (its address, for remarks): the topic's
         config (created from its default topic if need be, with its name-server registration
         under way, else None) and the queue to write, a random one for -1. A refusal raises
-        Java's code and remark."""
+        Java's code and remark. A slave refuses first, as its store would (Java checks the
+        topic before, and may create on a slave a topic its next sync then drops)."""
+        if self.broker.is_slave:
+            raise RemotingError(*self.refusal(st.PutResult(st.SERVICE_NOT_AVAILABLE)))
         topic = h.get("topic") or ""
         cfg = self.broker.config
         if not cfg.brokerPermission & PERM_WRITE:
@@ -184,13 +190,12 @@ class SendProcessor:
         return topic_config, registering, queue_id
 
     async def _respond_registered(self, registering: asyncio.Task, cmd: RemotingCommand,
-                                  result: st.PutResult, queue_id: int,
-                                  flush: bool) -> RemotingCommand:
+                                  result: st.PutResult, messages: list[Message],
+                                  queue_id: int) -> RemotingCommand:
         """A send that created its topic is answered once the name servers know the topic,
         as in Java: the producer may hand the topic to a consumer the moment it is acked."""
         await self.broker.registered(registering)
-        if flush:
-            result = await self.broker.store.wait_flushed(result)
+        result = await self.broker.ha.wait_stored(result, messages)
         return self._respond(cmd, result, queue_id)
 
     async def send_back(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
@@ -302,8 +307,8 @@ class SendProcessor:
     def _respond(self, cmd: RemotingCommand, result: st.PutResult,
                  queue_id: int) -> RemotingCommand:
         status = result.status
-        if status in (st.PUT_OK, st.FLUSH_DISK_TIMEOUT):
-            code = ResponseCode.SUCCESS if status == st.PUT_OK else ResponseCode.FLUSH_DISK_TIMEOUT
+        if result.ok:  # stored: a timeout's code, but the send's fields all the same
+            code = STORED_CODES[status]
             assert result.appended is not None
             response = cmd.response(code)
             response.ext_fields = {  # strings already: every send is answered with these

@@ -46,6 +46,8 @@ class EndTransactionProcessor:
         self.broker = broker
 
     async def handle(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand | None:
+        if self.broker.is_slave:  # Java's answer, before anything is read
+            return cmd.response(ResponseCode.SLAVE_NOT_AVAILABLE, None)
         kind = cmd.int_field("commitOrRollback", None, *validation.INT32)
         if kind not in (COMMIT, ROLLBACK):
             return None  # UNKNOWN: wait for a check-back; Java answers nothing either

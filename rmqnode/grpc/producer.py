@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 
-from rmqnode.broker.send import SendProcessor
+from rmqnode.broker.send import STORED_CODES, SendProcessor
 from rmqnode.broker.topics import PERM_WRITE, TopicConfig
 from rmqnode.broker.transaction import COMMIT, ROLLBACK, EndTransactionProcessor, park_half
 from rmqnode.errors import RemotingError
@@ -276,17 +276,16 @@ async def _store(sender: SendProcessor, topic: str, queue_id: int, born_host: by
     message = sender.message(common, out.body, out.props, 0)
     if out.transactional:
         park_half(message)
-    store = sender.broker.store
     result = sender.put_nowait(topic, [message])
-    if store.must_wait_flush(result, [message]):
-        result = await store.wait_flushed(result)
+    result = await sender.broker.ha.wait_stored(result, [message])
     if not result.ok:
         code, remark = sender.refusal(result)
         return spb.SendResultEntry(status=status(from_remoting(code), remark),
                                    message_id=out.message_id)
     assert result.appended is not None
     return spb.SendResultEntry(
-        status=OK if result.status == st.PUT_OK else status(Code.MASTER_PERSISTENCE_TIMEOUT),
+        status=OK if result.status == st.PUT_OK
+        else status(from_remoting(STORED_CODES[result.status])),
         message_id=out.message_id, transaction_id=out.message_id if out.transactional else "",
         offset=result.appended.queue_offset)
 

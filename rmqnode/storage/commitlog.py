@@ -96,6 +96,27 @@ class CommitLog:
         self.topic_queue_table[key] = queue_offset + len(sizes)
         return Appended(wrote, len(record), queue_offset, now)
 
+    def append_data(self, offset: int, data: bytes | memoryview) -> None:
+        """A slave's append (Java's appendData): bytes of the master's CommitLog that start at
+        `offset`, copied as they are, so that every record keeps the offsets written into it
+        and files roll where the master's did. `offset` must be where this log ends (an empty
+        log starts at the file holding it). Raises ValueError when it is not."""
+        end = self.max_offset
+        if self.files.last() is None:
+            if offset % self.file_size:
+                raise ValueError(f"an empty CommitLog cannot start at {offset}, which is not "
+                                 "the start of a file")
+            self.files.create(offset)
+        elif offset != end:
+            raise ValueError(f"data for offset {offset} does not continue the CommitLog, "
+                             f"which ends at {end}")
+        view = memoryview(data)
+        while view:
+            mf = self.files.last_for_append()
+            step = min(len(view), mf.remaining)
+            mf.append(view[:step])
+            view = view[step:]
+
     # -- reading ---------------------------------------------------------------------------
 
     def view(self, offset: int, size: int) -> memoryview | None:

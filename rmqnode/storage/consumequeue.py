@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from rmqnode.storage.mapped_file import MappedFileQueue
+from rmqnode.storage.mapped_file import MappedFile, MappedFileQueue
 from rmqnode.storage.records import CQ_ENTRY, CQ_UNIT_SIZE
 from rmqnode.validation import store_path
+
+_PRE_BLANK = CQ_ENTRY.pack(0, 0x7FFFFFFF, 0)  # ConsumeQueue.fillPreBlank's entry
 
 
 class ConsumeQueue:
@@ -87,7 +89,9 @@ class ConsumeQueue:
                                  f"{queue_offset} in {self.files.directory}")
             start = pos - pos % self.file_size if last is None else \
                 last.file_from_offset + self.file_size
-            self.files.create(start)
+            created = self.files.create(start)
+            if last is None and pos > start:
+                self._fill_pre_blank(created, pos - start, queue_offset)
             mf = self.files.find(pos)
         local = pos - mf.file_from_offset
         CQ_ENTRY.pack_into(mf.mm, local, phy_offset, size, tags_code)  # type: ignore[arg-type]
@@ -95,6 +99,15 @@ class ConsumeQueue:
             mf.wrote_position = local + CQ_UNIT_SIZE
         if phy_offset + size > self.max_phy_end:
             self.max_phy_end = phy_offset + size
+
+    def _fill_pre_blank(self, mf: MappedFile, until: int, queue_offset: int) -> None:
+        """A queue whose first entry is not its file's first (a slave that replicates from
+        the master's last CommitLog file, a queue whose files all expired): the slots before
+        it get Java's blank entries (offset 0, size Integer.MAX_VALUE), so that recovery,
+        which ends a queue at its first empty slot, finds the entries after them."""
+        mf.write_at(0, _PRE_BLANK * (until // CQ_UNIT_SIZE))
+        mf.wrote_position = until
+        self.min_logic_offset = max(self.min_logic_offset, queue_offset)
 
     def flush(self) -> int:
         return self.files.flush()

@@ -1,11 +1,9 @@
 """Getting written bytes to disk: periodically (ASYNC_FLUSH) or on demand with group commit
 (SYNC_FLUSH), with fdatasync in a worker thread so a slow disk never stalls the event loop.
 
-Group commit: every sender waiting for a flush registers the offset it needs; one round covers
-everything written before it started, so concurrent senders share one fdatasync, and what
-arrives during a round is covered by the next. A waiter is a callback, not a future with its
-own timer: under SYNC_FLUSH every send waits, and one timer for all of them (at the earliest
-deadline) is enough to answer a stuck disk with a timeout.
+Group commit: every sender waiting for a flush registers the offset it needs (OffsetWaiters);
+one round covers everything written before it started, so concurrent senders share one
+fdatasync, and what arrives during a round is covered by the next.
 
 A round for waiters starts once the reads of the current loop iteration are stored, and the
 loop waits up to `INLINE_WAIT` for it with the GIL released. Handing the result back through
@@ -24,12 +22,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import heapq
-import itertools
 import time
 from collections.abc import Callable
 
 from rmqnode import log
+from rmqnode.storage.waiters import OffsetWaiters
 
 _log = log.get("rmqnode.storage")
 
@@ -44,10 +41,7 @@ class FlushService:
         self.interval = interval
         self.on_flushed = on_flushed
         self.flushed_offset = 0
-        # (offset needed, arrival, deadline, callback)
-        self._waiters: list[tuple[int, int, float, Callable[[bool], None]]] = []
-        self._expiry: asyncio.TimerHandle | None = None
-        self._seq = itertools.count()
+        self._waiters = OffsetWaiters()
         self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="flush")
         self._running: concurrent.futures.Future[int] | None = None
         self._queued = False  # a round for waiters is scheduled on the loop
@@ -78,33 +72,11 @@ class FlushService:
         if offset <= self.flushed_offset:
             callback(True)
             return
-        loop = self._loop
-        assert loop is not None, "FlushService.start() first"
-        deadline = loop.time() + max(timeout, 0.0)
-        heapq.heappush(self._waiters, (offset, next(self._seq), deadline, callback))
-        if self._expiry is None or deadline < self._expiry.when():
-            # (timeouts can differ: syncFlushTimeout may change at run time)
-            if self._expiry is not None:
-                self._expiry.cancel()
-            self._expiry = loop.call_at(deadline, self._expire)
+        assert self._loop is not None, "FlushService.start() first"
+        self._waiters.add(offset, timeout, callback)
         if not self._queued and self._running is None:
             self._queued = True
-            loop.call_soon(self._round_for_waiters)
-
-    def _expire(self) -> None:
-        """Answer the waiters past their deadline (a flush that hangs), then wait for the next
-        deadline; waiters answered by flushes meanwhile are simply gone."""
-        self._expiry = None
-        now = self._loop.time()  # type: ignore[union-attr]
-        late = [w for w in self._waiters if w[2] <= now]
-        if late:
-            self._waiters = [w for w in self._waiters if w[2] > now]
-            heapq.heapify(self._waiters)
-            for waiter in late:
-                waiter[3](False)
-        if self._waiters:
-            self._expiry = self._loop.call_at(  # type: ignore[union-attr]
-                min(w[2] for w in self._waiters), self._expire)
+            self._loop.call_soon(self._round_for_waiters)
 
     async def flush_now(self) -> int:
         flushed = await asyncio.wrap_future(self._worker.submit(self._flush))
@@ -160,11 +132,4 @@ class FlushService:
             self.flushed_offset = flushed
             if self.on_flushed is not None:
                 self.on_flushed(flushed)
-        waiters = self._waiters
-        if waiters and waiters[0][0] <= flushed:
-            # A waiter whose deadline passed before its flush finished is answered with a
-            # timeout, as Java's future.get(syncFlushTimeout) would.
-            now = asyncio.get_running_loop().time()
-            while waiters and waiters[0][0] <= flushed:
-                waiter = heapq.heappop(waiters)
-                waiter[3](waiter[2] >= now)
+        self._waiters.reached(flushed)

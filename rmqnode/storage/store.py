@@ -45,6 +45,8 @@ _log = log.get("rmqnode.storage")
 # PutMessageStatus names, as Java's broker maps them to response codes.
 PUT_OK = "PUT_OK"
 FLUSH_DISK_TIMEOUT = "FLUSH_DISK_TIMEOUT"
+FLUSH_SLAVE_TIMEOUT = "FLUSH_SLAVE_TIMEOUT"  # SYNC_MASTER: no slave ack within slaveTimeout
+SLAVE_NOT_AVAILABLE = "SLAVE_NOT_AVAILABLE"  # SYNC_MASTER: no slave, or one too far behind
 MESSAGE_ILLEGAL = "MESSAGE_ILLEGAL"
 PROPERTIES_SIZE_EXCEEDED = "PROPERTIES_SIZE_EXCEEDED"
 SERVICE_NOT_AVAILABLE = "SERVICE_NOT_AVAILABLE"
@@ -117,7 +119,9 @@ class PutResult:
 
     @property
     def ok(self) -> bool:
-        return self.status in (PUT_OK, FLUSH_DISK_TIMEOUT)
+        """Stored, whether or not on disk or on a slave in time."""
+        return self.status in (PUT_OK, FLUSH_DISK_TIMEOUT, FLUSH_SLAVE_TIMEOUT,
+                               SLAVE_NOT_AVAILABLE)
 
 
 class MessageStore:
@@ -144,6 +148,7 @@ class MessageStore:
         self._retry: asyncio.TimerHandle | None = None
         self._throttled = log.Throttled(_log)  # errors that repeat on every send or dispatch
         self.arrival_listeners: list[Callable[[str, int, int], None]] = []
+        self.append_listeners: list[Callable[[], None]] = []  # after each reput (HA master)
         self.stats = StoreStats()  # brokerStatus's put and get figures
         self.last_store_timestamp = 0
         self.last_dispatched_timestamp = 0
@@ -297,6 +302,8 @@ class MessageStore:
                 arrived[(req.topic, req.queue_id)] = req.queue_offset + 1
             self.reput_offset = req.commit_log_offset + req.size
         self._arrived(arrived)
+        for listener in self.append_listeners:
+            listener()
         if self.stalled:
             self._schedule_retry()
 
@@ -411,6 +418,8 @@ class MessageStore:
     def _append(self, messages: list[Message]) -> PutResult:
         if self.readonly:
             return PutResult(SERVICE_NOT_AVAILABLE, remark="store is read-only")
+        if self.config.brokerRole == "SLAVE":  # only replication writes a slave's CommitLog
+            return PutResult(SERVICE_NOT_AVAILABLE, remark="broker role is slave")
         if len(messages) == 1:
             self._park_delayed(messages[0])
         first = messages[0]
