@@ -49,7 +49,7 @@ class BrokerConfig:
     brokerIP2: str = ""
     listenPort: int = 10911
     listenAddress: str = "127.0.0.1"  # ours: where to bind; brokerIP1 is what clients are told
-    haListenPort: int = 0  # 0: listenPort + 1, as in Java
+    haListenPort: int = 0  # 0: listenPort + 1, as in Java (listenPort 0: a free port too)
     namesrvAddr: str = ""
     brokerRole: str = "ASYNC_MASTER"
     brokerPermission: int = 6
@@ -63,6 +63,11 @@ class BrokerConfig:
     haHousekeepingInterval: int = 20_000
     haTransferBatchSize: int = 32 * 1024
     haSlaveFallbehindMax: int = 256 * 1024 * 1024
+    # pulls: a master suggests a slave (the group's whichBrokerWhenConsumeSlowly) to a consumer
+    # reading further back than this share of the machine's memory, when slaveReadEnable
+    slaveReadEnable: bool = False
+    accessMessageInMemoryMaxRatio: int = 40
+    offsetCheckInSlave: bool = False  # a slave corrects a pull's bad offset itself
     # topics and groups
     autoCreateTopicEnable: bool = True
     autoCreateSubscriptionGroup: bool = True
@@ -212,6 +217,7 @@ RANGES: dict[str, tuple[int, int]] = {
     "grpcRenewAheadTimeMills": (0, _INT_MAX), "grpcRenewMaxTimeMills": (0, _LONG_MAX),
     "haSendHeartbeatInterval": (1, _INT_MAX), "haHousekeepingInterval": (1, _INT_MAX),
     "haTransferBatchSize": (1, _INT_MAX), "haSlaveFallbehindMax": (0, _INT_MAX),
+    "accessMessageInMemoryMaxRatio": (0, 100),
 }
 CHOICES: dict[str, tuple[str, ...]] = {
     "flushDiskType": ("ASYNC_FLUSH", "SYNC_FLUSH"),
@@ -241,6 +247,9 @@ def _text_problem(name: str, value: str) -> str | None:
             _ADDR.fullmatch(a.strip()) and int(a.rpartition(":")[2]) <= 65535
             for a in value.replace(",", ";").split(";") if a.strip()):
         return "must be host:port addresses separated by ';'"
+    if name == "haMasterAddress" and value and not (
+            _ADDR.fullmatch(value) and int(value.rpartition(":")[2]) <= 65535):
+        return "must be the master's HA address, host:port"
     if name in ("brokerIP1", "listenAddress", "storePathRootDir") and not value.strip():
         return "must not be empty"
     return None
@@ -265,6 +274,23 @@ def check(config: object, props: dict[str, str], origin: str) -> dict[str, objec
     return values
 
 
+MASTER_ID = 0
+SLAVE = "SLAVE"
+
+
+def check_role(config: BrokerConfig) -> None:
+    """brokerRole and brokerId go together: a slave's id is above 0 (Java refuses to start
+    otherwise), a master's is 0. Java sets a master's id to 0 whatever the file says; here a
+    master given another id is refused, since it is more likely a slave missing its role."""
+    if config.brokerRole == SLAVE and config.brokerId <= MASTER_ID:
+        raise ConfigError(f"brokerRole=SLAVE needs brokerId > 0, not {config.brokerId} "
+                          "(brokerId 0 is the master)")
+    if config.brokerRole != SLAVE and config.brokerId != MASTER_ID:
+        raise ConfigError(f"brokerId={config.brokerId} is a slave's id: a master "
+                          f"(brokerRole={config.brokerRole}) has brokerId 0; set "
+                          "brokerRole=SLAVE for a slave")
+
+
 def apply(config: object, props: dict[str, str], origin: str) -> None:
     """Set the keys this config knows, converted and checked; others are left. All or nothing:
     one bad value leaves every field as it was."""
@@ -277,4 +303,5 @@ def field_names(config: object) -> set[str]:
 
 
 __all__ = ["NamesrvConfig", "BrokerConfig", "ConfigError", "read_properties", "write_properties",
-           "check", "apply", "field_names", "DEFAULT_HOME", "RANGES", "CHOICES"]
+           "check", "apply", "check_role", "field_names", "DEFAULT_HOME", "RANGES", "CHOICES",
+           "MASTER_ID", "SLAVE"]

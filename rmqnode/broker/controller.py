@@ -25,10 +25,11 @@ from rmqnode.broker.schedule import ScheduleService
 from rmqnode.broker.query import QueryProcessor
 from rmqnode.broker.reply import ReplyProcessor
 from rmqnode.broker.send import SendProcessor
+from rmqnode.broker.slave_sync import SlaveSynchronize
 from rmqnode.broker.stats import DAY, HOUR, MINUTE, WINDOWS, BrokerStats
 from rmqnode.broker.topics import TopicConfig, TopicConfigManager
 from rmqnode.broker.transaction import EndTransactionProcessor, TransactionChecker
-from rmqnode.config import DEFAULT_HOME, BrokerConfig
+from rmqnode.config import DEFAULT_HOME, SLAVE, BrokerConfig
 from rmqnode.errors import ConnectionLost, RemotingTimeout
 from rmqnode.ha.service import HAService
 from rmqnode.net import fastjson
@@ -94,6 +95,11 @@ class BrokerController:
         self._register_task: asyncio.Task | None = None
         self._background: set[asyncio.Task] = set()
         self.grpc = None  # the gRPC server (rmqnode.grpc.server), when grpcServerPort >= 0
+        self.slave_sync = SlaveSynchronize(self)
+
+    @property
+    def is_slave(self) -> bool:
+        return self.config.brokerRole == SLAVE
 
     @property
     def addr(self) -> str:
@@ -119,9 +125,10 @@ class BrokerController:
                                commitlog_end=self.store.commitlog.max_offset)
         self.store.start()
         await self.ha.start()  # before registering: haServerAddr names the bound port
-        self.schedule.start()
-        self.transactions.start()
-        self.revive.start()
+        if not self.is_slave:  # a slave's CommitLog is written by replication alone
+            self.schedule.start()
+            self.transactions.start()
+            self.revive.start()
         await self.server.serve()
         if self.config.grpcServerPort >= 0:
             from rmqnode.grpc.server import start_for  # grpcio loads only when it serves
@@ -130,6 +137,8 @@ class BrokerController:
         self._register_task = asyncio.create_task(self._register_loop())
         self._spawn(self._housekeeping_loop())
         self._spawn(self._stats_loop())
+        if self.is_slave:
+            self._spawn(self.slave_sync.run())
         if self.acl is not None:
             self._spawn(self.acl.watch())
             log.lifecycle.info("acl.enabled", file=self.acl.path,
@@ -160,6 +169,7 @@ class BrokerController:
         self.groups.persist_if_dirty()
         self.order_info.persist_if_dirty()
         await self.namesrv_client.close()
+        await self.slave_sync.close()
         log.lifecycle.info("broker.stopped", addr=self.addr)
 
     def _spawn(self, coro) -> asyncio.Task:
@@ -282,20 +292,36 @@ class BrokerController:
         return fields, body
 
     async def _send_registration(self, fields: dict[str, object], body: bytes) -> None:
-        await asyncio.gather(*(self._register_one(addr, fields, body)
-                               for addr in namesrv_list(self.config.namesrvAddr)))
+        answers = await asyncio.gather(*(self._register_one(addr, fields, body)
+                                         for addr in namesrv_list(self.config.namesrvAddr)))
+        answer = next((a for a in answers if a is not None), None)
+        if answer is not None and self.is_slave:
+            self._learn_master(answer)
 
-    async def _register_one(self, addr: str, fields: dict[str, object], body: bytes) -> None:
+    async def _register_one(self, addr: str, fields: dict[str, object],
+                            body: bytes) -> RemotingCommand | None:
+        """The name server's answer (RegisterBrokerResult in its fields), None if it failed."""
         cmd = RemotingCommand.request(RequestCode.REGISTER_BROKER, fields, body)
         try:
             resp = await self.namesrv_client.invoke(addr, cmd, timeout=24.0)
         except (ConnectionLost, RemotingTimeout) as exc:
             _log.warning("register.failed", namesrv=addr, error=exc)
-            return
+            return None
         if resp.code != ResponseCode.SUCCESS:
             _log.warning("register.refused", namesrv=addr, code=resp.code, remark=resp.remark)
-        else:
-            _log.debug("register.ok", namesrv=addr)
+            return None
+        _log.debug("register.ok", namesrv=addr)
+        return resp
+
+    def _learn_master(self, answer: RemotingCommand) -> None:
+        """A slave's master, from the first name server that answered (as Java takes the
+        first result): its address for metadata sync (none while it is down), its HA address
+        for replication unless haMasterAddress is set (kept while it is down)."""
+        if self.slave_sync.set_master(answer.field("masterAddr") or None):
+            self._spawn(self.slave_sync.sync_all())
+        ha_addr = answer.field("haServerAddr")
+        if ha_addr:
+            self.ha.update_master_address(ha_addr)
 
     async def unregister_all(self) -> None:
         async def one(addr: str) -> None:
