@@ -201,7 +201,8 @@ def consume_jobs(ctx: Ctx, topic: str, group: str, queues: list, connections: in
 
 @click.group()
 def bench() -> None:
-    """Benchmark a cluster: produce, consume (drain) or both at once (e2e latency)."""
+    """Benchmark a cluster: produce, consume (drain) or both at once (e2e latency); or this
+    machine's limits the cluster is judged against (disk, net: no node needed)."""
 
 
 @bench.command(cls=BenchCommand)
@@ -321,3 +322,10 @@ def e2e(ctx: Ctx, topic: str, queues: int, size: int, connections: int, inflight
               "consume": consumed,
               "missing": max(0, produced["messages"] - consumed["messages"])}
     finish(ctx, result, ["produce", "consume"], pool)
+
+
+# After the group and BenchCommand, which they use: the machine's limits.
+from rmqctl.commands.bench_hw import disk, net  # noqa: E402
+
+bench.add_command(disk)
+bench.add_command(net)
