@@ -5,7 +5,9 @@ refused, SYNC_MASTER's answers)."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import struct
 import time
 from pathlib import Path
@@ -132,7 +134,7 @@ def create_topic():
 
 def test_sync_master_answers_only_with_a_slave_and_slave_bytes_match(start_node, tmp_path,
                                                                      create_topic):
-    master = start_node(*master_args("-D", "brokerRole=SYNC_MASTER"),
+    master = start_node(*master_args("-D", "brokerRole=SYNC_MASTER", "-D", "slaveTimeout=500"),
                         roles=("namesrv", "broker", "ha"))
     create_topic(master)
     alone = fill(master, 3)
@@ -146,6 +148,15 @@ def test_sync_master_answers_only_with_a_slave_and_slave_bytes_match(start_node,
     assert {code for code, _ in paired} == {ResponseCode.SUCCESS}
     wait_for("the slave's CommitLog is the master's", lambda: same_log(master, slave))
     assert len(commitlog_files(slave)) > 3 and commitlog_files(slave) == commitlog_files(master)
+    # A slave that stops acking (frozen, its connection open): FLUSH_SLAVE_TIMEOUT after
+    # slaveTimeout, the message stored; once it runs again it catches up.
+    os.kill(slave.pid, signal.SIGSTOP)
+    try:
+        [(code, fields)] = fill(master, 1)
+    finally:
+        os.kill(slave.pid, signal.SIGCONT)
+    assert code == ResponseCode.FLUSH_SLAVE_TIMEOUT and fields["msgId"]
+    wait_for("the thawed slave caught up", lambda: same_log(master, slave))
 
 
 def test_empty_slave_starts_at_last_file_then_catches_up_after_restart(start_node, tmp_path,

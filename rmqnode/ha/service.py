@@ -15,7 +15,7 @@ from collections.abc import Callable
 from rmqnode import log
 from rmqnode.config import BrokerConfig
 from rmqnode.ha.master import HAMaster
-from rmqnode.ha.slave import HAClient
+from rmqnode.ha.slave import TRANSFER, HAClient
 from rmqnode.message import WAIT
 from rmqnode.storage import store as st
 
@@ -124,7 +124,7 @@ class HAService:
                 "masterAddr": client.master_addr, "maxOffset": master_put_where,
                 "transferredByteInSecond": 0, "lastReadTimestamp": client.last_read,
                 "lastWriteTimestamp": client.last_write, "masterFlushOffset": 0,
-                "isActivated": client.state == "TRANSFER", "state": client.state,
+                "isActivated": client.state == TRANSFER, "state": client.state,
                 "aheadOfMaster": list(client.ahead) if client.ahead else None}
             return info
         slaves = []
