@@ -13,6 +13,7 @@ from rmqctl.commands.cluster import cluster
 from rmqctl.commands.completion import completion
 from rmqctl.commands.context import context, settings_from
 from rmqctl.commands.dlq import dlq
+from rmqctl.commands.examples import examples
 from rmqctl.commands.group import group
 from rmqctl.commands.kv import kv
 from rmqctl.commands.message import message
@@ -149,6 +150,7 @@ main.add_command(bench)
 main.add_command(completion)
 main.add_command(acl)
 main.add_command(context)
+main.add_command(examples)
 settings_from(main)
 
 

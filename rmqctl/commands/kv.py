@@ -49,7 +49,7 @@ def kv_put(ctx: Ctx, namespace: str, key: str, value: str) -> None:
 
     \b
     Example:
-      rmqctl kv put ORDER_TOPIC_CONFIG OrderTopic broker-a:4;broker-b:4
+      rmqctl kv put ORDER_TOPIC_CONFIG OrderTopic 'broker-a:4;broker-b:4'
     """
     ctx.run(lambda ns: ns.kv_put(namespace, key, value))
 
