@@ -129,6 +129,25 @@ def test_slave_registers_refuses_writes_and_copies_the_masters_metadata(pair):
     assert resp.code == ResponseCode.SLAVE_NOT_AVAILABLE
     assert int(call(slave.broker, RC.GET_MAX_OFFSET, {"topic": "HaT", "queueId": 0})
                .field("offset")) == 0
+    # topics and groups are the master's to change (Java's validateSlave)
+    from_slave = ("Can't modify topic or subscription group from slave broker, please "
+                  "execute it from master broker.")
+    for code, fields, body in (
+            (RC.UPDATE_AND_CREATE_TOPIC, {"topic": "Other", "readQueueNums": 1,
+                                          "writeQueueNums": 1, "perm": 6}, b""),
+            (RC.DELETE_TOPIC_IN_BROKER, {"topic": "HaT"}, b""),
+            (RC.UPDATE_AND_CREATE_SUBSCRIPTIONGROUP, None,
+             fastjson.dumpb({"groupName": "Other"})),
+            (RC.DELETE_SUBSCRIPTIONGROUP, {"groupName": "HaG"}, b"")):
+        resp = call(slave.broker, code, fields, body)
+        assert (resp.code, resp.remark) == (ResponseCode.SYSTEM_ERROR, from_slave)
+
+    # the replication figures in the runtime info, each side its own
+    on_master = call_json(master.broker, RC.GET_BROKER_RUNTIME_INFO)["table"]
+    on_slave = call_json(slave.broker, RC.GET_BROKER_RUNTIME_INFO)["table"]
+    assert on_master["haServerAddr"].endswith(":" + on_master["haListenPort"])
+    assert "haSlaveConnections" in on_master and "haConnectionState" not in on_master
+    assert on_slave["haMasterAddress"] == on_master["haServerAddr"]
     send(master.broker, "HaT", b"on the master")
 
 

@@ -43,6 +43,10 @@ def _json(obj: object) -> bytes:
     return fastjson.dumpb(obj)
 
 
+_FROM_SLAVE = ("Can't modify topic or subscription group from slave broker, please execute it "
+               "from master broker.")
+
+
 class AdminProcessor:
     def __init__(self, broker: BrokerController) -> None:
         self.broker = broker
@@ -69,9 +73,15 @@ class AdminProcessor:
 
     # -- topics --------------------------------------------------------------------------
 
+    def _refuse_on_slave(self) -> None:
+        """validateSlave: a slave's topics and groups are its master's copies (slave_sync)."""
+        if self.broker.is_slave:
+            raise RemotingError(ResponseCode.SYSTEM_ERROR, _FROM_SLAVE)
+
     async def update_topic(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
         """Answered once the name servers know the topic, as in Java, so that a script can
         use the topic the moment its creation returns."""
+        self._refuse_on_slave()
         topic = self._topic(cmd)
         int32 = validation.INT32
         filter_type = cmd.field("topicFilterType") or "SINGLE_TAG"
@@ -98,6 +108,7 @@ class AdminProcessor:
         return topic
 
     def delete_topic(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
+        self._refuse_on_slave()
         topic = self._topic(cmd)
         broker = self.broker
         if broker.topics.table.pop(topic, None) is not None:
@@ -136,12 +147,14 @@ class AdminProcessor:
     # -- groups and connections ------------------------------------------------------------
 
     def update_group(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
+        self._refuse_on_slave()
         config = checked_group(body_json(cmd))
         self.broker.groups.update(config)
         self.broker.groups.persist()
         return cmd.response()
 
     def delete_group(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
+        self._refuse_on_slave()
         group = validation.group(cmd.field("groupName"))
         self.broker.groups.delete(group)
         self.broker.groups.persist()

@@ -107,6 +107,7 @@ class RuntimeProcessor:
             "startAcceptSendRequestTimeStamp": "0",
             **self._capacity(),
             **self._schedule_offsets(),
+            **broker.ha.runtime_info(),  # ours: 4.9.8 shows no replication figures here
         }
         for pool, capacity in (("send", "sendThreadPoolQueueCapacity"),
                                ("pull", "pullThreadPoolQueueCapacity"),
