@@ -162,7 +162,7 @@ def print_sheet(entries: list[Entry]) -> None:
         heading = f"# {entry.heading}"
         blocks.append("\n".join([click.style(heading, bold=True) if bold else heading,
                                  *entry.lines]))
-    click.echo("\n\n".join(blocks))
+    click.echo("\n\n".join(blocks), color=bold)  # click strips styles off a terminal
 
 
 @click.command("examples")
