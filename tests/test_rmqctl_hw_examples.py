@@ -8,10 +8,12 @@ invocation on them parsed against the command tree, so a renamed option fails he
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import click
 import pytest
@@ -24,6 +26,7 @@ from rmqctl.global_options import hoist_global_options
 LATENCY_KEYS = ["p50", "p90", "p99", "p99.9", "max"]
 FIGURE_KEYS = {"blockSize", "ops", "bytes", "seconds", "opsPerSec", "mbPerSec", "latencyMs"}
 MiB = 1024 * 1024
+RMQCTL = str(Path(sys.executable).parent / "rmqctl")  # the installed script: completion
 MISSING = (None, getattr(click.core, "UNSET", None))  # what click's parser leaves unset
 
 
@@ -126,6 +129,16 @@ def test_examples_lists_the_sheets():
     assert "bench disk" in listed["bench"]["from"] and "recipe" in listed["bench"]["from"]
     table = rmqctl("examples")
     assert table.returncode == 0 and table.stdout.split()[:3] == ["sheet", "lines", "from"]
+
+
+def test_sheet_names_complete():
+    env = {**os.environ, "COMP_WORDS": "rmqctl examples st", "COMP_CWORD": "2",
+           "_RMQCTL_COMPLETE": "bash_complete"}
+    out = subprocess.run([RMQCTL], capture_output=True, text=True, timeout=60, env=env)
+    assert out.stdout.split() == ["plain,store"]
+    env["COMP_WORDS"], env["COMP_CWORD"] = "rmqctl examples store i", "3"
+    out = subprocess.run([RMQCTL], capture_output=True, text=True, timeout=60, env=env)
+    assert out.stdout.split() == []
 
 
 def test_a_sheet_is_plain_shell_text_off_a_terminal():

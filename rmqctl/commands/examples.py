@@ -165,8 +165,16 @@ def print_sheet(entries: list[Entry]) -> None:
     click.echo("\n\n".join(blocks), color=bold)  # click strips styles off a terminal
 
 
+def _complete_sheet(click_ctx: click.Context, param: click.Parameter, incomplete: str
+                    ) -> list[str]:
+    """Sheet names for the first word (Tab in bash, zsh, fish and the shell)."""
+    if click_ctx.params.get("command"):
+        return []
+    return [name for name in sheets(click_ctx.find_root().command) if name.startswith(incomplete)]
+
+
 @click.command("examples")
-@click.argument("command", nargs=-1)
+@click.argument("command", nargs=-1, shell_complete=_complete_sheet)
 @click.pass_context
 @pass_ctx
 def examples(ctx: Ctx, click_ctx: click.Context, command: tuple[str, ...]) -> None:
