@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -221,3 +222,49 @@ def test_a_slave_leaves_a_bad_pull_offset_alone(pair):
     call(slave.broker, RC.PULL_MESSAGE, PULL | {"sysFlag": 5, "commitOffset": 4})
     assert call_json(slave.broker, RC.GET_ALL_CONSUMER_OFFSET)["offsetTable"].get(
         "HaT@HaG", {}).get("0") is None
+
+
+def rmqctl(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rmqctl.cli", *args], capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_rmqctl_shows_the_pair_and_the_slaves_figures(pair):
+    master, slave = pair
+    for body in (b"one", b"two"):
+        send(master.broker, "HaT", body)
+
+    def rows() -> list[dict]:
+        out = rmqctl("-n", master.namesrv, "-o", "json", "cluster", "list")
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)
+    caught_up = wait_for(lambda: (r := rows()) and len(r) == 2 and r[1]["lagBytes"] == 0
+                         and r[1]["haState"] == "TRANSFER" and r, "the slave caught up")
+    assert caught_up == [
+        {"cluster": "DefaultCluster", "brokerName": "broker-a", "brokerId": 0,
+         "addr": master.broker, "role": "ASYNC_MASTER", "haState": "SERVING",
+         "lagBytes": None},
+        {"cluster": "DefaultCluster", "brokerName": "broker-a", "brokerId": 1,
+         "addr": slave.broker, "role": "SLAVE", "haState": "TRANSFER", "lagBytes": 0}]
+    table = rmqctl("-n", master.namesrv, "cluster", "list")
+    assert table.returncode == 0 and "SLAVE" in table.stdout and "TRANSFER" in table.stdout
+
+    status = rmqctl("-n", master.namesrv, "-o", "json", "broker", "status", "broker-a#1")
+    assert status.returncode == 0, status.stderr
+    figures = json.loads(status.stdout)
+    assert figures["haConnectionState"] == "TRANSFER"
+    assert figures["commitLogMaxOffset"] == json.loads(rmqctl(
+        "-n", master.namesrv, "-o", "json", "broker", "status", "broker-a").stdout)[
+        "commitLogMaxOffset"]
+    missing = rmqctl("-n", master.namesrv, "broker", "status", "broker-a#7")
+    assert missing.returncode == 3 and "no broker named 'broker-a#7'" in missing.stderr
+
+    # the master gone (with its name server): the slave, asked by address, says it lost it
+    master.stop()
+
+    def slave_state() -> str:
+        out = rmqctl("-n", master.namesrv, "-o", "json", "broker", "status", slave.broker)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)["haConnectionState"]
+    assert wait_for(lambda: (s := slave_state()) != "TRANSFER" and s, "the slave's state") \
+        in ("IDLE", "CONNECTING")

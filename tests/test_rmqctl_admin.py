@@ -25,7 +25,8 @@ def test_cluster_list(node):
     assert "DefaultCluster" in out.stdout and node.broker in out.stdout
     [row] = json.loads(rmqctl("-n", node.namesrv, "-o", "json", "cluster", "list").stdout)
     assert row == {"cluster": "DefaultCluster", "brokerName": "broker-a", "brokerId": 0,
-                   "addr": node.broker}
+                   "addr": node.broker, "role": "ASYNC_MASTER", "haState": "NO_SLAVE",
+                   "lagBytes": None}
 
 
 def test_topic_list_and_route(node):

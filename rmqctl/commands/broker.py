@@ -13,13 +13,13 @@ from rmqctl.output import emit_object, emit_rows
 
 
 async def _addr(admin: Admin, broker: str) -> str:
-    """A broker given by address, or by name."""
+    """A broker given by address, or by name (its master), or a slave as `name#brokerId`."""
     if ":" in broker:
         return check_addr(broker)
-    masters = await admin.masters()
-    if broker not in masters:
+    known = await (admin.brokers() if "#" in broker else admin.masters())
+    if broker not in known:
         raise NotFound(f"no broker named {broker!r} (see: rmqctl cluster list)")
-    return masters[broker]
+    return known[broker]
 
 
 @click.group()
@@ -31,11 +31,14 @@ def broker() -> None:
 @click.argument("broker_ref", metavar="BROKER")
 @pass_ctx
 def broker_status(ctx: Ctx, broker_ref: str) -> None:
-    """Runtime figures of BROKER (a name or host:port), as `mqadmin brokerStatus`.
+    """Runtime figures of BROKER (a name, name#brokerId for a slave, or host:port), as
+    `mqadmin brokerStatus`, with the replication figures (ha*: HA address and slaves of a
+    master, master address and connection state of a slave).
 
     \b
     Examples:
       rmqctl broker status broker-a
+      rmqctl broker status broker-a#1
       rmqctl -o json broker status 127.0.0.1:10911
     """
     async def work(ns):
