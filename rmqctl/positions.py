@@ -7,6 +7,7 @@ Position per queue (first and last offsets, SEARCH_OFFSET_BY_TIMESTAMP).
     @MS (13 digits)  @S (9-10 digits)  @YYYY-MM-DD (UTC)  @RFC3339  @-1h  @-1m30s  @+10m
     START:END  with either side empty; after @T1:, END may be a time without @, `end`,
     or an unsigned duration after T1 (@2026-11-29:1h)
+    msgid:ID (a start only, then :END as above): found once connected, it becomes an Anchor
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from rmqnode import validation
 FORMS = ("an offset N, first, last, -N (N before the end), +N (N after the first), or a time "
          "@1764410400000 (ms), @1764410400 (s), @2026-11-29, @2026-11-29T10:00:00Z, "
          "@2026-11-29T10:00:00+08:00, @-1h, @-15m, @-1m30s")
-RANGE_FORMS = FORMS + "; or a range START:END (10:20, 10:, :20, :end, @-1h:end, @T1:T2)"
+RANGE_FORMS = FORMS + ("; or a message msgid:ID (its offsetMsgId or msgId); or a range "
+                       "START:END (10:20, 10:, :20, :end, @-1h:end, @T1:T2, msgid:ID:end)")
 TIME_FORMS = ("1764410400000 (ms), 1764410400 (s), 2026-11-29 (UTC), 2026-11-29T10:00:00Z, "
               "2026-11-29T10:00:00+08:00, -1h, -15m, -1m30s (before now), with or without @")
 
@@ -45,14 +47,35 @@ class Kind(enum.Enum):
     BEFORE_END = "before end"
     AFTER_FIRST = "after first"
     TIME = "time"
+    MESSAGE = "message"  # msgid:ID, until the command finds the message (Anchor)
 
 
 @dataclass(frozen=True)
 class Position:
     """A place in every queue: `value` is the offset, the N of -N/+N, or the store time
-    in ms since the epoch."""
+    in ms since the epoch; `msg_id` the ID of msgid:ID."""
     kind: Kind
     value: int = 0
+    msg_id: str = ""
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """msgid:ID once its message is found. Queues have no common order, so the rule is:
+    the message's own queue (its topic, its broker's address, its queue id) starts at the
+    message; every other queue where @TIME would start it, at its first message stored at
+    or after the message's store time (the same millisecond included)."""
+    topic: str
+    addr: str
+    queue_id: int
+    queue_offset: int
+    store_timestamp: int
+
+    def start(self, topic: str, addr: str, queue_id: int) -> Position:
+        """Where the queue `queue_id` of `topic` at the broker `addr` starts."""
+        if (topic, addr, queue_id) == (self.topic, self.addr, self.queue_id):
+            return Position(Kind.OFFSET, self.queue_offset)
+        return Position(Kind.TIME, self.store_timestamp)
 
 
 @dataclass(frozen=True)
@@ -159,6 +182,10 @@ def parse_span(text: str, now_ms: int) -> Span:
     """A `--from` value: one position (reading then follows), or START:END."""
     if not text:
         raise _fail(text, "empty", RANGE_FORMS)
+    if text.startswith(MSGID):
+        msg_id, _, tail = text[len(MSGID):].partition(":")
+        return Span(message_position(msg_id, text),
+                    _position(tail, now_ms, text, RANGE_FORMS) if tail else None)
     if text.startswith("@"):
         return _time_span(text, now_ms)
     if ":" not in text:
@@ -166,6 +193,19 @@ def parse_span(text: str, now_ms: int) -> Span:
     head, tail = text.split(":", 1)
     return Span(_position(head, now_ms, text, RANGE_FORMS) if head else None,
                 _position(tail, now_ms, text, RANGE_FORMS) if tail else None)
+
+
+MSGID = "msgid:"
+
+
+def message_position(msg_id: str, whole: str) -> Position:
+    """msgid:ID: the id checked as `message get` checks it (either kind, no IO yet)."""
+    from rmqctl.commands.message import id_kind  # the one reading of ids; imports clients
+    try:
+        id_kind(msg_id)
+    except ValueError as exc:
+        raise _fail(whole, str(exc), RANGE_FORMS) from None
+    return Position(Kind.MESSAGE, msg_id=msg_id.upper())
 
 
 def _time_span(text: str, now_ms: int) -> Span:

@@ -26,7 +26,9 @@ BODY_FORMATS = ("auto", "text", "base64", "hex", "none")
 FORMAT_HELP = (
     "Print each message as FORMAT (table and raw output). Fields: %t topic, %q queue id, "
     "%o queue offset, %O commit log offset, %i msgId (UNIQ_KEY, else offsetMsgId), "
-    "%I offsetMsgId, %k keys, %T tags, %b body, %B body length, %s store time, %d born time, "
+    "%I offsetMsgId, %k keys, %T tags, %b body, %B body length, %R body length as 4 bytes, "
+    "big-endian (-f '%R%b' --delimiter '': what send --length-prefixed reads), "
+    "%s store time, %d born time, "
     "%h born host, %H store host, %r reconsume times, %f sys flag, %F flag, %S stored size, "
     "%p{NAME} property NAME, %P all properties (k=v,k=v); %% is %, and \\n \\t \\r \\\\ \\0 "
     "\\xNN are escapes. Modifiers in braces after a field: text and body {hex} {base64} "
@@ -109,6 +111,7 @@ _FIELDS: dict[str, tuple[str, Callable[[MessageExt, bytes], object]]] = {
     "T": ("text", lambda m, b: m.tags or ""),
     "b": ("body", lambda m, b: b),
     "B": ("number", lambda m, b: len(b)),
+    "R": ("binary", lambda m, b: len(b).to_bytes(4, "big")),
     "s": ("time", lambda m, b: m.store_timestamp),
     "d": ("time", lambda m, b: m.born_timestamp),
     "h": ("text", lambda m, b: m.born_host_text),
@@ -120,7 +123,7 @@ _FIELDS: dict[str, tuple[str, Callable[[MessageExt, bytes], object]]] = {
     "P": ("properties", lambda m, b: m.properties),
     # %p{NAME} is built in _field: its getter needs the name.
 }
-_NEEDS_BODY = {"b", "B"}
+_NEEDS_BODY = {"b", "B", "R"}
 _ESCAPES = {"n": b"\n", "t": b"\t", "r": b"\r", "\\": b"\\", "0": b"\0"}
 
 # Control characters, backslash and undecodable bytes (surrogateescape) as escapes.
@@ -191,6 +194,11 @@ def _converter(kind: str, mod: str | None, where: str, plain_body: Callable[[byt
     if kind == "properties" and mod == "json":
         return lambda props: _utf8(json.dumps(props, ensure_ascii=False,
                                               separators=(",", ":")))
+    if kind == "binary":
+        convert = bytes if mod is None else _BYTE_MODIFIERS.get(mod)
+        if convert is None:
+            raise _bad_modifier(where, mod, "hex, base64, escape")
+        return convert
     if kind == "body":
         extra = {"text": lambda d: _utf8(d.decode("utf-8", "replace")), "raw": bytes}
         if mod is None:
@@ -328,7 +336,7 @@ def unescape(text: str, option: str = "--delimiter") -> bytes:
 
 # --- consume and tail ----------------------------------------------------------------------
 
-def _binary_stdout():
+def binary_stdout():
     """stdout's byte stream (what is buffered as text goes first); a stand-in stdout
     without one (a test harness) gets text."""
     sys.stdout.flush()
@@ -376,7 +384,7 @@ def printer(ctx: Ctx, fmt: str | None, body_format: str, count: int | None,
             end = unescape(delimiter)
         else:
             end = b"" if text.endswith(("\\n", "\n")) else b"\n"
-        out = _binary_stdout()
+        out = binary_stdout()
 
         def write(msg: MessageExt) -> None:
             out.write(compiled.render(msg) + end)

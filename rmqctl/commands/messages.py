@@ -15,15 +15,18 @@ import click
 
 from rmqnode.errors import ConnectionLost, RemotingError, RemotingTimeout
 from rmqnode.message import RETRY_TOPIC, MessageExt
+from rmqctl.client.admin import Admin
 from rmqctl.client.consumer import GroupConsumer
 from rmqctl.client.pop import PopConsumer
 from rmqctl.client.namesrv import NameServerClient
 from rmqctl.client.producer import MessageQueue, Producer, TopicRoute, topic_route
 from rmqctl.client.requester import is_request, send_reply
+from rmqctl.commands.message import find_message
 from rmqctl.context import EXIT_ERROR, Ctx, NotFound, pass_ctx
-from rmqctl.positions import (Kind, Position, PositionError, Span, parse_position,
+from rmqctl.positions import (Anchor, Kind, Position, PositionError, Span, parse_position,
                               parse_queue_ids, parse_span, with_end)
-from rmqctl.render import BODY_FORMATS, format_options, printer
+from rmqctl.pipes import counted, handler_env, pipe_options, shower, translated
+from rmqctl.render import BODY_FORMATS, format_options
 
 T = TypeVar("T")
 
@@ -33,16 +36,6 @@ class HandlerFailed(click.ClickException):
     the message's offset is not committed, so the next run starts with it."""
 
     exit_code = EXIT_ERROR
-
-
-def handler_env(msg: MessageExt) -> dict[str, str]:
-    """What an --exec command learns about its message, beside the body on stdin."""
-    return {"RMQ_TOPIC": msg.topic, "RMQ_QUEUE_ID": str(msg.queue_id),
-            "RMQ_QUEUE_OFFSET": str(msg.queue_offset), "RMQ_MSG_ID": msg.msg_id,
-            "RMQ_KEYS": " ".join(msg.keys), "RMQ_TAGS": msg.tags or "",
-            "RMQ_RECONSUME_TIMES": str(msg.reconsume_times),
-            "RMQ_BORN_TIMESTAMP": str(msg.born_timestamp),
-            "RMQ_STORE_TIMESTAMP": str(msg.store_timestamp)}
 
 
 class Replier:
@@ -66,7 +59,9 @@ class Replier:
         """Without --exec: each message shown as without --reply; a request's reply is its
         own body."""
         async def handle(msg: MessageExt) -> bool:
-            show(msg)
+            outcome = show(msg)
+            if outcome is not None and not await outcome:
+                return False
             if is_request(msg):
                 await self.answer(msg, msg.body_inflated())
             return True
@@ -92,9 +87,10 @@ def exec_handler(command: str, replier: Replier | None = None):
 
 @dataclass(frozen=True)
 class Plan:
-    """How every queue is read: from where (None: the group's committed offset), up to
-    where (None: on and on), and whether to stop once caught up (-e)."""
-    start: Position | None = None
+    """How every queue is read: from where (None: the group's committed offset; an Anchor:
+    each queue from a message, --from msgid:ID), up to where (None: on and on), and whether
+    to stop once caught up (-e)."""
+    start: Position | Anchor | None = None
     stop: Position | None = None
     exit_at_end: bool = False
 
@@ -102,6 +98,29 @@ class Plan:
     def finite(self) -> bool:
         """Every queue's reader ends by itself, so the command ends when they all have."""
         return self.exit_at_end or self.stop is not None
+
+    def start_of(self, consumer: GroupConsumer, mq: MessageQueue) -> Position | None:
+        if isinstance(self.start, Anchor):
+            return self.start.start(mq.topic, consumer.addr(mq), mq.queue_id)
+        return self.start
+
+
+async def anchored(ctx: Ctx, ns: NameServerClient, topic: str, plan: Plan) -> Plan:
+    """--from msgid:ID: the message found as `message get` finds it (an offsetMsgId where it
+    points, a msgId in TOPIC's index), which must be one of TOPIC's; tables say on stderr
+    which message it is."""
+    if not isinstance(plan.start, Position) or plan.start.kind is not Kind.MESSAGE:
+        return plan
+    msg_id = plan.start.msg_id
+    kind, msg = await find_message(Admin(ns), msg_id, topic)
+    if msg.topic != topic:
+        raise NotFound(f"--from msgid:{msg_id}: that is a message of {msg.topic}, not {topic}")
+    if ctx.output == "table":
+        click.echo(f"rmqctl: --from msgid:{msg_id} ({kind}): {topic}/{msg.queue_id}@"
+                   f"{msg.queue_offset} at {msg.store_host_text}, stored at "
+                   f"{msg.store_timestamp}", err=True)
+    return replace(plan, start=Anchor(topic, msg.store_host_text, msg.queue_id,
+                                      msg.queue_offset, msg.store_timestamp))
 
 
 async def read_queue(consumer: GroupConsumer, mq, plan: Plan, show, done: asyncio.Event,
@@ -111,7 +130,7 @@ async def read_queue(consumer: GroupConsumer, mq, plan: Plan, show, done: asynci
     whether the message was handled; a failed one goes to `on_failure` (retry) or stops the
     queue. The group's offset moves past what was handled only: committed with each pull,
     and when the queue stops for any reason (-c N, Ctrl-C, a closed output, a failure)."""
-    offset = await consumer.start_offset(mq, plan.start)
+    offset = await consumer.start_offset(mq, plan.start_of(consumer, mq))
     stop = await consumer.stop_at(mq, plan.stop) if plan.stop is not None else None
     committed = None
     try:
@@ -347,11 +366,13 @@ class Idle:
 @format_options
 @click.option("--body", "body_format", type=click.Choice(BODY_FORMATS), default="auto",
               show_default=True)
+@pipe_options
 @pass_ctx
 def tail(ctx: Ctx, topic: str, last: int, span: Span | None, end: Position | None,
          idle_timeout: float | None, queue_ids: tuple[int, ...] | None,
          broker_name: str | None, expression: str, sql: str | None, fmt: str | None,
-         delimiter: str | None, body_format: str) -> None:
+         delimiter: str | None, body_format: str, translate: str | None,
+         dump: str | None) -> None:
     """Follow new messages on every queue of TOPIC (or --queue), like tail -f, without
     joining a group or committing anything (Ctrl-C stops; --to, --idle-timeout and a range
     in --from stop it too).
@@ -365,6 +386,9 @@ def tail(ctx: Ctx, topic: str, last: int, span: Span | None, end: Position | Non
       rmqctl tail Orders --from @-1h:end               # the last hour, then exit
       rmqctl tail Orders --queue 0,2 --idle-timeout 30
       rmqctl tail Orders --sql "region = 'eu' AND amount > 100"
+      rmqctl tail Orders --from msgid:7F00000100002A9F0000000000001234  # from a message
+      rmqctl tail Blobs --translate 'gunzip' --format '%b{escape}'
+      rmqctl tail Blobs --from first:end --dump ./blobs  # a file per message
     """
     if last and span is not None:
         raise PositionError("-n N and --from do not go together (-n N is --from -N)")
@@ -374,7 +398,10 @@ def tail(ctx: Ctx, topic: str, last: int, span: Span | None, end: Position | Non
     plan = Plan(span.start or start, span.end)
     done = asyncio.Event()
     idle = Idle(idle_timeout, done)
-    show = idle.watching(printer(ctx, fmt, body_format, None, done, delimiter))
+    show = shower(ctx, fmt, body_format, None, done, delimiter, dump)
+    if translate is not None:
+        show = translated(translate, show)
+    show = idle.watching(show)
 
     async def work(ns: NameServerClient) -> None:
         consumer = GroupConsumer(ns.remoting, ns, f"rmqctl-tail-{os.getpid()}", topic,
@@ -383,8 +410,9 @@ def tail(ctx: Ctx, topic: str, last: int, span: Span | None, end: Position | Non
         consumer.route = await topic_route(ns, topic)
         queues = pick_queues(topic, consumer.route, queue_ids, broker_name)
         await consumer.check_filter()
+        found = await anchored(ctx, ns, topic, plan)
         async with idle.running():
-            await read_queues(consumer, queues or consumer.route.read_queues, plan, show,
+            await read_queues(consumer, queues or consumer.route.read_queues, found, show,
                               done, commit=False)
 
     ctx.run(work)
@@ -421,13 +449,15 @@ def tail(ctx: Ctx, topic: str, last: int, span: Span | None, end: Position | Non
               help="Answer request messages (rmqctl request, Java's request()) once handled: "
                    "with --exec the command's stdout is the reply, else the request's body "
                    "is echoed. Other messages get no reply.")
+@pipe_options
 @pass_ctx
 def consume(ctx: Ctx, topic: str, group: str, expression: str, sql: str | None,
             span: Span | None, end: Position | None, idle_timeout: float | None,
             queue_ids: tuple[int, ...] | None, broker_name: str | None,
             count: int | None, exit_at_end: bool, broadcast: bool, fmt: str | None,
             delimiter: str | None, body_format: str, command: str | None, retry: bool,
-            max_retries: int, pop: bool, invisible: float, reply: bool) -> None:
+            max_retries: int, pop: bool, invisible: float, reply: bool,
+            translate: str | None, dump: str | None) -> None:
     """Consume TOPIC as a member of GROUP, printing each message or running a command for
     it (Ctrl-C stops).
 
@@ -455,7 +485,13 @@ def consume(ctx: Ctx, topic: str, group: str, expression: str, sql: str | None,
       rmqctl consume Orders -g billing --exec './bill.sh' --retry
       rmqctl consume Orders -g popper --pop --invisible 30
       rmqctl consume Prices -g pricer --reply --exec './quote.sh'
+      rmqctl consume Orders -g g2 --from msgid:7F0000014DAC478E98D07BF9B51D1388 -e
+      rmqctl consume Events -g cli --translate 'jq -c .payload' -e
+      rmqctl consume Blobs -g dump -e --dump ./blobs       # a file per message
+      rmqctl consume Blobs -g dump -e --dump - | xargs -0 -n1 echo
     """
+    if command and dump is not None:
+        raise click.UsageError("--exec and --dump both handle each message: one")
     if retry and not command:
         raise click.UsageError("--retry needs --exec: it is the command's failures that retry")
     if pop and (broadcast or span or end or queue_ids or broker_name):
@@ -468,11 +504,13 @@ def consume(ctx: Ctx, topic: str, group: str, expression: str, sql: str | None,
     done = asyncio.Event()
     idle = Idle(idle_timeout, done)
     replier = Replier() if reply else None
-    show = printer(ctx, fmt, body_format, count, done, delimiter)
+    show = shower(ctx, fmt, body_format, count, done, delimiter, dump)
     if command:
         show = counted(exec_handler(command, replier), count, done)
     elif replier is not None:
         show = replier.echo(show)
+    if translate is not None:
+        show = translated(translate, show)
     show = idle.watching(show)
 
     async def work(ns: NameServerClient) -> None:
@@ -486,6 +524,7 @@ def consume(ctx: Ctx, topic: str, group: str, expression: str, sql: str | None,
             return
         consumer = GroupConsumer(ns.remoting, ns, group, topic, expression, broadcast,
                                  ctx.timeout, retry=retry, expression_type=kind)
+        found = await anchored(ctx, ns, topic, plan)
 
         async def send_back(msg: MessageExt) -> None:
             await consumer.send_back(msg, max_retries)
@@ -498,32 +537,18 @@ def consume(ctx: Ctx, topic: str, group: str, expression: str, sql: str | None,
             queues = pick_queues(topic, consumer.route, queue_ids, broker_name)
             await consumer.check_filter()
             async with idle.running():
-                await read_queues(consumer, queues, plan, show, done, not broadcast, failure)
+                await read_queues(consumer, queues, found, show, done, not broadcast, failure)
             return
         try:
             async with idle.running():
                 if broadcast:
-                    await read_queues(consumer, await consumer.join(), plan, show, done)
+                    await read_queues(consumer, await consumer.join(), found, show, done)
                 else:
-                    await read_group(consumer, plan, show, done, on_failure=failure)
+                    await read_group(consumer, found, show, done, on_failure=failure)
         finally:
             await consumer.leave()
 
     ctx.run(work)
-
-
-def counted(handle, count: int | None, done: asyncio.Event):
-    """A handler that sets `done` after `count` messages handled successfully."""
-    handled = 0
-
-    async def run(msg: MessageExt) -> bool:
-        nonlocal handled
-        ok = await handle(msg)
-        handled += ok
-        if count is not None and handled >= count:
-            done.set()
-        return ok
-    return run
 
 
 async def pop_loop(consumer: PopConsumer, topic: str, expression: tuple[str, str],

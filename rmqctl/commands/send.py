@@ -7,7 +7,7 @@ import concurrent.futures
 import os
 import sys
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import click
 
@@ -15,7 +15,7 @@ from rmqctl.client.namesrv import NameServerClient
 from rmqctl.client.producer import MessageQueue, Outgoing, Producer, SendResult
 from rmqctl.context import Ctx, exit_status, pass_ctx
 from rmqctl.output import RowStream, emit_object
-from rmqctl.render import unescape
+from rmqctl.render import binary_stdout, unescape
 from rmqctl.send_input import (MAX_DELAY_LEVEL, PLACEHOLDERS, BadInput, JsonLines, LineFormat,
                                Pace, Template)
 
@@ -55,24 +55,67 @@ class StdinChunks:
         return chunk
 
 
-async def stdin_messages(whole: bool, sep: bytes) -> AsyncIterator[tuple[int, bytes]]:
+LENGTH = 4  # --length-prefixed: a big-endian length before each body, as %R prints it
+
+
+def _cut(buf: bytearray, sep: bytes, framed: bool, number: int) -> tuple[int, int] | None:
+    """Where message `number`, the next in `buf`, ends, and where the one after it begins;
+    None while it is not all there."""
+    if not framed:
+        end = buf.find(sep)
+        return None if end < 0 else (end, end + len(sep))
+    if len(buf) < LENGTH:
+        return None
+    size = int.from_bytes(buf[:LENGTH], "big")
+    if size > MAX_BODY:
+        raise BadInput(f"message {number} says it is {size} bytes long, over {MAX_BODY}, the "
+                       "most a RocketMQ client sends (is stdin length-prefixed: a 4-byte "
+                       "big-endian length, then the body?)")
+    return (LENGTH + size, LENGTH + size) if len(buf) >= LENGTH + size else None
+
+
+async def stdin_messages(whole: bool, sep: bytes, framed: bool = False
+                         ) -> AsyncIterator[tuple[int, bytes]]:
     """(line number, body) of each message in stdin, as it arrives: each line, each part
-    between delimiters, or (whole) all of it as message 1. A trailing delimiter ends the last
-    message, it does not start one. A body over MAX_BODY fails, naming its line."""
+    between delimiters, each length-prefixed body (framed), or (whole) all of it as message
+    1. A trailing delimiter ends the last message, it does not start one. A body over
+    MAX_BODY fails, naming its line; so does a framed stdin that ends inside a message."""
     chunks = StdinChunks()
     buf, number = bytearray(), 0
     while chunk := await chunks.next():
         buf += chunk
-        while not whole and (end := buf.find(sep)) >= 0:
+        while not whole and (cut := _cut(buf, sep, framed, number + 1)) is not None:
             number += 1
-            yield number, bytes(buf[:end])
-            del buf[:end + len(sep)]
-        if len(buf) > MAX_BODY:
+            yield number, bytes(buf[LENGTH if framed else 0:cut[0]])
+            del buf[:cut[1]]
+        if not framed and len(buf) > MAX_BODY:
             raise click.ClickException(
                 f"line {number + 1} is over {MAX_BODY} bytes, the most a RocketMQ client "
                 "sends in one message (maxMessageSize)")
+    if framed and buf:
+        raise BadInput(f"stdin ends inside message {number + 1} ({len(buf)} bytes of its "
+                       "length and body): --length-prefixed input is a 4-byte big-endian "
+                       "length, then the body, for each message")
     if buf or whole:
         yield number + 1, bytes(buf)
+
+
+def file_messages(paths: tuple[str, ...], allow_empty: bool
+                  ) -> Iterator[tuple[int, bytes]]:
+    """--file: (N, the Nth file's bytes), each file one message, as kcat's file arguments."""
+    for number, path in enumerate(paths, 1):
+        try:
+            with open(path, "rb") as f:
+                data = f.read(MAX_BODY + 1)
+        except OSError as exc:
+            raise click.ClickException(f"--file {path}: {exc.strerror or exc}") from None
+        if len(data) > MAX_BODY:
+            raise click.ClickException(f"--file {path} is over {MAX_BODY} bytes, the most a "
+                                       "RocketMQ client sends in one message (maxMessageSize)")
+        if not data and not allow_empty:
+            raise BadInput(f"--file {path} is empty (Java clients refuse empty bodies; "
+                           "--allow-empty sends it)")
+        yield number, data
 
 
 class Progress:
@@ -125,6 +168,10 @@ async def fixed_queue(producer: Producer, topic: str, queue_id: int, broker: str
 @click.command()
 @click.argument("topic")
 @click.argument("body", required=False)
+@click.option("--file", "files", multiple=True, metavar="PATH",
+              type=click.Path(exists=True, dir_okay=False),
+              help="Send this file's bytes as one message (repeatable: one message per file, "
+                   "in order; no BODY or stdin).")
 @click.option("--tags", help="The message's tag (one; consumers filter on it).")
 @click.option("--keys", help="Business keys, space-separated (indexed for lookups).")
 @click.option("-p", "--property", "props", multiple=True, metavar="KEY=VALUE",
@@ -141,6 +188,9 @@ async def fixed_queue(producer: Producer, topic: str, queue_id: int, broker: str
               help="Compress bodies (zlib: every client; zstd, lz4: RocketMQ 5.x consumers).")
 @click.option("--delimiter", help="Split stdin on this instead of newlines (e.g. '\\0').")
 @click.option("--whole", is_flag=True, help="All of stdin is one message.")
+@click.option("--length-prefixed", "framed", is_flag=True,
+              help="stdin is messages each after its length, 4 bytes big-endian (what "
+                   "`-o raw consume -f '%R%b' --delimiter ''` prints).")
 @click.option("--batch", type=click.IntRange(1, 1024), default=1,
               help="Send stdin messages in batches of N (one request each).")
 @click.option("--parse", "line_format", metavar="FORMAT",
@@ -161,17 +211,22 @@ async def fixed_queue(producer: Producer, topic: str, queue_id: int, broker: str
                    "refuse empty bodies).")
 @click.option("-q", "--quiet", is_flag=True,
               help="One summary at the end instead of a result per message.")
+@click.option("-T", "--tee", is_flag=True,
+              help="Echo each input record to stdout once it is sent, framed as it came (a "
+                   "line, a delimited part, a length-prefixed body, a file's bytes), so send "
+                   "can sit inside a pipe; the results (or -q's summary) go to stderr.")
 @pass_ctx
-def send(ctx: Ctx, topic: str, body: str | None, tags: str | None, keys: str | None,
-         props: tuple[str, ...], delay_level: int, mode: str, sharding_key: str | None,
-         queue_id: int | None, broker: str | None, compress: str | None,
-         delimiter: str | None, whole: bool, batch: int, line_format: str | None,
-         json_input: bool, template: bool, count: int | None, rate: float | None,
-         allow_empty: bool, quiet: bool) -> None:
-    """Send BODY to TOPIC, or each line of stdin as one message, as it arrives; a result is
-    printed per message sent (its input line, msgId, offsetMsgId, queue and offset, status;
-    a failed send's error). Stopped by Ctrl-C or an error, it says on stderr how many it
-    sent and the last line up to which all are sent.
+def send(ctx: Ctx, topic: str, body: str | None, files: tuple[str, ...], tags: str | None,
+         keys: str | None, props: tuple[str, ...], delay_level: int, mode: str,
+         sharding_key: str | None, queue_id: int | None, broker: str | None,
+         compress: str | None, delimiter: str | None, whole: bool, framed: bool, batch: int,
+         line_format: str | None, json_input: bool, template: bool, count: int | None,
+         rate: float | None, allow_empty: bool, quiet: bool, tee: bool) -> None:
+    """Send BODY to TOPIC, each --file as one message, or each line (part, length-prefixed
+    body) of stdin as one message, as it arrives; a result is printed per message sent (its
+    input line, or file, number, msgId, offsetMsgId, queue and offset, status; a failed
+    send's error), on stderr with --tee. Stopped by Ctrl-C or an error, it says on stderr how
+    many it sent and the last line up to which all are sent.
 
     \b
     Examples:
@@ -184,6 +239,10 @@ def send(ctx: Ctx, topic: str, body: str | None, tags: str | None, keys: str | N
       rmqctl -o ndjson consume Orders -g copy -e | rmqctl send OrdersCopy --json-input
       rmqctl send Load 'event {{seq}} at {{now}}' --template -c 1000 --rate 200
       rmqctl send Orders 'x' --queue 3 --broker broker-a
+      rmqctl send Blobs --file a.json --file b.bin             # one message per file
+      rmqctl -o raw consume Blobs -g cp -e -f '%R%b' --delimiter '' |
+        rmqctl send BlobsCopy --length-prefixed
+      seq 1 10 | rmqctl send Numbers --tee -q | wc -l          # send inside a pipe
     """
     properties = {}
     for item in props:
@@ -191,8 +250,17 @@ def send(ctx: Ctx, topic: str, body: str | None, tags: str | None, keys: str | N
         if not sep or not key:
             raise click.UsageError(f"-p expects KEY=VALUE, got {item!r}")
         properties[key] = value
-    if body is None and sys.stdin.isatty():
-        raise click.UsageError("give BODY, or pipe messages into stdin")
+    splits = [name for name, given in (("--whole", whole), ("--delimiter", delimiter is not None),
+                                       ("--length-prefixed", framed)) if given]
+    if files and (body is not None or splits):
+        raise click.UsageError(f"--file is a whole message: no {(splits or ['BODY'])[0]} "
+                               "with it")
+    if len(splits) > 1:
+        raise click.UsageError(f"{splits[0]} and {splits[1]} are two ways to split stdin: one")
+    if body is not None and splits:
+        raise click.UsageError(f"{splits[0]} splits stdin: not with BODY")
+    if body is None and not files and sys.stdin.isatty():
+        raise click.UsageError("give BODY or --file, or pipe messages into stdin")
     if body == "" and not allow_empty:
         raise click.UsageError("BODY is empty, which Java clients refuse; --allow-empty "
                                "sends it")
@@ -217,15 +285,26 @@ def send(ctx: Ctx, topic: str, body: str | None, tags: str | None, keys: str | N
     pace = Pace(rate) if rate else None
     progress = Progress()
     stopped: list[click.ClickException] = []  # the input's failure, raised once sends end
+    reports = sys.stderr if tee else None  # --tee: stdout is the records
     results = RowStream(ctx.output, ["line", "msgId", "queueId", "queueOffset", "status"]
-                        if ctx.output != "json" else [])
+                        if ctx.output != "json" else [], out=reports)
+    teed: dict[int, bytes] = {}  # --tee: each record in flight, framed as it came
+
+    def framing(record: bytes) -> bytes:
+        if framed:
+            return len(record).to_bytes(LENGTH, "big") + record
+        return record if files or whole else record + (b"\n" if body is not None else sep)
 
     async def records() -> AsyncIterator[tuple[int, bytes]]:
         if body is not None:  # the shell's bytes, as given (os.fsencode keeps non-UTF-8)
             for number in range(1, (count or 1) + 1):
                 yield number, os.fsencode(body_of(number))
             return
-        async for number, part in stdin_messages(whole, sep):
+        if files:
+            for number, data in file_messages(files, allow_empty):
+                yield number, data
+            return
+        async for number, part in stdin_messages(whole, sep, framed):
             if part or allow_empty:
                 yield number, part
             else:
@@ -245,6 +324,8 @@ def send(ctx: Ctx, topic: str, body: str | None, tags: str | None, keys: str | N
                 base = Outgoing(raw, tags_of(seq) or None, keys_of(seq).split() or None,
                                 {k: v(seq) for k, v in props_of.items()}, delay_level)
                 msg = decoder.message(number, raw, base) if decoder is not None else base
+                if tee:
+                    teed[number] = framing(raw)
                 if not msg.body and not allow_empty:
                     raise BadInput(f"line {number}: the body is empty (Java clients refuse "
                                    "empty bodies; --allow-empty sends it)")
@@ -259,6 +340,10 @@ def send(ctx: Ctx, topic: str, body: str | None, tags: str | None, keys: str | N
             progress.done(number)
             if not quiet:
                 results.write(result_row(number, result))
+            if tee:
+                echo = binary_stdout()
+                echo.write(teed.pop(number))
+                echo.flush()
 
     def failed(numbers: list[int], exc: Exception) -> Exception:
         """Report the messages a send took with it; the error to stop with (a message the
@@ -326,7 +411,7 @@ def send(ctx: Ctx, topic: str, body: str | None, tags: str | None, keys: str | N
         results.close()
     else:
         emit_object({"topic": topic, "sent": progress.sent, "lastLine": progress.last_line},
-                    ctx.output)
+                    ctx.output, out=reports)
 
 
 async def in_flight(items: AsyncIterator[tuple[int, Outgoing]], send_one, window: int) -> None:
