@@ -49,6 +49,9 @@ def pair(start_node):
                 body=fastjson.dumpb(group)).code == 0
     assert call(master.broker, RC.UPDATE_CONSUMER_OFFSET, {
         "consumerGroup": "HaG", "topic": "HaT", "queueId": 1, "commitOffset": 5}).code == 0
+    send(master.broker, "HaT", b"delayed", DELAY="1")  # delivered after 1 s: level 1 moves
+    wait_for(lambda: call_json(master.broker, RC.GET_ALL_DELAY_OFFSET)["offsetTable"],
+             "the delayed message delivered")
     slave = start_node("--role", "broker", "--listen-port", "0", "-n", master.namesrv,
                        *SLAVE_ARGS, roles=("broker",))
     return master, slave
@@ -105,12 +108,14 @@ def test_slave_registers_refuses_writes_and_copies_the_masters_metadata(pair):
     on_disk = json.loads((config_dir / "topics.json").read_text())
     assert "HaT" in on_disk["topicConfigTable"]
     assert wait_for(lambda: (config_dir / "delayOffset.json").exists(), "delayOffset.json")
+    assert (config_dir / "delayOffset.json").read_bytes() == b'{"offsetTable":{1:1}}'
+    assert call_json(slave.broker, RC.GET_ALL_DELAY_OFFSET) == {"offsetTable": {"1": 1}}
 
     # the master's answers are Java's bytes: the config files' JSON, unquoted queue ids
     resp = call(master.broker, RC.GET_ALL_CONSUMER_OFFSET)
     assert resp.code == 0 and resp.body == b'{"offsetTable":{"HaT@HaG":{1:5}}}'
     resp = call(master.broker, RC.GET_ALL_DELAY_OFFSET)
-    assert resp.code == 0 and resp.body == b'{"offsetTable":{}}'
+    assert resp.code == 0 and resp.body == b'{"offsetTable":{1:1}}'
 
     # writes: a slave's CommitLog is the master's alone
     resp = call(slave.broker, RC.SEND_MESSAGE_V2, {
@@ -128,8 +133,11 @@ def test_slave_registers_refuses_writes_and_copies_the_masters_metadata(pair):
         "producerGroup": "PG", "tranStateTableOffset": 0, "commitLogOffset": 0,
         "commitOrRollback": 8, "fromTransactionCheck": False, "msgId": "x"})
     assert resp.code == ResponseCode.SLAVE_NOT_AVAILABLE
-    assert int(call(slave.broker, RC.GET_MAX_OFFSET, {"topic": "HaT", "queueId": 0})
-               .field("offset")) == 0
+    def max_offset(node) -> str:
+        return call(node.broker, RC.GET_MAX_OFFSET, {"topic": "HaT", "queueId": 0}).field(
+            "offset")
+    # what the slave's queue holds is the master's (the delayed message) and nothing else
+    assert wait_for(lambda: max_offset(slave) == max_offset(master), "the queue replicated")
     # topics and groups are the master's to change (Java's validateSlave)
     from_slave = ("Can't modify topic or subscription group from slave broker, please "
                   "execute it from master broker.")
