@@ -178,6 +178,12 @@ class MessageStore:
         self._load_queues()
         self.index.load()
         recover(self, abnormal)
+        # Java's recoverTopicQueueTable (correctMinOffset): a queue starts at its first entry
+        # pointing into the CommitLog. A slave's queues begin with blank entries up to the
+        # first message it was sent.
+        log_min = self.commitlog.min_offset
+        for cq in self.queues.values():
+            cq.min_logic_offset = max(cq.min_logic_offset, cq.first_pointing_at(log_min))
         if not self.readonly:
             self.abort_path.touch()
             self._write_checkpoint()
