@@ -265,8 +265,9 @@ def parsed(parse):
 
 FROM_HELP = ("Where to start, or START:END: an offset N, first, last, -N (the last N per "
              "queue), +N (N after the first), @TIME (@1764410400000 ms, @1764410400 s, "
-             "@2026-11-29, @2026-11-29T10:00:00Z, @-1h, @-1m30s), or a range (10:20, :end, "
-             "@-1h:end, @T1:T2, @2026-11-29:1h).")
+             "@2026-11-29, @2026-11-29T10:00:00Z, @-1h, @-1m30s), msgid:ID (a message, by "
+             "offsetMsgId or msgId: its queue starts at it, the others at its store time), or "
+             "a range (10:20, :end, @-1h:end, @T1:T2, @2026-11-29:1h, msgid:ID:end).")
 QUEUE_OPTION = click.option(
     "--queue", "queue_ids", multiple=True, metavar="N[,N...]",
     callback=parsed(parse_queue_ids), help="Only these queue ids (repeatable, or a comma list).")
