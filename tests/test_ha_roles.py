@@ -8,6 +8,7 @@ suggestWhichBrokerId, and rmqctl's view of the pair. Raw frames go through tests
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -276,3 +277,32 @@ def test_rmqctl_shows_the_pair_and_the_slaves_figures(pair):
         return json.loads(out.stdout)["haConnectionState"]
     assert wait_for(lambda: (s := slave_state()) != "TRANSFER" and s, "the slave's state") \
         in ("IDLE", "CONNECTING")
+
+
+def test_commits_taken_while_the_master_was_away_reach_it_when_it_returns(start_node,
+                                                                           tmp_path):
+    ns = start_node("--role", "namesrv", "--listen-port", "0", roles=("namesrv",))
+    home = tmp_path / "master"
+    home.mkdir()
+    master_args = ("--role", "broker", "--listen-port", "0", "-n", ns.namesrv)
+    master = start_node(*master_args, roles=("broker",), home=home)
+    assert call(master.broker, RC.UPDATE_CONSUMER_OFFSET, {
+        "consumerGroup": "HaG", "topic": "HaT", "queueId": 0, "commitOffset": 1}).code == 0
+    slave = start_node("--role", "broker", "--listen-port", "0", "-n", ns.namesrv, "-v",
+                       "-D", "registerNameServerPeriod=10000", *SLAVE_ARGS, roles=("broker",))
+    slave.wait_line(f"slave.master_changed master={master.broker}")
+
+    master.stop(signal.SIGKILL)
+    slave.wait_line("slave.master_changed master=-", timeout=30)  # its next registration
+    assert call(slave.broker, RC.UPDATE_CONSUMER_OFFSET, {
+        "consumerGroup": "HaG", "topic": "HaT", "queueId": 0, "commitOffset": 6}).code == 0
+
+    # back on another port: the masterless slave asks the name server every round
+    master = start_node(*master_args, roles=("broker",), home=home)
+    slave.wait_line(f"slave.master_changed master={master.broker}", timeout=30)
+
+    def on_master() -> int:
+        resp = call(master.broker, RC.QUERY_CONSUMER_OFFSET, {
+            "consumerGroup": "HaG", "topic": "HaT", "queueId": 0})
+        return int(resp.field("offset"))
+    wait_for(lambda: on_master() == 6, "the slave's commit on the master")

@@ -8,6 +8,8 @@ they commit there would be overwritten by the master's older ones once it return
 putAll). Here those commits are first sent to the master (UPDATE_CONSUMER_OFFSET, only where
 they are ahead of what the master has), then the master's table is taken: they survive the
 master's return, and an offset reset on the master is never undone by an old slave commit.
+For the same reason a slave without a master registers again every round (10 s) instead of
+every registerNameServerPeriod: the answer names a returning master soon.
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ class SlaveSynchronize:
     async def run(self) -> None:
         await asyncio.sleep(FIRST_AFTER)
         while True:
+            if self.master_addr is None:
+                await self.broker.register_all()  # its answer may name a master (set_master)
             await self.sync_all()
             await asyncio.sleep(PERIOD)
 
