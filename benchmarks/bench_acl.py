@@ -44,9 +44,10 @@ accounts:
 """
 
 
-def cpp_load(node: Server, threads: int, seconds: float, work: Path, signed: bool) -> dict:
+def cpp_load(node: Server, threads: int, seconds: float, work: Path, signed: bool,
+             topic: str = TOPIC) -> dict:
     home = Path(tempfile.mkdtemp(prefix="cpp-", dir=work))
-    argv = [str(CPP_PYTHON), str(BENCH_DIR / "cpp_load.py"), node.addrs["namesrv"], TOPIC,
+    argv = [str(CPP_PYTHON), str(BENCH_DIR / "cpp_load.py"), node.addrs["namesrv"], topic,
             str(threads), str(seconds), "128", *((AK, SK) if signed else ())]
     env = {k: v for k, v in os.environ.items()
            if k not in ("PYTHONPATH", "VIRTUAL_ENV", "NAMESRV_ADDR")}

@@ -15,7 +15,7 @@ import json
 import sys
 
 from client_load import drive  # beside this script
-from rocketmq.client import Message, Producer
+from rocketmq.client import Message, Producer, SendStatus
 
 
 def main() -> None:
@@ -34,7 +34,14 @@ def main() -> None:
     def sender_for(_index: int):
         message = Message(topic)  # each thread sends its own Message object
         message.set_body(body)
-        return lambda: producer.send_sync(message)
+
+        def send() -> None:
+            # An answer other than SEND_OK (a SYNC_MASTER's FLUSH_SLAVE_TIMEOUT, ...) is an
+            # error here, not a message sent.
+            status = producer.send_sync(message).status
+            if status != SendStatus.OK:
+                raise RuntimeError(f"send status {SendStatus(status).name}")
+        return send
 
     print(json.dumps(drive(sender_for, threads, seconds)), flush=True)
     # After the figures: the client sometimes aborts in its own shutdown
