@@ -15,7 +15,6 @@ every registerNameServerPeriod: the answer names a returning master soon.
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import TYPE_CHECKING, Any
 
 from rmqnode import log
@@ -40,7 +39,11 @@ _BAD_BODY = (ValueError, TypeError, KeyError, AttributeError)
 
 
 class SyncFailed(Exception):
-    """One table could not be copied this round (the master is gone, or answered badly)."""
+    """One table could not be copied this round (the master answered badly)."""
+
+
+class MasterUnreachable(SyncFailed):
+    """No answer: the other tables are not asked for this round either."""
 
 
 class SlaveSynchronize:
@@ -49,7 +52,6 @@ class SlaveSynchronize:
         self.master_addr: str | None = None  # from the name server's register answer
         self.client = RemotingClient()
         self._lock = asyncio.Lock()
-        self.last_sync_ms = 0  # when the last round copied every table
 
     def set_master(self, addr: str | None) -> bool:
         """The master named by a register answer; True when it changed to a live one (the
@@ -74,20 +76,18 @@ class SlaveSynchronize:
         if addr is None or addr == self.broker.addr:
             return
         async with self._lock:
-            ok = True
             for name, step in (("topics", self._topics), ("consumer_offsets", self._offsets),
                                ("delay_offsets", self._delay_offsets),
                                ("groups", self._groups)):
                 try:
                     await step(addr)
+                except MasterUnreachable as exc:
+                    _log.warning("slave.master_unreachable", master=addr, error=exc)
+                    break
                 except SyncFailed as exc:
-                    ok = False
                     _log.warning("slave.sync_failed", table=name, master=addr, error=exc)
                 except OSError as exc:
-                    ok = False
                     _log.error("slave.persist_failed", table=name, error=exc)
-            if ok:
-                self.last_sync_ms = _now_ms()
 
     async def close(self) -> None:
         await self.client.close()
@@ -98,7 +98,7 @@ class SlaveSynchronize:
             resp = await self.client.invoke(addr, RemotingCommand.request(code, fields),
                                             timeout=TIMEOUT)
         except (ConnectionLost, RemotingTimeout) as exc:
-            raise SyncFailed(str(exc)) from None
+            raise MasterUnreachable(str(exc)) from None
         if resp.code != ResponseCode.SUCCESS:
             raise SyncFailed(f"code {resp.code}: {resp.remark}")
         return resp
@@ -175,7 +175,3 @@ def _decode(target: Any, data: dict[str, Any]) -> None:
         target.decode(data)
     except _BAD_BODY as exc:
         raise SyncFailed(f"body of the wrong shape: {type(exc).__name__}: {exc}") from None
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
