@@ -199,6 +199,7 @@ def own_templates(broker_addr: str, outside: Path) -> list[Template]:
                                        "order": "false"}),
         t(RC.DELETE_TOPIC_IN_BROKER, {"topic": "FuzzDoomed"}),
         t(RC.GET_ALL_TOPIC_CONFIG, {}), t(RC.GET_TOPIC_STATS_INFO, {"topic": TOPIC}),
+        t(RC.GET_ALL_CONSUMER_OFFSET, {}), t(RC.GET_ALL_DELAY_OFFSET, {}),  # slave sync
         t(RC.UPDATE_AND_CREATE_SUBSCRIPTIONGROUP, {}, group_config),
         t(RC.DELETE_SUBSCRIPTIONGROUP, {"groupName": "FuzzDoomedGroup", "cleanOffset": "true"}),
         t(RC.GET_ALL_SUBSCRIPTIONGROUP_CONFIG, {}),

@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rmqnode import log
+from rmqnode import log, validation
 from rmqnode.acl import rules as acl_rules
 from rmqnode.acl.rules import ACCOUNT_FIELDS, ACCOUNTS, GLOBAL_WHITE, AclConfigError
 from rmqnode.net import fastjson
@@ -33,6 +33,15 @@ if TYPE_CHECKING:
 _log = log.get("rmqnode.broker")
 
 ACL_OFF = "ACL is not enabled on this broker (aclEnable=false)"
+
+
+def _same_file(named: str, path: Path) -> bool:
+    """Whether a peer's path names the ACL file; a path no file can have (a NUL byte, too
+    long) names none."""
+    try:
+        return Path(named).resolve() == path.resolve()
+    except (OSError, ValueError):
+        return False
 
 
 def _split(value: str | None) -> list[str] | None:
@@ -141,8 +150,9 @@ class AclAdminProcessor:
         failed = AclResponseCode.UPDATE_GLOBAL_WHITE_ADDRS_CONFIG_FAILED
         acl = self.broker.acl
         named = cmd.field("aclFileFullPath")
-        if acl is not None and named and Path(named).resolve() != acl.path.resolve():
-            return cmd.response(failed, f"{named} is not this broker's ACL file ({acl.path})")
+        if acl is not None and named and not _same_file(named, acl.path):
+            return cmd.response(failed, f"{validation.quote(named)} is not this broker's ACL "
+                                f"file ({acl.path})")
 
         def change(data: dict[str, Any]) -> dict[str, Any]:
             if addrs is None:
