@@ -22,8 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from run import CPP_PYTHON
-from servers import BENCH_DIR, Server, start_node
+from servers import BENCH_DIR, CPP_PYTHON, Server, start_node
 
 from rmqnode.acl.signature import sign
 from rmqnode.net.client import RemotingClient
@@ -65,6 +64,12 @@ def cpp_load(node: Server, threads: int, seconds: float, work: Path, signed: boo
     return figures
 
 
+def write_rules(home: Path) -> None:
+    """RULES as the plain_acl.yml of a node started in `home`."""
+    (home / "conf").mkdir(parents=True, exist_ok=True)
+    (home / "conf" / "plain_acl.yml").write_text(RULES)
+
+
 def create_topic(node: Server) -> None:
     """The topic, created as mqadmin updateTopic creates it, signed by the admin account."""
     fields = {"topic": TOPIC, "defaultTopic": "TBW102", "readQueueNums": "8",
@@ -93,8 +98,7 @@ def main() -> None:
     if not CPP_PYTHON.exists():
         sys.exit(f"the C++ client is not installed ({CPP_PYTHON}): bash .ci/peers.sh")
     work = Path(tempfile.mkdtemp(prefix="bench-acl-"))
-    (work / "acl" / "conf").mkdir(parents=True)
-    (work / "acl" / "conf" / "plain_acl.yml").write_text(RULES)
+    write_rules(work / "acl")
     size = f"mappedFileSizeCommitLog={256 << 20}"
     with start_node(work / "plain", size) as plain, \
             start_node(work / "acl", size, "aclEnable=true") as acl:

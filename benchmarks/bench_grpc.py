@@ -125,11 +125,18 @@ def floor() -> None:
 
 # -- the driver ------------------------------------------------------------------------------
 
-def peer_python() -> Path:
+def peer_python_or_none() -> Path | None:
+    """The 5.x client's interpreter, as .ci/peers.sh installs it; None when it is not there."""
     peers = Path(os.environ.get("RMQ_PEERS_DIR") or Path.home() / ".cache" / "rmqnode-peers")
     python = peers / "grpc5" / "bin" / "python"
-    if not python.exists():
-        sys.exit(f"bench_grpc: {python} is missing: install the peers with `bash .ci/peers.sh`")
+    return python if python.exists() else None
+
+
+def peer_python() -> Path:
+    python = peer_python_or_none()
+    if python is None:
+        sys.exit("bench_grpc: the 5.x Python client is missing: install the peers with "
+                 "`bash .ci/peers.sh`")
     return python
 
 

@@ -35,8 +35,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from bench_acl import cpp_load
-from run import CPP_PYTHON
-from servers import Server, start_node
+from servers import CPP_PYTHON, Server, start_node
 
 from rmqnode.launch import rmqnode_argv
 from rmqnode.net import fastjson

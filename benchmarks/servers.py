@@ -3,6 +3,7 @@ native floor, started as the tests start nodes (rmqnode.launch)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -11,6 +12,9 @@ from pathlib import Path
 from rmqnode.launch import ServerProcess, rmqnode_argv
 
 BENCH_DIR = Path(__file__).resolve().parent
+# The C++ client 1.x (PyPI rocketmq==0.4.4) in its own venv, as .ci/peers.sh installs it.
+CPP_PYTHON = Path(os.environ.get("RMQ_PEERS_DIR") or Path.home() / ".cache" / "rmqnode-peers") \
+    / "cpp" / "bin" / "python"
 
 
 class Server(ServerProcess):
