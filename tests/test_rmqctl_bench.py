@@ -16,8 +16,10 @@ from conftest import REPO
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-import run as bench_run  # noqa: E402 - benchmarks/ is scripts, not a package
+import matrix  # noqa: E402 - benchmarks/ is scripts, not a package
+import run as bench_run  # noqa: E402
 from servers import start_floor  # noqa: E402
+from servers import start_node as start_bench_node  # noqa: E402
 
 LATENCY_KEYS = {"p50", "p90", "p99", "p99.9", "max"}
 SIDE_KEYS = {"messages", "bytes", "errors", "seconds", "msgsPerSec", "mbPerSec", "latencyOf",
@@ -166,3 +168,31 @@ def test_run_py_target_rounds_pair_each_figure_with_its_reference(tmp_path):
     out = tmp_path / "RESULTS.md"
     bench_run.write_report(out, report, "python benchmarks/run.py", 1.0)
     assert all(line in out.read_text() for line in report.target_runs)
+
+
+def test_matrix_rows_pair_each_figure_with_its_baseline(tmp_path):
+    """benchmarks/matrix.py's SQL92 and SYNC_FLUSH latency rows on real nodes: the SQL92 and
+    the tag drain each deliver exactly the matching half (the row raises otherwise), every
+    round's ratio is in the report, and the row is the median round's pair."""
+    plan = matrix.MatrixPlan(seconds=0.5, rounds=3, filtered=640, sync_sends=20)
+    rows = []
+    features = matrix.Matrix(plan, tmp_path, rows.append)
+    features.sql92()
+    with start_bench_node(tmp_path / "sync", *bench_run.node_defines("SYNC_FLUSH")) as node, \
+            start_floor(tmp_path / "floor") as floor:
+        features.sync_latency(node, floor)
+    sql, sync = rows
+    assert sql.name.startswith('SQL92: pull drain, 640 x 128 B, half match "k = 1"')
+    assert sql.baseline_name == "tag A, same round" and sql.value > 0 and sql.baseline > 0
+    assert sync.name.startswith("SYNC_FLUSH p50, 1 conn, 1 in flight, 128 B (")
+    assert sync.unit == "ms" and sync.baseline > 0
+    assert sync.passed == (sync.value <= 1.15 * sync.baseline)
+    text = features.explain()
+    for row in rows:
+        [line] = [n for n in features.notes if row.name.startswith(n.rsplit(": ", 1)[0])]
+        ratios = sorted(float(r.removesuffix("x")) for r in line.rsplit(": ", 1)[1].split(" / "))
+        assert len(ratios) == 3 and abs(row.value / row.baseline - ratios[1]) < 0.01
+        assert line in text
+    assert any(n.startswith("SYNC_FLUSH p50: the same sends to the Python floor") for n in
+               features.notes)
+    assert not list(tmp_path.glob("fdatasync-baseline*"))  # the disk baseline cleans up
