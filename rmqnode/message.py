@@ -17,6 +17,7 @@ from operator import mul
 import zstandard
 
 from rmqnode import lz4frame
+from rmqnode.speedups import accelerate
 
 # -- sys flag bits (MessageSysFlag) ---------------------------------------------------------
 COMPRESSED_FLAG = 0x1
@@ -92,6 +93,9 @@ def decode_properties(text: str) -> dict[str, str]:
     return props
 
 
+decode_properties = accelerate(decode_properties)
+
+
 # -- hash codes -----------------------------------------------------------------------------
 
 _POW31: list[int] = [1]
@@ -120,6 +124,9 @@ def java_hash(text: str) -> int:
         units = [raw[i] << 8 | raw[i + 1] for i in range(0, len(raw), 2)]
     h = sum(map(mul, units, _powers(len(units)))) & 0xFFFFFFFF
     return h - 0x100000000 if h & 0x80000000 else h
+
+
+java_hash = accelerate(java_hash)
 
 
 @lru_cache(maxsize=4096)
@@ -278,6 +285,9 @@ def decode_batch(data: bytes) -> list[BatchEntry]:
         entries.append(BatchEntry(body, decode_properties(raw), flag, raw))
         pos = end
     return entries
+
+
+decode_batch = accelerate(decode_batch, BatchEntry=BatchEntry)
 
 
 # -- a stored message -----------------------------------------------------------------------

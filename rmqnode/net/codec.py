@@ -21,6 +21,7 @@ from typing import Annotated, Literal
 from rmqnode.errors import FrameError, RemotingError
 from rmqnode.net.codes import ResponseCode
 from rmqnode.net.fastjson import lone_surrogate_in, nests_deeper
+from rmqnode.speedups import accelerate
 from rmqnode.validation import INT32, INT64, integer, quote
 
 SERIALIZE_JSON = 0
@@ -342,6 +343,9 @@ def encode(cmd: RemotingCommand, serialize_type: int | None = None) -> bytes:
                      body))
 
 
+encode = accelerate(encode, LANGUAGE_CODES=LANGUAGE_CODES)
+
+
 def decode_frame(frame: bytes | memoryview) -> RemotingCommand:
     """Decode one frame given without its 4-byte length prefix."""
     view = memoryview(frame)
@@ -363,6 +367,30 @@ def decode_frame(frame: bytes | memoryview) -> RemotingCommand:
     return cmd
 
 
+decode_frame = accelerate(decode_frame, RemotingCommand=RemotingCommand, LANGUAGES=LANGUAGES,
+                          decode_json_header=decode_json_header)
+
+
+def decode_frames(buf: bytearray, max_frame: int, pos: int = 0) -> tuple[list[RemotingCommand], int]:
+    """Every whole frame in buf from pos on, and where the first incomplete one starts. A frame
+    larger than `max_frame` (counted with its length prefix, like Java's frameMaxLength) or
+    one that does not parse raises FrameError."""
+    out: list[RemotingCommand] = []
+    n = len(buf)
+    while n - pos >= 4:
+        (total,) = _INT.unpack_from(buf, pos)
+        if total < 4 or total + 4 > max_frame:
+            raise FrameError(f"frame length {total} is outside 4..{max_frame - 4}")
+        if n - pos - 4 < total:
+            break
+        out.append(decode_frame(memoryview(buf)[pos + 4:pos + 4 + total]))
+        pos += 4 + total
+    return out, pos
+
+
+decode_frames = accelerate(decode_frames)
+
+
 class FrameDecoder:
     """Incremental decoder: feed whatever the socket gave, get every complete command back.
 
@@ -380,17 +408,7 @@ class FrameDecoder:
     def feed(self, data: bytes) -> list[RemotingCommand]:
         buf = self._buf
         buf += data
-        out: list[RemotingCommand] = []
-        pos = 0
-        n = len(buf)
-        while n - pos >= 4:
-            (total,) = _INT.unpack_from(buf, pos)
-            if total < 4 or total + 4 > self.max_frame:
-                raise FrameError(f"frame length {total} is outside 4..{self.max_frame - 4}")
-            if n - pos - 4 < total:
-                break
-            out.append(decode_frame(memoryview(buf)[pos + 4:pos + 4 + total]))
-            pos += 4 + total
+        out, pos = decode_frames(buf, self.max_frame)
         if pos:
             del buf[:pos]
         return out

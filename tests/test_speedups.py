@@ -1,0 +1,225 @@
+"""The compiled accelerator (rmqnode/_speedups.c) against the pure-Python code it stands in for:
+the same results, bytes and exceptions on every captured frame, every record of the Java 4.9.8
+store, and random and hostile input."""
+
+from __future__ import annotations
+
+import os
+import random
+import struct
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+from rmqnode import speedups
+from rmqnode.message import BatchEntry, encode_batch
+from rmqnode.net.codec import (DEFAULT_MAX_FRAME, SERIALIZE_JSON, SERIALIZE_ROCKETMQ,
+                               RemotingCommand)
+from rmqnode.storage.records import Blank, decode_record
+from wire import flows, frames
+
+ALL_FRAMES = [f for flow in flows() for f in frames(flow)]
+ACCELERATED = {"java_hash", "decode_properties", "decode_batch", "encode_record", "encode",
+               "decode_frame", "decode_frames"}
+
+
+def outcome(fn, *args, **kwargs):
+    """What a call gives: its result with the result's type, or its exception's type and text."""
+    try:
+        result = fn(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - every exception is compared
+        return "raised", type(exc), str(exc)
+    return "returned", type(result), result
+
+
+def same(name: str, *args, **kwargs):
+    """Both implementations of `name` on the same input: equal outcomes; the outcome."""
+    pure = outcome(speedups.PURE[name], *args, **kwargs)
+    native = outcome(speedups.NATIVE[name], *args, **kwargs)
+    assert native == pure, (name, args, kwargs)
+    return pure
+
+
+def test_the_extension_is_built_and_chosen_unless_disabled():
+    assert speedups.native is not None, "rmqnode/_speedups.c was not built (pip install -e .)"
+    assert set(speedups.NATIVE) == ACCELERATED
+    probe = "from rmqnode.net import codec; print(type(codec.encode).__name__)"
+    for pure, expect in (("", "builtin_function_or_method"), ("1", "function")):
+        env = {**os.environ, "RMQNODE_PURE": pure}
+        out = subprocess.run([sys.executable, "-c", probe], env=env, cwd=REPO, check=True,
+                             capture_output=True, text=True).stdout.strip()
+        assert out == expect
+
+
+def test_every_captured_frame_decodes_and_encodes_identically():
+    for f in ALL_FRAMES:
+        kind, _, cmd = same("decode_frame", f.raw[4:])
+        assert kind == "returned", (f.flow, f.header)
+        for st in (None, SERIALIZE_JSON, SERIALIZE_ROCKETMQ):
+            same("encode", cmd, st)
+        props = (cmd.ext_fields or {}).get("properties") or (cmd.ext_fields or {}).get("i")
+        if props is not None:
+            same("decode_properties", props)
+
+
+@pytest.mark.parametrize("flow", flows())
+def test_a_whole_flow_split_anywhere_decodes_identically(flow):
+    stream = b"".join(f.raw for f in frames(flow))
+    rng = random.Random(flow)
+    for _ in range(20):
+        cut = rng.randrange(len(stream) + 1)
+        for part in (bytearray(stream[:cut]), bytearray(stream)):
+            kind, _, (cmds, end) = same("decode_frames", part, DEFAULT_MAX_FRAME)
+            assert kind == "returned"
+        assert end == len(stream) and len(cmds) == len(frames(flow))
+
+
+def java_records(root):
+    for name in sorted(os.listdir(root / "commitlog")):
+        data = (root / "commitlog" / name).read_bytes()
+        pos = 0
+        while (rec := decode_record(data, pos, int(name))) is not None \
+                and not isinstance(rec, Blank):
+            yield data[pos:pos + rec.store_size], rec
+            pos += rec.store_size
+
+
+def test_every_java_store_record_encodes_and_hashes_identically(java_store_pristine):
+    count = 0
+    batch = []
+    for raw, rec in java_records(java_store_pristine):
+        fields = dict(topic=rec.topic, queue_id=rec.queue_id, flag=rec.flag, body=rec.body,
+                      properties=rec.properties_text, sys_flag=rec.sys_flag,
+                      born_timestamp=rec.born_timestamp, born_host=rec.born_host,
+                      store_timestamp=rec.store_timestamp, store_host=rec.store_host,
+                      reconsume_times=rec.reconsume_times,
+                      prepared_transaction_offset=rec.prepared_transaction_offset,
+                      queue_offset=rec.queue_offset, physical_offset=rec.commit_log_offset)
+        _, _, again = same("encode_record", **fields)
+        assert again == raw
+        same("encode_record", **fields, crc=rec.body_crc)
+        same("decode_properties", rec.properties_text)
+        for text in [rec.topic, rec.tags or "", *rec.keys, f"{rec.topic}#{rec.msg_id}"]:
+            same("java_hash", text)
+        batch.append(BatchEntry(rec.body, rec.properties, rec.flag))
+        count += 1
+        if len(batch) == 32:
+            _, _, entries = same("decode_batch", encode_batch(batch))
+            assert [e.body for e in entries] == [e.body for e in batch]
+            batch = []
+    assert count == 2873
+
+
+ALPHABET = ["a", "Z", "\x01", "\x02", "\x00", '"', "\\", "\n", "\x1f", "\x7f", "\u00e9",
+            "\u65e5", "\U0001f600", "\ud800", "\udfff"]
+
+
+def random_text(rng: random.Random, n: int = 12) -> str:
+    return "".join(rng.choice(ALPHABET) for _ in range(rng.randrange(n)))
+
+
+def test_random_strings_hash_and_split_identically():
+    rng = random.Random(21)
+    for _ in range(3000):
+        text = random_text(rng, 30)
+        same("java_hash", text)
+        same("decode_properties", text)
+    for odd in (None, 5, b"KEYS\x01a", ["x"]):
+        same("java_hash", odd)
+        same("decode_properties", odd)
+
+
+def mutate(rng: random.Random, data: bytes) -> bytes:
+    out = bytearray(data)
+    choice = rng.randrange(4)
+    if choice == 0 and out:
+        for _ in range(rng.randrange(1, 4)):
+            out[rng.randrange(min(len(out), 64))] = rng.randrange(256)
+    elif choice == 1:
+        del out[rng.randrange(len(out) + 1):]
+    elif choice == 2 and len(out) >= 4:
+        at = rng.randrange(0, min(len(out), 40) - 3)
+        out[at:at + 4] = struct.pack(">i", rng.choice([-1, 0, 3, 0x7FFFFFFF, -2**31, 0x1000000,
+                                                       len(out), len(out) + 1]))
+    else:
+        out[rng.randrange(len(out) + 1):] = bytes(rng.randrange(256) for _ in range(8))
+    return bytes(out)
+
+
+def binary_frame(rng: random.Random) -> bytes:
+    cmd = RemotingCommand(code=rng.randrange(-5, 400), opaque=rng.randrange(-2**31, 2**31),
+                          remark=rng.choice([None, "", random_text(rng).replace("\ud800", "")
+                                             .replace("\udfff", "")]),
+                          ext_fields=rng.choice([None, {}, {"a": "1", "topic": "T\u00e9"}]),
+                          body=bytes(rng.randrange(4)), language=rng.choice(["JAVA", "CPP", "X"]),
+                          serialize_type=SERIALIZE_ROCKETMQ)
+    return speedups.PURE["encode"](cmd)
+
+
+def test_hostile_frames_fail_identically():
+    rng = random.Random(2121)
+    samples = [f.raw for f in ALL_FRAMES[::7]] + [binary_frame(rng) for _ in range(200)]
+    for _ in range(6000):
+        raw = mutate(rng, rng.choice(samples))
+        same("decode_frame", raw[4:])
+        same("decode_frames", bytearray(raw), rng.choice([DEFAULT_MAX_FRAME, 64]))
+    same("decode_frame", "not a buffer")
+    same("decode_frames", bytearray(b"\x00\x00\x00\x08"), "max")
+
+
+def test_hostile_batches_fail_identically():
+    rng = random.Random(320)
+    entries = [BatchEntry(bytes(rng.randrange(40)), {"KEYS": f"k{i}", "TAGS": "t\u00e9"}, i)
+               for i in range(5)]
+    data = encode_batch(entries)
+    for _ in range(3000):
+        same("decode_batch", mutate(rng, data))
+    same("decode_batch", bytearray(data))
+    same("decode_batch", "text")
+
+
+def test_odd_commands_encode_or_fail_identically():
+    base = dict(code=310, opaque=1, flag=0, remark=None, ext_fields={"a": "b"}, body=b"x",
+                language="JAVA", version=409)
+    odd = [dict(flag=True), dict(code=2**40), dict(code=40000), dict(opaque=2**31),
+           dict(ext_fields={"a": 1}), dict(ext_fields={1: "a"}), dict(ext_fields={"a": "\ud800"}),
+           dict(remark="\udfff"), dict(remark=""), dict(remark="r\u00e9\n\"\\"), dict(language="??"),
+           dict(language=None), dict(body=bytearray(b"xy")), dict(body=memoryview(b"z")),
+           dict(ext_fields={"": "v", "k": ""}), dict(ext_fields={"k" * 40000: "v"}),
+           dict(version=-1), dict(code=1.5)]
+    for change in odd:
+        cmd = RemotingCommand(**{**base, **change})
+        for st in (None, SERIALIZE_JSON, SERIALIZE_ROCKETMQ, 7, "1"):
+            same("encode", cmd, st)
+    same("encode", "not a command")
+    same("encode", RemotingCommand(**base), serialize_type=1)
+
+
+def test_odd_records_encode_or_fail_identically():
+    base = dict(topic="T", queue_id=1, flag=0, body=b"body", properties="KEYS\x01k",
+                sys_flag=0, born_timestamp=1, born_host=bytes(8), store_timestamp=2,
+                store_host=bytes(8))
+    odd = [dict(topic="t" * 200), dict(topic="\ud800"), dict(properties="p" * 40000),
+           dict(born_host=bytes(20)), dict(store_host=bytes(20), sys_flag=0x30),
+           dict(born_host=bytes(16)), dict(queue_id=2**31), dict(queue_id=True),
+           dict(body=bytearray(b"b")), dict(born_timestamp=1.0), dict(crc=None), dict(crc=-1),
+           dict(crc=2**32), dict(reconsume_times=3, prepared_transaction_offset=-9),
+           dict(queue_offset=2**63), dict(physical_offset=-1), dict(sys_flag=0x10)]
+    for change in odd:
+        same("encode_record", **{**base, **change})
+    same("encode_record", *base.values())
+    same("encode_record", **{**base, "unknown": 1})
+    same("encode_record", **{k: v for k, v in base.items() if k != "topic"})
+
+
+def test_a_machine_without_a_compiler_still_builds(tmp_path):
+    """setup.py marks the extension optional: a failed compile is a warning, not an error."""
+    env = {**os.environ, "CC": "/bin/false", "LDSHARED": "/bin/false"}
+    done = subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--build-lib",
+                           str(tmp_path / "lib"), "--build-temp", str(tmp_path / "tmp")],
+                          cwd=REPO, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "_speedups" in done.stderr
+    assert not list((tmp_path / "lib").rglob("*.so"))
