@@ -15,6 +15,14 @@ over 16 connections from 4,400 to 5,000 a second on a fresh store (medians of si
 alternating runs). A flush slower than `INLINE_WAIT` finishes in the background while the
 loop serves everyone else, and while flushes stay that slow (a spinning disk) the loop does
 not wait for them at all.
+
+A sender alone (the last round answered one waiter, none other is waiting, nothing runs)
+needs no group: its round starts at once, in the call that stored it, and fdatasyncs on the
+loop's own thread while the disk is fast, so the answer goes out in the same loop iteration
+as the read. The hand-off to the worker and back, and the wait for the next iteration, cost
+a single sender 386 -> 318 us p50 against 120 us for the fdatasync itself (one connection,
+128 B, three alternating runs). While several senders share rounds, the rounds stay as
+above: flushing the first of them alone would cost the others a second fdatasync.
 """
 
 from __future__ import annotations
@@ -49,6 +57,7 @@ class FlushService:
         self._tick: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.rounds = 0
+        self._last_round = 0  # waiters the last round answered
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -73,8 +82,13 @@ class FlushService:
             callback(True)
             return
         assert self._loop is not None, "FlushService.start() first"
+        alone = not self._waiters and self._last_round == 1
         self._waiters.add(offset, timeout, callback)
-        if not self._queued and self._running is None:
+        if self._queued or self._running is not None:
+            return
+        if alone and not self._slow:
+            self._flush_here()
+        else:
             self._queued = True
             self._loop.call_soon(self._round_for_waiters)
 
@@ -104,6 +118,15 @@ class FlushService:
             running.add_done_callback(
                 lambda fut: loop.call_soon_threadsafe(self._finished, fut))  # type: ignore
 
+    def _flush_here(self) -> None:
+        """One round on the loop's thread (a sender alone on a fast disk)."""
+        try:
+            flushed = self._timed_flush()
+        except OSError as exc:  # as in _finished: the waiter times out, the next round retries
+            _log.error("flush.failed", error=exc)
+            return
+        self._advance(flushed)
+
     def _timed_flush(self) -> int:
         """The flush, timed where it runs: timed from the loop, a busy loop would count its
         own delay in taking the result as a slow disk."""
@@ -132,4 +155,6 @@ class FlushService:
             self.flushed_offset = flushed
             if self.on_flushed is not None:
                 self.on_flushed(flushed)
-        self._waiters.reached(flushed)
+        answered = self._waiters.reached(flushed)
+        if answered:  # (a periodic round with no waiter says nothing of the senders)
+            self._last_round = answered

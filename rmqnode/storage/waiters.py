@@ -51,16 +51,19 @@ class OffsetWaiters:
         if self._heap:
             self._expiry = loop.call_at(min(w[2] for w in self._heap), self._expire)
 
-    def reached(self, offset: int) -> None:
-        """Everything before `offset` is done: answer the waiters it covers. A waiter whose
-        deadline passed before is answered with a timeout, as Java's future.get(timeout)
-        would be."""
+    def reached(self, offset: int) -> int:
+        """Everything before `offset` is done: answer the waiters it covers, and say how many
+        there were. A waiter whose deadline passed before is answered with a timeout, as
+        Java's future.get(timeout) would be."""
         heap = self._heap
+        answered = 0
         if heap and heap[0][0] <= offset:
             now = asyncio.get_running_loop().time()
             while heap and heap[0][0] <= offset:
                 waiter = heapq.heappop(heap)
                 waiter[3](waiter[2] >= now)
+                answered += 1
+        return answered
 
     def fail_all(self) -> None:
         """Answer every waiter with a timeout now (the service stops)."""
