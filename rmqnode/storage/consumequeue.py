@@ -100,6 +100,32 @@ class ConsumeQueue:
         if phy_offset + size > self.max_phy_end:
             self.max_phy_end = phy_offset + size
 
+    def put_run(self, queue_offset: int, phy_offset: int, sizes: list[int],
+                tags_codes: list[int]) -> None:
+        """The entries of consecutive records from `phy_offset` at consecutive queue offsets
+        (a batch): one write when they share a file, else entry by entry."""
+        pos = queue_offset * CQ_UNIT_SIZE
+        end = pos + len(sizes) * CQ_UNIT_SIZE
+        mf = self.files.find(pos)
+        if mf is None or end > mf.file_from_offset + self.file_size:
+            for i, size in enumerate(sizes):
+                self.put(queue_offset + i, phy_offset, size, tags_codes[i])
+                phy_offset += size
+            return
+        data = bytearray(end - pos)
+        pack_into = CQ_ENTRY.pack_into
+        at = 0
+        for size, tags in zip(sizes, tags_codes):
+            pack_into(data, at, phy_offset, size, tags)
+            phy_offset += size
+            at += CQ_UNIT_SIZE
+        local = pos - mf.file_from_offset
+        mf.write_at(local, data)
+        if local + len(data) > mf.wrote_position:
+            mf.wrote_position = local + len(data)
+        if phy_offset > self.max_phy_end:
+            self.max_phy_end = phy_offset
+
     def _fill_pre_blank(self, mf: MappedFile, until: int, queue_offset: int) -> None:
         """A queue whose first entry is not its file's first (a slave that replicates from
         the master's last CommitLog file, a queue whose files all expired): the slots before

@@ -48,6 +48,36 @@ class DispatchRequest:
         return self.sys_flag & TRANSACTION_MASK != TRANSACTION_ROLLBACK_TYPE
 
 
+@dataclass(slots=True)
+class DispatchBatch:
+    """The messages of one batch put (one queue, consecutive queue and CommitLog offsets, one
+    store time and sysFlag): dispatched as a run, one consume-queue write for all of them."""
+    topic: str
+    queue_id: int
+    commit_log_offset: int
+    sizes: list[int]
+    tags_codes: list[int]
+    store_timestamp: int
+    queue_offset: int
+    keys: list[list[str]]
+    sys_flag: int
+
+    def requests(self) -> list[DispatchRequest]:
+        """One request per message: for what a run cannot do (a stalled queue, the index)."""
+        out = []
+        offset = self.commit_log_offset
+        for i, size in enumerate(self.sizes):
+            out.append(DispatchRequest(self.topic, self.queue_id, offset, size,
+                                       self.tags_codes[i], self.store_timestamp,
+                                       self.queue_offset + i, self.keys[i], self.sys_flag))
+            offset += size
+        return out
+
+    @property
+    def end(self) -> int:
+        return self.commit_log_offset + sum(self.sizes)
+
+
 def queue_tags_code(topic: str, properties: dict[str, str], store_timestamp: int,
                     delay_levels: list[int]) -> int:
     """The consume queue's tag slot: the tag hash, except on SCHEDULE_TOPIC_XXXX where it holds

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import itertools
 import fcntl
 import os
 import shutil
@@ -28,7 +29,7 @@ from rmqnode.message import (DELAY, REAL_QID, REAL_TOPIC, TRANSACTION_COMMIT_TYP
 from rmqnode.storage.cleanup import delete_expired_commitlog
 from rmqnode.storage.commitlog import Appended, CommitLog
 from rmqnode.storage.consumequeue import ConsumeQueue
-from rmqnode.storage.dispatch import (SCHEDULE_TOPIC, DispatchRequest, index_keys,
+from rmqnode.storage.dispatch import (SCHEDULE_TOPIC, DispatchBatch, DispatchRequest, index_keys,
                                       parse_delay_levels, queue_tags_code, request_from_message)
 from rmqnode.storage.flush import FlushService
 from rmqnode.storage.index import IndexService
@@ -142,7 +143,7 @@ class MessageStore:
         self.flusher = FlushService(self._flush_commitlog,
                                     config.flushIntervalCommitLog / 1000.0)
         self.reput_offset = 0
-        self._pending: deque[DispatchRequest] = deque()
+        self._pending: deque[DispatchRequest | DispatchBatch] = deque()
         self._reput_scheduled = False
         self.stalled = StalledQueues()
         self._retry: asyncio.TimerHandle | None = None
@@ -278,6 +279,36 @@ class MessageStore:
         self.last_dispatched_timestamp = req.store_timestamp
         return queued
 
+    def _dispatch_batch(self, batch: DispatchBatch) -> bool:
+        """_dispatch for a batch: its queue entries in one write. What a run cannot do (its
+        queue is stalled, or the write fails) goes message by message, as _dispatch does:
+        an entry written twice is harmless."""
+        first = batch.requests()[0]
+        if not first.goes_to_queue or (batch.topic, batch.queue_id) in self.stalled:
+            return self._dispatch_each(batch)
+        try:
+            self._queue(batch.topic, batch.queue_id).put_run(
+                batch.queue_offset, batch.commit_log_offset, batch.sizes, batch.tags_codes)
+        except (OSError, RemotingError):
+            return self._dispatch_each(batch)
+        if self.config.messageIndexEnable and first.is_indexed:
+            build = self.index.build
+            offset, stamp = batch.commit_log_offset, batch.store_timestamp
+            try:
+                for keys, size in zip(batch.keys, batch.sizes):
+                    if keys:
+                        build(batch.topic, keys, offset, stamp)
+                    offset += size
+            except OSError as exc:  # as _dispatch: the keys go unindexed, the message stays
+                self._throttled.error("dispatch.index_failed", path=exc.filename or "-",
+                                      commit_log_offset=offset, error=exc.strerror or exc)
+        self.last_dispatched_timestamp = batch.store_timestamp
+        return True
+
+    def _dispatch_each(self, batch: DispatchBatch) -> bool:
+        """Whether the last message of the batch has its queue entry now."""
+        return [self._dispatch(req) for req in batch.requests()][-1]
+
     def _enqueue(self, req: DispatchRequest) -> bool:
         """The consume queue entry; a queue whose file cannot be written stalls (see
         StalledQueues) and the others go on."""
@@ -304,9 +335,14 @@ class MessageStore:
         pending = self._pending
         while pending:
             req = pending.popleft()
-            if self._dispatch(req):
-                arrived[(req.topic, req.queue_id)] = req.queue_offset + 1
-            self.reput_offset = req.commit_log_offset + req.size
+            if isinstance(req, DispatchBatch):
+                if self._dispatch_batch(req):
+                    arrived[(req.topic, req.queue_id)] = req.queue_offset + len(req.sizes)
+                self.reput_offset = req.end
+            else:
+                if self._dispatch(req):
+                    arrived[(req.topic, req.queue_id)] = req.queue_offset + 1
+                self.reput_offset = req.commit_log_offset + req.size
         self._arrived(arrived)
         for listener in self.append_listeners:
             listener()
@@ -453,17 +489,23 @@ class MessageStore:
             return PutResult(CREATE_MAPEDFILE_FAILED, remark=f"store cannot write: {exc}")
         except ValueError as exc:
             return PutResult(MESSAGE_ILLEGAL, remark=str(exc))
-        ids = []
-        offset = appended.wrote_offset
-        for i, msg in enumerate(messages):
-            self._pending.append(DispatchRequest(
-                msg.topic, msg.queue_id, offset, sizes[i],
-                queue_tags_code(msg.topic, msg.properties, appended.store_timestamp,
-                                self.delay_levels),
-                appended.store_timestamp, appended.queue_offset + i, index_keys(msg.properties),
-                msg.sys_flag))
-            ids.append(offset_msg_id(self.store_host, offset))
-            offset += sizes[i]
+        stamp = appended.store_timestamp
+        offsets = list(itertools.accumulate(sizes[:-1], initial=appended.wrote_offset))
+        if len(messages) == 1 or any(m.sys_flag != first.sys_flag for m in messages):
+            self._pending.extend(DispatchRequest(
+                m.topic, m.queue_id, offsets[i], sizes[i],
+                queue_tags_code(m.topic, m.properties, stamp, self.delay_levels),
+                stamp, appended.queue_offset + i, index_keys(m.properties), m.sys_flag)
+                for i, m in enumerate(messages))
+        else:
+            self._pending.append(DispatchBatch(
+                first.topic, first.queue_id, offsets[0], sizes,
+                [queue_tags_code(first.topic, m.properties, stamp, self.delay_levels)
+                 for m in messages],
+                stamp, appended.queue_offset, [index_keys(m.properties) for m in messages],
+                first.sys_flag))
+        host = self.store_host
+        ids = [offset_msg_id(host, o) for o in offsets]
         self.last_store_timestamp = appended.store_timestamp
         self._schedule_reput()
         return PutResult(PUT_OK, appended, ids)
