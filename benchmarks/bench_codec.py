@@ -5,17 +5,26 @@
 Baselines: `json` is json.dumps/json.loads of the same header dict alone (the floor for a JSON
 header in Python); `struct` is packing/unpacking only the fixed 8-byte frame prefix. A ratio of
 1.0 against `json` would mean the codec adds nothing on top of the JSON work itself.
+
+A/B rows (when the compiled accelerator is built): each byte-level function timed with its
+pure-Python code and with the extension (rmqnode/speedups.py), alternating over --rounds
+rounds in this one process; the ratio is native ops/s over pure ops/s, median and range.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import struct
 import time
+from contextlib import contextmanager
 
-from rmqnode.net.codec import (SERIALIZE_JSON, SERIALIZE_ROCKETMQ, FrameDecoder, RemotingCommand,
-                               encode)
+from rmqnode import message, speedups
+from rmqnode.net import codec
+from rmqnode.net.codec import (DEFAULT_MAX_FRAME, SERIALIZE_JSON, SERIALIZE_ROCKETMQ, FrameDecoder,
+                               RemotingCommand, encode)
+from rmqnode.storage import records
 
 PROPS = "KEYS\x01k1 k2\x02TAGS\x01TagA\x02WAIT\x01true\x02UNIQ_KEY\x017F0000011F9C18B4AAC27C4E2A5B0000\x02"
 
@@ -44,6 +53,7 @@ def rate(fn, seconds: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=1.0)
+    parser.add_argument("--rounds", type=int, default=5, help="A/B alternations per row")
     args = parser.parse_args()
 
     cmd = send_request(SERIALIZE_JSON)
@@ -75,6 +85,69 @@ def main() -> None:
         elif name.startswith("decode"):
             ratio = f"{ops / base_dec:.2f}x loads"
         print(f"{name:48} {ops:12,.0f} {ratio:>17}")
+    ab_rows(args.seconds, args.rounds)
+
+
+# Where each accelerated function lives: the pure ones call each other through these globals.
+HOMES = {"encode": codec, "decode_frame": codec, "decode_frames": codec, "java_hash": message,
+         "decode_properties": message, "decode_batch": message, "encode_record": records}
+
+
+@contextmanager
+def implementation(table: dict):
+    """Every accelerated function bound to `table`'s (speedups.PURE or NATIVE), then back."""
+    before = {name: getattr(home, name) for name, home in HOMES.items()}
+    for name, home in HOMES.items():
+        setattr(home, name, table[name])
+    try:
+        yield
+    finally:
+        for name, home in HOMES.items():
+            setattr(home, name, before[name])
+
+
+def ab_cases() -> list[tuple[str, int, object]]:
+    """(row name, items per call, call) for the A/B rows; calls go through the module globals."""
+    record = dict(topic="BenchTopic", queue_id=3, flag=0, body=b"x" * 128, properties=PROPS,
+                  sys_flag=0, born_timestamp=1700000000000, born_host=bytes(8),
+                  store_timestamp=1700000000001, store_host=bytes(8), queue_offset=7,
+                  physical_offset=1 << 20)
+    batch = message.encode_batch([message.BatchEntry(b"x" * 128, message.decode_properties(PROPS))
+                                  for _ in range(32)])
+    cases = []
+    for name, st in (("JSON", SERIALIZE_JSON), ("ROCKETMQ", SERIALIZE_ROCKETMQ)):
+        c = send_request(st)
+        stream = bytearray(encode(c) * 64)
+        cases.append((f"encode SEND_MESSAGE_V2 {name}", 1, lambda c=c: codec.encode(c)))
+        cases.append((f"decode SEND_MESSAGE_V2 {name} (64 coalesced)", 64,
+                      lambda s=stream: codec.decode_frames(s, DEFAULT_MAX_FRAME)))
+    answer = send_request(SERIALIZE_JSON).response(fields={"msgId": "0" * 32, "queueId": 3,
+                                                           "queueOffset": 7})
+    cases += [
+        ("encode SEND_MESSAGE answer JSON", 1, lambda: codec.encode(answer)),
+        ("encode_record 128 B", 1, lambda: records.encode_record(**record)),
+        ("java_hash topic#key", 1, lambda: message.java_hash("BenchTopic#7F0000011F9C18B4AAC2")),
+        ("decode_properties", 1, lambda: message.decode_properties(PROPS)),
+        ("decode_batch 32 x 128 B", 32, lambda: message.decode_batch(batch)),
+    ]
+    return cases
+
+
+def ab_rows(seconds: float, rounds: int) -> None:
+    if not speedups.NATIVE:
+        print("A/B: the compiled accelerator is not built (pip install -e .)")
+        return
+    print(f"\n{'A/B: pure vs compiled':48} {'pure ops/s':>12} {'native ops/s':>13} "
+          f"{'native/pure median (range)':>28}")
+    for name, per_call, fn in ab_cases():
+        pure, native = [], []
+        for _ in range(rounds):  # alternating, so both share the machine's state
+            for table, out in ((speedups.PURE, pure), (speedups.NATIVE, native)):
+                with implementation(table):
+                    out.append(per_call * rate(fn, seconds / rounds))
+        ratios = sorted(n / p for n, p in zip(native, pure))
+        print(f"{name:48} {statistics.median(pure):12,.0f} {statistics.median(native):13,.0f} "
+              f"{statistics.median(ratios):>12.2f}x ({ratios[0]:.2f}-{ratios[-1]:.2f})")
 
 
 if __name__ == "__main__":
