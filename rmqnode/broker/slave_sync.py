@@ -116,27 +116,13 @@ class SlaveSynchronize:
     async def _topics(self, addr: str) -> None:
         theirs = TopicConfigManager(self.broker.config)
         _decode(theirs, await self._table(addr, RequestCode.GET_ALL_TOPIC_CONFIG))
-        ours = self.broker.topics
-        if ours.data_version.to_json() == theirs.data_version.to_json():
-            return
-        ours.data_version = theirs.data_version
-        ours.table.clear()
-        ours.table.update(theirs.table)
-        ours.persist()
-        _log.info("slave.topics_synced", master=addr, topics=len(ours.table))
+        _take(self.broker.topics, theirs, "slave.topics_synced", addr)
 
     async def _groups(self, addr: str) -> None:
         theirs = SubscriptionGroupManager(self.broker.config)
         theirs.table.clear()  # only what the master has
         _decode(theirs, await self._table(addr, RequestCode.GET_ALL_SUBSCRIPTIONGROUP_CONFIG))
-        ours = self.broker.groups
-        if ours.data_version.to_json() == theirs.data_version.to_json():
-            return
-        ours.data_version = theirs.data_version
-        ours.table.clear()
-        ours.table.update(theirs.table)
-        ours.persist()
-        _log.info("slave.groups_synced", master=addr, groups=len(ours.table))
+        _take(self.broker.groups, theirs, "slave.groups_synced", addr)
 
     async def _delay_offsets(self, addr: str) -> None:
         delay = self.broker.schedule.offsets
@@ -168,6 +154,18 @@ class SlaveSynchronize:
             "commitOffset": offset})
         _log.info("slave.offset_sent", master=addr, topic=topic, group=group,
                   queue=queue_id, offset=offset)
+
+
+def _take(ours: Any, theirs: Any, event: str, master: str) -> None:
+    """The master's table and dataVersion in place of ours, written to our file, unless
+    the versions already match (SlaveSynchronize: nothing changed on the master)."""
+    if ours.data_version.to_json() == theirs.data_version.to_json():
+        return
+    ours.data_version = theirs.data_version
+    ours.table.clear()
+    ours.table.update(theirs.table)
+    ours.persist()
+    _log.info(event, master=master, entries=len(ours.table))
 
 
 def _decode(target: Any, data: dict[str, Any]) -> None:
