@@ -22,7 +22,6 @@ from pathlib import Path
 
 from rmqnode import log
 from rmqnode.config import BrokerConfig
-from rmqnode.errors import RemotingError
 from rmqnode.message import (DELAY, REAL_QID, REAL_TOPIC, TRANSACTION_COMMIT_TYPE,
                              TRANSACTION_MASK, WAIT, MessageExt, host_bytes,
                              offset_msg_id)
@@ -30,16 +29,16 @@ from rmqnode.storage.cleanup import delete_expired_commitlog
 from rmqnode.storage.commitlog import Appended, CommitLog
 from rmqnode.storage.consumequeue import ConsumeQueue
 from rmqnode.storage.dispatch import (SCHEDULE_TOPIC, DispatchBatch, DispatchRequest, index_keys,
-                                      parse_delay_levels, queue_tags_code, request_from_message)
+                                      parse_delay_levels, queue_tags_code)
 from rmqnode.storage.flush import FlushService
 from rmqnode.storage.index import IndexService
 from rmqnode.storage.javamap import properties_string
-from rmqnode.storage.records import (CHECKPOINT_FILE_SIZE, Blank, Checkpoint, CorruptRecord,
-                                     encode_record)
+from rmqnode.storage.records import CHECKPOINT_FILE_SIZE, Checkpoint, encode_record
 from rmqnode.storage.recovery import recover
+from rmqnode.storage.reput import QueueDispatch
 from rmqnode.storage.stalled import StalledQueues
 from rmqnode.storage.stats import SAMPLE_EVERY, StoreStats
-from rmqnode.validation import INT32, INT64, quote, store_path
+from rmqnode.validation import INT32, INT64, store_path
 
 _log = log.get("rmqnode.storage")
 
@@ -125,7 +124,10 @@ class PutResult:
                                SLAVE_NOT_AVAILABLE)
 
 
-class MessageStore:
+class MessageStore(QueueDispatch):
+    """DefaultMessageStore: its reput (CommitLog -> consume queues and index) is
+    QueueDispatch, in storage/reput.py."""
+
     def __init__(self, config: BrokerConfig, readonly: bool = False) -> None:
         self.config = config
         self.readonly = readonly
@@ -233,165 +235,6 @@ class MessageStore:
             os.fsync(fd)
         finally:
             os.close(fd)
-
-    def redispatch_from_log(self) -> None:
-        """Dispatch every record from reput_offset to the end of the CommitLog (recovery and
-        rebuilding queues from scratch)."""
-        count = 0
-        try:
-            for offset, rec in self.commitlog.scan(self.reput_offset):
-                if isinstance(rec, MessageExt):
-                    self._dispatch(request_from_message(rec, self.delay_levels))
-                    count += 1
-                self.reput_offset = offset + (rec.size if isinstance(rec, Blank)
-                                              else rec.store_size)
-        except CorruptRecord as exc:  # validated just before; only a racing writer gets here
-            _log.error("reput.corrupt", offset=exc.offset, reason=exc.reason)
-        if count:
-            _log.info("recover.redispatched", messages=count)
-
-    # -- consume queues --------------------------------------------------------------------
-
-    def _queue(self, topic: str, queue_id: int) -> ConsumeQueue:
-        key = (topic, queue_id)
-        cq = self.queues.get(key)
-        if cq is None:
-            cq = self.queues[key] = ConsumeQueue(str(self.cq_root), topic, queue_id,
-                                                 self.config.mappedFileSizeConsumeQueue,
-                                                 readonly=self.readonly)
-        return cq
-
-    def find_queue(self, topic: str, queue_id: int) -> ConsumeQueue | None:
-        return self.queues.get((topic, queue_id))
-
-    def _dispatch(self, req: DispatchRequest) -> bool:
-        """Write the queue entry and the index keys of one stored message; False when it
-        has no queue entry now (none due, or its queue is stalled)."""
-        queued = req.goes_to_queue and self._enqueue(req)
-        if self.config.messageIndexEnable and req.keys and req.is_indexed:
-            try:
-                self.index.build(req.topic, req.keys, req.commit_log_offset,
-                                 req.store_timestamp)
-            except OSError as exc:  # as Java: the keys go unindexed, the message is stored
-                self._throttled.error("dispatch.index_failed", path=exc.filename or "-",
-                                      commit_log_offset=req.commit_log_offset,
-                                      error=exc.strerror or exc)
-        self.last_dispatched_timestamp = req.store_timestamp
-        return queued
-
-    def _dispatch_batch(self, batch: DispatchBatch) -> bool:
-        """_dispatch for a batch: its queue entries in one write. What a run cannot do (its
-        queue is stalled, or the write fails) goes message by message, as _dispatch does:
-        an entry written twice is harmless."""
-        first = batch.requests()[0]
-        if not first.goes_to_queue or (batch.topic, batch.queue_id) in self.stalled:
-            return self._dispatch_each(batch)
-        try:
-            self._queue(batch.topic, batch.queue_id).put_run(
-                batch.queue_offset, batch.commit_log_offset, batch.sizes, batch.tags_codes)
-        except (OSError, RemotingError):
-            return self._dispatch_each(batch)
-        if self.config.messageIndexEnable and first.is_indexed:
-            build = self.index.build
-            offset, stamp = batch.commit_log_offset, batch.store_timestamp
-            try:
-                for keys, size in zip(batch.keys, batch.sizes):
-                    if keys:
-                        build(batch.topic, keys, offset, stamp)
-                    offset += size
-            except OSError as exc:  # as _dispatch: the keys go unindexed, the message stays
-                self._throttled.error("dispatch.index_failed", path=exc.filename or "-",
-                                      commit_log_offset=offset, error=exc.strerror or exc)
-        self.last_dispatched_timestamp = batch.store_timestamp
-        return True
-
-    def _dispatch_each(self, batch: DispatchBatch) -> bool:
-        """Whether the last message of the batch has its queue entry now."""
-        return [self._dispatch(req) for req in batch.requests()][-1]
-
-    def _enqueue(self, req: DispatchRequest) -> bool:
-        """The consume queue entry; a queue whose file cannot be written stalls (see
-        StalledQueues) and the others go on."""
-        key = (req.topic, req.queue_id)
-        if key in self.stalled:
-            return False
-        try:
-            self._queue(*key).put(req.queue_offset, req.commit_log_offset, req.size,
-                                  req.tags_code)
-        except OSError as exc:
-            self.stalled.stall(req, exc)
-            return False
-        except RemotingError as exc:  # a record whose topic cannot name a directory
-            self._throttled.error("dispatch.unsafe_topic", key=req.topic,
-                                  topic=quote(req.topic),
-                                  commit_log_offset=req.commit_log_offset, error=exc.remark)
-            return False
-        return True
-
-    def _reput(self) -> None:
-        """The reput step: index what was appended, then tell waiting pulls."""
-        self._reput_scheduled = False
-        arrived: dict[tuple[str, int], int] = {}
-        pending = self._pending
-        while pending:
-            req = pending.popleft()
-            if isinstance(req, DispatchBatch):
-                if self._dispatch_batch(req):
-                    arrived[(req.topic, req.queue_id)] = req.queue_offset + len(req.sizes)
-                self.reput_offset = req.end
-            else:
-                if self._dispatch(req):
-                    arrived[(req.topic, req.queue_id)] = req.queue_offset + 1
-                self.reput_offset = req.commit_log_offset + req.size
-        self._arrived(arrived)
-        for listener in self.append_listeners:
-            listener()
-        if self.stalled:
-            self._schedule_retry()
-
-    def _arrived(self, arrived: dict[tuple[str, int], int]) -> None:
-        for (topic, queue_id), max_offset in arrived.items():
-            for listener in self.arrival_listeners:
-                listener(topic, queue_id, max_offset)
-
-    def _schedule_retry(self) -> None:
-        if self._retry is None:
-            self._retry = asyncio.get_running_loop().call_later(1.0, self._retry_stalled)
-
-    def _retry_stalled(self) -> None:
-        """Each second while queues are stalled: write each one's first missing entry and,
-        if that works, the rest from the CommitLog up to where the reput is."""
-        self._retry = None
-        caught_up = {}
-        for first in self.stalled.take():
-            key = (first.topic, first.queue_id)
-            if self._catch_up(first):
-                caught_up[key] = self.queues[key].max_offset
-                self.stalled.resumed(key, caught_up[key])
-        self._arrived(caught_up)
-        if self.stalled:
-            self._schedule_retry()
-
-    def _catch_up(self, first: DispatchRequest) -> bool:
-        if not self._enqueue(first):
-            return False
-        key = (first.topic, first.queue_id)
-        try:
-            for offset, rec in self.commitlog.scan(first.commit_log_offset + first.size):
-                if offset >= self.reput_offset:
-                    break
-                if isinstance(rec, MessageExt) and (rec.topic, rec.queue_id) == key:
-                    req = request_from_message(rec, self.delay_levels)
-                    if req.goes_to_queue and not self._enqueue(req):
-                        return False
-        except CorruptRecord as exc:  # validated at start and written by us since
-            _log.error("reput.corrupt", file=exc.file, offset=exc.offset, reason=exc.reason)
-        return True
-
-    def _schedule_reput(self) -> None:
-        if not self._reput_scheduled:
-            self._reput_scheduled = True
-            asyncio.get_running_loop().call_soon(self._reput)
 
     # -- writing ---------------------------------------------------------------------------
 
