@@ -21,7 +21,7 @@ from rmqnode.net.codec import RemotingCommand
 from rmqnode.net.codes import ResponseCode
 from rmqnode.net.connection import Connection
 from rmqnode.storage import store as st
-from rmqnode.storage.records import CorruptRecord, decode_record
+from rmqnode.storage.records import Blank, CorruptRecord, decode_record
 
 if TYPE_CHECKING:
     from rmqnode.broker.controller import BrokerController
@@ -64,7 +64,7 @@ def _selected(selector: Selector, view: memoryview) -> bool:
         record = decode_record(view, 0, read_body=False)
     except CorruptRecord:
         return False
-    return record is not None and not isinstance(record, st.Blank) and \
+    return record is not None and not isinstance(record, Blank) and \
         selector.matches(record.properties)
 
 
