@@ -74,6 +74,9 @@ def paired(rounds: int, mine: Callable[[], dict], base: Callable[[], dict],
     return got, ref, [key(a) / key(b) for a, b in pairs]
 
 
+UNITS = {"msgsPerSec": "msgs/s", "p50Ms": "ms"}  # the figures rows are made of
+
+
 def spread(ratios: list[float]) -> str:
     return "" if len(ratios) < 2 else \
         f" ({min(ratios):.2f}-{max(ratios):.2f}x over {len(ratios)} rounds)"
@@ -90,8 +93,20 @@ class Matrix:
         self.add = add
         self.notes: list[str] = []  # each row's rounds, for the report
 
-    def ratios(self, name: str, ratios: list[float]) -> None:
+    def row(self, name: str, ratios: list[float], got: dict, ref: dict, key: str,
+            baseline_name: str, cpu_us: float | None = None,
+            bound: tuple[str, float, str] | None = None) -> None:
+        """The median round's row, its figure `key` beside the baseline's, every round's
+        ratio in the notes; `bound` (">=" or "<=", factor, what) is its target."""
         self.notes.append(f"{name}: " + " / ".join(f"{r:.2f}x" for r in ratios))
+        row = Row(name + spread(ratios), got[key], UNITS[key],
+                  client_latency(got), baseline_name, ref[key], cpu_us=cpu_us)
+        if bound is not None:
+            op, factor, what = bound
+            row.target = f"{op} {factor:g}x {what}"
+            limit = factor * ref[key]
+            row.passed = got[key] >= limit if op == ">=" else got[key] <= limit
+        self.add(row)
 
     def explain(self) -> str:
         """The report's lines on these rows: what each is held against, and every round."""
@@ -138,12 +153,8 @@ class Matrix:
                                       load(floor, floor.addrs["floor"]),
                                       lambda f: f["msgsPerSec"])
         name = f"gRPC: 5.x Python client, {GRPC_THREADS} threads sync send 128 B"
-        self.ratios(name, ratios)
-        row = Row(name + spread(ratios), got["msgsPerSec"], "msgs/s", client_latency(got),
-                  "gRPC floor, same round", ref["msgsPerSec"], cpu_us=got["cpu"],
-                  target=">= 0.5x gRPC floor")
-        row.passed = row.value >= 0.5 * row.baseline
-        self.add(row)
+        self.row(name, ratios, got, ref, "msgsPerSec", "gRPC floor, same round",
+                 cpu_us=got["cpu"], bound=(">=", 0.5, "gRPC floor"))
 
     def acl(self) -> None:
         if not CPP_PYTHON.exists():
@@ -162,12 +173,9 @@ class Matrix:
                 lambda: bench_acl.cpp_load(plain, THREADS, self.plan.seconds, home, False),
                 lambda f: f["msgsPerSec"])
         name = f"ACL: C++ client 1.x, {THREADS} threads sync send 128 B, signed"
-        self.ratios(name, ratios)
-        row = Row(name + spread(ratios), got["msgsPerSec"], "msgs/s", client_latency(got),
-                  f"unsigned to ACL off ({ref['cpuUsPerMsg']:.0f} us/msg), same round",
-                  ref["msgsPerSec"], cpu_us=got["cpuUsPerMsg"], target=">= 0.85x unsigned")
-        row.passed = row.value >= 0.85 * row.baseline
-        self.add(row)
+        self.row(name, ratios, got, ref, "msgsPerSec",
+                 f"unsigned to ACL off ({ref['cpuUsPerMsg']:.0f} us/msg), same round",
+                 cpu_us=got["cpuUsPerMsg"], bound=(">=", 0.85, "unsigned"))
 
     def sql92(self) -> None:
         with start_node(self.work / "filter", f"mappedFileSizeCommitLog={256 * MIB}",
@@ -190,10 +198,7 @@ class Matrix:
                                       lambda f: f["msgsPerSec"])
         name = (f"SQL92: pull drain, {self.plan.filtered:,} x 128 B, half match "
                 f"\"{SQL}\"")
-        self.ratios(name, ratios)
-        self.add(Row(name + spread(ratios), got["msgsPerSec"], "msgs/s",
-                     f"{got['p50Ms']:.2f} / {got['p99Ms']:.2f} ms", "tag A, same round",
-                     ref["msgsPerSec"], cpu_us=got["cpu"]))
+        self.row(name, ratios, got, ref, "msgsPerSec", "tag A, same round", cpu_us=got["cpu"])
 
     def sync_latency(self, node: Server, floor: Server) -> None:
         """On the SYNC_FLUSH node of run.py's rows: its latency p50 against the disk's. The
@@ -222,12 +227,8 @@ class Matrix:
                                   lambda: write_fdatasync(disk, record[0], self.plan.sync_sends),
                                   lambda f: f["p50Ms"])
         name = (f"SYNC_FLUSH p50, 1 conn, 1 in flight, 128 B ({record[0]} B records)")
-        self.ratios(name, ratios)
-        row = Row(name + spread(ratios), got["p50Ms"], "ms", client_latency(got),
-                  "write+fdatasync p50, same round", ref["p50Ms"],
-                  target="<= 1.15x write+fdatasync")
-        row.passed = row.value <= 1.15 * row.baseline
-        self.add(row)
+        self.row(name, ratios, got, ref, "p50Ms", "write+fdatasync p50, same round",
+                 bound=("<=", 1.15, "write+fdatasync"))
 
     def replication(self) -> None:
         if not CPP_PYTHON.exists():
@@ -245,12 +246,8 @@ class Matrix:
                                            False, bench_ha.TOPIC),
                 lambda f: f["msgsPerSec"])
         name = f"SYNC_MASTER: C++ client 1.x, {THREADS} threads sync send 128 B"
-        self.ratios(name, ratios)
-        row = Row(name + spread(ratios), got["msgsPerSec"], "msgs/s", client_latency(got),
-                  "ASYNC_MASTER, same round", ref["msgsPerSec"], cpu_us=got["cpuUsPerMsg"],
-                  target=">= 0.6x ASYNC_MASTER")
-        row.passed = row.value >= 0.6 * row.baseline
-        self.add(row)
+        self.row(name, ratios, got, ref, "msgsPerSec", "ASYNC_MASTER, same round",
+                 cpu_us=got["cpuUsPerMsg"], bound=(">=", 0.6, "ASYNC_MASTER"))
 
 
 def write_fdatasync(path: Path, size: int, count: int) -> dict:
