@@ -17,7 +17,7 @@ from rmqnode import speedups
 from rmqnode.message import BatchEntry, encode_batch
 from rmqnode.net.codec import (DEFAULT_MAX_FRAME, SERIALIZE_JSON, SERIALIZE_ROCKETMQ,
                                RemotingCommand)
-from rmqnode.storage.records import Blank, decode_record
+from rmqnode.storage.records import Blank, decode_record, record_fields
 from wire import flows, frames
 
 ALL_FRAMES = [f for flow in flows() for f in frames(flow)]
@@ -90,13 +90,7 @@ def test_every_java_store_record_encodes_and_hashes_identically(java_store_prist
     count = 0
     batch = []
     for raw, rec in java_records(java_store_pristine):
-        fields = dict(topic=rec.topic, queue_id=rec.queue_id, flag=rec.flag, body=rec.body,
-                      properties=rec.properties_text, sys_flag=rec.sys_flag,
-                      born_timestamp=rec.born_timestamp, born_host=rec.born_host,
-                      store_timestamp=rec.store_timestamp, store_host=rec.store_host,
-                      reconsume_times=rec.reconsume_times,
-                      prepared_transaction_offset=rec.prepared_transaction_offset,
-                      queue_offset=rec.queue_offset, physical_offset=rec.commit_log_offset)
+        fields = record_fields(rec)
         _, _, again = same("encode_record", **fields)
         assert again == raw
         same("encode_record", **fields, crc=rec.body_crc)

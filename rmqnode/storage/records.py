@@ -125,11 +125,9 @@ def encode_record(*, topic: str, queue_id: int, flag: int, body: bytes, properti
 encode_record = accelerate(encode_record, body_crc=body_crc)
 
 
-def reencode(msg: MessageExt, **changes: object) -> bytearray:
-    """A decoded record encoded again with some fields changed (`properties` as text): what
-    a broker sends when it delivers a stored message under another topic or with more
-    properties (transaction check-back, revived POP messages)."""
-    fields: dict[str, object] = dict(
+def record_fields(msg: MessageExt) -> dict[str, object]:
+    """A decoded record's fields as encode_record takes them (`properties` as text)."""
+    return dict(
         topic=msg.topic, queue_id=msg.queue_id, flag=msg.flag, body=msg.body,
         properties=msg.properties_text, sys_flag=msg.sys_flag,
         born_timestamp=msg.born_timestamp, born_host=msg.born_host,
@@ -137,8 +135,13 @@ def reencode(msg: MessageExt, **changes: object) -> bytearray:
         reconsume_times=msg.reconsume_times,
         prepared_transaction_offset=msg.prepared_transaction_offset,
         queue_offset=msg.queue_offset, physical_offset=msg.commit_log_offset)
-    fields.update(changes)
-    return encode_record(**fields)  # type: ignore[arg-type]
+
+
+def reencode(msg: MessageExt, **changes: object) -> bytearray:
+    """A decoded record encoded again with some fields changed (`properties` as text): what
+    a broker sends when it delivers a stored message under another topic or with more
+    properties (transaction check-back, revived POP messages)."""
+    return encode_record(**(record_fields(msg) | changes))  # type: ignore[arg-type]
 
 
 def store_timestamp_pos(sys_flag: int) -> int:
