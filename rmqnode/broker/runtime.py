@@ -11,6 +11,7 @@ an idle Java broker shows: an empty queue of Java's capacity.
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import math
 import shutil
@@ -42,6 +43,7 @@ IMPLEMENTATION_KEY = "rmqnodeVersion"
 _NO_TRANSIENT_POOL = str((1 << 31) - 1)
 
 
+@functools.cache  # read from the installed metadata once, not on every runtime info request
 def _package_version() -> str:
     try:
         return importlib.metadata.version("rmqnode")
