@@ -51,8 +51,6 @@ class SlaveConnection(asyncio.Protocol):
         self.ack_offset = -1  # its latest report (slaveAckOffset)
         self.transfer_from = -1  # nextTransferFromWhere
         self.last_read = self.last_write = _now_ms()
-        self.sent_bytes = 0
-        self._rate = (0, 0, 0)  # (second, bytes sent before it, bytes/s of the last second)
         self._wake = asyncio.Event()
         self._writable = asyncio.Event()
         self._writable.set()
@@ -152,7 +150,7 @@ class SlaveConnection(asyncio.Protocol):
                 pushed += len(chunk)
                 del chunk
             if pushed:
-                self._sent(pushed)
+                self.last_write = _now_ms()
                 await asyncio.sleep(0)
                 continue
             if not self._writable.is_set():
@@ -160,7 +158,7 @@ class SlaveConnection(asyncio.Protocol):
                 continue
             if _now_ms() - self.last_write > heartbeat:
                 transport.write(encode_header(self.transfer_from, 0))
-                self._sent(0)
+                self.last_write = _now_ms()
             if self._expired():
                 return
             await self._sleep(heartbeat)
@@ -176,15 +174,6 @@ class SlaveConnection(asyncio.Protocol):
     def wake(self) -> None:
         self._wake.set()
 
-    def _sent(self, count: int) -> None:
-        now = _now_ms()
-        self.last_write = now
-        self.sent_bytes += count
-        second, before, rate = self._rate
-        if now // 1000 != second:
-            self._rate = (now // 1000, self.sent_bytes,
-                          self.sent_bytes - before if now // 1000 == second + 1 else 0)
-
     def _expired(self) -> bool:
         silent = _now_ms() - self.last_read
         if silent > self.master.config.haHousekeepingInterval:
@@ -192,11 +181,6 @@ class SlaveConnection(asyncio.Protocol):
             self.close()
             return True
         return False
-
-    @property
-    def transferred_per_second(self) -> int:
-        second, _, rate = self._rate
-        return rate if _now_ms() // 1000 <= second + 1 else 0
 
     def close(self) -> None:
         if self.transport is not None:

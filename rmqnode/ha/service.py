@@ -15,7 +15,7 @@ from collections.abc import Callable
 from rmqnode import log
 from rmqnode.config import BrokerConfig
 from rmqnode.ha.master import HAMaster
-from rmqnode.ha.slave import TRANSFER, HAClient
+from rmqnode.ha.slave import HAClient
 from rmqnode.message import WAIT
 from rmqnode.storage import store as st
 
@@ -110,34 +110,6 @@ class HAService:
         return await fut
 
     # -- figures -----------------------------------------------------------------------
-
-    def status(self) -> dict[str, object]:
-        """HARuntimeInfo (5.x's GET_BROKER_HA_STATUS body, field for field), with `state`
-        added on a slave: IDLE, CONNECTING, TRANSFER or AHEAD_OF_MASTER."""
-        master_put_where = self.store.commitlog.max_offset
-        info: dict[str, object] = {"master": self.client is None,
-                                   "masterCommitLogMaxOffset": master_put_where,
-                                   "inSyncSlaveNums": 0, "haConnectionInfo": []}
-        if self.client is not None:
-            client = self.client
-            info["haClientRuntimeInfo"] = {
-                "masterAddr": client.master_addr, "maxOffset": master_put_where,
-                "transferredByteInSecond": 0, "lastReadTimestamp": client.last_read,
-                "lastWriteTimestamp": client.last_write, "masterFlushOffset": 0,
-                "isActivated": client.state == TRANSFER, "state": client.state,
-                "aheadOfMaster": list(client.ahead) if client.ahead else None}
-            return info
-        slaves = []
-        for conn in sorted(self.master.connections, key=lambda c: c.addr):
-            in_sync = self.master.in_sync(conn, master_put_where)
-            slaves.append({"addr": conn.addr, "slaveAckOffset": conn.ack_offset,
-                           "diff": master_put_where - conn.ack_offset if conn.ack_offset >= 0
-                           else master_put_where, "inSync": in_sync,
-                           "transferredByteInSecond": conn.transferred_per_second,
-                           "transferFromWhere": conn.transfer_from})
-        info["haConnectionInfo"] = slaves
-        info["inSyncSlaveNums"] = sum(1 for s in slaves if s["inSync"])
-        return info
 
     def runtime_info(self) -> dict[str, str]:
         """Replication figures for GET_BROKER_RUNTIME_INFO (strings, as that table holds).
