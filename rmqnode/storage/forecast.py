@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rmqnode.errors import RemotingError
+from rmqnode.storage.mapped_file import check_sizes, offset_named
 from rmqnode.storage.reader import store_config
 from rmqnode.storage.store import MessageStore
 
@@ -26,14 +27,16 @@ class StartRefused(Exception):
 class Forecast:
     abnormal: bool        # an abort file: the crash recovery (every CRC from the checkpoint)
     commitlog_end: int    # the CommitLog ends here after recovery; what follows is cut
-    files_kept: list[str] = field(default_factory=list)
     queue_ends: dict[tuple[str, int], int] = field(default_factory=dict)  # kept max offsets
 
 
 def forecast_recovery(root: Path) -> Forecast:
     """Raises StartRefused where a node's open would fail (file sizes it refuses)."""
     config = store_config(root)
-    _check_sizes(root / "commitlog", config.mappedFileSizeCommitLog)
+    try:  # the sizes a node's open refuses; the read-only open below reads any size
+        check_sizes(offset_named(root / "commitlog"), config.mappedFileSizeCommitLog)
+    except OSError as exc:
+        raise StartRefused(str(exc)) from None
     store = MessageStore(config, readonly=True)
     quiet = logging.getLogger("rmqnode")
     was = quiet.level
@@ -41,21 +44,9 @@ def forecast_recovery(root: Path) -> Forecast:
     try:
         store.open()
         return Forecast(store.recovered_abnormally, store.commitlog.max_offset,
-                        [str(mf.path) for mf in store.commitlog.files.files],
                         {k: cq.max_offset for k, cq in store.queues.items()})
     except (OSError, ValueError, RemotingError) as exc:
         raise StartRefused(str(exc)) from None
     finally:
         quiet.setLevel(was)
         store.close_readonly()
-
-
-def _check_sizes(folder: Path, size: int) -> None:
-    """A node refuses CommitLog files of another size than its configured one (an empty last
-    file it removes)."""
-    names = sorted(p for p in folder.iterdir() if p.name.isdigit() and len(p.name) == 20) \
-        if folder.is_dir() else []
-    for i, path in enumerate(names):
-        actual = path.stat().st_size
-        if actual != size and not (actual == 0 and i == len(names) - 1):
-            raise StartRefused(f"{path}: size {actual} differs from the other files' {size}")

@@ -178,6 +178,26 @@ class MappedFile:
             self.path.unlink(missing_ok=True)
 
 
+def offset_named(folder: Path) -> list[Path]:
+    """The files of a folder named by their first offset (20 digits), in order. Anything
+    else of such a name (a directory) is listed too: reading it fails loudly, by its name,
+    rather than being skipped."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.name.isdigit() and len(p.name) == 20)
+
+
+def check_sizes(paths: list[Path], file_size: int) -> None:
+    """What a node refuses to start on: a file of another size than the configured one.
+    An empty last file is not one: a crash between creating a file and sizing it leaves
+    it (Java's stores too), and it never held anything."""
+    for i, path in enumerate(paths):
+        size = path.stat().st_size
+        if size != file_size and not (size == 0 and i == len(paths) - 1):
+            raise OSError(f"{path}: size {size} differs from the configured "
+                          f"{file_size}; check mappedFileSize settings")
+
+
 class MappedFileQueue:
     """The ordered files of one log (the CommitLog, or one ConsumeQueue)."""
 
@@ -190,24 +210,17 @@ class MappedFileQueue:
         self.files: list[MappedFile] = []
 
     def load(self) -> None:
-        """Map existing files; a file of the wrong size means a broken store, said plainly.
-        An empty last file is what a crash between creating a file and sizing it leaves
-        (Java's stores too): it never held anything, so it is dropped, not refused."""
-        if not self.directory.is_dir():
-            return
-        names = sorted(p.name for p in self.directory.iterdir()
-                       if p.name.isdigit() and len(p.name) == 20)
-        for i, name in enumerate(names):
-            path = self.directory / name
-            size = path.stat().st_size
-            if size == 0 and i == len(names) - 1:
+        """Map existing files; a file of the wrong size means a broken store, said plainly
+        (check_sizes). An empty last file is dropped, not refused."""
+        paths = offset_named(self.directory)
+        if not self.readonly:
+            check_sizes(paths, self.file_size)
+        for i, path in enumerate(paths):
+            if i == len(paths) - 1 and path.stat().st_size == 0:
                 if not self.readonly:
                     _log.warning("store.empty_file_removed", path=path)
                     path.unlink()
                 break
-            if not self.readonly and size != self.file_size:
-                raise OSError(f"{path}: size {size} differs from the configured "
-                              f"{self.file_size}; check mappedFileSize settings")
             mf = MappedFile(path, self.file_size, readonly=self.readonly)
             mf.wrote_position = mf.flushed_position = mf.file_size
             if self.files and not self.readonly:

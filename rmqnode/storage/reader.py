@@ -21,6 +21,7 @@ from pathlib import Path
 from rmqnode.config import BrokerConfig
 from rmqnode.message import MessageExt
 from rmqnode.storage.dispatch import SCHEDULE_TOPIC, queue_tags_code
+from rmqnode.storage.mapped_file import offset_named
 from rmqnode.storage.records import (BLANK_MAGIC, CHECKPOINT, CQ_ENTRY, CQ_UNIT_SIZE,
                                      MESSAGE_MAGIC_V1, MESSAGE_MAGIC_V2, Checkpoint,
                                      CorruptRecord, body_crc, check_record, decode_record)
@@ -66,19 +67,11 @@ def read_only_map(path: Path) -> bytes | mmap.mmap:
         return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
 
 
-def _offset_named(folder: Path) -> list[Path]:
-    """Files named by their first offset (20 digits), in order. Anything else of that name
-    (a directory) is listed too, so that reading it fails loudly rather than being skipped."""
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if p.name.isdigit() and len(p.name) == 20)
-
-
 def commitlog_files(path: Path) -> list[Path]:
     """A store root, its commitlog/ folder, or one CommitLog file."""
     if path.is_file():
         return [path]
-    files = _offset_named(path / "commitlog" if (path / "commitlog").is_dir() else path)
+    files = offset_named(path / "commitlog" if (path / "commitlog").is_dir() else path)
     if not files:
         raise NotAStore(f"{path} holds no CommitLog files (a store root, its commitlog/ "
                         "folder, or a file named by its 20-digit offset)")
@@ -272,7 +265,7 @@ def queue_entries(folder: Path) -> Iterator[tuple[int, int, int, int] | Damage]:
     """(queue offset, commit log offset, size, tags code) of every entry written, in order;
     a slot that is neither an entry nor zeros, and files after a queue's end, are Damage."""
     ended: int | None = None
-    for path in _offset_named(folder):
+    for path in offset_named(folder):
         data = read_only_map(path)
         try:
             first = int(path.name)
