@@ -21,15 +21,14 @@ then the built-in default. Any option main() declares can be kept in a context.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import click
 
+from rmqnode.atomicfile import write_atomic
 from rmqctl.context import EXIT_ERROR, MASK, NotFound
 
 FILE_NAME = "contexts.json"
@@ -112,21 +111,7 @@ def save(store: Contexts, path: Path | None = None) -> None:
                       sort_keys=True) + "\n"
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{FILE_NAME}.", dir=path.parent)  # mode 0600
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                out.write(text)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_atomic(path, text.encode("utf-8"), keep_bak=False, mode=0o600)
     except OSError as exc:
         raise ContextFileError(f"{exc.filename or path}: {exc.strerror or exc}") from None
 

@@ -16,21 +16,32 @@ from rmqnode import log
 T = TypeVar("T")
 
 
-def _write_synced(path: Path, data: bytes) -> None:
-    with open(path, "wb") as f:
+def _write_synced(path: Path, data: bytes, mode: int | None = None) -> None:
+    """With `mode`, the file has it from its creation (no moment of wider access); a file
+    left from an earlier try is set to it before anything is written."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    fd = os.open(path, flags, 0o666 if mode is None else mode)  # 0o666: as open() does
+    with open(fd, "wb") as f:
+        if mode is not None:
+            os.fchmod(fd, mode)
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
 
 
-def write_atomic(path: str | os.PathLike, data: bytes, keep_bak: bool = True) -> None:
-    """Replace `path` with `data`: tmp file + fsync + rename, previous content kept as .bak."""
+def write_atomic(path: str | os.PathLike, data: bytes, keep_bak: bool = True,
+                 mode: int | None = None) -> None:
+    """Replace `path` with `data`: tmp file + fsync + rename, previous content kept as .bak.
+    The new file has `mode`, else the mode of the file it replaces (an operator's chmod 600
+    of a file holding secrets survives the rewrite), else the umask's."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    if mode is None and target.exists():
+        mode = target.stat().st_mode & 0o7777
     tmp = target.with_name(target.name + ".tmp")
-    _write_synced(tmp, data)
+    _write_synced(tmp, data, mode)
     if keep_bak and target.exists():
-        _write_synced(target.with_name(target.name + ".bak"), target.read_bytes())
+        _write_synced(target.with_name(target.name + ".bak"), target.read_bytes(), mode)
     os.replace(tmp, target)
     dir_fd = os.open(target.parent, os.O_RDONLY)
     try:

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 
 import pytest
 
-from rmqnode.atomicfile import BrokenFileError
+from rmqnode.atomicfile import BrokenFileError, write_atomic
 from rmqnode.broker.groups import SubscriptionGroupManager
 from rmqnode.broker.offsets import ConsumerOffsetManager
 from rmqnode.broker.schedule import DelayOffsetManager
@@ -183,3 +184,18 @@ def test_groups_auto_create_with_rocketmq_defaults(tmp_path):
     reloaded.load()
     assert reloaded.find("new-group", auto_create=False)["retryMaxTimes"] == 3
     assert reloaded.find("new-group", auto_create=False)["consumeEnable"] is True
+
+
+def test_a_rewrite_keeps_the_files_mode(tmp_path):
+    """plain_acl.yml holds secret keys: an operator's chmod 600 survives the broker
+    rewriting it (UPDATE_AND_CREATE_ACL_CONFIG), .bak included; a new file gets the umask's
+    mode, or the one asked for."""
+    path = tmp_path / "plain_acl.yml"
+    write_atomic(path, b"accounts: []\n")
+    os.chmod(path, 0o600)
+    write_atomic(path, b"accounts: [x]\n")
+    assert path.read_bytes() == b"accounts: [x]\n"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "plain_acl.yml.bak").stat().st_mode) == 0o600
+    write_atomic(tmp_path / "contexts.json", b"{}", keep_bak=False, mode=0o600)
+    assert stat.S_IMODE((tmp_path / "contexts.json").stat().st_mode) == 0o600
