@@ -15,7 +15,7 @@ import json
 from peers import run_alions, run_cpp, run_grpc5
 from rmqnode.net.codes import RequestCode
 from test_acl import ADMIN, ADMIN_SECRET, EXCEPTION, invoke, signed
-from test_grpc_python import script
+from grpc5 import script
 from test_interop_alions import ons_script
 
 AK, SK = "clientUser1", "clientSecret1"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 
 from peers import run_grpcnode
-from test_grpc_python import ID_5X, create_group, create_topics, grpc_node, kind, one, stored
+from grpc5 import ID_5X, create_group, create_topics, grpc_node, kind, one, stored
 
 HEAD = """
 const { Producer, SimpleConsumer, PushConsumer, ConsumeResult } = require('rocketmq-client-nodejs');

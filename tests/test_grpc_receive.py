@@ -2,7 +2,7 @@
 ForwardMessageToDeadLetterQueue) called with raw grpcio and the project's own stubs against a
 real node, the messages sent over remoting: the stream's order and fields, long polling,
 acks and nacks, redelivery, the codes for bad invisible times and receipt handles, the DLQ,
-a client gone mid-stream and a restart. The official clients' view is test_grpc_python.py."""
+a client gone mid-stream and a restart. The official clients' view is test_grpc_python*.py."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ stubs against a real node whose default invisible time is 3 s and renewal comes 
 a message stays with its client past that time, is acked, nacked or forwarded with the handle
 the client received, is released at once when the client goes (its Telemetry stream ends or
 it terminates), and is nacked after the longest renewal time. The official push consumers'
-view is test_grpc_python.py (a 70 s listener, a killed consumer)."""
+view is test_grpc_python_survival.py (a 70 s listener, a killed consumer)."""
 
 from __future__ import annotations
 
