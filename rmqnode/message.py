@@ -163,6 +163,18 @@ def offset_msg_id(store_host: bytes, commit_log_offset: int) -> str:
     return (store_host + commit_log_offset.to_bytes(8, "big")).hex().upper()
 
 
+def offset_msg_ids(store_host: bytes, commit_log_offset: int, sizes: list[int]) -> list[str]:
+    """The offset ids of records laid end to end from `commit_log_offset` (a batch put)."""
+    ids = []
+    for size in sizes:
+        ids.append(offset_msg_id(store_host, commit_log_offset))
+        commit_log_offset += size
+    return ids
+
+
+offset_msg_ids = accelerate(offset_msg_ids)
+
+
 def decode_offset_msg_id(msg_id: str) -> tuple[str, int]:
     """('ip:port', commit log offset) from an offset message id."""
     if len(msg_id) not in (32, 56):

@@ -17,12 +17,14 @@ from rmqnode import speedups
 from rmqnode.message import BatchEntry, encode_batch
 from rmqnode.net.codec import (DEFAULT_MAX_FRAME, SERIALIZE_JSON, SERIALIZE_ROCKETMQ,
                                RemotingCommand)
-from rmqnode.storage.records import Blank, decode_record, record_fields
+from rmqnode.storage.records import Blank, decode_record, index_file_size, record_fields
+from rmqnode.storage.store import Message
 from wire import flows, frames
 
 ALL_FRAMES = [f for flow in flows() for f in frames(flow)]
 ACCELERATED = {"java_hash", "decode_properties", "decode_batch", "encode_record", "encode",
-               "decode_frame", "decode_frames"}
+               "decode_frame", "decode_frames", "encode_messages", "stamp_records", "index_put",
+               "offset_msg_ids"}
 
 
 def outcome(fn, *args, **kwargs):
@@ -40,6 +42,17 @@ def same(name: str, *args, **kwargs):
     native = outcome(speedups.NATIVE[name], *args, **kwargs)
     assert native == pure, (name, args, kwargs)
     return pure
+
+
+def same_in_place(name: str, buf: bytearray, *args):
+    """`same` for a function that writes into `buf`: each implementation gets its own copy,
+    and both copies must end equal; the outcome and the written bytes."""
+    mine = bytearray(buf)
+    pure = outcome(speedups.PURE[name], mine, *args)
+    theirs = bytearray(buf)
+    native = outcome(speedups.NATIVE[name], theirs, *args)
+    assert (native, theirs) == (pure, mine), (name, args)
+    return pure, mine
 
 
 def test_the_extension_is_built_and_chosen_unless_disabled():
@@ -206,6 +219,131 @@ def test_odd_records_encode_or_fail_identically():
     same("encode_record", *base.values())
     same("encode_record", **{**base, "unknown": 1})
     same("encode_record", **{k: v for k, v in base.items() if k != "topic"})
+
+
+def stored_message(rec, **changes) -> Message:
+    """A Java record as the store is given it again."""
+    fields = dict(topic=rec.topic, queue_id=rec.queue_id, body=rec.body,
+                  properties=rec.properties, flag=rec.flag, sys_flag=rec.sys_flag,
+                  born_timestamp=rec.born_timestamp, born_host=rec.born_host,
+                  reconsume_times=rec.reconsume_times,
+                  prepared_transaction_offset=rec.prepared_transaction_offset,
+                  properties_string=rec.properties_text)
+    return Message(**{**fields, **changes})
+
+
+def test_java_store_records_put_in_batches_identically(java_store_pristine):
+    """Every Java record encoded again 32 at a time, stamped, given ids and indexed by both
+    implementations: the same bytes; the records equal Java's but for what the append
+    patches in (queue and physical offsets, store time)."""
+    records = list(java_records(java_store_pristine))
+    index = bytearray(index_file_size(97, 3000))  # few slots: long collision chains
+    count = 1
+    for at in range(0, len(records), 32):
+        chunk = records[at:at + 32]
+        msgs = [stored_message(rec) for _, rec in chunk]
+        store_host = chunk[0][1].store_host
+        _, _, (blob, sizes) = same("encode_messages", msgs, store_host, 4 * 1024 * 1024)
+        assert sizes == [len(raw) for raw, _ in chunk]
+        (kind, _, _), stamped = same_in_place("stamp_records", blob, sizes, at, 1 << 40, 1234)
+        assert kind == "returned"
+        pos = 0
+        for i, ((_, rec), size) in enumerate(zip(chunk, sizes)):
+            again = decode_record(stamped, pos)
+            assert (again.queue_offset, again.commit_log_offset, again.store_timestamp) == \
+                (at + i, (1 << 40) + pos, 1234)
+            assert record_fields(again) | {"queue_offset": 0, "physical_offset": 0,
+                                           "store_timestamp": 0} == \
+                record_fields(rec) | {"queue_offset": 0, "physical_offset": 0,
+                                      "store_timestamp": 0}
+            pos += size
+        same("offset_msg_ids", store_host, 1 << 40, sizes)
+        keys, offsets = [], []
+        for (_, rec), offset in zip(chunk, range(at, at + len(chunk))):
+            for key in [rec.msg_id, *rec.keys]:
+                keys.append(key)
+                offsets.append(offset)
+        (_, _, count), index = same_in_place("index_put", index, 97, count, 3000, 1000,
+                                             chunk[0][1].topic, keys, offsets, 9000)
+    assert count > len(records)
+    # a put with the properties left to the dict (a delayed message's)
+    msgs = [stored_message(rec, properties_string=None) for _, rec in records[:64]]
+    same("encode_messages", msgs, records[0][1].store_host, 4 * 1024 * 1024)
+
+
+def test_odd_puts_encode_or_fail_identically():
+    good = Message("T", 1, b"body", {"KEYS": "k"}, properties_string="KEYS\x01k")
+    odd = [dict(body=b"x" * 101), dict(topic="t" * 128), dict(topic="\u00e9" * 64),
+           dict(topic="\ud800"), dict(properties_string=None),
+           dict(properties_string=None, properties={"K": "\ud800"}),
+           dict(properties_string="p" * 32768), dict(properties_string="p" * 32767),
+           dict(properties_string="\udfff"), dict(queue_id=2**31), dict(flag=-2**31 - 1),
+           dict(sys_flag=True), dict(sys_flag=0x30), dict(reconsume_times=2**31),
+           dict(born_timestamp=2**63), dict(prepared_transaction_offset=-2**63),
+           dict(born_host=bytes(20)), dict(born_host=bytes(16)), dict(body=bytearray(b"b")),
+           dict(body=memoryview(b"m")), dict(body="text"), dict(born_timestamp=1.0)]
+    for change in odd:
+        msg = Message(**{**{f: getattr(good, f) for f in good.__slots__}, **change})
+        for batch in ([msg], [good, msg, good], [good] * 3):
+            for store_host in (bytes(8), bytes(20), bytes(5)):
+                same("encode_messages", batch, store_host, 100)
+    same("encode_messages", [], bytes(8), 100)
+    same("encode_messages", (good,), bytes(8), 100)
+    same("encode_messages", [good, object()], bytes(8), 100)
+    same("encode_messages", [good], bytearray(8), 100)
+    same("encode_messages", [good], bytes(8), "100")
+
+
+def test_odd_stamps_and_ids_fail_identically():
+    rng = random.Random(99)
+    one = Message("T", 1, b"body", properties_string="")
+    six = Message("T", 1, b"b6", properties_string="", born_host=bytes(20))
+    blob, sizes = speedups.PURE["encode_messages"]([one, six, one], bytes(8), 100)
+    cases = [(sizes, 0, 0, 1), ([sizes[0]], 5, 7, 9), ([], 0, 0, 0), (sizes + [10], 0, 0, 0),
+             ([sizes[0], 0, 30], 0, 0, 0), ([-10, 20], 0, 0, 0), ([len(blob) + 1], 0, 0, 0),
+             ([sizes[0], "x"], 0, 0, 0), ((sizes[0],), 0, 0, 0), (sizes, 2**63 - 2, 0, 0),
+             (sizes, 0, 2**63 - sizes[0], 0), (sizes, 0, 0, -2**63), (sizes, 0, 0, 2**63),
+             (sizes, -1, -2**63, 0), (sizes, 0.0, 0, 0), ([True, 1], 0, 0, 0)]
+    for args in cases:
+        same_in_place("stamp_records", blob, *args)
+        same_in_place("stamp_records", blob[:60], *args)
+    same("stamp_records", bytes(blob), *cases[0])
+    same("stamp_records", memoryview(blob), *cases[0])
+    for host in (bytes(8), bytes(20), b"", b"\xff" * 3):
+        for offset, sizes in ((0, [1, 2, 3]), (2**63 - 3, [1, 1, 1]), (2**63 - 3, [1, 5]),
+                              (-1, [1]), (5, [-6, 1]), (5, [1, -1, 9]), (0, [True]),
+                              (2**64, []), (0, (1, 2)), (0, [1.0, 2]), (3, [])):
+            same("offset_msg_ids", host, offset, sizes)
+    for _ in range(200):
+        same("offset_msg_ids", bytes(rng.randrange(256) for _ in range(8)),
+             rng.randrange(2**62), [rng.randrange(1, 5000) for _ in range(rng.randrange(40))])
+    same("offset_msg_ids", "host", 0, [1])
+
+
+def test_random_and_odd_index_puts_write_identically():
+    rng = random.Random(7)
+    slots, limit = 13, 60
+    index = bytearray(index_file_size(slots, limit))
+    count = 1
+    while count < limit:
+        keys = [random_text(rng, 8) for _ in range(rng.randrange(1, 9))]
+        offsets = sorted(rng.randrange(2**40) for _ in keys)
+        (kind, _, result), index = same_in_place(
+            "index_put", index, slots, count, limit, 1000, random_text(rng, 6), keys, offsets,
+            rng.choice([0, 999, 1000, 5000, 2**40, 2**63 - 1]))
+        if kind == "returned":
+            count = result
+    base = [slots, 1, limit, 0, "T", ["a", "b"], [1, 2], 5000]
+    odd = {1: [0, -1, 2**31, 2**20, "13"], 2: [0, -1, limit, limit + 1, 2**31], 3: [2, 1, -1],
+           4: [-2**63, 2**63, 10**4], 5: ["\udfff", "", 7], 6: [["a", 1], ["a"] * 100, ("a",)],
+           7: [[1], [-2**63, 2**63], [1, "x"], (1, 2)], 8: [-1, 2**63 - 1, 2**63, 1.5]}
+    for at, values in odd.items():
+        for value in values:
+            args = list(base)
+            args[at - 1] = value
+            same_in_place("index_put", bytearray(index_file_size(slots, limit)), *args)
+            same_in_place("index_put", bytearray(100), *args)
+    same("index_put", bytes(index_file_size(slots, limit)), *base)
 
 
 def test_a_machine_without_a_compiler_still_builds(tmp_path):

@@ -7,7 +7,6 @@ same step, without locks.
 
 from __future__ import annotations
 
-import struct
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -15,16 +14,10 @@ from typing import TypeVar
 
 from rmqnode.message import MessageExt
 from rmqnode.storage.mapped_file import MappedFile, MappedFileQueue
-from rmqnode.storage.records import (END_FILE_MIN_BLANK_LENGTH, POS_PHYSICAL_OFFSET,
-                                     POS_QUEUE_OFFSET, POS_SYS_FLAG, Blank, CorruptRecord,
-                                     check_record, decode_record, encode_blank,
-                                     store_timestamp_pos)
+from rmqnode.storage.records import (END_FILE_MIN_BLANK_LENGTH, Blank, CorruptRecord,
+                                     check_record, decode_record, encode_blank, stamp_records)
 
-_LONG = struct.Struct(">q")
-_INT = struct.Struct(">i")
 T = TypeVar("T")
-_OFFSETS = struct.Struct(">qq")  # queue offset, then physical offset: adjacent in a record
-assert POS_PHYSICAL_OFFSET == POS_QUEUE_OFFSET + 8
 
 
 @dataclass(slots=True)
@@ -76,25 +69,19 @@ class CommitLog:
             mf = self.files.last_for_append()
         return mf
 
-    def append(self, record: bytearray, topic: str, queue_id: int,
-               batch_sizes: list[int] | None = None) -> Appended:
-        """Place one encoded record (or a batch of records laid end to end, whose sizes are
-        `batch_sizes`): patch in physical offsets, queue offsets and the store time, copy."""
-        mf = self._file_for(len(record))
+    def append(self, records: bytearray, topic: str, queue_id: int,
+               sizes: list[int]) -> Appended:
+        """Place encoded records of one queue laid end to end (one, or a batch), whose sizes
+        are `sizes`: patch in physical offsets, queue offsets and the store time, copy."""
+        mf = self._file_for(len(records))
         wrote = mf.end_offset
         now = int(time.time() * 1000)
         key = (topic, queue_id)
         queue_offset = self.topic_queue_table.get(key, 0)
-        sizes = batch_sizes or (len(record),)
-        pos = 0
-        for i, size in enumerate(sizes):
-            _OFFSETS.pack_into(record, pos + POS_QUEUE_OFFSET, queue_offset + i, wrote + pos)
-            (sys_flag,) = _INT.unpack_from(record, pos + POS_SYS_FLAG)
-            _LONG.pack_into(record, pos + store_timestamp_pos(sys_flag), now)
-            pos += size
-        mf.append(record)
+        stamp_records(records, sizes, queue_offset, wrote, now)
+        mf.append(records)
         self.topic_queue_table[key] = queue_offset + len(sizes)
-        return Appended(wrote, len(record), queue_offset, now)
+        return Appended(wrote, len(records), queue_offset, now)
 
     def append_data(self, offset: int, data: bytes | memoryview) -> None:
         """A slave's append (Java's appendData): bytes of the master's CommitLog that start at

@@ -25,6 +25,16 @@ def parse_delay_levels(text: str) -> list[int]:
     return levels
 
 
+def goes_to_queue(sys_flag: int) -> bool:
+    """Prepared and rolled-back transaction records never reach a consume queue."""
+    return sys_flag & TRANSACTION_MASK not in (TRANSACTION_PREPARED_TYPE,
+                                               TRANSACTION_ROLLBACK_TYPE)
+
+
+def is_indexed(sys_flag: int) -> bool:
+    return sys_flag & TRANSACTION_MASK != TRANSACTION_ROLLBACK_TYPE
+
+
 @dataclass(slots=True)
 class DispatchRequest:
     topic: str
@@ -39,13 +49,11 @@ class DispatchRequest:
 
     @property
     def goes_to_queue(self) -> bool:
-        """Prepared and rolled-back transaction records never reach a consume queue."""
-        return self.sys_flag & TRANSACTION_MASK not in (TRANSACTION_PREPARED_TYPE,
-                                                         TRANSACTION_ROLLBACK_TYPE)
+        return goes_to_queue(self.sys_flag)
 
     @property
     def is_indexed(self) -> bool:
-        return self.sys_flag & TRANSACTION_MASK != TRANSACTION_ROLLBACK_TYPE
+        return is_indexed(self.sys_flag)
 
 
 @dataclass(slots=True)
@@ -74,6 +82,14 @@ class DispatchBatch:
         return out
 
     @property
+    def goes_to_queue(self) -> bool:
+        return goes_to_queue(self.sys_flag)
+
+    @property
+    def is_indexed(self) -> bool:
+        return is_indexed(self.sys_flag)
+
+    @property
     def end(self) -> int:
         return self.commit_log_offset + sum(self.sizes)
 
@@ -89,6 +105,14 @@ def queue_tags_code(topic: str, properties: dict[str, str], store_timestamp: int
             return store_timestamp + delay_levels[index]
         return store_timestamp
     return tags_code(properties.get(TAGS))
+
+
+def queue_tags_codes(topic: str, all_properties: list[dict[str, str]], store_timestamp: int,
+                     delay_levels: list[int]) -> list[int]:
+    """queue_tags_code of each message of a batch put."""
+    if topic == SCHEDULE_TOPIC:
+        return [queue_tags_code(topic, p, store_timestamp, delay_levels) for p in all_properties]
+    return [tags_code(p.get(TAGS)) for p in all_properties]
 
 
 def index_keys(properties: dict[str, str]) -> list[str]:

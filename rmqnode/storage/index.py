@@ -3,13 +3,14 @@ linked entries, keys `topic#key` for every KEYS word and the UNIQ_KEY."""
 
 from __future__ import annotations
 
+import bisect
 import os
 from pathlib import Path
 
 from rmqnode.storage.mapped_file import MappedFile
 from rmqnode.storage.records import (INDEX_ENTRY, INDEX_HEADER, INDEX_SLOT, index_entry_pos,
                                      index_file_name, index_file_size, index_key,
-                                     index_key_hash, index_slot_pos)
+                                     index_key_hash, index_put, index_slot_pos)
 
 
 class IndexFile:
@@ -31,28 +32,23 @@ class IndexFile:
     def is_full(self) -> bool:
         return self.index_count >= self.max_entries
 
-    def put(self, key: str, phy_offset: int, store_timestamp: int) -> bool:
-        """Add one key; False when the file is full."""
+    def put(self, topic: str, keys: list[str], offsets: list[int], store_timestamp: int) -> int:
+        """Add `topic#key` for each of `keys` (at its message's offset in `offsets`, all
+        stored at `store_timestamp`) while there is room: how many went in."""
         count = self.index_count
-        if count >= self.max_entries:
-            return False
-        h = index_key_hash(key)
-        slot_pos = index_slot_pos(h, self.slots)
-        mm = self.mf.mm
-        (prev,) = INDEX_SLOT.unpack_from(mm, slot_pos)  # type: ignore[arg-type]
-        if prev <= 0 or prev > count:
-            prev = 0
+        if count >= self.max_entries or not keys:
+            return 0
         if count == 1 and self.begin_timestamp == 0:
             self.begin_timestamp = store_timestamp
-            self.begin_phy_offset = phy_offset
-        diff = max(0, (store_timestamp - self.begin_timestamp) // 1000)
-        INDEX_ENTRY.pack_into(mm, index_entry_pos(count, self.slots),  # type: ignore[arg-type]
-                              h, phy_offset, min(diff, 0x7FFFFFFF), prev)
-        INDEX_SLOT.pack_into(mm, slot_pos, count)  # type: ignore[arg-type]
-        self.index_count = count + 1
-        self.end_timestamp = store_timestamp
-        self.end_phy_offset = phy_offset
-        return True
+            self.begin_phy_offset = offsets[0]
+        end = index_put(self.mf.mm, self.slots, count,  # type: ignore[arg-type]
+                        self.max_entries, self.begin_timestamp, topic, keys, offsets,
+                        store_timestamp)
+        if end > count:
+            self.index_count = end
+            self.end_timestamp = store_timestamp
+            self.end_phy_offset = offsets[end - count - 1]
+        return end - count
 
     def _write_header(self) -> None:
         self.mf.write_at(0, INDEX_HEADER.pack(self.begin_timestamp, self.end_timestamp,
@@ -111,17 +107,23 @@ class IndexService:
         for path in sorted(p for p in self.directory.iterdir() if p.name.isdigit()):
             self.files.append(IndexFile(path, self.slots, self.max_entries, self.readonly))
 
-    def build(self, topic: str, keys: list[str], phy_offset: int, store_timestamp: int) -> None:
-        """Index a dispatched message. Messages below the last file's end were indexed before
+    def build(self, topic: str, keys: list[str], offsets: list[int],
+              store_timestamp: int) -> None:
+        """Index dispatched messages stored at `store_timestamp`: keys[i] of the message at
+        offsets[i] (ascending). Messages below the last file's end were indexed before
         (recovery re-dispatches a range), so they are skipped, as Java does."""
         last = self.files[-1] if self.files else None
-        if last is not None and phy_offset < last.end_phy_offset:
-            return
-        for key in keys:
-            full = index_key(topic, key)
-            if last is None or not last.put(full, phy_offset, store_timestamp):
+        if last is not None and offsets and offsets[0] < last.end_phy_offset:
+            skip = bisect.bisect_left(offsets, last.end_phy_offset)
+            keys, offsets = keys[skip:], offsets[skip:]
+        while keys:
+            fresh = last is None or last.is_full
+            if fresh:
                 last = self._new_file(store_timestamp)
-                last.put(full, phy_offset, store_timestamp)
+            done = last.put(topic, keys, offsets, store_timestamp)  # type: ignore[union-attr]
+            if done == 0 and fresh:
+                return  # an index file that holds nothing (maxIndexNum below 2)
+            keys, offsets = keys[done:], offsets[done:]
 
     def _new_file(self, timestamp: int) -> IndexFile:
         if self.files:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from rmqnode.message import (BORNHOST_V6_FLAG, STOREHOST_V6_FLAG, MessageExt, decode_properties,
                              java_hash)
 from rmqnode.speedups import accelerate
+from rmqnode.storage.javamap import properties_string
 
 MESSAGE_MAGIC_V1 = -626843481  # 0xDAA320A7: topic length in 1 byte
 MESSAGE_MAGIC_V2 = -626843477  # 0xDAA320AB: topic length in 2 bytes
@@ -26,6 +27,7 @@ POS_QUEUE_OFFSET = 20
 POS_PHYSICAL_OFFSET = 28
 POS_SYS_FLAG = 36
 POS_BORN_HOST = 48
+assert POS_PHYSICAL_OFFSET == POS_QUEUE_OFFSET + 8  # stamp_records writes both at once
 
 _HEAD = struct.Struct(">iiiiiqqiq")      # size, magic, crc, queue, flag, qoff, phys, sysflag, born
 _V4_HOSTS = struct.Struct(">8sq8siq")    # born host, store ts, store host, reconsume, prepared
@@ -35,6 +37,13 @@ _INT = struct.Struct(">i")
 _LONG = struct.Struct(">q")
 _SHORT = struct.Struct(">h")
 _SIZE_MAGIC = struct.Struct(">ii")
+_OFFSETS = struct.Struct(">qq")  # queue offset, then physical offset: adjacent in a record
+_INT32 = (-2**31, 2**31 - 1)
+_INT64 = (-2**63, 2**63 - 1)
+
+# The PutMessageStatus names of a message no record can hold.
+MESSAGE_ILLEGAL = "MESSAGE_ILLEGAL"
+PROPERTIES_SIZE_EXCEEDED = "PROPERTIES_SIZE_EXCEEDED"
 
 
 class CorruptRecord(ValueError):
@@ -123,6 +132,77 @@ def encode_record(*, topic: str, queue_id: int, flag: int, body: bytes, properti
 
 
 encode_record = accelerate(encode_record, body_crc=body_crc)
+
+
+class RecordRefused(ValueError):
+    """A message no CommitLog record can hold; `status` is the PutMessageStatus the store
+    answers it with."""
+
+    def __init__(self, status: str, remark: str) -> None:
+        super().__init__(remark)
+        self.status = status
+        self.remark = remark
+
+
+def encode_messages(messages: list, store_host: bytes, max_body: int
+                    ) -> tuple[bytearray, list[int]]:
+    """The records of a put (store.Message objects: one, or a batch) laid end to end, and
+    their sizes, with store time and offsets left 0 for the append to patch in (see
+    stamp_records). One call per put: the accelerator encodes a whole batch in C.
+
+    Raises RecordRefused for the first message that cannot be stored: a body over
+    `max_body`, a topic over 127 bytes, a field out of its int range, properties over
+    32767 bytes. A message's properties are its `properties_string`, or when that is None
+    its `properties` as Java's HashMap writes them."""
+    out = bytearray()
+    sizes = []
+    lo, hi = _INT32
+    for msg in messages:
+        if len(msg.body) > max_body:
+            raise RecordRefused(MESSAGE_ILLEGAL, f"message body size {len(msg.body)} "
+                                f"exceeds maxMessageSize {max_body}")
+        if len(msg.topic.encode()) > 127:
+            raise RecordRefused(MESSAGE_ILLEGAL, "topic length exceeds 127")
+        if not (lo <= msg.queue_id <= hi and lo <= msg.flag <= hi and lo <= msg.sys_flag <= hi
+                and lo <= msg.reconsume_times <= hi
+                and _INT64[0] <= msg.born_timestamp <= _INT64[1]
+                and _INT64[0] <= msg.prepared_transaction_offset <= _INT64[1]):
+            raise RecordRefused(MESSAGE_ILLEGAL, "a field does not fit the record (queueId, "
+                                "flag, sysFlag and reconsumeTimes are int32, times are int64)")
+        stored = msg.properties_string
+        try:
+            record = encode_record(
+                topic=msg.topic, queue_id=msg.queue_id, flag=msg.flag, body=msg.body,
+                properties=properties_string(msg.properties) if stored is None else stored,
+                sys_flag=msg.sys_flag, born_timestamp=msg.born_timestamp,
+                born_host=msg.born_host, store_timestamp=0, store_host=store_host,
+                reconsume_times=msg.reconsume_times,
+                prepared_transaction_offset=msg.prepared_transaction_offset)
+        except ValueError as exc:  # its one refusal: properties past 32767 bytes
+            raise RecordRefused(PROPERTIES_SIZE_EXCEEDED, str(exc)) from None
+        sizes.append(len(record))
+        out += record
+    return out, sizes
+
+
+encode_messages = accelerate(encode_messages, properties_string=properties_string)
+
+
+def stamp_records(records: bytearray, sizes: list[int], queue_offset: int,
+                  physical_offset: int, store_timestamp: int) -> None:
+    """What the append knows only once it has placed `records` (laid end to end, `sizes`
+    long) at `physical_offset`: each one's queue offset (consecutive from `queue_offset`),
+    physical offset and store time, patched in."""
+    pos = 0
+    for i, size in enumerate(sizes):
+        _OFFSETS.pack_into(records, pos + POS_QUEUE_OFFSET, queue_offset + i,
+                           physical_offset + pos)
+        (sys_flag,) = _INT.unpack_from(records, pos + POS_SYS_FLAG)
+        _LONG.pack_into(records, pos + store_timestamp_pos(sys_flag), store_timestamp)
+        pos += size
+
+
+stamp_records = accelerate(stamp_records)
 
 
 def record_fields(msg: MessageExt) -> dict[str, object]:
@@ -309,6 +389,31 @@ def index_slot_pos(key_hash: int, slots: int) -> int:
 
 def index_entry_pos(index: int, slots: int) -> int:
     return INDEX_HEADER_SIZE + slots * INDEX_SLOT_SIZE + index * INDEX_ENTRY_SIZE
+
+
+def index_put(buf: bytearray | memoryview, slots: int, count: int, limit: int,
+              begin_timestamp: int, topic: str, keys: list[str], offsets: list[int],
+              store_timestamp: int) -> int:
+    """Index entries of `topic#key` for `keys`, each pointing at its message's commit log
+    offset in `offsets` and stored at `store_timestamp`, written into the IndexFile bytes
+    `buf` from entry `count` on while the count is below `limit`: the count after them.
+    Each entry links to the one its hash slot held, and takes the slot over."""
+    diff = min(max(0, (store_timestamp - begin_timestamp) // 1000), 0x7FFFFFFF)
+    for key, phy_offset in zip(keys, offsets):
+        if count >= limit:
+            break
+        h = index_key_hash(index_key(topic, key))
+        slot_pos = index_slot_pos(h, slots)
+        (prev,) = INDEX_SLOT.unpack_from(buf, slot_pos)
+        if prev <= 0 or prev > count:
+            prev = 0
+        INDEX_ENTRY.pack_into(buf, index_entry_pos(count, slots), h, phy_offset, diff, prev)
+        INDEX_SLOT.pack_into(buf, slot_pos, count)
+        count += 1
+    return count
+
+
+index_put = accelerate(index_put)
 
 
 def index_file_name(timestamp_ms: int) -> str:

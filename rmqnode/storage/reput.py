@@ -83,7 +83,7 @@ class QueueDispatch:
         queued = req.goes_to_queue and self._enqueue(req)
         if self.config.messageIndexEnable and req.keys and req.is_indexed:
             try:
-                self.index.build(req.topic, req.keys, req.commit_log_offset,
+                self.index.build(req.topic, req.keys, [req.commit_log_offset] * len(req.keys),
                                  req.store_timestamp)
             except OSError as exc:  # as Java: the keys go unindexed, the message is stored
                 self._throttled.error("dispatch.index_failed", path=exc.filename or "-",
@@ -96,25 +96,28 @@ class QueueDispatch:
         """_dispatch for a batch: its queue entries in one write. What a run cannot do (its
         queue is stalled, or the write fails) goes message by message, as _dispatch does:
         an entry written twice is harmless."""
-        first = batch.requests()[0]
-        if not first.goes_to_queue or (batch.topic, batch.queue_id) in self.stalled:
+        if not batch.goes_to_queue or (batch.topic, batch.queue_id) in self.stalled:
             return self._dispatch_each(batch)
         try:
             self._queue(batch.topic, batch.queue_id).put_run(
                 batch.queue_offset, batch.commit_log_offset, batch.sizes, batch.tags_codes)
         except (OSError, RemotingError):
             return self._dispatch_each(batch)
-        if self.config.messageIndexEnable and first.is_indexed:
-            build = self.index.build
-            offset, stamp = batch.commit_log_offset, batch.store_timestamp
+        if self.config.messageIndexEnable and batch.is_indexed:
+            keys: list[str] = []
+            offsets: list[int] = []
+            offset = batch.commit_log_offset
+            for message_keys, size in zip(batch.keys, batch.sizes):
+                if message_keys:
+                    keys += message_keys
+                    offsets += [offset] * len(message_keys)
+                offset += size
             try:
-                for keys, size in zip(batch.keys, batch.sizes):
-                    if keys:
-                        build(batch.topic, keys, offset, stamp)
-                    offset += size
+                self.index.build(batch.topic, keys, offsets, batch.store_timestamp)
             except OSError as exc:  # as _dispatch: the keys go unindexed, the message stays
                 self._throttled.error("dispatch.index_failed", path=exc.filename or "-",
-                                      commit_log_offset=offset, error=exc.strerror or exc)
+                                      commit_log_offset=batch.commit_log_offset,
+                                      error=exc.strerror or exc)
         self.last_dispatched_timestamp = batch.store_timestamp
         return True
 

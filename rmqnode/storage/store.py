@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import itertools
 import fcntl
 import os
 import shutil
@@ -24,31 +23,32 @@ from rmqnode import log
 from rmqnode.config import BrokerConfig
 from rmqnode.message import (DELAY, REAL_QID, REAL_TOPIC, TRANSACTION_COMMIT_TYPE,
                              TRANSACTION_MASK, WAIT, MessageExt, host_bytes,
-                             offset_msg_id)
+                             offset_msg_ids)
 from rmqnode.storage.cleanup import delete_expired_commitlog
 from rmqnode.storage.commitlog import Appended, CommitLog
 from rmqnode.storage.consumequeue import ConsumeQueue
 from rmqnode.storage.dispatch import (SCHEDULE_TOPIC, DispatchBatch, DispatchRequest, index_keys,
-                                      parse_delay_levels, queue_tags_code)
+                                      parse_delay_levels, queue_tags_code, queue_tags_codes)
 from rmqnode.storage.flush import FlushService
 from rmqnode.storage.index import IndexService
-from rmqnode.storage.javamap import properties_string
-from rmqnode.storage.records import CHECKPOINT_FILE_SIZE, Checkpoint, encode_record
+from rmqnode.storage import records
+from rmqnode.storage.records import (CHECKPOINT_FILE_SIZE, Checkpoint, RecordRefused,
+                                     encode_messages)
 from rmqnode.storage.recovery import recover
 from rmqnode.storage.reput import QueueDispatch
 from rmqnode.storage.stalled import StalledQueues
 from rmqnode.storage.stats import SAMPLE_EVERY, StoreStats
-from rmqnode.validation import INT32, INT64, store_path
+from rmqnode.validation import store_path
 
 _log = log.get("rmqnode.storage")
 
 # PutMessageStatus names, as Java's broker maps them to response codes.
 PUT_OK = "PUT_OK"
 FLUSH_DISK_TIMEOUT = "FLUSH_DISK_TIMEOUT"
+MESSAGE_ILLEGAL = records.MESSAGE_ILLEGAL  # these two: records.RecordRefused's
+PROPERTIES_SIZE_EXCEEDED = records.PROPERTIES_SIZE_EXCEEDED
 FLUSH_SLAVE_TIMEOUT = "FLUSH_SLAVE_TIMEOUT"  # SYNC_MASTER: no slave ack within slaveTimeout
 SLAVE_NOT_AVAILABLE = "SLAVE_NOT_AVAILABLE"  # SYNC_MASTER: no slave, or one too far behind
-MESSAGE_ILLEGAL = "MESSAGE_ILLEGAL"
-PROPERTIES_SIZE_EXCEEDED = "PROPERTIES_SIZE_EXCEEDED"
 SERVICE_NOT_AVAILABLE = "SERVICE_NOT_AVAILABLE"
 CREATE_MAPEDFILE_FAILED = "CREATE_MAPEDFILE_FAILED"
 
@@ -238,21 +238,6 @@ class MessageStore(QueueDispatch):
 
     # -- writing ---------------------------------------------------------------------------
 
-    def _check(self, msg: Message) -> PutResult | None:
-        if len(msg.body) > self.config.maxMessageSize:
-            return PutResult(MESSAGE_ILLEGAL, remark=f"message body size {len(msg.body)} "
-                             f"exceeds maxMessageSize {self.config.maxMessageSize}")
-        if len(msg.topic.encode()) > 127:
-            return PutResult(MESSAGE_ILLEGAL, remark="topic length exceeds 127")
-        lo, hi = INT32
-        if not (lo <= msg.queue_id <= hi and lo <= msg.flag <= hi and lo <= msg.sys_flag <= hi
-                and lo <= msg.reconsume_times <= hi
-                and INT64[0] <= msg.born_timestamp <= INT64[1]
-                and INT64[0] <= msg.prepared_transaction_offset <= INT64[1]):
-            return PutResult(MESSAGE_ILLEGAL, remark="a field does not fit the record (queueId, "
-                             "flag, sysFlag and reconsumeTimes are int32, times are int64)")
-        return None
-
     def _park_delayed(self, msg: Message) -> None:
         """A message with a delay level goes to SCHEDULE_TOPIC_XXXX, queue level - 1, with its
         real topic and queue kept in properties, as Java's CommitLog.asyncPutMessage does: the
@@ -275,19 +260,6 @@ class MessageStore(QueueDispatch):
         msg.properties_string = None
         msg.topic, msg.queue_id = SCHEDULE_TOPIC, n - 1
 
-    def _encode(self, msg: Message) -> bytearray | PutResult:
-        stored = msg.properties_string
-        try:
-            return encode_record(topic=msg.topic, queue_id=msg.queue_id, flag=msg.flag,
-                                 body=msg.body, properties=properties_string(msg.properties)
-                                 if stored is None else stored,
-                                 sys_flag=msg.sys_flag, born_timestamp=msg.born_timestamp,
-                                 born_host=msg.born_host, store_timestamp=0,
-                                 store_host=self.store_host, reconsume_times=msg.reconsume_times,
-                                 prepared_transaction_offset=msg.prepared_transaction_offset)
-        except ValueError as exc:  # its one refusal: properties past 32767 bytes
-            return PutResult(PROPERTIES_SIZE_EXCEEDED, remark=str(exc))
-
     def put_nowait(self, messages: list[Message]) -> PutResult:
         """Append one message, or a batch (same topic and queue, consecutive queue offsets),
         to the page cache. Flushing is the caller's to wait for (see put_messages)."""
@@ -305,25 +277,19 @@ class MessageStore(QueueDispatch):
             return PutResult(SERVICE_NOT_AVAILABLE, remark="store is read-only")
         if self.config.brokerRole == "SLAVE":  # only replication writes a slave's CommitLog
             return PutResult(SERVICE_NOT_AVAILABLE, remark="broker role is slave")
-        if len(messages) == 1:
-            self._park_delayed(messages[0])
         first = messages[0]
-        records = []
-        for msg in messages:
-            bad = self._check(msg)
-            if bad is not None:
-                return bad
-            encoded = self._encode(msg)
-            if isinstance(encoded, PutResult):
-                return encoded
-            records.append(encoded)
-        sizes = [len(r) for r in records]
-        blob = records[0] if len(records) == 1 else bytearray().join(records)
-        if self.commitlog.needs_new_file(len(blob)) and not self._room_for_new_file():
+        single = len(messages) == 1
+        if single:
+            self._park_delayed(first)
+        try:
+            records, sizes = encode_messages(messages, self.store_host,
+                                             self.config.maxMessageSize)
+        except RecordRefused as exc:
+            return PutResult(exc.status, remark=exc.remark)
+        if self.commitlog.needs_new_file(len(records)) and not self._room_for_new_file():
             return PutResult(SERVICE_NOT_AVAILABLE, remark="the disk is full")
         try:
-            appended = self.commitlog.append(blob, first.topic, first.queue_id,
-                                             sizes if len(records) > 1 else None)
+            appended = self.commitlog.append(records, first.topic, first.queue_id, sizes)
         except OSError as exc:
             self._throttled.error("append.failed", key=exc.errno, path=exc.filename or "-",
                                   error=exc.strerror or exc)
@@ -333,25 +299,36 @@ class MessageStore(QueueDispatch):
         except ValueError as exc:
             return PutResult(MESSAGE_ILLEGAL, remark=str(exc))
         stamp = appended.store_timestamp
-        offsets = list(itertools.accumulate(sizes[:-1], initial=appended.wrote_offset))
-        if len(messages) == 1 or any(m.sys_flag != first.sys_flag for m in messages):
-            self._pending.extend(DispatchRequest(
-                m.topic, m.queue_id, offsets[i], sizes[i],
-                queue_tags_code(m.topic, m.properties, stamp, self.delay_levels),
-                stamp, appended.queue_offset + i, index_keys(m.properties), m.sys_flag)
-                for i, m in enumerate(messages))
+        offset = appended.wrote_offset
+        if single:
+            props = first.properties
+            self._pending.append(DispatchRequest(
+                first.topic, first.queue_id, offset, sizes[0],
+                queue_tags_code(first.topic, props, stamp, self.delay_levels), stamp,
+                appended.queue_offset, index_keys(props), first.sys_flag))
         else:
-            self._pending.append(DispatchBatch(
-                first.topic, first.queue_id, offsets[0], sizes,
-                [queue_tags_code(first.topic, m.properties, stamp, self.delay_levels)
-                 for m in messages],
-                stamp, appended.queue_offset, [index_keys(m.properties) for m in messages],
-                first.sys_flag))
-        host = self.store_host
-        ids = [offset_msg_id(host, o) for o in offsets]
-        self.last_store_timestamp = appended.store_timestamp
+            self._pending.extend(self._dispatch_of(messages, sizes, appended))
+        self.last_store_timestamp = stamp
         self._schedule_reput()
-        return PutResult(PUT_OK, appended, ids)
+        return PutResult(PUT_OK, appended, offset_msg_ids(self.store_host, offset, sizes))
+
+    def _dispatch_of(self, messages: list[Message], sizes: list[int],
+                     appended: Appended) -> list[DispatchBatch] | list[DispatchRequest]:
+        """What the reput needs of a batch put: one run, when the messages share a sysFlag
+        (which decides whether they are queued and indexed), else message by message."""
+        first = messages[0]
+        topic, stamp, sys_flag = first.topic, appended.store_timestamp, first.sys_flag
+        all_props = [m.properties for m in messages]
+        batch = DispatchBatch(topic, first.queue_id, appended.wrote_offset, sizes,
+                              queue_tags_codes(topic, all_props, stamp, self.delay_levels),
+                              stamp, appended.queue_offset, [index_keys(p) for p in all_props],
+                              sys_flag)
+        if all(m.sys_flag == sys_flag for m in messages):
+            return [batch]
+        requests = batch.requests()
+        for req, msg in zip(requests, messages):
+            req.sys_flag = msg.sys_flag
+        return requests
 
     def _room_for_new_file(self) -> bool:
         """Java stops writing past diskSpaceWarningLevelRatio; we check before each new file,
