@@ -10,6 +10,7 @@ import struct
 import threading
 import time
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from operator import mul
@@ -76,10 +77,13 @@ MAX_PROPERTIES_LENGTH = 32767
 
 # -- properties string ----------------------------------------------------------------------
 
-def encode_properties(props: dict[str, str]) -> str:
+def encode_properties(props: dict[str, str], order: Iterable[str] | None = None) -> str:
     """`name\\x01value` pairs joined by \\x02, as a 4.9.8 broker stores them: without the
-    trailing \\x02 that clients put on the wire (messageProperties2String drops it)."""
-    return "\x02".join([k + "\x01" + v for k, v in props.items()])
+    trailing \\x02 that clients put on the wire (messageProperties2String drops it). In the
+    order of `order` (every key of `props`) when given: no reordered copy of `props`."""
+    if order is None:
+        return "\x02".join([k + "\x01" + v for k, v in props.items()])
+    return "\x02".join([k + "\x01" + props[k] for k in order])
 
 
 def decode_properties(text: str) -> dict[str, str]:

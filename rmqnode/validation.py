@@ -128,6 +128,21 @@ def integer(value: str | None, field: str, lo: int = INT64[0], hi: int = INT64[1
     return number
 
 
+# The decimal strings of the small ints most int fields carry (queue ids, flags, counts),
+# each mapped to what integer() reads from it: one dict lookup instead of its digit checks.
+_SMALL_INTS = {str(i): i for i in range(-1, 1025)}
+
+
+def int32(value: str | None, field: str, default: int | None = None) -> int:
+    """integer() of an int field (Java's Integer.parseInt), the common values at a lookup."""
+    number = _SMALL_INTS.get(value)  # type: ignore[arg-type]
+    if number is not None:
+        return number
+    if value is None and default is not None:
+        return default
+    return integer(value, field, *INT32, default)
+
+
 def queue_nums(value: int, field: str) -> int:
     """A topic's read or write queue count (0 is allowed: a topic being drained)."""
     if not 0 <= value <= QUEUE_NUMS_MAX:

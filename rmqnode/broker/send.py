@@ -12,7 +12,7 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from rmqnode.broker.clients import ClientChannel
 from rmqnode.broker.topics import PERM_INHERIT, PERM_READ, PERM_WRITE, TopicConfig
@@ -24,7 +24,7 @@ from rmqnode.message import (CLUSTER, COMPRESSED_FLAG, COMPRESSION_MASK, DELAY, 
                              PROPERTY_SEPARATOR, RETRY_PREFIX, RETRY_TOPIC, TRAN_MSG,
                              TRANSACTION_MASK, WAIT, BatchEntry, decode_batch, decode_properties,
                              host_bytes)
-from rmqnode.net.codec import RemotingCommand
+from rmqnode.net.codec import FLAG_RESPONSE, RemotingCommand
 from rmqnode.net.codes import ResponseCode
 from rmqnode.net.connection import Connection
 from rmqnode.storage import store as st
@@ -35,10 +35,30 @@ from rmqnode.validation import INT32
 if TYPE_CHECKING:
     from rmqnode.broker.controller import BrokerController
 
-V2_NAMES = {"a": "producerGroup", "b": "topic", "c": "defaultTopic", "d": "defaultTopicQueueNums",
-            "e": "queueId", "f": "sysFlag", "g": "bornTimestamp", "h": "flag", "i": "properties",
-            "j": "reconsumeTimes", "k": "unitMode", "l": "maxReconsumeTimes", "m": "batch",
-            "n": "bname"}
+
+class Names(NamedTuple):
+    """A send header's field names in one header version: a V2 request's fields are read
+    under their own names, with no renamed copy of them per send."""
+
+    producerGroup: str
+    topic: str
+    defaultTopic: str
+    defaultTopicQueueNums: str
+    queueId: str
+    sysFlag: str
+    bornTimestamp: str
+    flag: str
+    properties: str
+    reconsumeTimes: str
+    unitMode: str
+    maxReconsumeTimes: str
+    batch: str
+    bname: str
+
+
+V1 = Names(*Names._fields)
+V2 = Names(*"abcdefghijklmn")
+V2_NAMES = dict(zip(V2, V1))
 
 NOT_SENDABLE = {"SCHEDULE_TOPIC_XXXX", "RMQ_SYS_TRANS_HALF_TOPIC", "RMQ_SYS_TRANS_OP_HALF_TOPIC",
                 "TRANS_CHECK_MAX_TIME_TOPIC", "SELF_TEST_TOPIC", "OFFSET_MOVED_EVENT"}
@@ -57,29 +77,35 @@ _ILLEGAL = ("the message is illegal, maybe msg body or properties length not mat
             "msg body length limit {}k, msg properties length limit 32k.")
 
 
+def header_names(ext: dict[str, str]) -> Names:
+    """The names `ext`, a send header's fields, goes by."""
+    return V2 if "b" in ext and "topic" not in ext else V1
+
+
 def send_header(cmd: RemotingCommand) -> dict[str, str]:
     """The request's fields under their V1 names, whichever header version it used (the
     request's own dict for V1: read, never changed)."""
     ext = cmd.ext_fields or {}
-    if "b" in ext and "topic" not in ext:
+    if header_names(ext) is V2:
         return {V2_NAMES.get(k, k): v for k, v in ext.items()}
     return ext
 
 
-def header_message(h: dict[str, str], conn: Connection, topic: str, queue_id: int) -> Message:
-    """What the header says of a sent (or replied) message, without its body, properties
-    and flag: the sender's flags, birth and reconsume count, the host it came from."""
+def header_message(h: dict[str, str], conn: Connection, topic: str, queue_id: int,
+                   n: Names = V1) -> Message:
+    """What the header (its fields named by `n`) says of a sent (or replied) message,
+    without its body, properties and flag: the sender's flags, birth and reconsume count,
+    the host it came from."""
     born_host = conn.attrs.get("born_host")
     if born_host is None:
         born_host = conn.attrs["born_host"] = host_bytes(
             conn.peer if conn.peer != "?" else "0.0.0.0:0")
-    sys_flag = validation.integer(h.get("sysFlag"), "sysFlag", *INT32, default=0)
-    born = h.get("bornTimestamp")
-    return Message(topic, queue_id, b"", sys_flag=sys_flag & CLIENT_SYS_FLAGS,
-                   born_timestamp=validation.integer(born, "bornTimestamp") if born
-                   else int(time.time() * 1000), born_host=born_host,
-                   reconsume_times=validation.integer(h.get("reconsumeTimes"),
-                                                      "reconsumeTimes", *INT32, default=0))
+    sys_flag = validation.int32(h.get(n.sysFlag), "sysFlag", 0)
+    born = h.get(n.bornTimestamp)
+    return Message(topic, queue_id, b"", {}, 0, sys_flag & CLIENT_SYS_FLAGS,
+                   validation.integer(born, "bornTimestamp") if born
+                   else int(time.time() * 1000), born_host,
+                   validation.int32(h.get(n.reconsumeTimes), "reconsumeTimes", 0))
 
 
 def _without_wait(props: dict[str, str]) -> str | None:
@@ -103,11 +129,13 @@ class SendProcessor:
                conn: Connection) -> RemotingCommand | Awaitable[RemotingCommand] | None:
         """Answered at once, or (SYNC_FLUSH) through conn.reply once the flush is done: no
         task per send on the hot path."""
-        h = send_header(cmd)
-        topic_config, registering, queue_id = self.msg_check(h, conn)
+        h = cmd.ext_fields or {}
+        n = header_names(h)
+        topic_config, registering, queue_id = self.checked_topic(h, conn.peer, n)
         topic = topic_config.topicName
-        common = header_message(h, conn, topic, queue_id)
-        if (h.get("batch") or "").lower() in ("true", "1"):
+        common = header_message(h, conn, topic, queue_id, n)
+        batch = h.get(n.batch)
+        if batch and batch.lower() in ("true", "1"):
             try:
                 entries = decode_batch(cmd.body)
             except ValueError as exc:
@@ -117,17 +145,17 @@ class SendProcessor:
             if topic.startswith(RETRY_PREFIX):
                 return cmd.response(ResponseCode.MESSAGE_ILLEGAL,
                                     "batch request does not support retry group " + topic)
-            messages = self._batch(common, entries, decode_properties(h.get("properties") or ""))
+            messages = self._batch(common, entries, decode_properties(h.get(n.properties) or ""))
         else:
-            props = decode_properties(h.get("properties") or "")
-            messages = [self.message(common, cmd.body, props, validation.integer(
-                h.get("flag"), "flag", *INT32, default=0))]
+            props = decode_properties(h.get(n.properties) or "")
+            messages = [self.message(common, cmd.body, props,
+                                     validation.int32(h.get(n.flag), "flag", 0))]
             if props.get(TRAN_MSG, "").lower() == "true":
                 park_half(messages[0])
                 # The connection a half message came on belongs to a live producer of its
                 # group: the check-back can reach it before its first heartbeat (30 s).
                 self.broker.clients.register_producer(
-                    validation.group(h.get("producerGroup")), ClientChannel(
+                    validation.group(h.get(n.producerGroup)), ClientChannel(
                         conn, str(conn.attrs.get("client_id", conn.peer)), cmd.language,
                         cmd.version))
         result = self.put_nowait(topic, messages)
@@ -155,16 +183,17 @@ class SendProcessor:
         """AbstractSendMessageProcessor.msgCheck, which sends and replies share."""
         return self.checked_topic(h, conn.peer)
 
-    def checked_topic(self, h: dict[str, str], producer: str
+    def checked_topic(self, h: dict[str, str], producer: str, n: Names = V1
                       ) -> tuple[TopicConfig, asyncio.Task | None, int]:
-        """msgCheck for a producer at `producer` (its address, for remarks): the topic's
+        """msgCheck of a header (its fields named by `n`) for a producer at `producer` (its
+        address, for remarks): the topic's
         config (created from its default topic if need be, with its name-server registration
         under way, else None) and the queue to write, a random one for -1. A refusal raises
         Java's code and remark. A slave refuses first, as its store would (Java checks the
         topic before, and may create on a slave a topic its next sync then drops)."""
         if self.broker.is_slave:
             raise RemotingError(*self.refusal(st.PutResult(st.SERVICE_NOT_AVAILABLE)))
-        topic = h.get("topic") or ""
+        topic = h.get(n.topic) or ""
         cfg = self.broker.config
         if not cfg.brokerPermission & PERM_WRITE:
             raise RemotingError(ResponseCode.NO_PERMISSION, f"the broker[{cfg.brokerIP1}] "
@@ -176,17 +205,21 @@ class SendProcessor:
         topic_config = self.broker.topics.table.get(topic)
         registering = None
         if topic_config is None:
-            topic_config, registering = self.create_for_send(topic, h)
+            topic_config, registering = self.create_for_send(topic, h, n)
         if not topic_config.perm & PERM_WRITE:
             raise RemotingError(ResponseCode.NO_PERMISSION,
                                 f"the topic[{topic}] sending message is forbidden")
-        queue_id = validation.integer(h.get("queueId"), "queueId", *INT32, default=-1)
+        queue_id = validation.int32(h.get(n.queueId), "queueId", -1)
         valid = max(topic_config.writeQueueNums, topic_config.readQueueNums)
         if queue_id >= valid:
             raise RemotingError(ResponseCode.SYSTEM_ERROR, f"request queueId[{queue_id}] is "
                                 f"illegal, {topic_config} Producer: {producer}")
         if queue_id < 0:
-            queue_id = random.randrange(topic_config.writeQueueNums)
+            nums = topic_config.writeQueueNums
+            if nums <= 0:  # Java divides by it, and answers the ArithmeticException
+                raise RemotingError(ResponseCode.SYSTEM_ERROR,
+                                    f"the topic[{topic}] has no queue to write")
+            queue_id = int(random.random() * nums)  # randrange's checks cost a send 2%
         return topic_config, registering, queue_id
 
     async def _respond_registered(self, registering: asyncio.Task, cmd: RemotingCommand,
@@ -276,24 +309,28 @@ class SendProcessor:
         reads both, the header's winning where a key repeats."""
         shared[CLUSTER] = self.broker.config.brokerClusterName
         tail = properties_string(shared)
+        glued = PROPERTY_SEPARATOR + tail
+        topic, queue_id, sys_flag = common.topic, common.queue_id, common.sys_flag
+        born, born_host, reconsume = common.born_timestamp, common.born_host, common.reconsume_times
         messages = []
         for entry in entries:
             raw = entry.raw_properties
-            glue = PROPERTY_SEPARATOR if raw and not raw.endswith(PROPERTY_SEPARATOR) else ""
-            props = entry.properties | shared
+            props = entry.properties  # the entry's own, decoded for this request: merged in place
+            props |= shared
             props.pop(POP_CK, None)
-            messages.append(Message(common.topic, common.queue_id, entry.body, props, entry.flag,
-                                    common.sys_flag, common.born_timestamp, common.born_host,
-                                    common.reconsume_times, properties_string=raw + glue + tail))
+            messages.append(Message(topic, queue_id, entry.body, props, entry.flag, sys_flag,
+                                    born, born_host, reconsume, 0, raw + glued
+                                    if raw and raw[-1] != PROPERTY_SEPARATOR else raw + tail))
         return messages
 
-    def create_for_send(self, topic: str, h: dict[str, str]) -> tuple[TopicConfig, asyncio.Task]:
+    def create_for_send(self, topic: str, h: dict[str, str], n: Names = V1
+                        ) -> tuple[TopicConfig, asyncio.Task]:
         """A topic a producer sends to first: created from its default topic (TBW102) when
         that allows it; returns the config and the name-server registration under way."""
         topics = self.broker.topics
-        default = topics.table.get(h.get("defaultTopic") or "")
+        default = topics.table.get(h.get(n.defaultTopic) or "")
         if default is not None and default.perm & PERM_INHERIT:
-            nums = min(validation.integer(h.get("defaultTopicQueueNums"),
+            nums = min(validation.integer(h.get(n.defaultTopicQueueNums),
                                           "defaultTopicQueueNums", 1, INT32[1], default=4),
                        default.writeQueueNums)
             created = TopicConfig(topic, nums, nums, default.perm & ~PERM_INHERIT)
@@ -306,16 +343,14 @@ class SendProcessor:
 
     def _respond(self, cmd: RemotingCommand, result: st.PutResult,
                  queue_id: int) -> RemotingCommand:
-        status = result.status
-        if result.ok:  # stored: a timeout's code, but the send's fields all the same
-            code = STORED_CODES[status]
+        code = STORED_CODES.get(result.status)
+        if code is not None:  # stored: a timeout's code, but the send's fields all the same
             assert result.appended is not None
-            response = cmd.response(code)
-            response.ext_fields = {  # strings already: every send is answered with these
+            # Built whole, its fields strings already: every send is answered with these.
+            return RemotingCommand(code, cmd.opaque, FLAG_RESPONSE, None, {
                 "msgId": ",".join(result.msg_ids), "queueId": str(queue_id),
                 "queueOffset": str(result.appended.queue_offset),
-                "MSG_REGION": "DefaultRegion", "TRACE_ON": "true"}
-            return response
+                "MSG_REGION": "DefaultRegion", "TRACE_ON": "true"})
         return cmd.response(*self.refusal(result))
 
     def refusal(self, result: st.PutResult) -> tuple[int, str]:

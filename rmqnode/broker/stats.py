@@ -58,12 +58,21 @@ class BrokerStats:
     def __init__(self, cluster: str) -> None:
         self.cluster = cluster  # the BROKER_* items' key
         self.sets: dict[str, dict[str, StatsItem]] = {name: {} for name in NAMES}
+        # A topic's TOPIC_PUT_NUMS and TOPIC_PUT_SIZE items, which every send counts in
+        self._topic_put: dict[str, tuple[StatsItem, StatsItem]] = {}
 
     def put(self, topic: str, messages: int, size: int) -> None:
         """A send stored `messages` messages of `size` bytes in all."""
-        self.add(TOPIC_PUT_NUMS, topic, messages)
-        self.add(TOPIC_PUT_SIZE, topic, size)
-        self.add(BROKER_PUT_NUMS, self.cluster, messages, 0)
+        items = self._topic_put.get(topic)
+        if items is None:
+            items = self._topic_put[topic] = (self.item(TOPIC_PUT_NUMS, topic),
+                                              self.item(TOPIC_PUT_SIZE, topic))
+        nums, sizes = items
+        nums.value += messages
+        nums.times += 1
+        sizes.value += size
+        sizes.times += 1
+        self.item(BROKER_PUT_NUMS, self.cluster).value += messages
 
     def got(self, topic: str, group: str, messages: list) -> None:
         """A pull or pop returned these stored messages."""
@@ -76,12 +85,16 @@ class BrokerStats:
         self.add(SNDBCK_PUT_NUMS, f"{topic}@{group}", 1)
 
     def add(self, name: str, key: str, value: int, times: int = 1) -> None:
+        item = self.item(name, key)
+        item.value += value
+        item.times += times
+
+    def item(self, name: str, key: str) -> StatsItem:
         items = self.sets[name]
         item = items.get(key)
         if item is None:
             item = items[key] = StatsItem()
-        item.value += value
-        item.times += times
+        return item
 
     def tick(self, window: int, now_ms: int) -> None:
         for items in self.sets.values():

@@ -82,6 +82,8 @@ def ext_value(value: object) -> str | None:
     """A header value as Java would see it after toString(); None means 'absent'."""
     if type(value) is str:
         return value
+    if type(value) is int:
+        return str(value)
     if value is None:
         return None
     if value is True:
@@ -235,12 +237,20 @@ def decode_json_header(data: bytes | memoryview) -> RemotingCommand:
 def _java_strings(ext: dict[str, object]) -> dict[str, str]:
     """extFields with Java's string values: Java sends strings only; the C++ client and
     ali-ons send a few numbers, converted in place (JSON object keys are strings already)."""
-    for key in [k for k, v in ext.items() if type(v) is not str]:
-        value = ext_value(ext[key])
-        if value is None:
-            del ext[key]
-        else:
-            ext[key] = value
+    odd = None
+    for key, value in ext.items():
+        if type(value) is not str:
+            if odd is None:
+                odd = [key]
+            else:
+                odd.append(key)
+    if odd is not None:
+        for key in odd:
+            value = ext_value(ext[key])
+            if value is None:
+                del ext[key]
+            else:
+                ext[key] = value
     return ext  # type: ignore[return-value]
 
 

@@ -16,7 +16,8 @@ from typing import Union
 
 from rmqnode import log
 from rmqnode.errors import ConnectionLost, FrameError, RemotingError, RemotingTimeout
-from rmqnode.net.codec import DEFAULT_MAX_FRAME, FrameDecoder, RemotingCommand, encode
+from rmqnode.net.codec import (DEFAULT_MAX_FRAME, FLAG_ONEWAY, FLAG_RESPONSE, FrameDecoder,
+                               RemotingCommand, encode)
 from rmqnode.net.codes import ResponseCode, request_name
 from rmqnode.validation import quote
 
@@ -115,12 +116,16 @@ class Connection(asyncio.Protocol):
             return
         self._receiving = True
         try:
+            debug = _log.debug_enabled
             for cmd in commands:
-                if cmd.is_response:
+                if cmd.flag & FLAG_RESPONSE:
                     fut = self.pending.pop(cmd.opaque, None)
                     if fut is not None and not fut.done():
                         fut.set_result(cmd)
                 else:
+                    if debug:
+                        _log.debug("request", peer=self.peer, code=request_name(cmd.code),
+                                   language=cmd.language, oneway=cmd.is_oneway)
                     self._dispatch(cmd)
         finally:
             self._receiving = False
@@ -173,9 +178,6 @@ class Connection(asyncio.Protocol):
     # -- requests from the peer ----------------------------------------------------------------
 
     def _dispatch(self, cmd: RemotingCommand) -> None:
-        if _log.debug_enabled:
-            _log.debug("request", peer=self.peer, code=request_name(cmd.code),
-                       language=cmd.language, oneway=cmd.is_oneway)
         handler = self.dispatcher.handlers.get(cmd.code)
         if handler is None:
             self.reply(cmd, cmd.response(ResponseCode.REQUEST_CODE_NOT_SUPPORTED,
@@ -216,12 +218,18 @@ class Connection(asyncio.Protocol):
 
     def reply(self, request: RemotingCommand, response: RemotingCommand | None) -> None:
         """Answer `request` (a handler that returned None answers this way, later)."""
-        if response is None or request.is_oneway:
+        if response is None or request.flag & FLAG_ONEWAY:
             return
         response.opaque = request.opaque
-        response.flag |= 1
-        if self._receiving or not self.is_open:
-            self.write(response, request.serialize_type)
+        response.flag |= FLAG_RESPONSE
+        if self._receiving:  # data_received writes them all when the read is done
+            frame = encode(response, request.serialize_type)
+            if self._out is None:
+                self._out = [frame]
+            else:
+                self._out.append(frame)
+        elif not self.is_open:
+            return
         else:
             # A late answer (after its flush) goes out now: queued for the next loop
             # iteration it would wait behind the reads of every other connection.

@@ -62,4 +62,4 @@ def java_order(props: dict[str, str], peak: int = 0) -> dict[str, str]:
 
 def properties_string(props: dict[str, str], peak: int = 0) -> str:
     """messageProperties2String of the HashMap holding `props`: what the CommitLog keeps."""
-    return encode_properties(java_order(props, peak))
+    return encode_properties(props, _walk(tuple(props), peak))
