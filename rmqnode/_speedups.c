@@ -19,14 +19,14 @@ enum {
     B_JAVA_HASH, B_DECODE_PROPERTIES, B_DECODE_BATCH, B_ENCODE_RECORD, B_ENCODE,
     B_DECODE_FRAME, B_DECODE_FRAMES,
     B_BATCH_ENTRY, B_REMOTING_COMMAND, B_LANGUAGES, B_LANGUAGE_CODES, B_DECODE_JSON_HEADER,
-    B_BODY_CRC, B_ENCODE_MESSAGES, B_PROPERTIES_STRING, B_STAMP_RECORDS, B_INDEX_PUT,
+    B_CRC32, B_ENCODE_MESSAGES, B_PROPERTIES_STRING, B_STAMP_RECORDS, B_INDEX_PUT,
     B_OFFSET_MSG_IDS, B_COUNT
 };
 static const char *const bound_names[B_COUNT] = {
     "java_hash", "decode_properties", "decode_batch", "encode_record", "encode",
     "decode_frame", "decode_frames",
     "BatchEntry", "RemotingCommand", "LANGUAGES", "LANGUAGE_CODES", "decode_json_header",
-    "body_crc", "encode_messages", "properties_string", "stamp_records", "index_put",
+    "crc32", "encode_messages", "properties_string", "stamp_records", "index_put",
     "offset_msg_ids",
 };
 static PyObject *bound[B_COUNT];
@@ -408,17 +408,19 @@ rec_write(unsigned char *o, const Rec *r, long long size)
     memcpy(o, r->props, r->props_len);
 }
 
-/* body_crc(body) into *crc: 1 done, 0 fall back, -1 an error. */
+/* body_crc(body) into *crc: 1 done, 0 fall back, -1 an error. zlib.crc32 is called
+ * directly (body_crc's mask applied here): a Python frame per message cost more than it. */
 static int
 crc_of(PyObject *body, long long *crc)
 {
-    if (bound[B_BODY_CRC] == NULL)
+    if (bound[B_CRC32] == NULL)
         return 0;
-    PyObject *c = PyObject_Vectorcall(bound[B_BODY_CRC], &body, 1, NULL);
+    PyObject *c = PyObject_Vectorcall(bound[B_CRC32], &body, 1, NULL);
     if (c == NULL)
         return -1;
-    int ok = int_in(c, I32, crc);
+    int ok = int_in(c, 0, 0xFFFFFFFFLL, crc);
     Py_DECREF(c);
+    *crc &= 0x7FFFFFFF;
     return ok;
 }
 

@@ -216,6 +216,10 @@ def test_odd_records_encode_or_fail_identically():
            dict(queue_offset=2**63), dict(physical_offset=-1), dict(sys_flag=0x10)]
     for change in odd:
         same("encode_record", **{**base, **change})
+    rng = random.Random(32)
+    for size in [0, 1, 7, 8, 2047, 2048, 2049, 5000] + [rng.randrange(3000) for _ in range(200)]:
+        body = bytes(rng.randrange(256) for _ in range(size))
+        same("encode_record", **{**base, "body": body})  # the body CRC, short and long
     same("encode_record", *base.values())
     same("encode_record", **{**base, "unknown": 1})
     same("encode_record", **{k: v for k, v in base.items() if k != "topic"})

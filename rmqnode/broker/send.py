@@ -309,15 +309,18 @@ class SendProcessor:
         reads both, the header's winning where a key repeats."""
         shared[CLUSTER] = self.broker.config.brokerClusterName
         tail = properties_string(shared)
+        glued = PROPERTY_SEPARATOR + tail
+        topic, queue_id, sys_flag = common.topic, common.queue_id, common.sys_flag
+        born, born_host, reconsume = common.born_timestamp, common.born_host, common.reconsume_times
         messages = []
         for entry in entries:
             raw = entry.raw_properties
-            glue = PROPERTY_SEPARATOR if raw and not raw.endswith(PROPERTY_SEPARATOR) else ""
-            props = entry.properties | shared
+            props = entry.properties  # the entry's own, decoded for this request: merged in place
+            props |= shared
             props.pop(POP_CK, None)
-            messages.append(Message(common.topic, common.queue_id, entry.body, props, entry.flag,
-                                    common.sys_flag, common.born_timestamp, common.born_host,
-                                    common.reconsume_times, properties_string=raw + glue + tail))
+            messages.append(Message(topic, queue_id, entry.body, props, entry.flag, sys_flag,
+                                    born, born_host, reconsume, 0, raw + glued
+                                    if raw and raw[-1] != PROPERTY_SEPARATOR else raw + tail))
         return messages
 
     def create_for_send(self, topic: str, h: dict[str, str], n: Names = V1

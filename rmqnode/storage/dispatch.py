@@ -117,11 +117,11 @@ def queue_tags_codes(topic: str, all_properties: list[dict[str, str]], store_tim
 
 def index_keys(properties: dict[str, str]) -> list[str]:
     """Index keys of a message: its UNIQ_KEY, then every word of KEYS."""
-    keys = []
     uniq = properties.get(UNIQ_KEY)
-    if uniq:
-        keys.append(uniq)
-    keys += [k for k in properties.get(KEYS, "").split(" ") if k]
+    keys = [uniq] if uniq else []
+    words = properties.get(KEYS)
+    if words:
+        keys += filter(None, words.split(" "))
     return keys
 
 

@@ -131,7 +131,7 @@ def encode_record(*, topic: str, queue_id: int, flag: int, body: bytes, properti
     return out
 
 
-encode_record = accelerate(encode_record, body_crc=body_crc)
+encode_record = accelerate(encode_record, crc32=zlib.crc32)  # body_crc's
 
 
 class RecordRefused(ValueError):
