@@ -1,4 +1,4 @@
-"""The compiled accelerator (rmqnode/_speedups.c), chosen at import, the pure-Python code the
+"""The compiled accelerator (rmqnode/csrc/), chosen at import, the pure-Python code the
 fallback.
 
 The extension is built by `pip install` where a C compiler is found, and skipped where not

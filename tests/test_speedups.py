@@ -1,4 +1,4 @@
-"""The compiled accelerator (rmqnode/_speedups.c) against the pure-Python code it stands in for:
+"""The compiled accelerator (rmqnode/csrc/) against the pure-Python code it stands in for:
 the same results, bytes and exceptions on every captured frame, every record of the Java 4.9.8
 store, and random and hostile input."""
 
@@ -56,7 +56,7 @@ def same_in_place(name: str, buf: bytearray, *args):
 
 
 def test_the_extension_is_built_and_chosen_unless_disabled():
-    assert speedups.native is not None, "rmqnode/_speedups.c was not built (pip install -e .)"
+    assert speedups.native is not None, "rmqnode/csrc/ was not built (pip install -e .)"
     assert set(speedups.NATIVE) == ACCELERATED
     probe = "from rmqnode.net import codec; print(type(codec.encode).__name__)"
     for pure, expect in (("", "builtin_function_or_method"), ("1", "function")):

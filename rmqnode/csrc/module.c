@@ -1,0 +1,98 @@
+/* The accelerator's module: compiled twins of the byte-level hot functions (rmqnode/speedups.py
+ * binds them), defined in message.c, records.c and frames.c beside this file.
+ *
+ * Each function here takes the same arguments as its pure-Python original and gives the same
+ * result. Only the common, well-formed case is done in C: whatever is unusual (a malformed
+ * frame, a value of an unexpected type, an int out of range, a lone surrogate) is handed to
+ * the pure-Python original with the caller's arguments, so every refusal is raised by the one
+ * definition of it, with its exact wording. speedups.bind() gives this module those originals
+ * and the few Python objects the results are built from; until one is bound, its twin always
+ * falls back (and one that is never bound fails with a plain RuntimeError).
+ */
+#include "speedups.h"
+
+const char *const bound_names[B_COUNT] = {
+    "java_hash", "decode_properties", "decode_batch", "encode_record", "encode",
+    "decode_frame", "decode_frames",
+    "BatchEntry", "RemotingCommand", "LANGUAGES", "LANGUAGE_CODES", "decode_json_header",
+    "crc32", "encode_messages", "properties_string", "stamp_records", "index_put",
+    "offset_msg_ids",
+};
+PyObject *bound[B_COUNT];
+
+/* Attribute names, interned at import. */
+PyObject *s_code, *s_opaque, *s_flag, *s_remark, *s_ext_fields, *s_body, *s_language,
+    *s_version, *s_serialize_type, *s_topic, *s_queue_id, *s_sys_flag, *s_born_timestamp,
+    *s_born_host, *s_reconsume_times, *s_prepared_transaction_offset, *s_properties,
+    *s_properties_string;
+
+static PyObject *
+bind(PyObject *self, PyObject *args)
+{
+    const char *name;
+    PyObject *obj;
+    if (!PyArg_ParseTuple(args, "sO:bind", &name, &obj))
+        return NULL;
+    for (int i = 0; i < B_COUNT; i++) {
+        if (strcmp(name, bound_names[i]) == 0) {
+            Py_INCREF(obj);
+            Py_XSETREF(bound[i], obj);
+            Py_RETURN_NONE;
+        }
+    }
+    PyErr_Format(PyExc_KeyError, "nothing named %s to bind", name);
+    return NULL;
+}
+
+/* The pure-Python original, called with the caller's own arguments. */
+PyObject *
+fallback(int which, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (bound[which] == NULL) {
+        PyErr_Format(PyExc_RuntimeError, "speedups: %s is not bound", bound_names[which]);
+        return NULL;
+    }
+    return PyObject_Vectorcall(bound[which], args, nargs, kwnames);
+}
+
+/* -- the module ------------------------------------------------------------------------------ */
+
+static PyMethodDef methods[] = {
+    {"bind", bind, METH_VARARGS, "bind(name, obj): a pure-Python original or a helper object."},
+    {"java_hash", (PyCFunction)(void (*)(void))java_hash, METH_FASTCALL, NULL},
+    {"decode_properties", (PyCFunction)(void (*)(void))decode_properties, METH_FASTCALL, NULL},
+    {"decode_batch", (PyCFunction)(void (*)(void))decode_batch, METH_FASTCALL, NULL},
+    {"encode_record", (PyCFunction)(void (*)(void))encode_record, METH_FASTCALL | METH_KEYWORDS, NULL},
+    {"encode_messages", (PyCFunction)(void (*)(void))encode_messages, METH_FASTCALL, NULL},
+    {"stamp_records", (PyCFunction)(void (*)(void))stamp_records, METH_FASTCALL, NULL},
+    {"index_put", (PyCFunction)(void (*)(void))index_put, METH_FASTCALL, NULL},
+    {"offset_msg_ids", (PyCFunction)(void (*)(void))offset_msg_ids, METH_FASTCALL, NULL},
+    {"encode", (PyCFunction)(void (*)(void))encode, METH_FASTCALL | METH_KEYWORDS, NULL},
+    {"decode_frame", (PyCFunction)(void (*)(void))decode_frame, METH_FASTCALL, NULL},
+    {"decode_frames", (PyCFunction)(void (*)(void))decode_frames, METH_FASTCALL, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "rmqnode._speedups",
+    "Compiled twins of rmqnode's byte-level hot functions (see rmqnode/speedups.py).", -1, methods,
+};
+
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    struct { PyObject **slot; const char *name; } names[] = {
+        {&s_code, "code"}, {&s_opaque, "opaque"}, {&s_flag, "flag"}, {&s_remark, "remark"},
+        {&s_ext_fields, "ext_fields"}, {&s_body, "body"}, {&s_language, "language"},
+        {&s_version, "version"}, {&s_serialize_type, "serialize_type"},
+        {&s_topic, "topic"}, {&s_queue_id, "queue_id"}, {&s_sys_flag, "sys_flag"},
+        {&s_born_timestamp, "born_timestamp"}, {&s_born_host, "born_host"},
+        {&s_reconsume_times, "reconsume_times"},
+        {&s_prepared_transaction_offset, "prepared_transaction_offset"},
+        {&s_properties, "properties"}, {&s_properties_string, "properties_string"},
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if ((*names[i].slot = PyUnicode_InternFromString(names[i].name)) == NULL)
+            return NULL;
+    return PyModule_Create(&module);
+}

@@ -1,0 +1,308 @@
+/* records.py's twins: a record's and a put's encoding, their stamping, the index's put. */
+#include "speedups.h"
+
+#define BORNHOST_V6_FLAG 0x10
+#define STOREHOST_V6_FLAG 0x20
+#define MESSAGE_MAGIC_V1 (-626843481)
+
+static const char *const record_kw[] = {
+    "topic", "queue_id", "flag", "body", "properties", "sys_flag", "born_timestamp", "born_host",
+    "store_timestamp", "store_host", "reconsume_times", "prepared_transaction_offset",
+    "queue_offset", "physical_offset", "crc"};
+enum { R_TOPIC, R_QUEUE_ID, R_FLAG, R_BODY, R_PROPS, R_SYS_FLAG, R_BORN_TS, R_BORN_HOST,
+       R_STORE_TS, R_STORE_HOST, R_RECONSUME, R_PREPARED, R_QOFF, R_PHYS, R_CRC, R_COUNT };
+
+/* One record's fields, as encode_record writes them. */
+typedef struct {
+    long long queue_id, flag, sys_flag, born_ts, store_ts, reconsume, prepared, qoff, phys, crc;
+    const char *born, *store, *body, *topic, *props;
+    Py_ssize_t born_len, store_len, body_len, topic_len, props_len;
+} Rec;
+
+/* The record's size, its sysFlag's host bits set from the hosts; -1 for anything but a
+ * v1-magic record (topic up to 127 bytes) with hosts of 8 or 20 bytes and properties that fit. */
+static long long
+rec_size(Rec *r)
+{
+    if (r->topic_len > 127 || r->props_len > 32767 || (r->born_len != 8 && r->born_len != 20)
+        || (r->store_len != 8 && r->store_len != 20))
+        return -1;
+    r->sys_flag &= ~(BORNHOST_V6_FLAG | STOREHOST_V6_FLAG);
+    if (r->born_len == 20)
+        r->sys_flag |= BORNHOST_V6_FLAG;
+    if (r->store_len == 20)
+        r->sys_flag |= STOREHOST_V6_FLAG;
+    long long size = 4 + 4 + 4 + 4 + 4 + 8 + 8 + 4 + 8 + r->born_len + 8 + r->store_len + 4 + 8
+                     + 4 + r->body_len + 1 + r->topic_len + 2 + r->props_len;
+    return size > 2147483647LL ? -1 : size;
+}
+
+static void
+rec_write(unsigned char *o, const Rec *r, long long size)
+{
+    wr32(o, (uint32_t)size); wr32(o + 4, (uint32_t)MESSAGE_MAGIC_V1); wr32(o + 8, (uint32_t)r->crc);
+    wr32(o + 12, (uint32_t)r->queue_id); wr32(o + 16, (uint32_t)r->flag);
+    wr64(o + 20, (uint64_t)r->qoff); wr64(o + 28, (uint64_t)r->phys);
+    wr32(o + 36, (uint32_t)r->sys_flag); wr64(o + 40, (uint64_t)r->born_ts);
+    o += 48;
+    memcpy(o, r->born, r->born_len); o += r->born_len;
+    wr64(o, (uint64_t)r->store_ts); o += 8;
+    memcpy(o, r->store, r->store_len); o += r->store_len;
+    wr32(o, (uint32_t)r->reconsume); wr64(o + 4, (uint64_t)r->prepared);
+    wr32(o + 12, (uint32_t)r->body_len);
+    o += 16;
+    memcpy(o, r->body, r->body_len); o += r->body_len;
+    *o++ = (unsigned char)r->topic_len;
+    memcpy(o, r->topic, r->topic_len); o += r->topic_len;
+    wr16(o, (uint16_t)r->props_len); o += 2;
+    memcpy(o, r->props, r->props_len);
+}
+
+/* body_crc(body) into *crc: 1 done, 0 fall back, -1 an error. zlib.crc32 is called
+ * directly (body_crc's mask applied here): a Python frame per message cost more than it. */
+static int
+crc_of(PyObject *body, long long *crc)
+{
+    if (bound[B_CRC32] == NULL)
+        return 0;
+    PyObject *c = PyObject_Vectorcall(bound[B_CRC32], &body, 1, NULL);
+    if (c == NULL)
+        return -1;
+    int ok = int_in(c, 0, 0xFFFFFFFFLL, crc);
+    Py_DECREF(c);
+    *crc &= 0x7FFFFFFF;
+    return ok;
+}
+
+/* encode_record for a v1-magic record (topic up to 127 bytes), hosts of 8 or 20 bytes. */
+PyObject *
+encode_record(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *v[R_COUNT] = {0};
+    Rec r = {0};
+    if (nargs != 0 || kwnames == NULL)
+        goto refuse;
+    Py_ssize_t nkw = PyTuple_GET_SIZE(kwnames);
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyObject *k = PyTuple_GET_ITEM(kwnames, i);
+        int j = 0;
+        while (j < R_COUNT && PyUnicode_CompareWithASCIIString(k, record_kw[j]) != 0)
+            j++;
+        if (j == R_COUNT || v[j] != NULL)
+            goto refuse;
+        v[j] = args[i];
+    }
+    for (int j = 0; j < R_RECONSUME; j++)
+        if (v[j] == NULL)
+            goto refuse;
+    if (!int_in(v[R_QUEUE_ID], I32, &r.queue_id) || !int_in(v[R_FLAG], I32, &r.flag)
+        || !int_in(v[R_SYS_FLAG], I32, &r.sys_flag) || !int_in(v[R_BORN_TS], I64, &r.born_ts)
+        || !int_in(v[R_STORE_TS], I64, &r.store_ts)
+        || (v[R_RECONSUME] && !int_in(v[R_RECONSUME], I32, &r.reconsume))
+        || (v[R_PREPARED] && !int_in(v[R_PREPARED], I64, &r.prepared))
+        || (v[R_QOFF] && !int_in(v[R_QOFF], I64, &r.qoff))
+        || (v[R_PHYS] && !int_in(v[R_PHYS], I64, &r.phys))
+        || (v[R_CRC] && v[R_CRC] != Py_None && !int_in(v[R_CRC], I32, &r.crc)))
+        goto refuse;
+    PyObject *born = v[R_BORN_HOST], *store = v[R_STORE_HOST], *body = v[R_BODY];
+    if (!PyBytes_CheckExact(born) || !PyBytes_CheckExact(store) || !PyBytes_CheckExact(body))
+        goto refuse;
+    r.born = PyBytes_AS_STRING(born); r.born_len = PyBytes_GET_SIZE(born);
+    r.store = PyBytes_AS_STRING(store); r.store_len = PyBytes_GET_SIZE(store);
+    r.body = PyBytes_AS_STRING(body); r.body_len = PyBytes_GET_SIZE(body);
+    r.topic = utf8_of(v[R_TOPIC], &r.topic_len);
+    r.props = utf8_of(v[R_PROPS], &r.props_len);
+    long long size;
+    if (r.topic == NULL || r.props == NULL || (size = rec_size(&r)) < 0)
+        goto refuse;
+    if (v[R_CRC] == NULL || v[R_CRC] == Py_None) {
+        int ok = crc_of(body, &r.crc);
+        if (ok < 0)
+            return NULL;
+        if (!ok)
+            goto refuse;
+    }
+    PyObject *out = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)size);
+    if (out == NULL)
+        return NULL;
+    rec_write((unsigned char *)PyByteArray_AS_STRING(out), &r, size);
+    return out;
+refuse:
+    return fallback(B_ENCODE_RECORD, args, nargs, kwnames);
+}
+
+
+/* encode_messages(messages, store_host, max_body) -> (records, sizes). Any message out of
+ * the common case (see rec_size; a refusal among them) makes the original do the whole put. */
+PyObject *
+encode_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    long long max_body;
+    if (nargs != 3 || !PyList_CheckExact(args[0]) || !PyBytes_CheckExact(args[1])
+        || !int_in(args[2], I64, &max_body))
+        return fallback(B_ENCODE_MESSAGES, args, nargs, NULL);
+    enum { A_TOPIC, A_QUEUE_ID, A_FLAG, A_BODY, A_PROPS, A_SYS_FLAG, A_BORN_TS, A_BORN_HOST,
+           A_RECONSUME, A_PREPARED, A_COUNT };
+    PyObject *names[A_COUNT] = {s_topic, s_queue_id, s_flag, s_body, s_properties_string,
+                                s_sys_flag, s_born_timestamp, s_born_host, s_reconsume_times,
+                                s_prepared_transaction_offset};
+    PyObject *msgs = args[0], *store = args[1], *sizes = PyList_New(0), *out = NULL;
+    Buf b;
+    buf_init(&b);
+    int hard_error = sizes == NULL;
+    for (Py_ssize_t i = 0; !hard_error && i < PyList_GET_SIZE(msgs); i++) {
+        PyObject *m = Py_NewRef(PyList_GET_ITEM(msgs, i)), *a[A_COUNT] = {0};
+        Rec r = {0};
+        int ok = 1;
+        for (int j = 0; ok && j < A_COUNT; j++)
+            if ((a[j] = PyObject_GetAttr(m, names[j])) == NULL)
+                ok = 0;
+        if (ok && a[A_PROPS] == Py_None) {  /* written from the dict, in Java's order */
+            PyObject *props = PyObject_GetAttr(m, s_properties);
+            ok = props != NULL && bound[B_PROPERTIES_STRING] != NULL;
+            if (ok) {
+                Py_SETREF(a[A_PROPS], PyObject_Vectorcall(bound[B_PROPERTIES_STRING], &props, 1,
+                                                          NULL));
+                ok = a[A_PROPS] != NULL;
+            }
+            Py_XDECREF(props);
+        }
+        if (!ok)
+            PyErr_Clear();  /* the original meets the same trouble and says it */
+        long long size = -1;
+        if (ok && int_in(a[A_QUEUE_ID], I32, &r.queue_id) && int_in(a[A_FLAG], I32, &r.flag)
+            && int_in(a[A_SYS_FLAG], I32, &r.sys_flag) && int_in(a[A_BORN_TS], I64, &r.born_ts)
+            && int_in(a[A_RECONSUME], I32, &r.reconsume)
+            && int_in(a[A_PREPARED], I64, &r.prepared) && PyBytes_CheckExact(a[A_BODY])
+            && PyBytes_CheckExact(a[A_BORN_HOST])
+            && PyBytes_GET_SIZE(a[A_BODY]) <= max_body
+            && (r.topic = utf8_of(a[A_TOPIC], &r.topic_len)) != NULL
+            && (r.props = utf8_of(a[A_PROPS], &r.props_len)) != NULL) {
+            r.body = PyBytes_AS_STRING(a[A_BODY]); r.body_len = PyBytes_GET_SIZE(a[A_BODY]);
+            r.born = PyBytes_AS_STRING(a[A_BORN_HOST]); r.born_len = PyBytes_GET_SIZE(a[A_BORN_HOST]);
+            r.store = PyBytes_AS_STRING(store); r.store_len = PyBytes_GET_SIZE(store);
+            size = rec_size(&r);
+        }
+        int crc = size < 0 ? 0 : crc_of(a[A_BODY], &r.crc), written = 0;
+        if (crc > 0 && buf_reserve(&b, (Py_ssize_t)size)) {
+            rec_write(b.p + b.len, &r, size);
+            b.len += (Py_ssize_t)size;
+            PyObject *n = PyLong_FromLongLong(size);
+            written = n != NULL && PyList_Append(sizes, n) == 0;
+            Py_XDECREF(n);
+        }
+        hard_error = !written && PyErr_Occurred() != NULL;
+        for (int j = 0; j < A_COUNT; j++)
+            Py_XDECREF(a[j]);
+        Py_DECREF(m);
+        if (!written)
+            break;  /* an error, or the original's to do */
+    }
+    if (!hard_error && PyList_GET_SIZE(sizes) == PyList_GET_SIZE(msgs)) {
+        PyObject *records = PyByteArray_FromStringAndSize((const char *)b.p, b.len);
+        out = records ? Py_BuildValue("(NO)", records, sizes) : NULL;
+    }
+    buf_free(&b);
+    Py_XDECREF(sizes);
+    if (out != NULL || hard_error)
+        return out;
+    return fallback(B_ENCODE_MESSAGES, args, nargs, NULL);
+}
+
+/* stamp_records(records, sizes, queue_offset, physical_offset, store_timestamp): every
+ * record's place checked before any is written; anything odd goes to the original. */
+PyObject *
+stamp_records(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    long long qoff, phys, ts;
+    Py_buffer v;
+    if (nargs != 5 || !PyList_CheckExact(args[1]) || !int_in(args[2], I64, &qoff)
+        || !int_in(args[3], I64, &phys) || !int_in(args[4], I64, &ts)
+        || PyObject_GetBuffer(args[0], &v, PyBUF_WRITABLE) < 0) {
+        PyErr_Clear();
+        return fallback(B_STAMP_RECORDS, args, nargs, NULL);
+    }
+    unsigned char *d = v.buf;
+    PyObject *sizes = args[1];
+    Py_ssize_t n = PyList_GET_SIZE(sizes);
+    long long pos = 0, size;
+    int ok = qoff <= LLONG_MAX - n;
+    for (Py_ssize_t i = 0; ok && i < n; i++) {
+        ok = int_in(PyList_GET_ITEM(sizes, i), 1, v.len, &size) && pos + 52 <= v.len
+             && phys <= LLONG_MAX - pos
+             && pos + 48 + (rd32(d + pos + 36) & BORNHOST_V6_FLAG ? 20 : 8) + 8 <= v.len;
+        pos += size;
+    }
+    for (Py_ssize_t i = 0, at = 0; ok && i < n; i++) {
+        unsigned char *rec = d + at;
+        wr64(rec + 20, (uint64_t)(qoff + i));
+        wr64(rec + 28, (uint64_t)(phys + at));
+        wr64(rec + 48 + (rd32(rec + 36) & BORNHOST_V6_FLAG ? 20 : 8), (uint64_t)ts);
+        at += (Py_ssize_t)PyLong_AsLongLong(PyList_GET_ITEM(sizes, i));
+    }
+    PyBuffer_Release(&v);
+    if (!ok)
+        return fallback(B_STAMP_RECORDS, args, nargs, NULL);
+    Py_RETURN_NONE;
+}
+
+#define INDEX_HEADER_SIZE 40
+
+/* index_put(buf, slots, count, limit, begin_timestamp, topic, keys, offsets, store_timestamp)
+ * -> count: every key hashed and every place checked before anything is written, so that
+ * anything odd goes to the original with the file as it was. */
+PyObject *
+index_put(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    long long slots, count, limit, begin, stamp, diff;
+    Py_buffer v;
+    if (nargs != 9 || !int_in(args[1], 1, 2147483647LL, &slots)
+        || !int_in(args[2], 0, 2147483647LL, &count) || !int_in(args[3], I32, &limit)
+        || !int_in(args[4], I64, &begin) || !int_in(args[8], I64, &stamp)
+        || !PyUnicode_CheckExact(args[5]) || !PyList_CheckExact(args[6])
+        || !PyList_CheckExact(args[7]) || __builtin_sub_overflow(stamp, begin, &diff)
+        || PyObject_GetBuffer(args[0], &v, PyBUF_WRITABLE) < 0) {
+        PyErr_Clear();
+        return fallback(B_INDEX_PUT, args, nargs, NULL);
+    }
+    diff = diff < 0 ? 0 : diff / 1000;
+    if (diff > 0x7FFFFFFF)
+        diff = 0x7FFFFFFF;
+    PyObject *keys = args[6], *offsets = args[7];
+    Py_ssize_t n = PyList_GET_SIZE(keys);
+    if (PyList_GET_SIZE(offsets) < n)
+        n = PyList_GET_SIZE(offsets);
+    if (n > limit - count)
+        n = limit > count ? (Py_ssize_t)(limit - count) : 0;
+    uint32_t *hashes = PyMem_Malloc(sizeof(uint32_t) * (n ? n : 1));
+    long long *phys = PyMem_Malloc(sizeof(long long) * (n ? n : 1));
+    uint32_t topic_hash = 0;
+    int ok = hashes != NULL && phys != NULL && hash_more(args[5], &topic_hash);
+    topic_hash = 31 * topic_hash + '#';
+    long long table = INDEX_HEADER_SIZE + slots * 4;
+    ok = ok && table + (count + n) * 20 <= v.len;
+    for (Py_ssize_t i = 0; ok && i < n; i++) {
+        PyObject *key = PyList_GET_ITEM(keys, i);
+        uint32_t h = topic_hash;
+        ok = PyUnicode_CheckExact(key) && hash_more(key, &h)
+             && int_in(PyList_GET_ITEM(offsets, i), I64, &phys[i]);
+        int32_t j = (int32_t)h;  /* index_key_hash: |hashCode|, Integer.MIN_VALUE to 0 */
+        hashes[i] = j == INT32_MIN ? 0 : (uint32_t)(j < 0 ? -j : j);
+    }
+    for (Py_ssize_t i = 0; ok && i < n; i++, count++) {
+        unsigned char *slot = (unsigned char *)v.buf + INDEX_HEADER_SIZE + hashes[i] % slots * 4;
+        int32_t prev = rd32(slot);
+        if (prev <= 0 || prev > count)
+            prev = 0;
+        unsigned char *e = (unsigned char *)v.buf + table + count * 20;
+        wr32(e, hashes[i]); wr64(e + 4, (uint64_t)phys[i]); wr32(e + 12, (uint32_t)diff);
+        wr32(e + 16, (uint32_t)prev);
+        wr32(slot, (uint32_t)count);
+    }
+    PyMem_Free(hashes);
+    PyMem_Free(phys);
+    PyBuffer_Release(&v);
+    if (!ok)
+        return fallback(B_INDEX_PUT, args, nargs, NULL);
+    return PyLong_FromLongLong(count);
+}

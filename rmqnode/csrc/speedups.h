@@ -1,0 +1,163 @@
+/* What the accelerator's C files share (rmqnode/speedups.py binds the module they make):
+ * the pure-Python originals and helper objects bound at import, interned attribute names,
+ * big-endian fields, exact-type argument checks and a growable byte buffer. */
+#ifndef RMQNODE_SPEEDUPS_H
+#define RMQNODE_SPEEDUPS_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+/* What the files share stays inside the module: no symbol of theirs can interpose, or be
+ * interposed by, one of the same name elsewhere in the process (only PyInit is exported). */
+#if defined(__GNUC__)
+#pragma GCC visibility push(hidden)
+#endif
+
+/* -- bound Python objects (module.c) ---------------------------------------------------------- */
+
+enum {
+    B_JAVA_HASH, B_DECODE_PROPERTIES, B_DECODE_BATCH, B_ENCODE_RECORD, B_ENCODE,
+    B_DECODE_FRAME, B_DECODE_FRAMES,
+    B_BATCH_ENTRY, B_REMOTING_COMMAND, B_LANGUAGES, B_LANGUAGE_CODES, B_DECODE_JSON_HEADER,
+    B_CRC32, B_ENCODE_MESSAGES, B_PROPERTIES_STRING, B_STAMP_RECORDS, B_INDEX_PUT,
+    B_OFFSET_MSG_IDS, B_COUNT
+};
+
+extern const char *const bound_names[B_COUNT];
+extern PyObject *bound[B_COUNT];
+
+/* Attribute names, interned at import. */
+extern PyObject *s_code, *s_opaque, *s_flag, *s_remark, *s_ext_fields, *s_body, *s_language,
+    *s_version, *s_serialize_type, *s_topic, *s_queue_id, *s_sys_flag, *s_born_timestamp,
+    *s_born_host, *s_reconsume_times, *s_prepared_transaction_offset, *s_properties,
+    *s_properties_string;
+
+/* The pure-Python original, called with the caller's own arguments. */
+PyObject *fallback(int which, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
+
+/* -- big-endian fields ----------------------------------------------------------------------- */
+
+static inline int32_t rd32(const unsigned char *p)
+{
+    return (int32_t)((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]);
+}
+static inline int16_t rd16(const unsigned char *p) { return (int16_t)((uint16_t)p[0] << 8 | p[1]); }
+static inline void wr16(unsigned char *p, uint16_t v) { p[0] = v >> 8; p[1] = (unsigned char)v; }
+static inline void wr32(unsigned char *p, uint32_t v)
+{
+    p[0] = v >> 24; p[1] = (unsigned char)(v >> 16); p[2] = (unsigned char)(v >> 8);
+    p[3] = (unsigned char)v;
+}
+static inline void wr64(unsigned char *p, uint64_t v) { wr32(p, (uint32_t)(v >> 32)); wr32(p + 4, (uint32_t)v); }
+
+/* An exact int within [lo, hi] into *out; 0 (and no exception) when it is anything else. */
+static inline int
+int_in(PyObject *o, long long lo, long long hi, long long *out)
+{
+    if (o == NULL || !PyLong_CheckExact(o))
+        return 0;
+    int overflow;
+    long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
+    if (overflow || (v == -1 && PyErr_Occurred())) {
+        PyErr_Clear();
+        return 0;
+    }
+    if (v < lo || v > hi)
+        return 0;
+    *out = v;
+    return 1;
+}
+#define I16 -32768LL, 32767LL
+#define I32 -2147483648LL, 2147483647LL
+#define I64 LLONG_MIN, LLONG_MAX
+
+/* UTF-8 of an exact str; NULL (and no exception) for anything else, lone surrogates included. */
+static inline const char *
+utf8_of(PyObject *o, Py_ssize_t *len)
+{
+    if (o == NULL || !PyUnicode_CheckExact(o))
+        return NULL;
+    const char *s = PyUnicode_AsUTF8AndSize(o, len);
+    if (s == NULL)
+        PyErr_Clear();
+    return s;
+}
+
+/* -- a growable byte buffer ---------------------------------------------------------------- */
+
+typedef struct {
+    unsigned char *p;
+    Py_ssize_t len, cap;
+    unsigned char small[512];
+} Buf;
+
+static inline void buf_init(Buf *b) { b->p = b->small; b->len = 0; b->cap = sizeof b->small; }
+static inline void buf_free(Buf *b) { if (b->p != b->small) PyMem_Free(b->p); }
+
+static inline int
+buf_reserve(Buf *b, Py_ssize_t more)
+{
+    if (b->len + more <= b->cap)
+        return 1;
+    Py_ssize_t cap = (b->len + more) * 2;
+    unsigned char *p = PyMem_Malloc(cap);
+    if (p == NULL)
+        return 0;
+    memcpy(p, b->p, b->len);
+    buf_free(b);
+    b->p = p;
+    b->cap = cap;
+    return 1;
+}
+
+static inline int
+buf_put(Buf *b, const void *data, Py_ssize_t n)
+{
+    if (!buf_reserve(b, n))
+        return 0;
+    memcpy(b->p + b->len, data, n);
+    b->len += n;
+    return 1;
+}
+
+#define buf_lit(b, s) buf_put((b), (s), (Py_ssize_t)sizeof(s) - 1)
+
+static inline int
+buf_int(Buf *b, long long v)
+{
+    char tmp[24];
+    int n = snprintf(tmp, sizeof tmp, "%lld", v);
+    return buf_put(b, tmp, n);
+}
+
+
+/* -- message.c ------------------------------------------------------------------------------- */
+
+/* String.hashCode continued over `text`'s UTF-16 code units; 0 for a lone surrogate. */
+int hash_more(PyObject *text, uint32_t *hash);
+PyObject *java_hash(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+PyObject *decode_properties(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+PyObject *decode_batch(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+PyObject *offset_msg_ids(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+
+/* -- records.c ------------------------------------------------------------------------------- */
+
+PyObject *encode_record(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                        PyObject *kwnames);
+PyObject *encode_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+PyObject *stamp_records(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+PyObject *index_put(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+
+/* -- frames.c -------------------------------------------------------------------------------- */
+
+PyObject *encode(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
+PyObject *decode_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+PyObject *decode_frames(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
+
+#endif
