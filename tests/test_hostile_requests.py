@@ -178,3 +178,40 @@ def test_start_refuses_unusable_settings_in_one_line(tmp_path, prop):
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and prop.split("=")[0] in lines[0], proc.stderr
+
+
+def test_batches_with_a_transaction_type_or_a_delay_are_refused_as_in_java(tmp_path):
+    """A send whose header said "prepared" (a batch, or one message without TRAN_MSG) once
+    took queue offsets and wrote no entries: the hole ended the queue at recovery, and every
+    later message of it was lost to consumers after kill -9. As in Java, a lone prepared or
+    rolled-back record takes no queue offset, and asyncPutMessages' refusal of transactional
+    and delayed batches (MESSAGE_ILLEGAL) is ours too; an undelayed batch (DELAY 0) goes."""
+    from rmqnode.message import BatchEntry, encode_batch
+    home = tmp_path / "home"
+    home.mkdir()
+    node = Node(list(ARGS), home).wait_started(("namesrv", "broker"))
+    batch = encode_batch([BatchEntry(b"b1"), BatchEntry(b"b2")])
+
+    def send_batch(sys_flag: int, properties: str = "") -> int:
+        return send_v2(node.broker, "Batched", batch, sys_flag, i=properties, m="true").code
+
+    assert send_v2(node.broker, "Batched", b"m0").code == 0
+    # A lone record flagged prepared or rolled back (no TRAN_MSG, so not a half message) is
+    # stored as Java stores it: with queue offset 0, taking none, never consumed.
+    for flag in (0x4, 0xC):
+        resp = send_v2(node.broker, "Batched", b"never consumed", flag)
+        assert resp.code == 0 and resp.ext_fields["queueOffset"] == "0", resp
+    for flag in (0x4, 0x8, 0xC, 0x4 | 0x1):
+        assert send_batch(flag) == ResponseCode.MESSAGE_ILLEGAL, flag
+    assert send_batch(0, "DELAY\x013") == ResponseCode.MESSAGE_ILLEGAL
+    assert send_batch(0, "DELAY\x010") == 0
+    assert send_v2(node.broker, "Batched", b"m1").code == 0
+    assert pull_all(node.broker, "Batched") == [b"m0", b"b1", b"b2", b"m1"]
+    node.proc.send_signal(signal.SIGKILL)
+    node.proc.wait(10)
+    node = Node(list(ARGS), home).wait_started(("namesrv", "broker"))
+    try:
+        assert send_v2(node.broker, "Batched", b"m2").code == 0
+        assert pull_all(node.broker, "Batched") == [b"m0", b"b1", b"b2", b"m1", b"m2"]
+    finally:
+        node.stop()

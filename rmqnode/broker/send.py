@@ -121,6 +121,18 @@ def _without_wait(props: dict[str, str]) -> str | None:
     return stored
 
 
+def _delayed(props: dict[str, str]) -> bool:
+    """Whether a message's DELAY asks for a delay, as Java's getDelayTimeLevel() > 0 reads it
+    (text that is not a number fails a Java send too)."""
+    level = props.get(DELAY)
+    if level is None:
+        return False
+    try:
+        return int(level) > 0
+    except ValueError:
+        return True
+
+
 class SendProcessor:
     def __init__(self, broker: BrokerController) -> None:
         self.broker = broker
@@ -145,7 +157,12 @@ class SendProcessor:
             if topic.startswith(RETRY_PREFIX):
                 return cmd.response(ResponseCode.MESSAGE_ILLEGAL,
                                     "batch request does not support retry group " + topic)
-            messages = self._batch(common, entries, decode_properties(h.get(n.properties) or ""))
+            shared = decode_properties(h.get(n.properties) or "")
+            if common.sys_flag & TRANSACTION_MASK or _delayed(shared):
+                # CommitLog.asyncPutMessages: a batch is neither a transaction nor delayed
+                return cmd.response(*self.refusal(st.PutResult(
+                    st.MESSAGE_ILLEGAL, remark="a batch cannot be transactional or delayed")))
+            messages = self._batch(common, entries, shared)
         else:
             props = decode_properties(h.get(n.properties) or "")
             messages = [self.message(common, cmd.body, props,

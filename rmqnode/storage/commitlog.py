@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from rmqnode.message import MessageExt
+from rmqnode.storage.dispatch import goes_to_queue
 from rmqnode.storage.mapped_file import MappedFile, MappedFileQueue
-from rmqnode.storage.records import (END_FILE_MIN_BLANK_LENGTH, Blank, CorruptRecord,
-                                     check_record, decode_record, encode_blank, stamp_records)
+from rmqnode.storage.records import (END_FILE_MIN_BLANK_LENGTH, POS_SYS_FLAG, Blank,
+                                     CorruptRecord, check_record, decode_record, encode_blank,
+                                     stamp_records)
 
 T = TypeVar("T")
 
@@ -72,15 +74,25 @@ class CommitLog:
     def append(self, records: bytearray, topic: str, queue_id: int,
                sizes: list[int]) -> Appended:
         """Place encoded records of one queue laid end to end (one, or a batch), whose sizes
-        are `sizes`: patch in physical offsets, queue offsets and the store time, copy."""
+        are `sizes`: patch in physical offsets, queue offsets and the store time, copy.
+
+        A prepared or rolled-back transaction record, which no consume queue will hold, is
+        written with queue offset 0 and takes none, as Java's DefaultAppendMessageCallback
+        does: an offset taken without an entry would leave a hole that ends the queue when
+        it is rebuilt. (Batches cannot be transactional: the send refuses them, as Java.)"""
         mf = self._file_for(len(records))
         wrote = mf.end_offset
         now = int(time.time() * 1000)
         key = (topic, queue_id)
         queue_offset = self.topic_queue_table.get(key, 0)
+        taken = len(sizes)
+        if taken == 1 and not goes_to_queue(int.from_bytes(
+                records[POS_SYS_FLAG:POS_SYS_FLAG + 4], "big", signed=True)):
+            queue_offset = taken = 0
         stamp_records(records, sizes, queue_offset, wrote, now)
         mf.append(records)
-        self.topic_queue_table[key] = queue_offset + len(sizes)
+        if taken:
+            self.topic_queue_table[key] = queue_offset + taken
         return Appended(wrote, len(records), queue_offset, now)
 
     def append_data(self, offset: int, data: bytes | memoryview) -> None:
