@@ -182,10 +182,11 @@ def test_start_refuses_unusable_settings_in_one_line(tmp_path, prop):
 
 def test_batches_with_a_transaction_type_or_a_delay_are_refused_as_in_java(tmp_path):
     """A send whose header said "prepared" (a batch, or one message without TRAN_MSG) once
-    took queue offsets and wrote no entries: the hole ended the queue at recovery, and every
-    later message of it was lost to consumers after kill -9. As in Java, a lone prepared or
-    rolled-back record takes no queue offset, and asyncPutMessages' refusal of transactional
-    and delayed batches (MESSAGE_ILLEGAL) is ours too; an undelayed batch (DELAY 0) goes."""
+    took queue offsets and wrote no entries: an all-zero slot in the consume queue, offsets
+    and lag that differ from Java's (no message was seen lost across kill -9 and restart,
+    which this test also checks). As in Java, a lone prepared or rolled-back record takes no
+    queue offset, and asyncPutMessages' refusal of transactional and delayed batches
+    (MESSAGE_ILLEGAL) is ours too; an undelayed batch (DELAY 0) goes."""
     from rmqnode.message import BatchEntry, encode_batch
     home = tmp_path / "home"
     home.mkdir()
