@@ -28,9 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from conftest import Node  # noqa: E402 - tests/ is on the path only from here on
 from remoting import call  # noqa: E402
-from test_fuzz import (TOPIC, Findings, Fuzzer, Link, crash_lines,  # noqa: E402
-                       crash_signatures, frame, handled_codes, json_header, run_frames,
-                       sandbox, seed_node, still_serves, templates_by_code, tree)
+from fuzz_load import Findings, Fuzzer, Link, frame, json_header, run_frames  # noqa: E402
+from fuzz_requests import TOPIC  # noqa: E402
+from test_fuzz import (crash_lines, crash_signatures, handled_codes, sandbox,  # noqa: E402
+                       seed_node, still_serves, templates_by_code, tree)
 
 from rmqnode.net.client import RemotingClient  # noqa: E402
 from rmqnode.net.codec import SERIALIZE_JSON, RemotingCommand  # noqa: E402
