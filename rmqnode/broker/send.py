@@ -203,11 +203,11 @@ class SendProcessor:
     def checked_topic(self, h: dict[str, str], producer: str, n: Names = V1
                       ) -> tuple[TopicConfig, asyncio.Task | None, int]:
         """msgCheck of a header (its fields named by `n`) for a producer at `producer` (its
-        address, for remarks): the topic's
-        config (created from its default topic if need be, with its name-server registration
-        under way, else None) and the queue to write, a random one for -1. A refusal raises
-        Java's code and remark. A slave refuses first, as its store would (Java checks the
-        topic before, and may create on a slave a topic its next sync then drops)."""
+        address, for remarks): the topic's config (created from its default topic if need
+        be, with its name-server registration under way, else None) and the queue to write,
+        a random one for -1. A refusal raises Java's code and remark. A slave refuses first,
+        as its store would (Java checks the topic before, and may create on a slave a topic
+        its next sync then drops)."""
         if self.broker.is_slave:
             raise RemotingError(*self.refusal(st.PutResult(st.SERVICE_NOT_AVAILABLE)))
         topic = h.get(n.topic) or ""
