@@ -89,8 +89,17 @@ def main() -> None:
 
 
 # Where each accelerated function lives: the pure ones call each other through these globals.
-HOMES = {"encode": codec, "decode_frame": codec, "decode_frames": codec, "java_hash": message,
-         "decode_properties": message, "decode_batch": message, "encode_record": records}
+HOMES = {"encode": codec, "decode_frame": codec, "decode_frames": codec,
+         "decode_json_header": codec, "java_hash": message, "decode_properties": message,
+         "decode_batch": message, "encode_record": records}
+
+# A send as the C++ client 2.x writes it (tests/fixtures/wire cpp21-transactions, less its ACL
+# fields): some extFields values are JSON numbers, the properties escaped, a newline at the end.
+CPP_SEND_HEADER = (
+    b'{"code":310,"extFields":{"a":"PID_PUB","b":"BenchTopic","c":"TBW102","d":4,"e":0,"f":0,'
+    b'"g":"1795560206258","h":0,"i":"KEYS\\u0001k1 k2\\u0002TAGS\\u0001TagA\\u0002WAIT'
+    b'\\u0001true\\u0002UNIQ_KEY\\u00017F0000011F9C18B4AAC27C4E2A5B0000\\u0002","j":"0",'
+    b'"k":"0","l":16,"m":"0"},"flag":0,"language":"CPP","opaque":2,"remark":"","version":333}\n')
 
 
 @contextmanager
@@ -121,6 +130,16 @@ def ab_cases() -> list[tuple[str, int, object]]:
         cases.append((f"encode SEND_MESSAGE_V2 {name}", 1, lambda c=c: codec.encode(c)))
         cases.append((f"decode SEND_MESSAGE_V2 {name} (64 coalesced)", 64,
                       lambda s=stream: codec.decode_frames(s, DEFAULT_MAX_FRAME)))
+    ours = codec.encode_json_header(send_request(SERIALIZE_JSON))
+    cpp_stream = bytearray(struct.pack(">ii", 4 + len(CPP_SEND_HEADER) + 128, len(CPP_SEND_HEADER))
+                           + CPP_SEND_HEADER + b"x" * 128) * 64
+    cases += [
+        ("decode_json_header SEND_MESSAGE_V2, ours", 1, lambda: codec.decode_json_header(ours)),
+        ("decode_json_header SEND_MESSAGE_V2, C++'s", 1,
+         lambda: codec.decode_json_header(CPP_SEND_HEADER)),
+        ("decode SEND_MESSAGE_V2 C++'s JSON (64 coalesced)", 64,
+         lambda s=cpp_stream: codec.decode_frames(s, DEFAULT_MAX_FRAME)),
+    ]
     answer = send_request(SERIALIZE_JSON).response(fields={"msgId": "0" * 32, "queueId": 3,
                                                            "queueOffset": 7})
     cases += [

@@ -264,7 +264,7 @@ binary_command(const unsigned char *d, Py_ssize_t n, PyObject *body)
     items[2] = PyLong_FromLong(flag);
     items[5] = Py_NewRef(body);
     items[6] = 0 <= language && language < PyTuple_GET_SIZE(langs)
-                   ? Py_NewRef(PyTuple_GET_ITEM(langs, language)) : PyUnicode_FromString("OTHER");
+                   ? Py_NewRef(PyTuple_GET_ITEM(langs, language)) : Py_NewRef(s_OTHER);
     items[7] = PyLong_FromLong(version);
     items[8] = PyLong_FromLong(SERIALIZE_ROCKETMQ);
     for (int i = 0; i < 9; i++)
@@ -298,9 +298,10 @@ frame_command(const unsigned char *d, Py_ssize_t n)
     PyObject *cmd;
     if (st == SERIALIZE_ROCKETMQ) {
         cmd = binary_command(d + 4, hlen, body);
-    } else if (bound[B_DECODE_JSON_HEADER] == NULL) {
-        cmd = NULL;
-    } else {
+    } else if ((cmd = json_command(d + 4, hlen, body)) != NULL || PyErr_Occurred()
+               || bound[B_DECODE_JSON_HEADER] == NULL) {
+        /* decoded in C, an error, or nothing to hand the header to */
+    } else {  /* the pure-Python original, which accepts it or words the refusal */
         PyObject *header = PyBytes_FromStringAndSize((const char *)d + 4, hlen);
         cmd = header ? PyObject_Vectorcall(bound[B_DECODE_JSON_HEADER], &header, 1, NULL) : NULL;
         Py_XDECREF(header);

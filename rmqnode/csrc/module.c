@@ -1,5 +1,5 @@
 /* The accelerator's module: compiled twins of the byte-level hot functions (rmqnode/speedups.py
- * binds them), defined in message.c, records.c and frames.c beside this file.
+ * binds them), defined in message.c, records.c, frames.c and json.c beside this file.
  *
  * Each function here takes the same arguments as its pure-Python original and gives the same
  * result. Only the common, well-formed case is done in C: whatever is unusual (a malformed
@@ -24,7 +24,7 @@ PyObject *bound[B_COUNT];
 PyObject *s_code, *s_opaque, *s_flag, *s_remark, *s_ext_fields, *s_body, *s_language,
     *s_version, *s_serialize_type, *s_topic, *s_queue_id, *s_sys_flag, *s_born_timestamp,
     *s_born_host, *s_reconsume_times, *s_prepared_transaction_offset, *s_properties,
-    *s_properties_string;
+    *s_properties_string, *s_OTHER;
 
 static PyObject *
 bind(PyObject *self, PyObject *args)
@@ -70,6 +70,7 @@ static PyMethodDef methods[] = {
     {"encode", (PyCFunction)(void (*)(void))encode, METH_FASTCALL | METH_KEYWORDS, NULL},
     {"decode_frame", (PyCFunction)(void (*)(void))decode_frame, METH_FASTCALL, NULL},
     {"decode_frames", (PyCFunction)(void (*)(void))decode_frames, METH_FASTCALL, NULL},
+    {"decode_json_header", (PyCFunction)(void (*)(void))decode_json_header, METH_FASTCALL, NULL},
     {NULL, NULL, 0, NULL},
 };
 
@@ -90,6 +91,7 @@ PyInit__speedups(void)
         {&s_reconsume_times, "reconsume_times"},
         {&s_prepared_transaction_offset, "prepared_transaction_offset"},
         {&s_properties, "properties"}, {&s_properties_string, "properties_string"},
+        {&s_OTHER, "OTHER"},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if ((*names[i].slot = PyUnicode_InternFromString(names[i].name)) == NULL)

@@ -32,7 +32,7 @@ extern PyObject *bound[B_COUNT];
 extern PyObject *s_code, *s_opaque, *s_flag, *s_remark, *s_ext_fields, *s_body, *s_language,
     *s_version, *s_serialize_type, *s_topic, *s_queue_id, *s_sys_flag, *s_born_timestamp,
     *s_born_host, *s_reconsume_times, *s_prepared_transaction_offset, *s_properties,
-    *s_properties_string;
+    *s_properties_string, *s_OTHER;
 
 /* The pure-Python original, called with the caller's own arguments. */
 PyObject *fallback(int which, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
@@ -149,6 +149,13 @@ PyObject *encode_record(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
 PyObject *encode_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 PyObject *stamp_records(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 PyObject *index_put(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+
+/* -- json.c ---------------------------------------------------------------------------------- */
+
+/* decode_json_header of a header in the common shape, `body` given: NULL with an exception set
+ * is an error, NULL without one means "hand it to the pure-Python original". */
+PyObject *json_command(const unsigned char *d, Py_ssize_t n, PyObject *body);
+PyObject *decode_json_header(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 
 /* -- frames.c -------------------------------------------------------------------------------- */
 

@@ -234,6 +234,10 @@ def decode_json_header(data: bytes | memoryview) -> RemotingCommand:
     return decode_json_header_std(data)
 
 
+decode_json_header = accelerate(decode_json_header, RemotingCommand=RemotingCommand,
+                                LANGUAGE_CODES=LANGUAGE_CODES)
+
+
 def _java_strings(ext: dict[str, object]) -> dict[str, str]:
     """extFields with Java's string values: Java sends strings only; the C++ client and
     ali-ons send a few numbers, converted in place (JSON object keys are strings already)."""
@@ -377,8 +381,7 @@ def decode_frame(frame: bytes | memoryview) -> RemotingCommand:
     return cmd
 
 
-decode_frame = accelerate(decode_frame, RemotingCommand=RemotingCommand, LANGUAGES=LANGUAGES,
-                          decode_json_header=decode_json_header)
+decode_frame = accelerate(decode_frame, RemotingCommand=RemotingCommand, LANGUAGES=LANGUAGES)
 
 
 def decode_frames(buf: bytearray, max_frame: int, pos: int = 0) -> tuple[list[RemotingCommand], int]:
