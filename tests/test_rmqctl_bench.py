@@ -18,6 +18,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 import matrix  # noqa: E402 - benchmarks/ is scripts, not a package
 import run as bench_run  # noqa: E402
+from rows import Row  # noqa: E402
 from servers import start_floor  # noqa: E402
 from servers import start_node as start_bench_node  # noqa: E402
 
@@ -141,33 +142,49 @@ def test_run_py_target_rounds_pair_each_figure_with_its_reference(tmp_path):
     """The targets are judged on rounds that load fresh nodes of both flush modes and the
     floor in turn; each row is the round with the median ratio, against that same round's
     reference, and every run is listed in the report."""
-    plan = bench_run.Plan(seconds=0.5, sizes=(128,), connections=(16,), batches=(1,),
+    plan = bench_run.Plan(seconds=0.5, sizes=(128,), connections=(16,), batches=(1, 32),
                           drain=0, cpp_threads=(), cpp_seconds=0.0, topics=0, store_bytes=0)
     report = bench_run.Report(plan, tmp_path)
     with start_floor(tmp_path / "floor") as floor:
         report.targets(floor)
     rounds = bench_run.TARGET_ROUNDS
-    assert [r.name for r in report.rows] == [
-        f"produce 128 B, 16 conn, batch 1, {flush}, median of {rounds}"
-        for flush in ("ASYNC_FLUSH", "SYNC_FLUSH")]
+    assert [(r.name, r.baseline_name) for r in report.rows] == [
+        (f"produce 128 B, 16 conn, batch {batch}, {flush}, median of {rounds}",
+         f"{ref}, same round") for flush, batch, ref, _, _ in bench_run.TARGETS]
     runs = {}
     for line in report.target_runs:
         name, figures = line.split(": ")
         runs[name] = [float(f.replace(",", "")) for f in figures.removesuffix(" msgs/s")
                       .split(" / ")]
-    assert sorted(runs) == ["ASYNC_FLUSH, 128 B, batch 1", "SYNC_FLUSH, 128 B, batch 1",
-                            "floor, 128 B, batch 1"]
+    assert sorted(runs) == sorted(f"{name}, 128 B, batch {batch}" for batch in (1, 32)
+                                  for name in ("ASYNC_FLUSH", "SYNC_FLUSH", "floor"))
     assert all(len(figures) == rounds and min(figures) > 0 for figures in runs.values())
-    for row, mine, ref in ((report.rows[0], "ASYNC_FLUSH", "floor"),
-                           (report.rows[1], "SYNC_FLUSH", "ASYNC_FLUSH")):
-        ratios = sorted(a / b for a, b in zip(runs[f"{mine}, 128 B, batch 1"],
-                                              runs[f"{ref}, 128 B, batch 1"]))
-        assert row.baseline_name == f"{ref}, same round"
+    for row, (mine, batch, ref, least, whose) in zip(report.rows, bench_run.TARGETS):
+        ratios = sorted(a / b for a, b in zip(runs[f"{mine}, 128 B, batch {batch}"],
+                                              runs[f"{ref}, 128 B, batch {batch}"]))
         assert abs(row.value / row.baseline - ratios[rounds // 2]) < 0.01
-        assert row.passed == (row.value >= 0.5 * row.baseline)
+        assert row.passed == (row.value >= least * row.baseline)
+        assert row.target == f">= {least}x {ref} ({whose})"
     out = tmp_path / "RESULTS.md"
     bench_run.write_report(out, report, "python benchmarks/run.py", 1.0)
     assert all(line in out.read_text() for line in report.target_runs)
+
+
+def test_run_py_judges_the_cpp_rows_by_issue_21s_targets():
+    """A C++ row passes only on both counts: its rate against the native floor (when one
+    ran) and the node's CPU per message."""
+    def judged(value: float, native: float | None, cpu: float, threads: int):
+        row = Row("C++", value, "msgs/s", baseline_name="native floor" if native else "",
+                  baseline=native, cpu_us=cpu)
+        bench_run.Report.judge_cpp(row, *bench_run.CPP_TARGETS[threads])
+        return row.passed, row.target
+    assert judged(20_000, 22_000, 15.0, 16) == (
+        True, ">= 0.9x native floor, <= 16 us/msg (issue 21)")
+    assert judged(12_000, 22_000, 15.0, 16)[0] is False
+    assert judged(20_000, 22_000, 30.0, 16)[0] is False
+    assert judged(20_000, None, 15.0, 16) == (True, "<= 16 us/msg (issue 21)")
+    assert judged(4_000, 6_000, 34.0, 1) == (True, "<= 35 us/msg (issue 21)")
+    assert judged(4_000, 6_000, 88.0, 1)[0] is False
 
 
 def test_matrix_rows_pair_each_figure_with_its_baseline(tmp_path):
