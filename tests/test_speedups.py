@@ -27,7 +27,8 @@ from wire import flows, frames
 ALL_FRAMES = [f for flow in flows() for f in frames(flow)]
 ACCELERATED = {"java_hash", "decode_properties", "decode_batch", "encode_record", "encode",
                "decode_frame", "decode_frames", "encode_messages", "stamp_records", "index_put",
-               "offset_msg_ids", "decode_json_header"}
+               "offset_msg_ids", "decode_json_header",
+               "properties_string", "integer", "int32"}
 
 
 def outcome(fn, *args, **kwargs):
@@ -500,6 +501,91 @@ def test_random_and_odd_index_puts_write_identically():
             same_in_place("index_put", bytearray(index_file_size(slots, limit)), *args)
             same_in_place("index_put", bytearray(100), *args)
     same("index_put", bytes(index_file_size(slots, limit)), *base)
+
+
+# -- the send path's fields (csrc/send.c) ---------------------------------------------------
+
+
+def bucket_mates(count: int, bucket: int = 5) -> list[str]:
+    """`count` names that share one bucket of a 16-slot HashMap (and so grow a small table by
+    treeifying, not by load)."""
+    names = []
+    for i in range(200_000):
+        name = f"K{i}"
+        h = speedups.PURE["java_hash"](name) & 0xFFFFFFFF
+        if (h ^ h >> 16) & 15 == bucket:
+            names.append(name)
+            if len(names) == count:
+                return names
+    raise AssertionError("too few names in one bucket")
+
+
+def test_java_store_properties_write_identically(java_store_pristine):
+    """Every record's properties, and as a send writes them (WAIT counted, not written)."""
+    for _, rec in java_records(java_store_pristine):
+        props = rec.properties
+        same("properties_string", props)
+        same("properties_string", props, len(props) + 1)
+        same("properties_string", {**props, "WAIT": "true"})
+
+
+def test_random_and_odd_properties_write_identically():
+    rng = random.Random(2121)
+    names = ["TAGS", "KEYS", "UNIQ_KEY", "WAIT", "CLUSTER", "DELAY", "TRAN_MSG", "PGROUP",
+             "MAX_OFFSET", "MIN_OFFSET", "REAL_TOPIC", "REAL_QID", "RETRY_TOPIC"]
+    for _ in range(3000):
+        props = {rng.choice(names + [random_text(rng, 6)]): random_text(rng, 10)
+                 for _ in range(rng.randrange(40))}
+        same("properties_string", props)
+        same("properties_string", props, rng.choice([0, 1, len(props) + 1, 13, 97, 3000]))
+    for count in (8, 9, 17, 30, 40):  # one crowded bucket: resized below 64, not above
+        mates = bucket_mates(count)
+        for extra in (0, 3, 12, 60):
+            props = {k: k.lower() for k in mates + [f"x{i}" for i in range(extra)]}
+            same("properties_string", props)
+            same("properties_string", props, 50)
+    big = {f"name{i}": str(i) for i in range(3000)}
+    assert same("properties_string", big)[0] == "returned"
+    same("properties_string", {f"n{i}": "v" for i in range(70_000)})  # past the C limit
+    base = {"TAGS": "a", "UNIQ_KEY": "b"}
+    for odd in ({}, {"\ud800": "x"}, {"TAGS": "\udfff"}, {"TAGS": 5}, {5: "x"}, {b"K": "v"},
+                {"": ""}, {"\U0001f600": "\u65e5"}, None, [("a", "b")], "TAGS\x01a"):
+        same("properties_string", odd)
+        same("properties_string", odd, 3)
+    class Props(dict):
+        pass
+    for peak in (-1, 2**16, 2**16 + 1, 2**70, True, 2.0, "3", None):
+        same("properties_string", base, peak)
+    same("properties_string", Props(base))
+    same("properties_string", base, peak=4)
+    same("properties_string", base, 1, 2)
+    same("properties_string")
+
+
+def test_header_numbers_read_identically():
+    values = ["0", "-0", "+0", "7", "007", "-1", "1024", "2147483647", "2147483648",
+              "-2147483648", "-2147483649", "1700000000000", "9223372036854775807",
+              "9223372036854775808", "-9223372036854775808", "-9223372036854775809",
+              "1" * 19, "1" * 20, "0" * 25, "", "+", "-", "+-1", " 1", "1 ", "1_000", "1e3",
+              "0x10", "\uff11", "\u0663", "1\x00", "\ud800", None, 1, 1.0, True, b"1", ["1"]]
+    rng = random.Random(7)
+    values += [str(rng.randrange(-2**64, 2**64) // 10 ** rng.randrange(20)) for _ in range(500)]
+    for value in values:
+        same("integer", value, "bornTimestamp")
+        same("integer", value, "f", 1, 100)
+        same("integer", value, "f", -2**31, 2**31 - 1, 9)
+        same("integer", value, "f", 0, 2**70)
+        same("integer", value, "f", "0", 5)
+        same("integer", value, "f", default=4)
+        same("integer", value, 5)
+        same("int32", value, "sysFlag")
+        same("int32", value, "sysFlag", 0)
+        same("int32", value, "sysFlag", None)
+        same("int32", value, "sysFlag", default=-1)
+        same("int32", value, b"field", 0)
+    same("integer", "1")
+    same("int32", "1")
+    same("int32", "1", "f", 0, 0)
 
 
 def test_a_machine_without_a_compiler_still_builds(tmp_path):

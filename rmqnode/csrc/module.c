@@ -1,5 +1,5 @@
 /* The accelerator's module: compiled twins of the byte-level hot functions (rmqnode/speedups.py
- * binds them), defined in message.c, records.c, frames.c and json.c beside this file.
+ * binds them), defined in message.c, records.c, frames.c, json.c and send.c beside this file.
  *
  * Each function here takes the same arguments as its pure-Python original and gives the same
  * result. Only the common, well-formed case is done in C: whatever is unusual (a malformed
@@ -17,6 +17,7 @@ const char *const bound_names[B_COUNT] = {
     "BatchEntry", "RemotingCommand", "LANGUAGES", "LANGUAGE_CODES", "decode_json_header",
     "crc32", "encode_messages", "properties_string", "stamp_records", "index_put",
     "offset_msg_ids",
+    "integer", "int32",
 };
 PyObject *bound[B_COUNT];
 
@@ -71,6 +72,9 @@ static PyMethodDef methods[] = {
     {"decode_frame", (PyCFunction)(void (*)(void))decode_frame, METH_FASTCALL, NULL},
     {"decode_frames", (PyCFunction)(void (*)(void))decode_frames, METH_FASTCALL, NULL},
     {"decode_json_header", (PyCFunction)(void (*)(void))decode_json_header, METH_FASTCALL, NULL},
+    {"properties_string", (PyCFunction)(void (*)(void))properties_string, METH_FASTCALL | METH_KEYWORDS, NULL},
+    {"integer", (PyCFunction)(void (*)(void))integer, METH_FASTCALL | METH_KEYWORDS, NULL},
+    {"int32", (PyCFunction)(void (*)(void))int32, METH_FASTCALL | METH_KEYWORDS, NULL},
     {NULL, NULL, 0, NULL},
 };
 

@@ -159,10 +159,9 @@ encode_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
                 ok = 0;
         if (ok && a[A_PROPS] == Py_None) {  /* written from the dict, in Java's order */
             PyObject *props = PyObject_GetAttr(m, s_properties);
-            ok = props != NULL && bound[B_PROPERTIES_STRING] != NULL;
+            ok = props != NULL;
             if (ok) {
-                Py_SETREF(a[A_PROPS], PyObject_Vectorcall(bound[B_PROPERTIES_STRING], &props, 1,
-                                                          NULL));
+                Py_SETREF(a[A_PROPS], properties_string(NULL, &props, 1, NULL));  /* send.c */
                 ok = a[A_PROPS] != NULL;
             }
             Py_XDECREF(props);

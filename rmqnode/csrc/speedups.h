@@ -22,7 +22,9 @@ enum {
     B_DECODE_FRAME, B_DECODE_FRAMES,
     B_BATCH_ENTRY, B_REMOTING_COMMAND, B_LANGUAGES, B_LANGUAGE_CODES, B_DECODE_JSON_HEADER,
     B_CRC32, B_ENCODE_MESSAGES, B_PROPERTIES_STRING, B_STAMP_RECORDS, B_INDEX_PUT,
-    B_OFFSET_MSG_IDS, B_COUNT
+    B_OFFSET_MSG_IDS,
+    B_INTEGER, B_INT32,
+    B_COUNT
 };
 
 extern const char *const bound_names[B_COUNT];
@@ -149,6 +151,13 @@ PyObject *encode_record(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
 PyObject *encode_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 PyObject *stamp_records(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 PyObject *index_put(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+
+/* -- send.c -------------------------------------------------------------------------------- */
+
+PyObject *properties_string(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                            PyObject *kwnames);
+PyObject *integer(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
+PyObject *int32(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
 
 /* -- json.c ---------------------------------------------------------------------------------- */
 

@@ -185,7 +185,7 @@ def encode_messages(messages: list, store_host: bytes, max_body: int
     return out, sizes
 
 
-encode_messages = accelerate(encode_messages, properties_string=properties_string)
+encode_messages = accelerate(encode_messages)
 
 
 def stamp_records(records: bytearray, sizes: list[int], queue_offset: int,
