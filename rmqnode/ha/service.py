@@ -65,6 +65,8 @@ class HAService:
         status becomes FLUSH_DISK_TIMEOUT, FLUSH_SLAVE_TIMEOUT (no ack within slaveTimeout)
         or SLAVE_NOT_AVAILABLE (no slave, or one more than haSlaveFallbehindMax behind),
         the slave's verdict winning. False, with no callback, when nothing is to wait for."""
+        if not (self.store.sync_flush or self.config.brokerRole == SYNC_MASTER):
+            return False  # ASYNC_FLUSH on a master or an ASYNC_MASTER: the common case
         flush = self.store.must_wait_flush(result, messages)
         replicate = self.must_wait_replica(result, messages)
         if not (flush or replicate):

@@ -53,12 +53,24 @@ class CommitLog:
     # -- appending -------------------------------------------------------------------------
 
     def needs_new_file(self, size: int) -> bool:
-        last = self.files.last()
-        return last is None or last.remaining < size + END_FILE_MIN_BLANK_LENGTH
+        return self._room_in_last(size) is None
+
+    def _room_in_last(self, size: int) -> MappedFile | None:
+        """The last file, when it has room for `size` bytes and the end-of-file marker: once
+        per put, so read without the properties' calls."""
+        files = self.files.files
+        if files:
+            mf = files[-1]
+            if mf.file_size - mf.wrote_position >= size + END_FILE_MIN_BLANK_LENGTH:
+                return mf
+        return None
 
     def _file_for(self, size: int) -> MappedFile:
         """The file with room for `size` bytes plus the end-of-file marker; a file without it
         is closed with a blank record, as Java does, and the next one started."""
+        mf = self._room_in_last(size)
+        if mf is not None:
+            return mf
         mf = self.files.last_for_append()
         if mf.remaining < size + END_FILE_MIN_BLANK_LENGTH:
             if size + END_FILE_MIN_BLANK_LENGTH > self.file_size:
@@ -81,13 +93,13 @@ class CommitLog:
         does: an offset taken without an entry would leave a hole that ends the queue when
         it is rebuilt. (Batches cannot be transactional: the send refuses them, as Java.)"""
         mf = self._file_for(len(records))
-        wrote = mf.end_offset
+        wrote = mf.file_from_offset + mf.wrote_position
         now = int(time.time() * 1000)
         key = (topic, queue_id)
         queue_offset = self.topic_queue_table.get(key, 0)
         taken = len(sizes)
-        if taken == 1 and not goes_to_queue(int.from_bytes(
-                records[POS_SYS_FLAG:POS_SYS_FLAG + 4], "big", signed=True)):
+        # The transaction type is in the sysFlag's low byte: read without slicing a copy.
+        if taken == 1 and not goes_to_queue(records[POS_SYS_FLAG + 3]):
             queue_offset = taken = 0
         stamp_records(records, sizes, queue_offset, wrote, now)
         mf.append(records)

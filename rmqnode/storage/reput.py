@@ -132,8 +132,10 @@ class QueueDispatch:
         if key in self.stalled:
             return False
         try:
-            self._queue(*key).put(req.queue_offset, req.commit_log_offset, req.size,
-                                  req.tags_code)
+            cq = self.queues.get(key)
+            if cq is None:
+                cq = self._queue(*key)
+            cq.put(req.queue_offset, req.commit_log_offset, req.size, req.tags_code)
         except OSError as exc:
             self.stalled.stall(req, exc)
             return False
