@@ -44,6 +44,7 @@ class QueueDispatch:
     last_dispatched_timestamp: int
     _pending: deque[DispatchRequest | DispatchBatch]
     _reput_scheduled: bool
+    _loop: asyncio.AbstractEventLoop | None  # the running store's: see _schedule_reput
     _retry: asyncio.TimerHandle | None
     _throttled: log.Throttled
 
@@ -209,4 +210,9 @@ class QueueDispatch:
     def _schedule_reput(self) -> None:
         if not self._reput_scheduled:
             self._reput_scheduled = True
-            asyncio.get_running_loop().call_soon(self._reput)
+            # asyncio.get_running_loop() makes a getpid() system call: once per read of
+            # sends is worth saving, so the started store keeps its loop.
+            loop = self._loop
+            if loop is None:
+                loop = asyncio.get_running_loop()
+            loop.call_soon(self._reput)

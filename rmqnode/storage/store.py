@@ -147,6 +147,7 @@ class MessageStore(QueueDispatch):
         self.reput_offset = 0
         self._pending: deque[DispatchRequest | DispatchBatch] = deque()
         self._reput_scheduled = False
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.stalled = StalledQueues()
         self._retry: asyncio.TimerHandle | None = None
         self._throttled = log.Throttled(_log)  # errors that repeat on every send or dispatch
@@ -553,6 +554,7 @@ class MessageStore(QueueDispatch):
         return delete_expired_commitlog(self, time.time(), manual=True)
 
     def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         self.flusher.flushed_offset = self.commitlog.max_offset
         self.flusher.start()
         if self.stalled:  # queues that recovery could not write
@@ -562,6 +564,7 @@ class MessageStore(QueueDispatch):
         self._tasks.append(asyncio.create_task(self._stats_loop()))
 
     async def close(self) -> None:
+        self._loop = None
         for task in self._tasks:
             task.cancel()
         self._tasks.clear()
