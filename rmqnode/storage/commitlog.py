@@ -90,8 +90,9 @@ class CommitLog:
 
         A prepared or rolled-back transaction record, which no consume queue will hold, is
         written with queue offset 0 and takes none, as Java's DefaultAppendMessageCallback
-        does: an offset taken without an entry would leave a hole that ends the queue when
-        it is rebuilt. (Batches cannot be transactional: the send refuses them, as Java.)"""
+        does: an offset taken without an entry would leave an all-zero slot in the queue,
+        and offsets and lag that differ from Java's. (Batches cannot be transactional: the
+        send refuses them, as Java.)"""
         mf = self._file_for(len(records))
         wrote = mf.file_from_offset + mf.wrote_position
         now = int(time.time() * 1000)
