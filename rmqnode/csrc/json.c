@@ -210,6 +210,20 @@ json_int32(Pos *pp, Pos end, long *out)
     return 1;
 }
 
+/* After an object's member: 1 at a ',' (*pp moved past it and the blanks after it), 0 at
+ * the closing '}' (*pp on it), -1 at anything else. */
+static inline int
+next_member(Pos *pp, Pos end)
+{
+    Pos p = skip_ws(*pp, end);
+    if (p < end && *p == ',') {
+        *pp = skip_ws(p + 1, end);
+        return 1;
+    }
+    *pp = p;
+    return p < end && *p == '}' ? 0 : -1;
+}
+
 static inline int
 word(Pos *pp, Pos end, const char *w, Py_ssize_t n)
 {
@@ -288,14 +302,11 @@ ext_object(Pos *pp, Pos end)
         Py_DECREF(value);
         if (rc < 0)
             goto refuse;
-        p = skip_ws(p, end);
-        if (p < end && *p == ',') {
-            p = skip_ws(p + 1, end);
-            continue;
-        }
-        if (p < end && *p == '}')
+        int more = next_member(&p, end);
+        if (more < 0)
+            goto refuse;
+        if (!more)
             break;
-        goto refuse;
     }
     *pp = p + 1;
     if (nulls) {  /* after the whole object: a repeated key keeps its first place */
@@ -378,14 +389,11 @@ json_command(const unsigned char *d, Py_ssize_t n, PyObject *body)
         } else if ((strs[k - K_REMARK] = str_or_null(&p, end)) == NULL) {
             goto refuse;
         }
-        p = skip_ws(p, end);
-        if (p < end && *p == ',') {
-            p = skip_ws(p + 1, end);
-            continue;
-        }
-        if (p < end && *p == '}')
+        int more = next_member(&p, end);
+        if (more < 0)
+            goto refuse;
+        if (!more)
             break;
-        goto refuse;
     }
     if (skip_ws(p + 1, end) != end || !(seen & 1u << K_CODE))
         goto refuse;
