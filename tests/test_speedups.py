@@ -5,6 +5,7 @@ store, and random and hostile input."""
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import random
 import struct
@@ -27,7 +28,7 @@ from wire import flows, frames
 ALL_FRAMES = [f for flow in flows() for f in frames(flow)]
 ACCELERATED = {"java_hash", "decode_properties", "decode_batch", "encode_record", "encode",
                "decode_frame", "decode_frames", "encode_messages", "stamp_records", "index_put",
-               "offset_msg_ids", "decode_json_header",
+               "offset_msg_ids", "place_records", "decode_json_header",
                "properties_string", "integer", "int32"}
 
 
@@ -475,6 +476,42 @@ def test_odd_stamps_and_ids_fail_identically():
         same("offset_msg_ids", bytes(rng.randrange(256) for _ in range(8)),
              rng.randrange(2**62), [rng.randrange(1, 5000) for _ in range(rng.randrange(40))])
     same("offset_msg_ids", "host", 0, [1])
+
+
+def test_records_are_placed_identically_in_a_mapping_or_refused_with_nothing_placed():
+    """place_records (stamp, then copy into the mapped file): each implementation gets its
+    own copies of the records and the mapping; results, exceptions and both buffers agree."""
+    one = Message("T", 1, b"body", properties_string="")
+    six = Message("T", 1, b"b6", properties_string="", born_host=bytes(20))
+    blob, sizes = speedups.PURE["encode_messages"]([one, six, one], bytes(8), 100)
+    size = 4096
+    stamps = [(sizes, 0, 0, 1), ([sizes[0]], 5, 7, 9), ([], 0, 0, 0), (sizes + [10], 0, 0, 0),
+              ([sizes[0], 0, 30], 0, 0, 0), ([len(blob) + 1], 0, 0, 0), ((sizes[0],), 0, 0, 0),
+              (sizes, 2**63 - 2, 0, 0), (sizes, 0, 2**63 - sizes[0], 0), (sizes, 0, 0, 2**63),
+              (sizes, 0.0, 0, 0)]
+    places = [0, 100, size - len(blob), size - len(blob) + 1, size, -1, 2**63, 1.0, True]
+
+    def placed(impl, records, pos, *args):
+        with mmap.mmap(-1, size) as mm:
+            mm[:] = bytes(range(256)) * (size // 256)
+            result = outcome(impl, mm, pos, records, *args)
+            return result, bytes(mm)
+
+    for args in stamps:
+        for pos in places:
+            for records in (blob, blob[:60]):
+                mine, theirs = bytearray(records), bytearray(records)
+                pure = placed(speedups.PURE["place_records"], mine, pos, *args)
+                native = placed(speedups.NATIVE["place_records"], theirs, pos, *args)
+                assert (native, theirs) == (pure, mine), (pos, args)
+    assert placed(speedups.NATIVE["place_records"], bytearray(blob), 8, *stamps[0])[0] == \
+        ("returned", int, 8 + len(blob))
+    for buf in (bytearray(size), bytes(size)):  # not a mapping, or not writable
+        mine, theirs = bytearray(size), bytearray(size)
+        assert outcome(speedups.NATIVE["place_records"], buf, 0, theirs, *stamps[0]) == \
+            outcome(speedups.PURE["place_records"], buf, 0, mine, *stamps[0])
+    same("place_records", bytearray(size), 0, bytes(blob), *stamps[0])
+    same("place_records", bytearray(size), 0, bytearray(blob), *stamps[0][:3])
 
 
 def test_random_and_odd_index_puts_write_identically():

@@ -58,21 +58,23 @@ class BrokerStats:
     def __init__(self, cluster: str) -> None:
         self.cluster = cluster  # the BROKER_* items' key
         self.sets: dict[str, dict[str, StatsItem]] = {name: {} for name in NAMES}
-        # A topic's TOPIC_PUT_NUMS and TOPIC_PUT_SIZE items, which every send counts in
-        self._topic_put: dict[str, tuple[StatsItem, StatsItem]] = {}
+        # A topic's TOPIC_PUT_NUMS and TOPIC_PUT_SIZE items and the cluster's BROKER_PUT_NUMS,
+        # which every send counts in (items are never dropped, so they can be kept here)
+        self._topic_put: dict[str, tuple[StatsItem, StatsItem, StatsItem]] = {}
 
     def put(self, topic: str, messages: int, size: int) -> None:
         """A send stored `messages` messages of `size` bytes in all."""
         items = self._topic_put.get(topic)
         if items is None:
             items = self._topic_put[topic] = (self.item(TOPIC_PUT_NUMS, topic),
-                                              self.item(TOPIC_PUT_SIZE, topic))
-        nums, sizes = items
+                                              self.item(TOPIC_PUT_SIZE, topic),
+                                              self.item(BROKER_PUT_NUMS, self.cluster))
+        nums, sizes, total = items
         nums.value += messages
         nums.times += 1
         sizes.value += size
         sizes.times += 1
-        self.item(BROKER_PUT_NUMS, self.cluster).value += messages
+        total.value += messages
 
     def got(self, topic: str, group: str, messages: list) -> None:
         """A pull or pop returned these stored messages."""

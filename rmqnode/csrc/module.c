@@ -1,5 +1,5 @@
 /* The accelerator's module: compiled twins of the byte-level hot functions (rmqnode/speedups.py
- * binds them), defined in message.c, records.c, frames.c, json.c and send.c beside this file.
+ * binds them), defined in message.c, records.c, append.c, frames.c, json.c and send.c beside this file.
  *
  * Each function here takes the same arguments as its pure-Python original and gives the same
  * result. Only the common, well-formed case is done in C: whatever is unusual (a malformed
@@ -16,7 +16,7 @@ const char *const bound_names[B_COUNT] = {
     "decode_frame", "decode_frames",
     "BatchEntry", "RemotingCommand", "LANGUAGES", "LANGUAGE_CODES", "decode_json_header",
     "crc32", "encode_messages", "properties_string", "stamp_records", "index_put",
-    "offset_msg_ids",
+    "offset_msg_ids", "place_records",
     "integer", "int32",
 };
 PyObject *bound[B_COUNT];
@@ -66,6 +66,7 @@ static PyMethodDef methods[] = {
     {"encode_record", (PyCFunction)(void (*)(void))encode_record, METH_FASTCALL | METH_KEYWORDS, NULL},
     {"encode_messages", (PyCFunction)(void (*)(void))encode_messages, METH_FASTCALL, NULL},
     {"stamp_records", (PyCFunction)(void (*)(void))stamp_records, METH_FASTCALL, NULL},
+    {"place_records", (PyCFunction)(void (*)(void))place_records, METH_FASTCALL, NULL},
     {"index_put", (PyCFunction)(void (*)(void))index_put, METH_FASTCALL, NULL},
     {"offset_msg_ids", (PyCFunction)(void (*)(void))offset_msg_ids, METH_FASTCALL, NULL},
     {"encode", (PyCFunction)(void (*)(void))encode, METH_FASTCALL | METH_KEYWORDS, NULL},

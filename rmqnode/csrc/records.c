@@ -208,8 +208,34 @@ encode_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     return fallback(B_ENCODE_MESSAGES, args, nargs, NULL);
 }
 
-/* stamp_records(records, sizes, queue_offset, physical_offset, store_timestamp): every
- * record's place checked before any is written; anything odd goes to the original. */
+/* Patch each record of d[0:len) (laid end to end, `sizes` long) with its queue offset, physical
+ * offset and store time, as records.stamp_records does: every record's place is checked before
+ * any is written; 0 (nothing written) when one is odd. */
+int
+stamp_buffer(unsigned char *d, Py_ssize_t len, PyObject *sizes, long long qoff, long long phys,
+             long long ts)
+{
+    Py_ssize_t n = PyList_GET_SIZE(sizes);
+    long long pos = 0, size;
+    int ok = qoff <= LLONG_MAX - n;
+    for (Py_ssize_t i = 0; ok && i < n; i++) {
+        ok = int_in(PyList_GET_ITEM(sizes, i), 1, len, &size) && pos + 52 <= len
+             && phys <= LLONG_MAX - pos
+             && pos + 48 + (rd32(d + pos + 36) & BORNHOST_V6_FLAG ? 20 : 8) + 8 <= len;
+        pos += size;
+    }
+    for (Py_ssize_t i = 0, at = 0; ok && i < n; i++) {
+        unsigned char *rec = d + at;
+        wr64(rec + 20, (uint64_t)(qoff + i));
+        wr64(rec + 28, (uint64_t)(phys + at));
+        wr64(rec + 48 + (rd32(rec + 36) & BORNHOST_V6_FLAG ? 20 : 8), (uint64_t)ts);
+        at += (Py_ssize_t)PyLong_AsLongLong(PyList_GET_ITEM(sizes, i));
+    }
+    return ok;
+}
+
+/* stamp_records(records, sizes, queue_offset, physical_offset, store_timestamp): anything odd
+ * goes to the original. */
 PyObject *
 stamp_records(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -221,24 +247,7 @@ stamp_records(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_Clear();
         return fallback(B_STAMP_RECORDS, args, nargs, NULL);
     }
-    unsigned char *d = v.buf;
-    PyObject *sizes = args[1];
-    Py_ssize_t n = PyList_GET_SIZE(sizes);
-    long long pos = 0, size;
-    int ok = qoff <= LLONG_MAX - n;
-    for (Py_ssize_t i = 0; ok && i < n; i++) {
-        ok = int_in(PyList_GET_ITEM(sizes, i), 1, v.len, &size) && pos + 52 <= v.len
-             && phys <= LLONG_MAX - pos
-             && pos + 48 + (rd32(d + pos + 36) & BORNHOST_V6_FLAG ? 20 : 8) + 8 <= v.len;
-        pos += size;
-    }
-    for (Py_ssize_t i = 0, at = 0; ok && i < n; i++) {
-        unsigned char *rec = d + at;
-        wr64(rec + 20, (uint64_t)(qoff + i));
-        wr64(rec + 28, (uint64_t)(phys + at));
-        wr64(rec + 48 + (rd32(rec + 36) & BORNHOST_V6_FLAG ? 20 : 8), (uint64_t)ts);
-        at += (Py_ssize_t)PyLong_AsLongLong(PyList_GET_ITEM(sizes, i));
-    }
+    int ok = stamp_buffer(v.buf, v.len, args[1], qoff, phys, ts);
     PyBuffer_Release(&v);
     if (!ok)
         return fallback(B_STAMP_RECORDS, args, nargs, NULL);

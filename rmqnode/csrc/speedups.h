@@ -22,7 +22,7 @@ enum {
     B_DECODE_FRAME, B_DECODE_FRAMES,
     B_BATCH_ENTRY, B_REMOTING_COMMAND, B_LANGUAGES, B_LANGUAGE_CODES, B_DECODE_JSON_HEADER,
     B_CRC32, B_ENCODE_MESSAGES, B_PROPERTIES_STRING, B_STAMP_RECORDS, B_INDEX_PUT,
-    B_OFFSET_MSG_IDS,
+    B_OFFSET_MSG_IDS, B_PLACE_RECORDS,
     B_INTEGER, B_INT32,
     B_COUNT
 };
@@ -149,8 +149,15 @@ PyObject *offset_msg_ids(PyObject *self, PyObject *const *args, Py_ssize_t nargs
 PyObject *encode_record(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
                         PyObject *kwnames);
 PyObject *encode_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+/* stamp_records's patching of d[0:len): 0 (nothing written) when a record's place is odd. */
+int stamp_buffer(unsigned char *d, Py_ssize_t len, PyObject *sizes, long long qoff, long long phys,
+                 long long ts);
 PyObject *stamp_records(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 PyObject *index_put(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+
+/* -- append.c ------------------------------------------------------------------------------- */
+
+PyObject *place_records(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 
 /* -- send.c -------------------------------------------------------------------------------- */
 

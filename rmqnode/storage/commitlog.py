@@ -7,12 +7,14 @@ same step, without locks.
 
 from __future__ import annotations
 
+import mmap
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
 from rmqnode.message import MessageExt
+from rmqnode.speedups import accelerate
 from rmqnode.storage.dispatch import goes_to_queue
 from rmqnode.storage.mapped_file import MappedFile, MappedFileQueue
 from rmqnode.storage.records import (END_FILE_MIN_BLANK_LENGTH, POS_SYS_FLAG, Blank,
@@ -20,6 +22,19 @@ from rmqnode.storage.records import (END_FILE_MIN_BLANK_LENGTH, POS_SYS_FLAG, Bl
                                      stamp_records)
 
 T = TypeVar("T")
+
+
+def place_records(buf: mmap.mmap | bytearray, pos: int, records: bytearray, sizes: list[int],
+                  queue_offset: int, physical_offset: int, store_timestamp: int) -> int:
+    """stamp_records, then the records copied to `buf` at `pos`: the end position. One call
+    per put, so that the accelerator does both in C."""
+    stamp_records(records, sizes, queue_offset, physical_offset, store_timestamp)
+    end = pos + len(records)
+    buf[pos:end] = records
+    return end
+
+
+place_records = accelerate(place_records)
 
 
 @dataclass(slots=True)
@@ -52,10 +67,7 @@ class CommitLog:
 
     # -- appending -------------------------------------------------------------------------
 
-    def needs_new_file(self, size: int) -> bool:
-        return self._room_in_last(size) is None
-
-    def _room_in_last(self, size: int) -> MappedFile | None:
+    def room_in_last(self, size: int) -> MappedFile | None:
         """The last file, when it has room for `size` bytes and the end-of-file marker: once
         per put, so read without the properties' calls."""
         files = self.files.files
@@ -68,7 +80,7 @@ class CommitLog:
     def _file_for(self, size: int) -> MappedFile:
         """The file with room for `size` bytes plus the end-of-file marker; a file without it
         is closed with a blank record, as Java does, and the next one started."""
-        mf = self._room_in_last(size)
+        mf = self.room_in_last(size)
         if mf is not None:
             return mf
         mf = self.files.last_for_append()
@@ -83,8 +95,8 @@ class CommitLog:
             mf = self.files.last_for_append()
         return mf
 
-    def append(self, records: bytearray, topic: str, queue_id: int,
-               sizes: list[int]) -> Appended:
+    def append(self, records: bytearray, topic: str, queue_id: int, sizes: list[int],
+               mf: MappedFile | None = None) -> Appended:
         """Place encoded records of one queue laid end to end (one, or a batch), whose sizes
         are `sizes`: patch in physical offsets, queue offsets and the store time, copy.
 
@@ -92,9 +104,13 @@ class CommitLog:
         written with queue offset 0 and takes none, as Java's DefaultAppendMessageCallback
         does: an offset taken without an entry would leave an all-zero slot in the queue,
         and offsets and lag that differ from Java's. (Batches cannot be transactional: the
-        send refuses them, as Java.)"""
-        mf = self._file_for(len(records))
-        wrote = mf.file_from_offset + mf.wrote_position
+        send refuses them, as Java.)
+
+        `mf`: the last file, when the caller has just seen it has room (room_in_last)."""
+        if mf is None:
+            mf = self._file_for(len(records))
+        pos = mf.wrote_position
+        wrote = mf.file_from_offset + pos
         now = int(time.time() * 1000)
         key = (topic, queue_id)
         queue_offset = self.topic_queue_table.get(key, 0)
@@ -102,8 +118,7 @@ class CommitLog:
         # The transaction type is in the sysFlag's low byte: read without slicing a copy.
         if taken == 1 and not goes_to_queue(records[POS_SYS_FLAG + 3]):
             queue_offset = taken = 0
-        stamp_records(records, sizes, queue_offset, wrote, now)
-        mf.append(records)
+        mf.wrote_position = place_records(mf.mm, pos, records, sizes, queue_offset, wrote, now)
         if taken:
             self.topic_queue_table[key] = queue_offset + taken
         return Appended(wrote, len(records), queue_offset, now)

@@ -19,7 +19,8 @@ from rmqnode.errors import RemotingError
 from rmqnode.message import MessageExt
 from rmqnode.storage.commitlog import CommitLog
 from rmqnode.storage.consumequeue import ConsumeQueue
-from rmqnode.storage.dispatch import DispatchBatch, DispatchRequest, request_from_message
+from rmqnode.storage.dispatch import (DispatchBatch, DispatchRequest, goes_to_queue, is_indexed,
+                                      request_from_message)
 from rmqnode.storage.index import IndexService
 from rmqnode.storage.records import Blank, CorruptRecord
 from rmqnode.storage.stalled import StalledQueues
@@ -81,8 +82,9 @@ class QueueDispatch:
     def _dispatch(self, req: DispatchRequest) -> bool:
         """Write the queue entry and the index keys of one stored message; False when it
         has no queue entry now (none due, or its queue is stalled)."""
-        queued = req.goes_to_queue and self._enqueue(req)
-        if self.config.messageIndexEnable and req.keys and req.is_indexed:
+        # Once per message: the flag functions without the requests' properties around them.
+        queued = goes_to_queue(req.sys_flag) and self._enqueue(req)
+        if self.config.messageIndexEnable and req.keys and is_indexed(req.sys_flag):
             try:
                 self.index.build(req.topic, req.keys, [req.commit_log_offset] * len(req.keys),
                                  req.store_timestamp)

@@ -280,17 +280,18 @@ class MessageStore(QueueDispatch):
             return PutResult(SERVICE_NOT_AVAILABLE, remark="broker role is slave")
         first = messages[0]
         single = len(messages) == 1
-        if single:
+        if single and DELAY in first.properties:
             self._park_delayed(first)
         try:
             records, sizes = encode_messages(messages, self.store_host,
                                              self.config.maxMessageSize)
         except RecordRefused as exc:
             return PutResult(exc.status, remark=exc.remark)
-        if self.commitlog.needs_new_file(len(records)) and not self._room_for_new_file():
+        last = self.commitlog.room_in_last(len(records))
+        if last is None and not self._room_for_new_file():
             return PutResult(SERVICE_NOT_AVAILABLE, remark="the disk is full")
         try:
-            appended = self.commitlog.append(records, first.topic, first.queue_id, sizes)
+            appended = self.commitlog.append(records, first.topic, first.queue_id, sizes, last)
         except OSError as exc:
             self._throttled.error("append.failed", key=exc.errno, path=exc.filename or "-",
                                   error=exc.strerror or exc)
@@ -310,7 +311,8 @@ class MessageStore(QueueDispatch):
         else:
             self._pending.extend(self._dispatch_of(messages, sizes, appended))
         self.last_store_timestamp = stamp
-        self._schedule_reput()
+        if not self._reput_scheduled:  # once per read of sends, not per put
+            self._schedule_reput()
         return PutResult(PUT_OK, appended, offset_msg_ids(self.store_host, offset, sizes))
 
     def _dispatch_of(self, messages: list[Message], sizes: list[int],
