@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
-from rmqnode.message import MessageExt
+from rmqnode.message import TRANSACTION_MASK, MessageExt
 from rmqnode.speedups import accelerate
 from rmqnode.storage.dispatch import goes_to_queue
 from rmqnode.storage.mapped_file import MappedFile, MappedFileQueue
@@ -115,8 +115,10 @@ class CommitLog:
         key = (topic, queue_id)
         queue_offset = self.topic_queue_table.get(key, 0)
         taken = len(sizes)
-        # The transaction type is in the sysFlag's low byte: read without slicing a copy.
-        if taken == 1 and not goes_to_queue(records[POS_SYS_FLAG + 3]):
+        # The transaction type is in the sysFlag's low byte: read without slicing a copy, and
+        # asked about only when there is one.
+        flag = records[POS_SYS_FLAG + 3]
+        if taken == 1 and flag & TRANSACTION_MASK and not goes_to_queue(flag):
             queue_offset = taken = 0
         mf.wrote_position = place_records(mf.mm, pos, records, sizes, queue_offset, wrote, now)
         if taken:

@@ -16,7 +16,7 @@ from pathlib import Path
 from rmqnode import log
 from rmqnode.config import BrokerConfig
 from rmqnode.errors import RemotingError
-from rmqnode.message import MessageExt
+from rmqnode.message import TRANSACTION_MASK, MessageExt
 from rmqnode.storage.commitlog import CommitLog
 from rmqnode.storage.consumequeue import ConsumeQueue
 from rmqnode.storage.dispatch import (DispatchBatch, DispatchRequest, goes_to_queue, is_indexed,
@@ -82,9 +82,10 @@ class QueueDispatch:
     def _dispatch(self, req: DispatchRequest) -> bool:
         """Write the queue entry and the index keys of one stored message; False when it
         has no queue entry now (none due, or its queue is stalled)."""
-        # Once per message: the flag functions without the requests' properties around them.
-        queued = goes_to_queue(req.sys_flag) and self._enqueue(req)
-        if self.config.messageIndexEnable and req.keys and is_indexed(req.sys_flag):
+        # Once per message: the flag functions asked only about a transaction's message.
+        plain = not req.sys_flag & TRANSACTION_MASK
+        queued = (plain or goes_to_queue(req.sys_flag)) and self._enqueue(req)
+        if self.config.messageIndexEnable and req.keys and (plain or is_indexed(req.sys_flag)):
             try:
                 self.index.build(req.topic, req.keys, [req.commit_log_offset] * len(req.keys),
                                  req.store_timestamp)
@@ -132,7 +133,7 @@ class QueueDispatch:
         """The consume queue entry; a queue whose file cannot be written stalls (see
         StalledQueues) and the others go on."""
         key = (req.topic, req.queue_id)
-        if key in self.stalled:
+        if key in self.stalled.first:  # the dict itself: once per message
             return False
         try:
             cq = self.queues.get(key)
