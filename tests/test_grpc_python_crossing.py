@@ -25,6 +25,16 @@ finish(p)
     return kind(events, "sent")
 
 
+def received_in_order(run, n: int) -> list[dict]:
+    """The messages a remoting consumer printed (one JSON line each), by their `idx`
+    property: exactly the n that were sent."""
+    assert run.returncode == 0, run.explain()
+    got = sorted((json.loads(line) for line in run.lines if line.startswith("{")),
+                 key=lambda g: int(g["idx"]))
+    assert [int(g["idx"]) for g in got] == list(range(n)), run.explain()
+    return got
+
+
 def test_5x_producer_to_cpp_push_consumer(start_node):
     node = grpc_node(start_node)
     create_topics(node, T="NORMAL")
@@ -50,10 +60,7 @@ c.shutdown()
 for g in got:
     print(json.dumps(g), flush=True)
 """, timeout=60)
-    assert run.returncode == 0, run.explain()
-    got = sorted((json.loads(line) for line in run.lines if line.startswith("{")),
-                 key=lambda g: int(g["idx"]))
-    assert [int(g["idx"]) for g in got] == list(range(5)), run.explain()
+    got = received_in_order(run, 5)
     for g, s in zip(got, sent):
         i = s["i"]
         assert g["id"] == s["id"], "the 5.x message id is the message's id for 4.x clients too"
@@ -86,10 +93,7 @@ const logger = { info() {}, warn() {}, error() {}, debug() {} };
   process.exit(0);
 })().catch(e => { console.log(String(e && e.stack || e)); process.exit(1); });
 """, timeout=90, args=[node.namesrv])
-    assert run.returncode == 0, run.explain()
-    got = sorted((json.loads(line) for line in run.lines if line.startswith("{")),
-                 key=lambda g: int(g["idx"]))
-    assert [int(g["idx"]) for g in got] == list(range(5)), run.explain()
+    got = received_in_order(run, 5)
     for g, s in zip(got, sent):
         i = s["i"]
         # ali-ons hands out the broker's offset id as msgId whatever the sender (as it does for
