@@ -35,16 +35,9 @@ def is_indexed(sys_flag: int) -> bool:
     return sys_flag & TRANSACTION_MASK != TRANSACTION_ROLLBACK_TYPE
 
 
-@dataclass(slots=True)
-class DispatchRequest:
-    topic: str
-    queue_id: int
-    commit_log_offset: int
-    size: int
-    tags_code: int
-    store_timestamp: int
-    queue_offset: int
-    keys: list[str]
+class _Flagged:
+    """What a request's sysFlag says of its dispatch (a DispatchRequest's or a batch's)."""
+    __slots__ = ()
     sys_flag: int
 
     @property
@@ -57,7 +50,20 @@ class DispatchRequest:
 
 
 @dataclass(slots=True)
-class DispatchBatch:
+class DispatchRequest(_Flagged):
+    topic: str
+    queue_id: int
+    commit_log_offset: int
+    size: int
+    tags_code: int
+    store_timestamp: int
+    queue_offset: int
+    keys: list[str]
+    sys_flag: int
+
+
+@dataclass(slots=True)
+class DispatchBatch(_Flagged):
     """The messages of one batch put (one queue, consecutive queue and CommitLog offsets, one
     store time and sysFlag): dispatched as a run, one consume-queue write for all of them."""
     topic: str
@@ -80,14 +86,6 @@ class DispatchBatch:
                                        self.queue_offset + i, self.keys[i], self.sys_flag))
             offset += size
         return out
-
-    @property
-    def goes_to_queue(self) -> bool:
-        return goes_to_queue(self.sys_flag)
-
-    @property
-    def is_indexed(self) -> bool:
-        return is_indexed(self.sys_flag)
 
     @property
     def end(self) -> int:
