@@ -292,6 +292,24 @@ def test_sync_flush_group_commit_and_timeout(tmp_path):
     run(go())
 
 
+def test_sends_read_together_after_a_lone_sender_share_a_round(tmp_path):
+    """A lone sender's round runs on the loop's thread and answers one waiter; the sends that
+    arrive together after it must not each take that path too (one fdatasync per send) but
+    share a round."""
+    async def go():
+        store = await opened(tmp_path, flushDiskType="SYNC_FLUSH")
+        for _ in range(2):  # a sender alone: the second one is flushed on the loop's thread
+            assert (await store.put_message(msg())).status == PUT_OK
+        before = store.flusher.rounds
+        results = await asyncio.gather(*(store.put_message(msg()) for _ in range(8)))
+        assert all(r.status == PUT_OK for r in results)
+        assert store.flusher.flushed_offset >= store.commitlog.max_offset
+        rounds = store.flusher.rounds - before
+        await store.close()
+        return rounds
+    assert run(go()) <= 3  # the first alone, the seven others in one (a periodic one maybe)
+
+
 def test_a_slow_disk_does_not_stall_the_loop():
     """The loop waits a few milliseconds for a round that senders wait for; a disk slower
     than that finishes the round in the background while the loop keeps serving, and a
