@@ -216,3 +216,19 @@ def test_batches_with_a_transaction_type_or_a_delay_are_refused_as_in_java(tmp_p
         assert pull_all(node.broker, "Batched") == [b"m0", b"b1", b"b2", b"m1", b"m2"]
     finally:
         node.stop()
+
+
+def test_a_send_to_a_topic_without_write_queues_is_refused_in_one_line(start_node):
+    """queueId -1 asks the broker to pick a write queue; with none (writeQueueNums 0) the pick
+    once crashed the handler (a ValueError line in the log): Java divides by zero there and
+    answers SYSTEM_ERROR, and so do we, with a remark that says why."""
+    node = start_node(*ARGS)
+    resp = call(node.broker, RC.UPDATE_AND_CREATE_TOPIC, {
+        "topic": "NoWrite", "readQueueNums": 4, "writeQueueNums": 0, "perm": 6})
+    assert resp.code == 0, resp.remark
+    resp = send_v2(node.broker, "NoWrite", b"x", e=-1)
+    assert resp.code == ResponseCode.SYSTEM_ERROR
+    assert resp.remark == "the topic[NoWrite] has no queue to write"
+    assert send_v2(node.broker, "NoWrite", b"x", e=0).code == 0  # a queue named explicitly
+    node.stop()
+    assert not [line for line in node.lines if "Traceback" in line or "crashed" in line]
