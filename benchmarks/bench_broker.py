@@ -135,9 +135,10 @@ async def floor_cost(n: int, size: int) -> float:
 
 async def broker_costs(n: int, size: int, flush: str) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="rmq-bench-broker-") as root:
+        # No gRPC port: the rows do not use it, and a busy 8081 would fail the start.
         config = BrokerConfig(storePathRootDir=root, namesrvAddr="", listenPort=0,
-                              flushDiskType=flush, mappedFileSizeCommitLog=1 << 30,
-                              enablePropertyFilter=True)
+                              grpcServerPort=-1, flushDiskType=flush,
+                              mappedFileSizeCommitLog=1 << 30, enablePropertyFilter=True)
         broker = BrokerController(config)
         await broker.start()
         try:
