@@ -86,13 +86,8 @@ class QueueDispatch:
         plain = not req.sys_flag & TRANSACTION_MASK
         queued = (plain or goes_to_queue(req.sys_flag)) and self._enqueue(req)
         if self.config.messageIndexEnable and req.keys and (plain or is_indexed(req.sys_flag)):
-            try:
-                self.index.build(req.topic, req.keys, [req.commit_log_offset] * len(req.keys),
-                                 req.store_timestamp)
-            except OSError as exc:  # as Java: the keys go unindexed, the message is stored
-                self._throttled.error("dispatch.index_failed", path=exc.filename or "-",
-                                      commit_log_offset=req.commit_log_offset,
-                                      error=exc.strerror or exc)
+            self._index(req.topic, req.keys, [req.commit_log_offset] * len(req.keys),
+                        req.store_timestamp, req.commit_log_offset)
         self.last_dispatched_timestamp = req.store_timestamp
         return queued
 
@@ -116,14 +111,22 @@ class QueueDispatch:
                     keys += message_keys
                     offsets += [offset] * len(message_keys)
                 offset += size
-            try:
-                self.index.build(batch.topic, keys, offsets, batch.store_timestamp)
-            except OSError as exc:  # as _dispatch: the keys go unindexed, the message stays
-                self._throttled.error("dispatch.index_failed", path=exc.filename or "-",
-                                      commit_log_offset=batch.commit_log_offset,
-                                      error=exc.strerror or exc)
+            self._index(batch.topic, keys, offsets, batch.store_timestamp,
+                        batch.commit_log_offset)
         self.last_dispatched_timestamp = batch.store_timestamp
         return True
+
+    def _index(self, topic: str, keys: list[str], offsets: list[int], store_timestamp: int,
+               commit_log_offset: int) -> None:
+        """The index entries of dispatched messages (keys[i] at offsets[i]). An index file
+        that cannot be written leaves them unindexed, as Java does: the messages stay stored
+        and queued, only queries by key miss them."""
+        try:
+            self.index.build(topic, keys, offsets, store_timestamp)
+        except OSError as exc:
+            self._throttled.error("dispatch.index_failed", path=exc.filename or "-",
+                                  commit_log_offset=commit_log_offset,
+                                  error=exc.strerror or exc)
 
     def _dispatch_each(self, batch: DispatchBatch) -> bool:
         """Whether the last message of the batch has its queue entry now."""
