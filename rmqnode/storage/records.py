@@ -16,6 +16,7 @@ from rmqnode.message import (BORNHOST_V6_FLAG, STOREHOST_V6_FLAG, MessageExt, de
                              java_hash)
 from rmqnode.speedups import accelerate
 from rmqnode.storage.javamap import properties_string
+from rmqnode.validation import INT32, INT64
 
 MESSAGE_MAGIC_V1 = -626843481  # 0xDAA320A7: topic length in 1 byte
 MESSAGE_MAGIC_V2 = -626843477  # 0xDAA320AB: topic length in 2 bytes
@@ -38,8 +39,6 @@ _LONG = struct.Struct(">q")
 _SHORT = struct.Struct(">h")
 _SIZE_MAGIC = struct.Struct(">ii")
 _OFFSETS = struct.Struct(">qq")  # queue offset, then physical offset: adjacent in a record
-_INT32 = (-2**31, 2**31 - 1)
-_INT64 = (-2**63, 2**63 - 1)
 
 # The PutMessageStatus names of a message no record can hold.
 MESSAGE_ILLEGAL = "MESSAGE_ILLEGAL"
@@ -156,7 +155,7 @@ def encode_messages(messages: list, store_host: bytes, max_body: int
     its `properties` as Java's HashMap writes them."""
     out = bytearray()
     sizes = []
-    lo, hi = _INT32
+    lo, hi = INT32
     for msg in messages:
         if len(msg.body) > max_body:
             raise RecordRefused(MESSAGE_ILLEGAL, f"message body size {len(msg.body)} "
@@ -165,8 +164,8 @@ def encode_messages(messages: list, store_host: bytes, max_body: int
             raise RecordRefused(MESSAGE_ILLEGAL, "topic length exceeds 127")
         if not (lo <= msg.queue_id <= hi and lo <= msg.flag <= hi and lo <= msg.sys_flag <= hi
                 and lo <= msg.reconsume_times <= hi
-                and _INT64[0] <= msg.born_timestamp <= _INT64[1]
-                and _INT64[0] <= msg.prepared_transaction_offset <= _INT64[1]):
+                and INT64[0] <= msg.born_timestamp <= INT64[1]
+                and INT64[0] <= msg.prepared_transaction_offset <= INT64[1]):
             raise RecordRefused(MESSAGE_ILLEGAL, "a field does not fit the record (queueId, "
                                 "flag, sysFlag and reconsumeTimes are int32, times are int64)")
         stored = msg.properties_string
