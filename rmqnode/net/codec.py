@@ -241,20 +241,12 @@ decode_json_header = accelerate(decode_json_header, RemotingCommand=RemotingComm
 def _java_strings(ext: dict[str, object]) -> dict[str, str]:
     """extFields with Java's string values: Java sends strings only; the C++ client and
     ali-ons send a few numbers, converted in place (JSON object keys are strings already)."""
-    odd = None
-    for key, value in ext.items():
-        if type(value) is not str:
-            if odd is None:
-                odd = [key]
-            else:
-                odd.append(key)
-    if odd is not None:
-        for key in odd:
-            value = ext_value(ext[key])
-            if value is None:
-                del ext[key]
-            else:
-                ext[key] = value
+    for key in [k for k, v in ext.items() if type(v) is not str]:
+        value = ext_value(ext[key])
+        if value is None:
+            del ext[key]
+        else:
+            ext[key] = value
     return ext  # type: ignore[return-value]
 
 
