@@ -1,0 +1,281 @@
+"""The accelerator's store and send-path twins (csrc/records.c, append.c, send.c) against
+their pure Python: a put's records encoded, stamped, given ids, placed and indexed, a send's
+properties text in Java's HashMap order and its header numbers, on every record of the Java
+4.9.8 store and on odd and hostile input."""
+
+from __future__ import annotations
+
+import mmap
+import random
+
+from rmqnode import speedups
+from rmqnode.storage.records import decode_record, index_file_size, record_fields
+from rmqnode.storage.store import Message
+from twins import java_records, outcome, random_text, same, same_in_place
+
+
+def test_odd_records_encode_or_fail_identically():
+    base = dict(topic="T", queue_id=1, flag=0, body=b"body", properties="KEYS\x01k",
+                sys_flag=0, born_timestamp=1, born_host=bytes(8), store_timestamp=2,
+                store_host=bytes(8))
+    odd = [dict(topic="t" * 200), dict(topic="\ud800"), dict(properties="p" * 40000),
+           dict(born_host=bytes(20)), dict(store_host=bytes(20), sys_flag=0x30),
+           dict(born_host=bytes(16)), dict(queue_id=2**31), dict(queue_id=True),
+           dict(body=bytearray(b"b")), dict(born_timestamp=1.0), dict(crc=None), dict(crc=-1),
+           dict(crc=2**32), dict(reconsume_times=3, prepared_transaction_offset=-9),
+           dict(queue_offset=2**63), dict(physical_offset=-1), dict(sys_flag=0x10)]
+    for change in odd:
+        same("encode_record", **{**base, **change})
+    rng = random.Random(32)
+    for size in [0, 1, 7, 8, 2047, 2048, 2049, 5000] + [rng.randrange(3000) for _ in range(200)]:
+        body = bytes(rng.randrange(256) for _ in range(size))
+        same("encode_record", **{**base, "body": body})  # the body CRC, short and long
+    same("encode_record", *base.values())
+    same("encode_record", **{**base, "unknown": 1})
+    same("encode_record", **{k: v for k, v in base.items() if k != "topic"})
+
+
+def stored_message(rec, **changes) -> Message:
+    """A Java record as the store is given it again."""
+    fields = dict(topic=rec.topic, queue_id=rec.queue_id, body=rec.body,
+                  properties=rec.properties, flag=rec.flag, sys_flag=rec.sys_flag,
+                  born_timestamp=rec.born_timestamp, born_host=rec.born_host,
+                  reconsume_times=rec.reconsume_times,
+                  prepared_transaction_offset=rec.prepared_transaction_offset,
+                  properties_string=rec.properties_text)
+    return Message(**{**fields, **changes})
+
+
+def test_java_store_records_put_in_batches_identically(java_store_pristine):
+    """Every Java record encoded again 32 at a time, stamped, given ids and indexed by both
+    implementations: the same bytes; the records equal Java's but for what the append
+    patches in (queue and physical offsets, store time)."""
+    records = list(java_records(java_store_pristine))
+    index = bytearray(index_file_size(97, 3000))  # few slots: long collision chains
+    count = 1
+    for at in range(0, len(records), 32):
+        chunk = records[at:at + 32]
+        msgs = [stored_message(rec) for _, rec in chunk]
+        store_host = chunk[0][1].store_host
+        _, _, (blob, sizes) = same("encode_messages", msgs, store_host, 4 * 1024 * 1024)
+        assert sizes == [len(raw) for raw, _ in chunk]
+        (kind, _, _), stamped = same_in_place("stamp_records", blob, sizes, at, 1 << 40, 1234)
+        assert kind == "returned"
+        pos = 0
+        for i, ((_, rec), size) in enumerate(zip(chunk, sizes)):
+            again = decode_record(stamped, pos)
+            assert (again.queue_offset, again.commit_log_offset, again.store_timestamp) == \
+                (at + i, (1 << 40) + pos, 1234)
+            assert record_fields(again) | {"queue_offset": 0, "physical_offset": 0,
+                                           "store_timestamp": 0} == \
+                record_fields(rec) | {"queue_offset": 0, "physical_offset": 0,
+                                      "store_timestamp": 0}
+            pos += size
+        same("offset_msg_ids", store_host, 1 << 40, sizes)
+        keys, offsets = [], []
+        for (_, rec), offset in zip(chunk, range(at, at + len(chunk))):
+            for key in [rec.msg_id, *rec.keys]:
+                keys.append(key)
+                offsets.append(offset)
+        (_, _, count), index = same_in_place("index_put", index, 97, count, 3000, 1000,
+                                             chunk[0][1].topic, keys, offsets, 9000)
+    assert count > len(records)
+    # a put with the properties left to the dict (a delayed message's)
+    msgs = [stored_message(rec, properties_string=None) for _, rec in records[:64]]
+    same("encode_messages", msgs, records[0][1].store_host, 4 * 1024 * 1024)
+
+
+def test_odd_puts_encode_or_fail_identically():
+    good = Message("T", 1, b"body", {"KEYS": "k"}, properties_string="KEYS\x01k")
+    odd = [dict(body=b"x" * 101), dict(topic="t" * 128), dict(topic="\u00e9" * 64),
+           dict(topic="\ud800"), dict(properties_string=None),
+           dict(properties_string=None, properties={"K": "\ud800"}),
+           dict(properties_string="p" * 32768), dict(properties_string="p" * 32767),
+           dict(properties_string="\udfff"), dict(queue_id=2**31), dict(flag=-2**31 - 1),
+           dict(sys_flag=True), dict(sys_flag=0x30), dict(reconsume_times=2**31),
+           dict(born_timestamp=2**63), dict(prepared_transaction_offset=-2**63),
+           dict(born_host=bytes(20)), dict(born_host=bytes(16)), dict(body=bytearray(b"b")),
+           dict(body=memoryview(b"m")), dict(body="text"), dict(born_timestamp=1.0)]
+    for change in odd:
+        msg = Message(**{**{f: getattr(good, f) for f in good.__slots__}, **change})
+        for batch in ([msg], [good, msg, good], [good] * 3):
+            for store_host in (bytes(8), bytes(20), bytes(5)):
+                same("encode_messages", batch, store_host, 100)
+    same("encode_messages", [], bytes(8), 100)
+    same("encode_messages", (good,), bytes(8), 100)
+    same("encode_messages", [good, object()], bytes(8), 100)
+    same("encode_messages", [good], bytearray(8), 100)
+    same("encode_messages", [good], bytes(8), "100")
+
+
+def test_odd_stamps_and_ids_fail_identically():
+    rng = random.Random(99)
+    one = Message("T", 1, b"body", properties_string="")
+    six = Message("T", 1, b"b6", properties_string="", born_host=bytes(20))
+    blob, sizes = speedups.PURE["encode_messages"]([one, six, one], bytes(8), 100)
+    cases = [(sizes, 0, 0, 1), ([sizes[0]], 5, 7, 9), ([], 0, 0, 0), (sizes + [10], 0, 0, 0),
+             ([sizes[0], 0, 30], 0, 0, 0), ([-10, 20], 0, 0, 0), ([len(blob) + 1], 0, 0, 0),
+             ([sizes[0], "x"], 0, 0, 0), ((sizes[0],), 0, 0, 0), (sizes, 2**63 - 2, 0, 0),
+             (sizes, 0, 2**63 - sizes[0], 0), (sizes, 0, 0, -2**63), (sizes, 0, 0, 2**63),
+             (sizes, -1, -2**63, 0), (sizes, 0.0, 0, 0), ([True, 1], 0, 0, 0)]
+    for args in cases:
+        same_in_place("stamp_records", blob, *args)
+        same_in_place("stamp_records", blob[:60], *args)
+    same("stamp_records", bytes(blob), *cases[0])
+    same("stamp_records", memoryview(blob), *cases[0])
+    for host in (bytes(8), bytes(20), b"", b"\xff" * 3):
+        for offset, sizes in ((0, [1, 2, 3]), (2**63 - 3, [1, 1, 1]), (2**63 - 3, [1, 5]),
+                              (-1, [1]), (5, [-6, 1]), (5, [1, -1, 9]), (0, [True]),
+                              (2**64, []), (0, (1, 2)), (0, [1.0, 2]), (3, [])):
+            same("offset_msg_ids", host, offset, sizes)
+    for _ in range(200):
+        same("offset_msg_ids", bytes(rng.randrange(256) for _ in range(8)),
+             rng.randrange(2**62), [rng.randrange(1, 5000) for _ in range(rng.randrange(40))])
+    same("offset_msg_ids", "host", 0, [1])
+
+
+def test_records_are_placed_identically_in_a_mapping_or_refused_with_nothing_placed():
+    """place_records (stamp, then copy into the mapped file): each implementation gets its
+    own copies of the records and the mapping; results, exceptions and both buffers agree."""
+    one = Message("T", 1, b"body", properties_string="")
+    six = Message("T", 1, b"b6", properties_string="", born_host=bytes(20))
+    blob, sizes = speedups.PURE["encode_messages"]([one, six, one], bytes(8), 100)
+    size = 4096
+    stamps = [(sizes, 0, 0, 1), ([sizes[0]], 5, 7, 9), ([], 0, 0, 0), (sizes + [10], 0, 0, 0),
+              ([sizes[0], 0, 30], 0, 0, 0), ([len(blob) + 1], 0, 0, 0), ((sizes[0],), 0, 0, 0),
+              (sizes, 2**63 - 2, 0, 0), (sizes, 0, 2**63 - sizes[0], 0), (sizes, 0, 0, 2**63),
+              (sizes, 0.0, 0, 0)]
+    places = [0, 100, size - len(blob), size - len(blob) + 1, size, -1, 2**63, 1.0, True]
+
+    def placed(impl, records, pos, *args):
+        with mmap.mmap(-1, size) as mm:
+            mm[:] = bytes(range(256)) * (size // 256)
+            result = outcome(impl, mm, pos, records, *args)
+            return result, bytes(mm)
+
+    for args in stamps:
+        for pos in places:
+            for records in (blob, blob[:60]):
+                mine, theirs = bytearray(records), bytearray(records)
+                pure = placed(speedups.PURE["place_records"], mine, pos, *args)
+                native = placed(speedups.NATIVE["place_records"], theirs, pos, *args)
+                assert (native, theirs) == (pure, mine), (pos, args)
+    assert placed(speedups.NATIVE["place_records"], bytearray(blob), 8, *stamps[0])[0] == \
+        ("returned", int, 8 + len(blob))
+    for buf in (bytearray(size), bytes(size)):  # not a mapping, or not writable
+        mine, theirs = bytearray(size), bytearray(size)
+        assert outcome(speedups.NATIVE["place_records"], buf, 0, theirs, *stamps[0]) == \
+            outcome(speedups.PURE["place_records"], buf, 0, mine, *stamps[0])
+    same("place_records", bytearray(size), 0, bytes(blob), *stamps[0])
+    same("place_records", bytearray(size), 0, bytearray(blob), *stamps[0][:3])
+
+
+def test_random_and_odd_index_puts_write_identically():
+    rng = random.Random(7)
+    slots, limit = 13, 60
+    index = bytearray(index_file_size(slots, limit))
+    count = 1
+    while count < limit:
+        keys = [random_text(rng, 8) for _ in range(rng.randrange(1, 9))]
+        offsets = sorted(rng.randrange(2**40) for _ in keys)
+        (kind, _, result), index = same_in_place(
+            "index_put", index, slots, count, limit, 1000, random_text(rng, 6), keys, offsets,
+            rng.choice([0, 999, 1000, 5000, 2**40, 2**63 - 1]))
+        if kind == "returned":
+            count = result
+    base = [slots, 1, limit, 0, "T", ["a", "b"], [1, 2], 5000]
+    odd = {1: [0, -1, 2**31, 2**20, "13"], 2: [0, -1, limit, limit + 1, 2**31], 3: [2, 1, -1],
+           4: [-2**63, 2**63, 10**4], 5: ["\udfff", "", 7], 6: [["a", 1], ["a"] * 100, ("a",)],
+           7: [[1], [-2**63, 2**63], [1, "x"], (1, 2)], 8: [-1, 2**63 - 1, 2**63, 1.5]}
+    for at, values in odd.items():
+        for value in values:
+            args = list(base)
+            args[at - 1] = value
+            same_in_place("index_put", bytearray(index_file_size(slots, limit)), *args)
+            same_in_place("index_put", bytearray(100), *args)
+    same("index_put", bytes(index_file_size(slots, limit)), *base)
+
+
+# -- the send path's fields (csrc/send.c) ---------------------------------------------------
+
+
+def bucket_mates(count: int, bucket: int = 5) -> list[str]:
+    """`count` names that share one bucket of a 16-slot HashMap (and so grow a small table by
+    treeifying, not by load)."""
+    names = []
+    for i in range(200_000):
+        name = f"K{i}"
+        h = speedups.PURE["java_hash"](name) & 0xFFFFFFFF
+        if (h ^ h >> 16) & 15 == bucket:
+            names.append(name)
+            if len(names) == count:
+                return names
+    raise AssertionError("too few names in one bucket")
+
+
+def test_java_store_properties_write_identically(java_store_pristine):
+    """Every record's properties, and as a send writes them (WAIT counted, not written)."""
+    for _, rec in java_records(java_store_pristine):
+        props = rec.properties
+        same("properties_string", props)
+        same("properties_string", props, len(props) + 1)
+        same("properties_string", {**props, "WAIT": "true"})
+
+
+def test_random_and_odd_properties_write_identically():
+    rng = random.Random(2121)
+    names = ["TAGS", "KEYS", "UNIQ_KEY", "WAIT", "CLUSTER", "DELAY", "TRAN_MSG", "PGROUP",
+             "MAX_OFFSET", "MIN_OFFSET", "REAL_TOPIC", "REAL_QID", "RETRY_TOPIC"]
+    for _ in range(3000):
+        props = {rng.choice(names + [random_text(rng, 6)]): random_text(rng, 10)
+                 for _ in range(rng.randrange(40))}
+        same("properties_string", props)
+        same("properties_string", props, rng.choice([0, 1, len(props) + 1, 13, 97, 3000]))
+    for count in (8, 9, 17, 30, 40):  # one crowded bucket: resized below 64, not above
+        mates = bucket_mates(count)
+        for extra in (0, 3, 12, 60):
+            props = {k: k.lower() for k in mates + [f"x{i}" for i in range(extra)]}
+            same("properties_string", props)
+            same("properties_string", props, 50)
+    big = {f"name{i}": str(i) for i in range(3000)}
+    assert same("properties_string", big)[0] == "returned"
+    same("properties_string", {f"n{i}": "v" for i in range(70_000)})  # past the C limit
+    base = {"TAGS": "a", "UNIQ_KEY": "b"}
+    for odd in ({}, {"\ud800": "x"}, {"TAGS": "\udfff"}, {"TAGS": 5}, {5: "x"}, {b"K": "v"},
+                {"": ""}, {"\U0001f600": "\u65e5"}, None, [("a", "b")], "TAGS\x01a"):
+        same("properties_string", odd)
+        same("properties_string", odd, 3)
+    class Props(dict):
+        pass
+    for peak in (-1, 2**16, 2**16 + 1, 2**70, True, 2.0, "3", None):
+        same("properties_string", base, peak)
+    same("properties_string", Props(base))
+    same("properties_string", base, peak=4)
+    same("properties_string", base, 1, 2)
+    same("properties_string")
+
+
+def test_header_numbers_read_identically():
+    values = ["0", "-0", "+0", "7", "007", "-1", "1024", "2147483647", "2147483648",
+              "-2147483648", "-2147483649", "1700000000000", "9223372036854775807",
+              "9223372036854775808", "-9223372036854775808", "-9223372036854775809",
+              "1" * 19, "1" * 20, "0" * 25, "", "+", "-", "+-1", " 1", "1 ", "1_000", "1e3",
+              "0x10", "\uff11", "\u0663", "1\x00", "\ud800", None, 1, 1.0, True, b"1", ["1"]]
+    rng = random.Random(7)
+    values += [str(rng.randrange(-2**64, 2**64) // 10 ** rng.randrange(20)) for _ in range(500)]
+    for value in values:
+        same("integer", value, "bornTimestamp")
+        same("integer", value, "f", 1, 100)
+        same("integer", value, "f", -2**31, 2**31 - 1, 9)
+        same("integer", value, "f", 0, 2**70)
+        same("integer", value, "f", "0", 5)
+        same("integer", value, "f", default=4)
+        same("integer", value, 5)
+        same("int32", value, "sysFlag")
+        same("int32", value, "sysFlag", 0)
+        same("int32", value, "sysFlag", None)
+        same("int32", value, "sysFlag", default=-1)
+        same("int32", value, b"field", 0)
+    same("integer", "1")
+    same("int32", "1")
+    same("int32", "1", "f", 0, 0)
