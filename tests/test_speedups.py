@@ -22,7 +22,8 @@ from rmqnode.storage.records import record_fields
 from twins import ALL_FRAMES, java_records, mutate, random_text, same
 from wire import flows, frames
 
-ACCELERATED = {"java_hash", "decode_properties", "decode_batch", "encode_record", "encode",
+ACCELERATED = {"java_hash", "decode_properties", "decode_batch", "batch_messages",
+               "encode_record", "encode",
                "decode_frame", "decode_frames", "encode_messages", "stamp_records", "index_put",
                "offset_msg_ids", "place_records", "decode_json_header",
                "properties_string", "integer", "int32"}

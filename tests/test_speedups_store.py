@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import mmap
 import random
+import struct
+from dataclasses import dataclass
 
 from rmqnode import speedups
 from rmqnode.storage.records import decode_record, index_file_size, record_fields
 from rmqnode.storage.store import Message
-from twins import java_records, outcome, random_text, same, same_in_place
+from twins import java_records, mutate, outcome, random_text, same, same_in_place
 
 
 def test_odd_records_encode_or_fail_identically():
@@ -83,6 +85,64 @@ def test_java_store_records_put_in_batches_identically(java_store_pristine):
     # a put with the properties left to the dict (a delayed message's)
     msgs = [stored_message(rec, properties_string=None) for _, rec in records[:64]]
     same("encode_messages", msgs, records[0][1].store_host, 4 * 1024 * 1024)
+
+
+def test_java_store_records_sent_in_batches_make_the_same_messages(java_store_pristine):
+    """Every Java record sent again in a batch body of 32 (batch_messages: copies of the
+    header's message, each entry's properties merged with the header's): the same messages
+    from both implementations, each entry's properties text kept as the producer wrote it,
+    and the template left as it was."""
+    from rmqnode.message import BatchEntry, encode_batch
+    from rmqnode.storage.javamap import properties_string
+
+    records = [rec for _, rec in java_records(java_store_pristine)]
+    template = Message("T", 3, b"", {}, 0, 4, 1700000000000, bytes(range(8)), 2)
+    shared = {"CLUSTER": "DefaultCluster", "WAIT": "true", "POP_CK": "x", "KEYS": "header"}
+    count = 0
+    for at in range(0, len(records), 32):
+        chunk = records[at:at + 32]
+        body = encode_batch([BatchEntry(r.body, r.properties, r.flag) for r in chunk])
+        for props in (shared, {}):
+            _, _, msgs = same("batch_messages", body, template, props, properties_string(props))
+            assert [m.body for m in msgs] == [r.body for r in chunk]
+            assert all(m.properties_string.startswith(properties_string(r.properties))
+                       for m, r in zip(msgs, chunk))
+            assert all("POP_CK" not in m.properties for m in msgs)
+            count += len(msgs)
+    assert template == Message("T", 3, b"", {}, 0, 4, 1700000000000, bytes(range(8)), 2)
+    assert count == 2 * len(records)
+
+
+def test_odd_and_hostile_batches_make_the_same_messages_or_fail_identically():
+    from rmqnode.message import BatchEntry, encode_batch
+
+    rng = random.Random(3200)
+    template = Message("T", 1, b"", {}, 0, 0, 5, bytes(8), 0)
+    shared = {"CLUSTER": "c", "TAGS": "t\u00e9"}
+    entries = [BatchEntry(bytes(rng.randrange(40)), {"KEYS": f"k{i}", "POP_CK": "p"}, i)
+               for i in range(5)] + [BatchEntry(b"e", {}, -1)]
+    data = encode_batch(entries)
+    # an entry whose properties end with the separator, as clients write them
+    raw = "UNIQ_KEY\x01u\x02".encode()
+    tail_sep = struct.pack(">iiiii", 22 + 1 + len(raw), 0, 0, 7, 1) + b"b" + \
+        struct.pack(">h", len(raw)) + raw
+    for body in (data, tail_sep, data + tail_sep, b"", bytearray(data), "text", None):
+        for tail in ("CLUSTER\x01c", "", 5):
+            same("batch_messages", body, template, shared, tail)
+    for _ in range(3000):
+        same("batch_messages", mutate(rng, data), template, shared, "CLUSTER\x01c")
+
+    @dataclass(slots=True)
+    class Other:  # a slots dataclass without all of Message's fields
+        body: bytes = b""
+
+    for odd in (Other(), object(), None, BatchEntry(b"")):
+        same("batch_messages", data, odd, shared, "t")
+    unset = Message.__new__(Message)
+    same("batch_messages", data, unset, shared, "t")
+    for odd_shared in ([("K", "v")], None, {"K": 1}, {1: "v"}):
+        same("batch_messages", data, template, odd_shared, "t")
+    same("batch_messages", data, template, shared)
 
 
 def test_odd_puts_encode_or_fail_identically():

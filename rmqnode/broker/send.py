@@ -21,9 +21,8 @@ from rmqnode.errors import FAQ, RemotingError
 from rmqnode import validation
 from rmqnode.message import (CLUSTER, COMPRESSED_FLAG, COMPRESSION_MASK, DELAY, DLQ_PREFIX,
                              MULTI_TAGS_FLAG, NEED_UNWRAP_FLAG, ORIGIN_MESSAGE_ID, POP_CK,
-                             PROPERTY_SEPARATOR, RETRY_PREFIX, RETRY_TOPIC, TRAN_MSG,
-                             TRANSACTION_MASK, WAIT, BatchEntry, decode_batch, decode_properties,
-                             host_bytes)
+                             RETRY_PREFIX, RETRY_TOPIC, TRAN_MSG, TRANSACTION_MASK, WAIT,
+                             batch_messages, decode_properties, host_bytes)
 from rmqnode.net.codec import FLAG_RESPONSE, RemotingCommand
 from rmqnode.net.codes import ResponseCode
 from rmqnode.net.connection import Connection
@@ -148,21 +147,20 @@ class SendProcessor:
         common = header_message(h, conn, topic, queue_id, n)
         batch = h.get(n.batch)
         if batch and batch.lower() in ("true", "1"):
+            shared = decode_properties(h.get(n.properties) or "")
             try:
-                entries = decode_batch(cmd.body)
+                messages = self._batch(common, cmd.body, shared)
             except ValueError as exc:
                 return cmd.response(ResponseCode.MESSAGE_ILLEGAL, f"bad batch body: {exc}")
-            if not entries:
+            if not messages:
                 return cmd.response(ResponseCode.MESSAGE_ILLEGAL, "empty batch")
             if topic.startswith(RETRY_PREFIX):
                 return cmd.response(ResponseCode.MESSAGE_ILLEGAL,
                                     "batch request does not support retry group " + topic)
-            shared = decode_properties(h.get(n.properties) or "")
             if common.sys_flag & TRANSACTION_MASK or _delayed(shared):
                 # CommitLog.asyncPutMessages: a batch is neither a transaction nor delayed
                 return cmd.response(*self.refusal(st.PutResult(
                     st.MESSAGE_ILLEGAL, remark="a batch cannot be transactional or delayed")))
-            messages = self._batch(common, entries, shared)
         else:
             props = decode_properties(h.get(n.properties) or "")
             messages = [self.message(common, cmd.body, props,
@@ -318,27 +316,13 @@ class SendProcessor:
         common.properties_string = _without_wait(props)
         return common
 
-    def _batch(self, common: Message, entries: list[BatchEntry],
-               shared: dict[str, str]) -> list[Message]:
-        """The messages of a batch as MessageExtBatchEncoder writes them: each entry's
-        properties as the producer wrote them, then (after a separator if they lack one) the
-        header's properties with CLUSTER, in Java's HashMap order and WAIT kept. A consumer
-        reads both, the header's winning where a key repeats."""
+    def _batch(self, common: Message, body: bytes, shared: dict[str, str]) -> list[Message]:
+        """The messages of a batch body as MessageExtBatchEncoder writes them, copies of
+        `common`: each entry's properties as the producer wrote them, then the header's
+        (`shared`) with CLUSTER, in Java's HashMap order and WAIT kept. A consumer reads both,
+        the header's winning where a key repeats."""
         shared[CLUSTER] = self.broker.config.brokerClusterName
-        tail = properties_string(shared)
-        glued = PROPERTY_SEPARATOR + tail
-        topic, queue_id, sys_flag = common.topic, common.queue_id, common.sys_flag
-        born, born_host, reconsume = common.born_timestamp, common.born_host, common.reconsume_times
-        messages = []
-        for entry in entries:
-            raw = entry.raw_properties
-            props = entry.properties  # the entry's own, decoded for this request: merged in place
-            props |= shared
-            props.pop(POP_CK, None)
-            messages.append(Message(topic, queue_id, entry.body, props, entry.flag, sys_flag,
-                                    born, born_host, reconsume, 0, raw + glued
-                                    if raw and raw[-1] != PROPERTY_SEPARATOR else raw + tail))
-        return messages
+        return batch_messages(body, common, shared, properties_string(shared))
 
     def create_for_send(self, topic: str, h: dict[str, str], n: Names = V1
                         ) -> tuple[TopicConfig, asyncio.Task]:

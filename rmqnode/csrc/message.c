@@ -1,5 +1,7 @@
-/* message.py's twins: java_hash, decode_properties, decode_batch, offset_msg_ids. */
+/* message.py's twins: java_hash, decode_properties, decode_batch, batch_messages,
+ * offset_msg_ids. */
 #include "speedups.h"
+#include "structmember.h"
 
 int
 hash_more(PyObject *text, uint32_t *hash)
@@ -72,6 +74,45 @@ decode_properties(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     return props;
 }
 
+/* One entry of a batch body at *pos, as decode_batch reads it; 0 when it is not well formed
+ * (the pure-Python original says how). */
+typedef struct {
+    Py_ssize_t body_start, body_len, props_start, props_len;
+    int32_t flag;
+} Entry;
+
+static int
+next_entry(const unsigned char *d, Py_ssize_t n, Py_ssize_t *pos, Entry *e)
+{
+    Py_ssize_t at = *pos;
+    if (n - at < 20)
+        return 0;
+    int32_t total = rd32(d + at), body_len = rd32(d + at + 16);
+    Py_ssize_t end = at + (Py_ssize_t)total;
+    e->body_start = at + 20;
+    if (total < 22 || end > n || body_len < 0 || e->body_start + body_len + 2 > end)
+        return 0;
+    int16_t props_len = rd16(d + e->body_start + body_len);
+    e->props_start = e->body_start + body_len + 2;
+    if (props_len < 0 || e->props_start + props_len != end)
+        return 0;
+    e->body_len = body_len;
+    e->props_len = props_len;
+    e->flag = rd32(d + at + 12);
+    *pos = end;
+    return 1;
+}
+
+/* The entry's properties as the producer wrote them; NULL (and no exception) unless UTF-8. */
+static PyObject *
+entry_text(const unsigned char *d, const Entry *e)
+{
+    PyObject *raw = PyUnicode_DecodeUTF8((const char *)d + e->props_start, e->props_len, "strict");
+    if (raw == NULL)
+        PyErr_Clear();
+    return raw;
+}
+
 PyObject *
 decode_batch(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -83,24 +124,13 @@ decode_batch(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     if (out == NULL)
         return NULL;
     while (pos < n) {
-        if (n - pos < 20)
+        Entry e;
+        PyObject *raw;
+        if (!next_entry(d, n, &pos, &e) || (raw = entry_text(d, &e)) == NULL)
             goto refuse;
-        int32_t total = rd32(d + pos + 0), flag = rd32(d + pos + 12), body_len = rd32(d + pos + 16);
-        Py_ssize_t end = pos + (Py_ssize_t)total, body_start = pos + 20;
-        if (total < 22 || end > n || body_len < 0 || body_start + body_len + 2 > end)
-            goto refuse;
-        int16_t props_len = rd16(d + body_start + body_len);
-        Py_ssize_t props_start = body_start + body_len + 2;
-        if (props_len < 0 || props_start + props_len != end)
-            goto refuse;
-        PyObject *raw = PyUnicode_DecodeUTF8((const char *)d + props_start, props_len, "strict");
-        if (raw == NULL) {
-            PyErr_Clear();
-            goto refuse;
-        }
         PyObject *items[4] = {
-            PyBytes_FromStringAndSize((const char *)d + body_start, body_len), PyDict_New(),
-            PyLong_FromLong(flag), raw};
+            PyBytes_FromStringAndSize((const char *)d + e.body_start, e.body_len), PyDict_New(),
+            PyLong_FromLong(e.flag), raw};
         PyObject *entry = NULL;
         if (items[0] && items[1] && items[2] && properties_into(items[1], raw))
             entry = PyObject_Vectorcall(bound[B_BATCH_ENTRY], items, 4, NULL);
@@ -112,12 +142,119 @@ decode_batch(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             return NULL;
         }
         Py_DECREF(entry);
-        pos = end;
     }
     return out;
 refuse:
     Py_DECREF(out);
     return fallback(B_DECODE_BATCH, args, nargs, NULL);
+}
+
+/* -- batch_messages: copies of a template message ------------------------------------------- */
+
+enum { F_BODY, F_PROPERTIES, F_FLAG, F_PROPERTIES_STRING, F_COUNT };
+
+#define SLOT(obj, offset) (*(PyObject **)((char *)(obj) + (offset)))
+
+/* Whether copying `template` slot by slot gives what dataclasses.replace of it gives: its
+ * class a plain one of slots over object (object.__new__, no __dict__), every slot set and
+ * writable; the offsets of the slots batch_messages sets into at[]. */
+static int
+copyable(PyObject *template, Py_ssize_t at[F_COUNT])
+{
+    static const char *const names[F_COUNT] = {"body", "properties", "flag", "properties_string"};
+    PyTypeObject *t = Py_TYPE(template);
+    if (!(t->tp_flags & Py_TPFLAGS_HEAPTYPE) || t->tp_base != &PyBaseObject_Type
+        || t->tp_dictoffset != 0 || t->tp_itemsize != 0 || t->tp_new != PyBaseObject_Type.tp_new
+        || t->tp_members == NULL)
+        return 0;
+    int found = 0;
+    for (PyMemberDef *m = t->tp_members; m->name != NULL; m++) {
+        if (m->type != T_OBJECT_EX || (m->flags & READONLY) || SLOT(template, m->offset) == NULL)
+            return 0;
+        for (int i = 0; i < F_COUNT; i++)
+            if (strcmp(m->name, names[i]) == 0) {
+                at[i] = m->offset;
+                found |= 1 << i;
+            }
+    }
+    return found == (1 << F_COUNT) - 1;
+}
+
+/* A copy of `template` (copyable) with the F_COUNT values of `v` (references stolen, all set)
+ * in its slots at at[]. */
+static PyObject *
+copy_with(PyObject *template, const Py_ssize_t at[F_COUNT], PyObject *v[F_COUNT])
+{
+    PyTypeObject *t = Py_TYPE(template);
+    PyObject *copy = t->tp_alloc(t, 0);
+    if (copy != NULL) {
+        for (PyMemberDef *m = t->tp_members; m->name != NULL; m++)
+            SLOT(copy, m->offset) = Py_NewRef(SLOT(template, m->offset));
+        for (int i = 0; i < F_COUNT; i++) {
+            Py_SETREF(SLOT(copy, at[i]), v[i]);
+            v[i] = NULL;
+        }
+    }
+    for (int i = 0; i < F_COUNT; i++)
+        Py_XDECREF(v[i]);
+    return copy;
+}
+
+/* batch_messages(data, template, shared, tail): the batch's messages, copies of `template`. */
+PyObject *
+batch_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_ssize_t at[F_COUNT] = {0};
+    if (nargs != 4 || !PyBytes_CheckExact(args[0]) || !PyDict_CheckExact(args[2])
+        || !PyUnicode_CheckExact(args[3]) || !copyable(args[1], at))
+        return fallback(B_BATCH_MESSAGES, args, nargs, NULL);
+    const unsigned char *d = (const unsigned char *)PyBytes_AS_STRING(args[0]);
+    Py_ssize_t n = PyBytes_GET_SIZE(args[0]), pos = 0;
+    PyObject *template = args[1], *shared = args[2], *tail = args[3], *glued = NULL;
+    PyObject *out = PyList_New(0);
+    if (out == NULL)
+        return NULL;
+    while (pos < n) {
+        Entry e;
+        PyObject *raw;
+        if (!next_entry(d, n, &pos, &e) || (raw = entry_text(d, &e)) == NULL) {
+            Py_DECREF(out);
+            Py_XDECREF(glued);
+            return fallback(B_BATCH_MESSAGES, args, nargs, NULL);
+        }
+        Py_ssize_t raw_len = PyUnicode_GET_LENGTH(raw);
+        PyObject *v[F_COUNT] = {
+            PyBytes_FromStringAndSize((const char *)d + e.body_start, e.body_len), PyDict_New(),
+            PyLong_FromLong(e.flag), NULL};
+        int ok = v[F_BODY] && v[F_PROPERTIES] && v[F_FLAG]
+                 && properties_into(v[F_PROPERTIES], raw) && PyDict_Update(v[F_PROPERTIES], shared) == 0;
+        int has_pop = ok ? PyDict_Contains(v[F_PROPERTIES], s_POP_CK) : 0;
+        if (has_pop)
+            ok = has_pop > 0 && PyDict_DelItem(v[F_PROPERTIES], s_POP_CK) == 0;
+        if (ok && raw_len && PyUnicode_READ_CHAR(raw, raw_len - 1) != 0x02) {
+            if (glued == NULL)
+                glued = PyUnicode_Concat(s_PROPERTY_SEPARATOR, tail);
+            v[F_PROPERTIES_STRING] = glued ? PyUnicode_Concat(raw, glued) : NULL;
+        } else if (ok) {
+            v[F_PROPERTIES_STRING] = PyUnicode_Concat(raw, tail);
+        }
+        Py_DECREF(raw);
+        PyObject *msg = NULL;
+        if (ok && v[F_PROPERTIES_STRING] != NULL)
+            msg = copy_with(template, at, v);
+        else
+            for (int i = 0; i < F_COUNT; i++)
+                Py_XDECREF(v[i]);
+        if (msg == NULL || PyList_Append(out, msg) < 0) {
+            Py_XDECREF(msg);
+            Py_DECREF(out);
+            Py_XDECREF(glued);
+            return NULL;
+        }
+        Py_DECREF(msg);
+    }
+    Py_XDECREF(glued);
+    return out;
 }
 
 /* offset_msg_ids(store_host, commit_log_offset, sizes) -> ids, each offset unsigned. */

@@ -23,7 +23,7 @@ enum {
     B_BATCH_ENTRY, B_REMOTING_COMMAND, B_LANGUAGES, B_LANGUAGE_CODES, B_DECODE_JSON_HEADER,
     B_CRC32, B_ENCODE_MESSAGES, B_PROPERTIES_STRING, B_STAMP_RECORDS, B_INDEX_PUT,
     B_OFFSET_MSG_IDS, B_PLACE_RECORDS,
-    B_INTEGER, B_INT32,
+    B_INTEGER, B_INT32, B_BATCH_MESSAGES,
     B_COUNT
 };
 
@@ -34,7 +34,7 @@ extern PyObject *bound[B_COUNT];
 extern PyObject *s_code, *s_opaque, *s_flag, *s_remark, *s_ext_fields, *s_body, *s_language,
     *s_version, *s_serialize_type, *s_topic, *s_queue_id, *s_sys_flag, *s_born_timestamp,
     *s_born_host, *s_reconsume_times, *s_prepared_transaction_offset, *s_properties,
-    *s_properties_string, *s_OTHER;
+    *s_properties_string, *s_OTHER, *s_POP_CK, *s_PROPERTY_SEPARATOR;
 
 /* The pure-Python original, called with the caller's own arguments. */
 PyObject *fallback(int which, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
@@ -142,6 +142,7 @@ int hash_more(PyObject *text, uint32_t *hash);
 PyObject *java_hash(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 PyObject *decode_properties(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 PyObject *decode_batch(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+PyObject *batch_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 PyObject *offset_msg_ids(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 
 /* -- records.c ------------------------------------------------------------------------------- */
