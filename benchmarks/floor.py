@@ -8,6 +8,9 @@ routes for any topic, topic creation, heartbeats. Each send's message bodies are
 one file with a single write() and acknowledged at once: no CommitLog record, no index, no
 consume queue, no flush. A node's rate next to the floor's, loaded the same way in the same
 run, says how much of the time is the node's own work and how much Python and the protocol.
+With --durable the bodies go into a file whose blocks are reserved up front (as the node's
+CommitLog files are), each write fdatasync'd before its answer: the least a SYNC_FLUSH
+server does for one sender, round trip and durable write together.
 """
 
 from __future__ import annotations
@@ -33,11 +36,18 @@ QUEUES = 8
 BROKER_NAME = "floor"
 CLUSTER = "FloorCluster"
 NO_MSG_ID = "0" * 32
+RESERVED = 1 << 30  # --durable: the size of a CommitLog file
 
 
 class Floor:
-    def __init__(self, data_path: str) -> None:
-        self.fd = os.open(data_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    def __init__(self, data_path: str, durable: bool = False) -> None:
+        self.durable = durable
+        self.written = 0
+        if durable:
+            self.fd = os.open(data_path, os.O_RDWR | os.O_CREAT, 0o644)
+            os.posix_fallocate(self.fd, 0, RESERVED)
+        else:
+            self.fd = os.open(data_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self.routes = RouteInfoManager()
         self.addr = ""
         self.version = 0
@@ -82,7 +92,15 @@ class Floor:
         batch = cmd.code == RequestCode.SEND_BATCH_MESSAGE or \
             (cmd.field("m") or cmd.field("batch") or "").lower() in ("true", "1")
         bodies = [e.body for e in decode_batch(cmd.body)] if batch else [cmd.body]
-        os.write(self.fd, b"".join(bodies))
+        data = b"".join(bodies)
+        if self.durable:
+            if self.written + len(data) > RESERVED:
+                self.written = 0
+            os.pwrite(self.fd, data, self.written)
+            self.written += len(data)
+            os.fdatasync(self.fd)
+        else:
+            os.write(self.fd, data)
         key = (topic, queue_id)
         offset = self.offsets.get(key, 0)
         self.offsets[key] = offset + len(bodies)
@@ -91,8 +109,8 @@ class Floor:
             "queueOffset": offset})
 
 
-async def serve(data_dir: str, port: int) -> None:
-    floor = Floor(os.path.join(data_dir, "floor.data"))
+async def serve(data_dir: str, port: int, durable: bool) -> None:
+    floor = Floor(os.path.join(data_dir, "floor.data"), durable)
     server = RemotingServer(floor.dispatcher, "127.0.0.1", port)
     await server.start()
     floor.addr = f"127.0.0.1:{server.port}"
@@ -109,13 +127,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", help="Where the data file goes (default: a temporary dir).")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--durable", action="store_true",
+                        help="fdatasync each append before answering it")
     args = parser.parse_args()
     run = event_loop_runner()  # the node's event loop (uvloop when installed): same footing
     if args.dir:
-        run(serve(args.dir, args.port))
+        run(serve(args.dir, args.port, args.durable))
         return
     with tempfile.TemporaryDirectory(prefix="rmq-floor-") as data_dir:
-        run(serve(data_dir, args.port))
+        run(serve(data_dir, args.port, args.durable))
 
 
 if __name__ == "__main__":

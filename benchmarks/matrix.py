@@ -10,7 +10,8 @@ with the median ratio stands for all of them, as run.py's target rows):
   expression on a property, against the same drain filtered by tag (the same half).
 - SYNC_FLUSH at one sender: the p50 of one connection's sync sends (one in flight) to a
   SYNC_FLUSH node, against the p50 of a bare write()+fdatasync() loop of a record of the same
-  size, in this process, on the same disk.
+  size, in this process, on the same disk; and against the durable Python floor (the same
+  sends answered after a durable write), which pays the same round trip.
 - Replication: the C++ client to a SYNC_MASTER with its slave, against an ASYNC_MASTER with
   its slave (bench_ha.py's pairs).
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import statistics
 import sys
 import time
@@ -32,7 +34,7 @@ import bench_fsync
 import bench_grpc
 import bench_ha
 from rows import Row, on_cpu, rmqctl, say
-from servers import BENCH_DIR, CPP_PYTHON, Server, start_node
+from servers import BENCH_DIR, CPP_PYTHON, Server, start_floor, start_node
 
 from rmqctl.client.consumer import GroupConsumer
 from rmqctl.client.namesrv import NameServerClient
@@ -126,7 +128,11 @@ class Matrix:
   one connection with one in flight (`rmqctl bench produce --mode sync -c 1 --inflight 1`) to
   the SYNC_FLUSH node above, against {self.plan.sync_sends:,} write()+fdatasync() of one record
   of the size the node stored (append to a new file on the same disk, in the benchmark's
-  process); lower is better there, so the target is a ceiling. SYNC_MASTER: the C++ client,
+  process); lower is better there, so the target is a ceiling. That baseline has no round
+  trip, which the node's figure cannot leave out; the next row holds the same sends against
+  the durable Python floor (benchmarks/floor.py --durable: the same sends answered after a
+  pwrite into a reserved file and its fdatasync), which pays the round trip and the durable
+  write and nothing else, so it shows what the node's flush round adds. SYNC_MASTER: the C++ client,
   {THREADS} threads, to a SYNC_MASTER and to an ASYNC_MASTER, each with a slave attached
   (benchmarks/bench_ha.py's pairs). Every round's ratio:
 {rounds}
@@ -236,6 +242,18 @@ class Matrix:
         name = (f"SYNC_FLUSH p50, 1 conn, 1 in flight, 128 B ({record[0]} B records)")
         self.row(name, ratios, got, ref, "p50Ms", "write+fdatasync p50, same round",
                  bound=("<=", 1.15, "write+fdatasync"))
+        # The bare write above leaves out the round trip every server pays; the durable floor
+        # pays it and a durable write, nothing else: what the flush round adds shows here.
+        home = self.work / "durable-floor"
+        with start_floor(home, durable=True) as durable:
+            one_by_one(durable.addrs["floor"])
+            got, ref, ratios = paired(self.plan.rounds, sends,
+                                      lambda: one_by_one(durable.addrs["floor"]),
+                                      lambda f: f["p50Ms"])
+        shutil.rmtree(home)  # its file reserves a CommitLog's 1 GiB
+        self.row(name.replace("SYNC_FLUSH p50", "SYNC_FLUSH p50 vs durable floor"), ratios,
+                 got, ref, "p50Ms", "durable Python floor p50, same round",
+                 bound=("<=", 1.15, "durable floor"))
 
     def replication(self) -> None:
         if not CPP_PYTHON.exists():

@@ -56,9 +56,9 @@ def start_node(home: Path, *defines: str) -> Server:
     return Server(argv, ("namesrv", "broker"), home)
 
 
-def start_floor(home: Path) -> Server:
-    return Server([sys.executable, str(BENCH_DIR / "floor.py"), "--dir", str(home)],
-                  ("floor",), home)
+def start_floor(home: Path, durable: bool = False) -> Server:
+    return Server([sys.executable, str(BENCH_DIR / "floor.py"), "--dir", str(home)]
+                  + ["--durable"] * durable, ("floor",), home)
 
 
 def start_native_floor(home: Path) -> Server | None:

@@ -198,12 +198,15 @@ def test_matrix_rows_pair_each_figure_with_its_baseline(tmp_path):
     with start_bench_node(tmp_path / "sync", *bench_run.node_defines("SYNC_FLUSH")) as node, \
             start_floor(tmp_path / "floor") as floor:
         features.sync_latency(node, floor)
-    sql, sync = rows
+    sql, sync, durable = rows
     assert sql.name.startswith('SQL92: pull drain, 640 x 128 B, half match "k = 1"')
     assert sql.baseline_name == "tag A, same round" and sql.value > 0 and sql.baseline > 0
     assert sync.name.startswith("SYNC_FLUSH p50, 1 conn, 1 in flight, 128 B (")
     assert sync.unit == "ms" and sync.baseline > 0
     assert sync.passed == (sync.value <= 1.15 * sync.baseline)
+    assert durable.name.startswith("SYNC_FLUSH p50 vs durable floor, 1 conn, 1 in flight")
+    assert durable.baseline_name == "durable Python floor p50, same round"
+    assert durable.passed == (durable.value <= 1.15 * durable.baseline) and durable.baseline > 0
     text = features.explain()
     for row in rows:
         [line] = [n for n in features.notes if row.name.startswith(n.rsplit(": ", 1)[0])]
@@ -212,4 +215,5 @@ def test_matrix_rows_pair_each_figure_with_its_baseline(tmp_path):
         assert line in text
     assert any(n.startswith("SYNC_FLUSH p50: the same sends to the Python floor") for n in
                features.notes)
-    assert not list(tmp_path.glob("fdatasync-baseline*"))  # the disk baseline cleans up
+    assert not list(tmp_path.glob("fdatasync-baseline*"))  # the disk baselines clean up
+    assert not (tmp_path / "durable-floor").exists()
