@@ -339,3 +339,43 @@ def test_header_numbers_read_identically():
     same("integer", "1")
     same("int32", "1")
     same("int32", "1", "f", 0, 0)
+
+
+# -- the reput's request of a single put (csrc/dispatch.c) ------------------------------------
+
+
+def test_dispatch_requests_read_identically(java_store_pristine):
+    """A single put's DispatchRequest fields (tag code, index keys) from every Java record's
+    properties, random and odd ones; a delayed message's topic, whose tag slot holds its due
+    time, and whatever is not a dict of str go to the one definition."""
+    levels = [1000, 5000, 10000]
+    for _, rec in java_records(java_store_pristine):
+        for topic in (rec.topic, "SCHEDULE_TOPIC_XXXX"):
+            same("dispatch_request", topic, rec.queue_id, rec.commit_log_offset,
+                 rec.store_size, rec.properties, rec.store_timestamp, rec.queue_offset,
+                 rec.sys_flag, levels)
+    rng = random.Random(2021)
+    names = ["TAGS", "KEYS", "UNIQ_KEY", "DELAY", "WAIT"]
+    for _ in range(2000):
+        props = {rng.choice(names): rng.choice([random_text(rng), " ".join(
+            random_text(rng, 4) for _ in range(rng.randrange(5))), "", " ", "2"])
+                 for _ in range(rng.randrange(6))}
+        same("dispatch_request", rng.choice(["T", "SCHEDULE_TOPIC_XXXX", random_text(rng)]),
+             1, 2, 3, props, 4, 5, rng.choice([0, 4, 8, 12]), rng.choice([levels, []]))
+    class Props(dict):
+        pass
+    class Topic(str):
+        pass
+    base = ["T", 1, 2, 3, {"TAGS": "a", "KEYS": "k"}, 4, 5, 0, levels]
+    odd = {0: [Topic("T"), 7, None, "\ud800"], 1: [None, 2**70], 2: ["x"], 5: [None, 1.5],
+           4: [{}, {"TAGS": 5}, {"TAGS": None}, {"TAGS": "\ud800"}, {"TAGS": "\U0001f600"},
+               {"UNIQ_KEY": 5}, {"UNIQ_KEY": "", "KEYS": "  a  b "}, {"KEYS": b"k"},
+               {"KEYS": "\udfff x"}, {1: 2}, Props(TAGS="a"), None, [("TAGS", "a")]],
+           8: [None, [], "levels"]}
+    for at, values in odd.items():
+        for value in values:
+            args = list(base)
+            args[at] = value
+            same("dispatch_request", *args)
+    same("dispatch_request", *base[:8])
+    same("dispatch_request", *base, 1)

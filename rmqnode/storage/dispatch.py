@@ -5,9 +5,11 @@ CommitLog scan)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from rmqnode.message import (DELAY, KEYS, TAGS, TRANSACTION_MASK, TRANSACTION_PREPARED_TYPE,
                              TRANSACTION_ROLLBACK_TYPE, UNIQ_KEY, MessageExt, tags_code)
+from rmqnode.speedups import accelerate
 
 SCHEDULE_TOPIC = "SCHEDULE_TOPIC_XXXX"
 
@@ -35,22 +37,9 @@ def is_indexed(sys_flag: int) -> bool:
     return sys_flag & TRANSACTION_MASK != TRANSACTION_ROLLBACK_TYPE
 
 
-class _Flagged:
-    """What a request's sysFlag says of its dispatch (a DispatchRequest's or a batch's)."""
-    __slots__ = ()
-    sys_flag: int
-
-    @property
-    def goes_to_queue(self) -> bool:
-        return goes_to_queue(self.sys_flag)
-
-    @property
-    def is_indexed(self) -> bool:
-        return is_indexed(self.sys_flag)
-
-
-@dataclass(slots=True)
-class DispatchRequest(_Flagged):
+class DispatchRequest(NamedTuple):
+    """One stored message's dispatch. A put queues its fields as a plain tuple in this order
+    (a named one costs a Python-level __new__ per message): the reput unpacks either."""
     topic: str
     queue_id: int
     commit_log_offset: int
@@ -63,7 +52,7 @@ class DispatchRequest(_Flagged):
 
 
 @dataclass(slots=True)
-class DispatchBatch(_Flagged):
+class DispatchBatch:
     """The messages of one batch put (one queue, consecutive queue and CommitLog offsets, one
     store time and sysFlag): dispatched as a run, one consume-queue write for all of them."""
     topic: str
@@ -90,6 +79,27 @@ class DispatchBatch(_Flagged):
     @property
     def end(self) -> int:
         return self.commit_log_offset + sum(self.sizes)
+
+    @property
+    def goes_to_queue(self) -> bool:
+        return goes_to_queue(self.sys_flag)
+
+    @property
+    def is_indexed(self) -> bool:
+        return is_indexed(self.sys_flag)
+
+
+class IndexRun:
+    """Index keys of consecutive dispatches of one topic stored in one millisecond, written
+    by one IndexService.build: the reput indexes what one loop iteration stored in a call
+    or a few, not one per message, in the order the messages were dispatched."""
+    __slots__ = ("topic", "store_timestamp", "keys", "offsets")
+
+    def __init__(self) -> None:
+        self.topic = ""
+        self.store_timestamp = -1
+        self.keys: list[str] = []
+        self.offsets: list[int] = []
 
 
 def queue_tags_code(topic: str, properties: dict[str, str], store_timestamp: int,
@@ -121,6 +131,19 @@ def index_keys(properties: dict[str, str]) -> list[str]:
     if words:
         keys += filter(None, words.split(" "))
     return keys
+
+
+def dispatch_request(topic: str, queue_id: int, commit_log_offset: int, size: int,
+                     properties: dict[str, str], store_timestamp: int, queue_offset: int,
+                     sys_flag: int, delay_levels: list[int]) -> tuple:
+    """What a single put queues for the reput: its DispatchRequest's fields as a plain tuple,
+    the tag code and index keys read from `properties` by one call (in C when built)."""
+    return (topic, queue_id, commit_log_offset, size,
+            queue_tags_code(topic, properties, store_timestamp, delay_levels), store_timestamp,
+            queue_offset, index_keys(properties), sys_flag)
+
+
+dispatch_request = accelerate(dispatch_request)
 
 
 def request_from_message(msg: MessageExt, delay_levels: list[int]) -> DispatchRequest:

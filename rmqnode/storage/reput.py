@@ -19,8 +19,8 @@ from rmqnode.errors import RemotingError
 from rmqnode.message import TRANSACTION_MASK, MessageExt
 from rmqnode.storage.commitlog import CommitLog
 from rmqnode.storage.consumequeue import ConsumeQueue
-from rmqnode.storage.dispatch import (DispatchBatch, DispatchRequest, goes_to_queue, is_indexed,
-                                      request_from_message)
+from rmqnode.storage.dispatch import (DispatchBatch, DispatchRequest, IndexRun, goes_to_queue,
+                                      is_indexed, request_from_message)
 from rmqnode.storage.index import IndexService
 from rmqnode.storage.records import Blank, CorruptRecord
 from rmqnode.storage.stalled import StalledQueues
@@ -43,7 +43,7 @@ class QueueDispatch:
     arrival_listeners: list[Callable[[str, int, int], None]]
     append_listeners: list[Callable[[], None]]
     last_dispatched_timestamp: int
-    _pending: deque[DispatchRequest | DispatchBatch]
+    _pending: deque[DispatchRequest | tuple | DispatchBatch]  # a put's request: a plain tuple
     _reput_scheduled: bool
     _loop: asyncio.AbstractEventLoop | None  # the running store's: see _schedule_reput
     _retry: asyncio.TimerHandle | None
@@ -79,17 +79,33 @@ class QueueDispatch:
     def find_queue(self, topic: str, queue_id: int) -> ConsumeQueue | None:
         return self.queues.get((topic, queue_id))
 
-    def _dispatch(self, req: DispatchRequest) -> bool:
+    def _dispatch(self, req: DispatchRequest | tuple, run: IndexRun | None = None) -> bool:
         """Write the queue entry and the index keys of one stored message; False when it
-        has no queue entry now (none due, or its queue is stalled)."""
+        has no queue entry now (none due, or its queue is stalled). `req` is a
+        DispatchRequest or, from a put, its fields as a plain tuple. With a `run`, the index
+        keys join it, to be written with those of the messages dispatched next to it."""
+        topic, _, offset, _, _, stamp, _, keys, sys_flag = req
         # Once per message: the flag functions asked only about a transaction's message.
-        plain = not req.sys_flag & TRANSACTION_MASK
-        queued = (plain or goes_to_queue(req.sys_flag)) and self._enqueue(req)
-        if self.config.messageIndexEnable and req.keys and (plain or is_indexed(req.sys_flag)):
-            self._index(req.topic, req.keys, [req.commit_log_offset] * len(req.keys),
-                        req.store_timestamp, req.commit_log_offset)
-        self.last_dispatched_timestamp = req.store_timestamp
+        plain = not sys_flag & TRANSACTION_MASK
+        queued = (plain or goes_to_queue(sys_flag)) and self._enqueue(req)
+        if keys and self.config.messageIndexEnable and (plain or is_indexed(sys_flag)):
+            if run is None:
+                self._index(topic, keys, [offset] * len(keys), stamp, offset)
+            else:
+                if stamp != run.store_timestamp or topic != run.topic:
+                    self._index_run(run, topic, stamp)
+                run.keys += keys
+                run.offsets += [offset] * len(keys)
+        self.last_dispatched_timestamp = stamp
         return queued
+
+    def _index_run(self, run: IndexRun, topic: str = "", store_timestamp: int = -1) -> None:
+        """Write the index keys `run` holds; it then collects those of `topic` stored at
+        `store_timestamp`."""
+        if run.keys:
+            self._index(run.topic, run.keys, run.offsets, run.store_timestamp, run.offsets[0])
+            run.keys, run.offsets = [], []
+        run.topic, run.store_timestamp = topic, store_timestamp
 
     def _dispatch_batch(self, batch: DispatchBatch) -> bool:
         """_dispatch for a batch: its queue entries in one write. What a run cannot do (its
@@ -132,24 +148,24 @@ class QueueDispatch:
         """Whether the last message of the batch has its queue entry now."""
         return [self._dispatch(req) for req in batch.requests()][-1]
 
-    def _enqueue(self, req: DispatchRequest) -> bool:
+    def _enqueue(self, req: DispatchRequest | tuple) -> bool:
         """The consume queue entry; a queue whose file cannot be written stalls (see
         StalledQueues) and the others go on."""
-        key = (req.topic, req.queue_id)
+        topic, queue_id, offset, size, tags_code, _, queue_offset, _, _ = req
+        key = (topic, queue_id)
         if key in self.stalled.first:  # the dict itself: once per message
             return False
         try:
             cq = self.queues.get(key)
             if cq is None:
-                cq = self._queue(*key)
-            cq.put(req.queue_offset, req.commit_log_offset, req.size, req.tags_code)
+                cq = self._queue(topic, queue_id)
+            cq.put(queue_offset, offset, size, tags_code)
         except OSError as exc:
-            self.stalled.stall(req, exc)
+            self.stalled.stall(DispatchRequest(*req), exc)
             return False
         except RemotingError as exc:  # a record whose topic cannot name a directory
-            self._throttled.error("dispatch.unsafe_topic", key=req.topic,
-                                  topic=quote(req.topic),
-                                  commit_log_offset=req.commit_log_offset, error=exc.remark)
+            self._throttled.error("dispatch.unsafe_topic", key=topic, topic=quote(topic),
+                                  commit_log_offset=offset, error=exc.remark)
             return False
         return True
 
@@ -157,17 +173,21 @@ class QueueDispatch:
         """The reput step: index what was appended, then tell waiting pulls."""
         self._reput_scheduled = False
         arrived: dict[tuple[str, int], int] = {}
+        run = IndexRun()
         pending = self._pending
         while pending:
             req = pending.popleft()
             if isinstance(req, DispatchBatch):
+                self._index_run(run)  # the index keeps the order of the CommitLog
                 if self._dispatch_batch(req):
                     arrived[(req.topic, req.queue_id)] = req.queue_offset + len(req.sizes)
                 self.reput_offset = req.end
             else:
-                if self._dispatch(req):
-                    arrived[(req.topic, req.queue_id)] = req.queue_offset + 1
-                self.reput_offset = req.commit_log_offset + req.size
+                topic, queue_id, offset, size, _, _, queue_offset, _, _ = req
+                if self._dispatch(req, run):
+                    arrived[(topic, queue_id)] = queue_offset + 1
+                self.reput_offset = offset + size
+        self._index_run(run)
         self._arrived(arrived)
         for listener in self.append_listeners:
             listener()
@@ -207,7 +227,7 @@ class QueueDispatch:
                     break
                 if isinstance(rec, MessageExt) and (rec.topic, rec.queue_id) == key:
                     req = request_from_message(rec, self.delay_levels)
-                    if req.goes_to_queue and not self._enqueue(req):
+                    if goes_to_queue(req.sys_flag) and not self._enqueue(req):
                         return False
         except CorruptRecord as exc:  # validated at start and written by us since
             _log.error("reput.corrupt", file=exc.file, offset=exc.offset, reason=exc.reason)

@@ -27,8 +27,9 @@ from rmqnode.message import (DELAY, REAL_QID, REAL_TOPIC, TRANSACTION_COMMIT_TYP
 from rmqnode.storage.cleanup import delete_expired_commitlog
 from rmqnode.storage.commitlog import Appended, CommitLog
 from rmqnode.storage.consumequeue import ConsumeQueue
-from rmqnode.storage.dispatch import (SCHEDULE_TOPIC, DispatchBatch, DispatchRequest, index_keys,
-                                      parse_delay_levels, queue_tags_code, queue_tags_codes)
+from rmqnode.storage.dispatch import (SCHEDULE_TOPIC, DispatchBatch, DispatchRequest,
+                                      dispatch_request, index_keys, parse_delay_levels,
+                                      queue_tags_codes)
 from rmqnode.storage.flush import FlushService
 from rmqnode.storage.index import IndexService
 from rmqnode.storage import records
@@ -145,7 +146,7 @@ class MessageStore(QueueDispatch):
         self.flusher = FlushService(self._flush_commitlog,
                                     config.flushIntervalCommitLog / 1000.0)
         self.reput_offset = 0
-        self._pending: deque[DispatchRequest | DispatchBatch] = deque()
+        self._pending: deque[DispatchRequest | tuple | DispatchBatch] = deque()
         self._reput_scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self.stalled = StalledQueues()
@@ -303,11 +304,9 @@ class MessageStore(QueueDispatch):
         stamp = appended.store_timestamp
         offset = appended.wrote_offset
         if single:
-            props = first.properties
-            self._pending.append(DispatchRequest(
-                first.topic, first.queue_id, offset, sizes[0],
-                queue_tags_code(first.topic, props, stamp, self.delay_levels), stamp,
-                appended.queue_offset, index_keys(props), first.sys_flag))
+            self._pending.append(dispatch_request(
+                first.topic, first.queue_id, offset, sizes[0], first.properties, stamp,
+                appended.queue_offset, first.sys_flag, self.delay_levels))
         else:
             self._pending.extend(self._dispatch_of(messages, sizes, appended))
         self.last_store_timestamp = stamp
@@ -328,10 +327,8 @@ class MessageStore(QueueDispatch):
                               sys_flag)
         if all(m.sys_flag == sys_flag for m in messages):
             return [batch]
-        requests = batch.requests()
-        for req, msg in zip(requests, messages):
-            req.sys_flag = msg.sys_flag
-        return requests
+        return [req._replace(sys_flag=msg.sys_flag)
+                for req, msg in zip(batch.requests(), messages)]
 
     def _room_for_new_file(self) -> bool:
         """Java stops writing past diskSpaceWarningLevelRatio; we check before each new file,
