@@ -120,7 +120,8 @@ def test_odd_and_hostile_batches_make_the_same_messages_or_fail_identically():
     template = Message("T", 1, b"", {}, 0, 0, 5, bytes(8), 0)
     shared = {"CLUSTER": "c", "TAGS": "t\u00e9"}
     entries = [BatchEntry(bytes(rng.randrange(40)), {"KEYS": f"k{i}", "POP_CK": "p"}, i)
-               for i in range(5)] + [BatchEntry(b"e", {}, -1)]
+               for i in range(5)] + [BatchEntry(b"e", {}, -1),
+                                     BatchEntry(b"u", {"KEYS": "\u00e9 \U0001f600"}, 2)]
     data = encode_batch(entries)
     # an entry whose properties end with the separator, as clients write them
     raw = "UNIQ_KEY\x01u\x02".encode()
@@ -143,6 +144,9 @@ def test_odd_and_hostile_batches_make_the_same_messages_or_fail_identically():
     for odd_shared in ([("K", "v")], None, {"K": 1}, {1: "v"}):
         same("batch_messages", data, template, odd_shared, "t")
     same("batch_messages", data, template, shared)
+    # the names the C code keeps interned, and names that almost are
+    same("decode_properties", "KEYS\x01a\x02UNIQ_KEY\x01b\x02TAGSX\x01c\x02TAG\x01d\x02WAIT\x01"
+         "\x02__transactionId__\x01t\x02DELAY\x01\u00e9\x02\u00e9KEYS\x01e")
 
 
 def test_odd_puts_encode_or_fail_identically():

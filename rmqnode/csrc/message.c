@@ -35,11 +35,44 @@ java_hash(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     return PyLong_FromLong((long)(int32_t)h);
 }
 
-/* Java's string2messageProperties into `props`: split on \x02, each piece at its first \x01. */
-static int
-properties_into(PyObject *props, PyObject *text)
+/* The property names every send carries or the store reads (message.py's), interned: the
+ * same objects as the names in Python code, so a name is neither allocated nor hashed per
+ * message and the store's lookups match it by identity. */
+static const char *const known_names[] = {
+    "TAGS", "KEYS", "UNIQ_KEY", "WAIT", "DELAY", "CLUSTER", "TRAN_MSG", "PGROUP", "MSG_REGION",
+    "TRACE_ON", "REAL_TOPIC", "REAL_QID", "RETRY_TOPIC", "MAX_RECONSUME_TIMES",
+    "RECONSUME_TIME", "ORIGIN_MESSAGE_ID", "__transactionId__"};
+#define N_KNOWN (sizeof known_names / sizeof known_names[0])
+static PyObject *known[N_KNOWN];
+static size_t known_len[N_KNOWN];
+
+/* text[start:end) as a str: a known name's interned object when it is one; NULL on error. */
+static PyObject *
+name_of(PyObject *text, Py_ssize_t start, Py_ssize_t end)
 {
-    Py_ssize_t n = PyUnicode_GET_LENGTH(text), start = 0;
+    if (PyUnicode_KIND(text) == PyUnicode_1BYTE_KIND) {
+        const char *at = (const char *)PyUnicode_1BYTE_DATA(text) + start;
+        size_t len = (size_t)(end - start);
+        for (size_t i = 0; i < N_KNOWN; i++) {
+            if (known_len[i] != len || memcmp(at, known_names[i], len) != 0)
+                continue;
+            if (known[i] == NULL && (known[i] = PyUnicode_InternFromString(known_names[i])) == NULL)
+                return NULL;
+            return Py_NewRef(known[i]);
+        }
+    }
+    return PyUnicode_Substring(text, start, end);
+}
+
+/* Java's string2messageProperties of text[0:n) into `props`: split on \x02, each piece at its
+ * first \x01. */
+static int
+properties_into(PyObject *props, PyObject *text, Py_ssize_t n)
+{
+    if (known_len[0] == 0)
+        for (size_t i = 0; i < N_KNOWN; i++)
+            known_len[i] = strlen(known_names[i]);
+    Py_ssize_t start = 0;
     while (start <= n) {
         Py_ssize_t end = PyUnicode_FindChar(text, 0x02, start, n, 1);
         if (end == -2)
@@ -50,7 +83,7 @@ properties_into(PyObject *props, PyObject *text)
         if (sep == -2)
             return 0;
         if (sep > start && sep + 1 < end) {
-            PyObject *name = PyUnicode_Substring(text, start, sep);
+            PyObject *name = name_of(text, start, sep);
             PyObject *value = name ? PyUnicode_Substring(text, sep + 1, end) : NULL;
             int rc = value ? PyDict_SetItem(props, name, value) : -1;
             Py_XDECREF(name);
@@ -69,7 +102,7 @@ decode_properties(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     if (nargs != 1 || !PyUnicode_CheckExact(args[0]))
         return fallback(B_DECODE_PROPERTIES, args, nargs, NULL);
     PyObject *props = PyDict_New();
-    if (props != NULL && !properties_into(props, args[0]))
+    if (props != NULL && !properties_into(props, args[0], PyUnicode_GET_LENGTH(args[0])))
         Py_CLEAR(props);
     return props;
 }
@@ -132,7 +165,7 @@ decode_batch(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             PyBytes_FromStringAndSize((const char *)d + e.body_start, e.body_len), PyDict_New(),
             PyLong_FromLong(e.flag), raw};
         PyObject *entry = NULL;
-        if (items[0] && items[1] && items[2] && properties_into(items[1], raw))
+        if (items[0] && items[1] && items[2] && properties_into(items[1], raw, PyUnicode_GET_LENGTH(raw)))
             entry = PyObject_Vectorcall(bound[B_BATCH_ENTRY], items, 4, NULL);
         for (int i = 0; i < 4; i++)
             Py_XDECREF(items[i]);
@@ -200,6 +233,48 @@ copy_with(PyObject *template, const Py_ssize_t at[F_COUNT], PyObject *v[F_COUNT]
     return copy;
 }
 
+/* An entry's properties string: its text (d[start:start+len), UTF-8), then `tail` after a
+ * separator unless the text is empty or ends with one; in one allocation when both are ASCII.
+ * *own: the length of the entry's part. NULL without an exception: not UTF-8. */
+static PyObject *
+joined_text(const unsigned char *d, const Entry *e, PyObject *tail, Py_ssize_t *own)
+{
+    const unsigned char *p = d + e->props_start;
+    Py_ssize_t n = e->props_len;
+    int ascii = PyUnicode_IS_ASCII(tail);
+    for (Py_ssize_t i = 0; ascii && i < n; i++)
+        ascii = p[i] < 0x80;
+    if (ascii) {
+        int glue = n && p[n - 1] != 0x02;
+        Py_ssize_t tail_len = PyUnicode_GET_LENGTH(tail);
+        PyObject *text = PyUnicode_New(n + glue + tail_len, 127);
+        if (text != NULL) {
+            Py_UCS1 *o = PyUnicode_1BYTE_DATA(text);
+            memcpy(o, p, n);
+            o[n] = 0x02;  /* overwritten by the tail when there is no glue */
+            memcpy(o + n + glue, PyUnicode_1BYTE_DATA(tail), tail_len);
+        }
+        *own = n;
+        return text;
+    }
+    PyObject *raw = entry_text(d, e);
+    if (raw == NULL)
+        return NULL;
+    *own = PyUnicode_GET_LENGTH(raw);
+    PyObject *text = NULL;
+    if (*own && PyUnicode_READ_CHAR(raw, *own - 1) != 0x02) {
+        PyObject *glued = PyUnicode_Concat(s_PROPERTY_SEPARATOR, tail);
+        text = glued ? PyUnicode_Concat(raw, glued) : NULL;
+        Py_XDECREF(glued);
+    } else {
+        text = PyUnicode_Concat(raw, tail);
+    }
+    Py_DECREF(raw);
+    if (text == NULL)
+        *own = -1;  /* an error, not a refusal */
+    return text;
+}
+
 /* batch_messages(data, template, shared, tail): the batch's messages, copies of `template`. */
 PyObject *
 batch_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
@@ -210,37 +285,31 @@ batch_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         return fallback(B_BATCH_MESSAGES, args, nargs, NULL);
     const unsigned char *d = (const unsigned char *)PyBytes_AS_STRING(args[0]);
     Py_ssize_t n = PyBytes_GET_SIZE(args[0]), pos = 0;
-    PyObject *template = args[1], *shared = args[2], *tail = args[3], *glued = NULL;
+    PyObject *template = args[1], *shared = args[2], *tail = args[3];
     PyObject *out = PyList_New(0);
     if (out == NULL)
         return NULL;
     while (pos < n) {
         Entry e;
-        PyObject *raw;
-        if (!next_entry(d, n, &pos, &e) || (raw = entry_text(d, &e)) == NULL) {
+        Py_ssize_t own = 0;
+        PyObject *text = NULL;
+        if (!next_entry(d, n, &pos, &e) || (text = joined_text(d, &e, tail, &own)) == NULL) {
             Py_DECREF(out);
-            Py_XDECREF(glued);
+            if (own < 0)
+                return NULL;
             return fallback(B_BATCH_MESSAGES, args, nargs, NULL);
         }
-        Py_ssize_t raw_len = PyUnicode_GET_LENGTH(raw);
         PyObject *v[F_COUNT] = {
             PyBytes_FromStringAndSize((const char *)d + e.body_start, e.body_len), PyDict_New(),
-            PyLong_FromLong(e.flag), NULL};
+            PyLong_FromLong(e.flag), text};
         int ok = v[F_BODY] && v[F_PROPERTIES] && v[F_FLAG]
-                 && properties_into(v[F_PROPERTIES], raw) && PyDict_Update(v[F_PROPERTIES], shared) == 0;
+                 && properties_into(v[F_PROPERTIES], text, own)
+                 && PyDict_Update(v[F_PROPERTIES], shared) == 0;
         int has_pop = ok ? PyDict_Contains(v[F_PROPERTIES], s_POP_CK) : 0;
         if (has_pop)
             ok = has_pop > 0 && PyDict_DelItem(v[F_PROPERTIES], s_POP_CK) == 0;
-        if (ok && raw_len && PyUnicode_READ_CHAR(raw, raw_len - 1) != 0x02) {
-            if (glued == NULL)
-                glued = PyUnicode_Concat(s_PROPERTY_SEPARATOR, tail);
-            v[F_PROPERTIES_STRING] = glued ? PyUnicode_Concat(raw, glued) : NULL;
-        } else if (ok) {
-            v[F_PROPERTIES_STRING] = PyUnicode_Concat(raw, tail);
-        }
-        Py_DECREF(raw);
         PyObject *msg = NULL;
-        if (ok && v[F_PROPERTIES_STRING] != NULL)
+        if (ok)
             msg = copy_with(template, at, v);
         else
             for (int i = 0; i < F_COUNT; i++)
@@ -248,12 +317,10 @@ batch_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         if (msg == NULL || PyList_Append(out, msg) < 0) {
             Py_XDECREF(msg);
             Py_DECREF(out);
-            Py_XDECREF(glued);
             return NULL;
         }
         Py_DECREF(msg);
     }
-    Py_XDECREF(glued);
     return out;
 }
 

