@@ -186,31 +186,40 @@ refuse:
 
 enum { F_BODY, F_PROPERTIES, F_FLAG, F_PROPERTIES_STRING, F_COUNT };
 
-#define SLOT(obj, offset) (*(PyObject **)((char *)(obj) + (offset)))
+int
+slots_of(PyTypeObject *t, const char *const *names, int n, Py_ssize_t *at)
+{
+    if (!(t->tp_flags & Py_TPFLAGS_HEAPTYPE) || t->tp_base != &PyBaseObject_Type
+        || t->tp_dictoffset != 0 || t->tp_itemsize != 0 || t->tp_new != PyBaseObject_Type.tp_new
+        || t->tp_getattro != PyObject_GenericGetAttr || t->tp_members == NULL)
+        return 0;
+    long long found = 0;
+    for (PyMemberDef *m = t->tp_members; m->name != NULL; m++) {
+        if (m->type != T_OBJECT_EX || (m->flags & READONLY))
+            return 0;
+        for (int i = 0; i < n; i++)
+            if (strcmp(m->name, names[i]) == 0) {
+                at[i] = m->offset;
+                found |= 1LL << i;
+            }
+    }
+    return found == (1LL << n) - 1;
+}
 
 /* Whether copying `template` slot by slot gives what dataclasses.replace of it gives: its
- * class a plain one of slots over object (object.__new__, no __dict__), every slot set and
- * writable; the offsets of the slots batch_messages sets into at[]. */
+ * class one slots_of takes, every slot set; the offsets of the slots batch_messages sets into
+ * at[]. */
 static int
 copyable(PyObject *template, Py_ssize_t at[F_COUNT])
 {
     static const char *const names[F_COUNT] = {"body", "properties", "flag", "properties_string"};
     PyTypeObject *t = Py_TYPE(template);
-    if (!(t->tp_flags & Py_TPFLAGS_HEAPTYPE) || t->tp_base != &PyBaseObject_Type
-        || t->tp_dictoffset != 0 || t->tp_itemsize != 0 || t->tp_new != PyBaseObject_Type.tp_new
-        || t->tp_members == NULL)
+    if (!slots_of(t, names, F_COUNT, at))
         return 0;
-    int found = 0;
-    for (PyMemberDef *m = t->tp_members; m->name != NULL; m++) {
-        if (m->type != T_OBJECT_EX || (m->flags & READONLY) || SLOT(template, m->offset) == NULL)
+    for (PyMemberDef *m = t->tp_members; m->name != NULL; m++)
+        if (SLOT(template, m->offset) == NULL)
             return 0;
-        for (int i = 0; i < F_COUNT; i++)
-            if (strcmp(m->name, names[i]) == 0) {
-                at[i] = m->offset;
-                found |= 1 << i;
-            }
-    }
-    return found == (1 << F_COUNT) - 1;
+    return 1;
 }
 
 /* A copy of `template` (copyable) with the F_COUNT values of `v` (references stolen, all set)

@@ -235,6 +235,11 @@ encode_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     PyObject *names[A_COUNT] = {s_topic, s_queue_id, s_flag, s_body, s_properties_string,
                                 s_sys_flag, s_born_timestamp, s_born_host, s_reconsume_times,
                                 s_prepared_transaction_offset};
+    static const char *const slot_names[A_COUNT] = {
+        "topic", "queue_id", "flag", "body", "properties_string", "sys_flag", "born_timestamp",
+        "born_host", "reconsume_times", "prepared_transaction_offset"};
+    PyTypeObject *plain = NULL;  /* store.Message: its fields read from their slots */
+    Py_ssize_t at[A_COUNT];
     PyObject *msgs = args[0], *store = args[1], *sizes = PyList_New(0), *out = NULL;
     Buf b;
     buf_init(&b);
@@ -243,8 +248,11 @@ encode_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         PyObject *m = Py_NewRef(PyList_GET_ITEM(msgs, i)), *a[A_COUNT] = {0};
         Rec r = {0};
         int ok = 1;
+        if (Py_TYPE(m) != plain && slots_of(Py_TYPE(m), slot_names, A_COUNT, at))
+            plain = Py_TYPE(m);
         for (int j = 0; ok && j < A_COUNT; j++)
-            if ((a[j] = PyObject_GetAttr(m, names[j])) == NULL)
+            if ((a[j] = Py_TYPE(m) == plain ? Py_XNewRef(SLOT(m, at[j]))
+                                            : PyObject_GetAttr(m, names[j])) == NULL)
                 ok = 0;
         if (ok && a[A_PROPS] == Py_None) {  /* written from the dict, in Java's order */
             PyObject *props = PyObject_GetAttr(m, s_properties);

@@ -143,6 +143,12 @@ PyObject *java_hash(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 PyObject *decode_properties(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 PyObject *decode_batch(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 PyObject *batch_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+/* An object's slot at `offset` (a borrowed reference, NULL when unset). */
+#define SLOT(obj, offset) (*(PyObject **)((char *)(obj) + (offset)))
+/* Whether `t` is a plain class of slots over object (a slots dataclass: object.__new__, generic
+ * attribute access, no __dict__) whose writable object slots include `names` (n <= 63): their
+ * offsets into at[], so that reading SLOT() is what getattr gives. */
+int slots_of(PyTypeObject *t, const char *const *names, int n, Py_ssize_t *at);
 PyObject *offset_msg_ids(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 
 /* -- records.c ------------------------------------------------------------------------------- */
