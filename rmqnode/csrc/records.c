@@ -221,8 +221,69 @@ refuse:
 }
 
 
-/* encode_messages(messages, store_host, max_body) -> (records, sizes). Any message out of
- * the common case (see rec_size; a refusal among them) makes the original do the whole put. */
+enum { A_TOPIC, A_QUEUE_ID, A_FLAG, A_BODY, A_PROPS, A_SYS_FLAG, A_BORN_TS, A_BORN_HOST,
+       A_RECONSUME, A_PREPARED, A_COUNT };
+
+/* A message of a put, read: its record's fields (pointing into `held`) and size. */
+typedef struct {
+    Rec r;
+    long long size;
+    PyObject *held[A_COUNT];
+} Put;
+
+/* A message's fields into *p, its CRC computed: 1 done, 0 the original's to do (nothing
+ * raised), -1 an error. `plain`/`at`: the class last seen to be read from its slots. */
+static int
+read_put(PyObject *m, PyObject *store, long long max_body, PyTypeObject **plain,
+         Py_ssize_t at[A_COUNT], Put *p)
+{
+    static const char *const slot_names[A_COUNT] = {
+        "topic", "queue_id", "flag", "body", "properties_string", "sys_flag", "born_timestamp",
+        "born_host", "reconsume_times", "prepared_transaction_offset"};
+    PyObject *names[A_COUNT] = {s_topic, s_queue_id, s_flag, s_body, s_properties_string,
+                                s_sys_flag, s_born_timestamp, s_born_host, s_reconsume_times,
+                                s_prepared_transaction_offset};
+    PyObject **a = p->held;
+    Rec *r = &p->r;
+    if (Py_TYPE(m) != *plain && slots_of(Py_TYPE(m), slot_names, A_COUNT, at))
+        *plain = Py_TYPE(m);  /* store.Message: its fields read from their slots */
+    int ok = 1;
+    for (int j = 0; ok && j < A_COUNT; j++)
+        if ((a[j] = Py_TYPE(m) == *plain ? Py_XNewRef(SLOT(m, at[j]))
+                                        : PyObject_GetAttr(m, names[j])) == NULL)
+            ok = 0;
+    if (ok && a[A_PROPS] == Py_None) {  /* written from the dict, in Java's order */
+        PyObject *props = PyObject_GetAttr(m, s_properties);
+        ok = props != NULL;
+        if (ok) {
+            Py_SETREF(a[A_PROPS], properties_string(NULL, &props, 1, NULL));  /* send.c */
+            ok = a[A_PROPS] != NULL;
+        }
+        Py_XDECREF(props);
+    }
+    if (!ok)
+        PyErr_Clear();  /* the original meets the same trouble and says it */
+    p->size = -1;
+    if (ok && int_in(a[A_QUEUE_ID], I32, &r->queue_id) && int_in(a[A_FLAG], I32, &r->flag)
+        && int_in(a[A_SYS_FLAG], I32, &r->sys_flag) && int_in(a[A_BORN_TS], I64, &r->born_ts)
+        && int_in(a[A_RECONSUME], I32, &r->reconsume)
+        && int_in(a[A_PREPARED], I64, &r->prepared) && PyBytes_CheckExact(a[A_BODY])
+        && PyBytes_CheckExact(a[A_BORN_HOST])
+        && PyBytes_GET_SIZE(a[A_BODY]) <= max_body
+        && (r->topic = utf8_of(a[A_TOPIC], &r->topic_len)) != NULL
+        && (r->props = utf8_of(a[A_PROPS], &r->props_len)) != NULL) {
+        r->body = PyBytes_AS_STRING(a[A_BODY]); r->body_len = PyBytes_GET_SIZE(a[A_BODY]);
+        r->born = PyBytes_AS_STRING(a[A_BORN_HOST]); r->born_len = PyBytes_GET_SIZE(a[A_BORN_HOST]);
+        r->store = PyBytes_AS_STRING(store); r->store_len = PyBytes_GET_SIZE(store);
+        p->size = rec_size(r);
+    }
+    return p->size < 0 ? 0 : crc_of(a[A_BODY], &r->crc);
+}
+
+/* encode_messages(messages, store_host, max_body) -> (records, sizes). Every message is read
+ * first, so that the records are written once, into a bytearray of their total size. Any
+ * message out of the common case (see rec_size; a refusal among them) makes the original do
+ * the whole put. */
 PyObject *
 encode_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -230,78 +291,51 @@ encode_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     if (nargs != 3 || !PyList_CheckExact(args[0]) || !PyBytes_CheckExact(args[1])
         || !int_in(args[2], I64, &max_body))
         return fallback(B_ENCODE_MESSAGES, args, nargs, NULL);
-    enum { A_TOPIC, A_QUEUE_ID, A_FLAG, A_BODY, A_PROPS, A_SYS_FLAG, A_BORN_TS, A_BORN_HOST,
-           A_RECONSUME, A_PREPARED, A_COUNT };
-    PyObject *names[A_COUNT] = {s_topic, s_queue_id, s_flag, s_body, s_properties_string,
-                                s_sys_flag, s_born_timestamp, s_born_host, s_reconsume_times,
-                                s_prepared_transaction_offset};
-    static const char *const slot_names[A_COUNT] = {
-        "topic", "queue_id", "flag", "body", "properties_string", "sys_flag", "born_timestamp",
-        "born_host", "reconsume_times", "prepared_transaction_offset"};
-    PyTypeObject *plain = NULL;  /* store.Message: its fields read from their slots */
-    Py_ssize_t at[A_COUNT];
-    PyObject *msgs = args[0], *store = args[1], *sizes = PyList_New(0), *out = NULL;
-    Buf b;
-    buf_init(&b);
-    int hard_error = sizes == NULL;
-    for (Py_ssize_t i = 0; !hard_error && i < PyList_GET_SIZE(msgs); i++) {
-        PyObject *m = Py_NewRef(PyList_GET_ITEM(msgs, i)), *a[A_COUNT] = {0};
-        Rec r = {0};
-        int ok = 1;
-        if (Py_TYPE(m) != plain && slots_of(Py_TYPE(m), slot_names, A_COUNT, at))
-            plain = Py_TYPE(m);
-        for (int j = 0; ok && j < A_COUNT; j++)
-            if ((a[j] = Py_TYPE(m) == plain ? Py_XNewRef(SLOT(m, at[j]))
-                                            : PyObject_GetAttr(m, names[j])) == NULL)
-                ok = 0;
-        if (ok && a[A_PROPS] == Py_None) {  /* written from the dict, in Java's order */
-            PyObject *props = PyObject_GetAttr(m, s_properties);
-            ok = props != NULL;
-            if (ok) {
-                Py_SETREF(a[A_PROPS], properties_string(NULL, &props, 1, NULL));  /* send.c */
-                ok = a[A_PROPS] != NULL;
-            }
-            Py_XDECREF(props);
-        }
-        if (!ok)
-            PyErr_Clear();  /* the original meets the same trouble and says it */
-        long long size = -1;
-        if (ok && int_in(a[A_QUEUE_ID], I32, &r.queue_id) && int_in(a[A_FLAG], I32, &r.flag)
-            && int_in(a[A_SYS_FLAG], I32, &r.sys_flag) && int_in(a[A_BORN_TS], I64, &r.born_ts)
-            && int_in(a[A_RECONSUME], I32, &r.reconsume)
-            && int_in(a[A_PREPARED], I64, &r.prepared) && PyBytes_CheckExact(a[A_BODY])
-            && PyBytes_CheckExact(a[A_BORN_HOST])
-            && PyBytes_GET_SIZE(a[A_BODY]) <= max_body
-            && (r.topic = utf8_of(a[A_TOPIC], &r.topic_len)) != NULL
-            && (r.props = utf8_of(a[A_PROPS], &r.props_len)) != NULL) {
-            r.body = PyBytes_AS_STRING(a[A_BODY]); r.body_len = PyBytes_GET_SIZE(a[A_BODY]);
-            r.born = PyBytes_AS_STRING(a[A_BORN_HOST]); r.born_len = PyBytes_GET_SIZE(a[A_BORN_HOST]);
-            r.store = PyBytes_AS_STRING(store); r.store_len = PyBytes_GET_SIZE(store);
-            size = rec_size(&r);
-        }
-        int crc = size < 0 ? 0 : crc_of(a[A_BODY], &r.crc), written = 0;
-        if (crc > 0 && buf_reserve(&b, (Py_ssize_t)size)) {
-            rec_write(b.p + b.len, &r, size);
-            b.len += (Py_ssize_t)size;
-            PyObject *n = PyLong_FromLongLong(size);
-            written = n != NULL && PyList_Append(sizes, n) == 0;
-            Py_XDECREF(n);
-        }
-        hard_error = !written && PyErr_Occurred() != NULL;
-        for (int j = 0; j < A_COUNT; j++)
-            Py_XDECREF(a[j]);
+    PyObject *msgs = args[0], *out = NULL;
+    Py_ssize_t n = PyList_GET_SIZE(msgs), done = 0, at[A_COUNT];
+    PyTypeObject *plain = NULL;
+    Put *puts = PyMem_Calloc(n ? (size_t)n : 1, sizeof(Put));
+    if (puts == NULL)
+        return PyErr_NoMemory();
+    int rc = 1;
+    long long total = 0;
+    for (; rc > 0 && done < n; done++) {
+        PyObject *m = Py_NewRef(PyList_GET_ITEM(msgs, done));
+        rc = read_put(m, args[1], max_body, &plain, at, &puts[done]);
         Py_DECREF(m);
-        if (!written)
-            break;  /* an error, or the original's to do */
+        total += rc > 0 ? puts[done].size : 0;
     }
-    if (!hard_error && PyList_GET_SIZE(sizes) == PyList_GET_SIZE(msgs)) {
-        PyObject *records = PyByteArray_FromStringAndSize((const char *)b.p, b.len);
-        out = records ? Py_BuildValue("(NO)", records, sizes) : NULL;
+    if (rc > 0 && total > PY_SSIZE_T_MAX)
+        rc = 0;
+    if (rc > 0) {
+        PyObject *records = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)total);
+        PyObject *sizes = records ? PyList_New(n) : NULL;
+        unsigned char *o = records ? (unsigned char *)PyByteArray_AS_STRING(records) : NULL;
+        for (Py_ssize_t i = 0; sizes != NULL && i < n; i++) {
+            rec_write(o, &puts[i].r, puts[i].size);
+            o += puts[i].size;
+            PyObject *size = PyLong_FromLongLong(puts[i].size);
+            if (size == NULL)
+                Py_CLEAR(sizes);
+            else
+                PyList_SET_ITEM(sizes, i, size);
+        }
+        out = sizes ? PyTuple_New(2) : NULL;
+        if (out != NULL) {
+            PyTuple_SET_ITEM(out, 0, records);
+            PyTuple_SET_ITEM(out, 1, sizes);
+        } else {
+            Py_XDECREF(records);
+            Py_XDECREF(sizes);
+        }
+        rc = out ? 1 : -1;
     }
-    buf_free(&b);
-    Py_XDECREF(sizes);
-    if (out != NULL || hard_error)
-        return out;
+    for (Py_ssize_t i = 0; i < done; i++)
+        for (int j = 0; j < A_COUNT; j++)
+            Py_XDECREF(puts[i].held[j]);
+    PyMem_Free(puts);
+    if (rc != 0)
+        return out;  /* the records, or an error */
     return fallback(B_ENCODE_MESSAGES, args, nargs, NULL);
 }
 
