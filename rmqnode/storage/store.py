@@ -31,6 +31,7 @@ from rmqnode.storage.dispatch import (SCHEDULE_TOPIC, DispatchBatch, DispatchReq
                                       dispatch_request, index_keys, parse_delay_levels,
                                       queue_tags_codes)
 from rmqnode.storage.flush import FlushService
+from rmqnode.storage.mapped_file import FlushRound
 from rmqnode.storage.index import IndexService
 from rmqnode.storage import records
 from rmqnode.storage.records import (CHECKPOINT_FILE_SIZE, Checkpoint, RecordRefused,
@@ -507,9 +508,9 @@ class MessageStore(QueueDispatch):
 
     # -- flushing and background services --------------------------------------------------
 
-    def _flush_commitlog(self) -> int:
+    def _flush_commitlog(self) -> FlushRound:
         stamp = self.last_store_timestamp
-        flushed = self.commitlog.files.flush()
+        flushed = yield from self.commitlog.files.flush_round()
         if stamp:
             self.checkpoint.physic_msg_timestamp = stamp
         return flushed
