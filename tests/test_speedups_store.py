@@ -5,9 +5,11 @@ properties text in Java's HashMap order and its header numbers, on every record 
 
 from __future__ import annotations
 
+import ctypes
 import mmap
 import random
 import struct
+import sys
 import zlib
 from dataclasses import dataclass
 
@@ -150,6 +152,11 @@ def test_puts_of_other_message_classes_and_every_body_length_encode_identically(
             assert decode_record(blob, 0).body_crc == zlib.crc32(data) & 0x7FFFFFFF
 
 
+def terminated(text: str) -> bool:
+    """Whether a compact ASCII str's characters end with a NUL, as CPython keeps them."""
+    return ctypes.string_at(id(text) + sys.getsizeof("") - 1 + len(text), 1) == b"\0"
+
+
 def test_odd_and_hostile_batches_make_the_same_messages_or_fail_identically():
     from rmqnode.message import BatchEntry, encode_batch
 
@@ -166,7 +173,11 @@ def test_odd_and_hostile_batches_make_the_same_messages_or_fail_identically():
         struct.pack(">h", len(raw)) + raw
     for body in (data, tail_sep, data + tail_sep, b"", bytearray(data), "text", None):
         for tail in ("CLUSTER\x01c", "", 5):
-            same("batch_messages", body, template, shared, tail)
+            kind, _, msgs = same("batch_messages", body, template, shared, tail)
+            if kind == "returned":  # C code reads the text as a C string too
+                assert all(terminated(m.properties_string) for m in msgs if
+                           m.properties_string.isascii())
+    assert terminated("")  # no entry's text was written into the shared empty str
     for _ in range(3000):
         same("batch_messages", mutate(rng, data), template, shared, "CLUSTER\x01c")
 

@@ -260,7 +260,8 @@ joined_text(const unsigned char *d, const Entry *e, PyObject *tail, Py_ssize_t *
         if (text != NULL) {
             Py_UCS1 *o = PyUnicode_1BYTE_DATA(text);
             memcpy(o, p, n);
-            o[n] = 0x02;  /* overwritten by the tail when there is no glue */
+            if (glue)  /* never into the terminating NUL (nor the shared empty str) */
+                o[n] = 0x02;
             memcpy(o + n + glue, PyUnicode_1BYTE_DATA(tail), tail_len);
         }
         *own = n;
