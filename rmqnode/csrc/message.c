@@ -264,7 +264,7 @@ joined_text(const unsigned char *d, const Entry *e, PyObject *tail, Py_ssize_t *
                 o[n] = 0x02;
             memcpy(o + n + glue, PyUnicode_1BYTE_DATA(tail), tail_len);
         }
-        *own = n;
+        *own = text ? n : -1;  /* -1: an error, not a refusal */
         return text;
     }
     PyObject *raw = entry_text(d, e);
