@@ -431,3 +431,77 @@ def test_dispatch_requests_read_identically(java_store_pristine):
             same("dispatch_request", *args)
     same("dispatch_request", *base[:8])
     same("dispatch_request", *base, 1)
+
+
+def reput_outcome(impl, root, requests, stalled=()):
+    """A store under `root` given `requests` by one implementation of the reput: what it
+    returned or raised, and everything the reput writes (queue and index bytes and their
+    ends, the arrivals, the store's offsets)."""
+    import asyncio
+    from rmqnode.config import BrokerConfig
+    from rmqnode.storage.dispatch import DispatchRequest, IndexRun
+    from rmqnode.storage.store import MessageStore
+    store = MessageStore(BrokerConfig(storePathRootDir=str(root), mappedFileSizeConsumeQueue=100,
+                                      maxHashSlotNum=7, maxIndexNum=40))
+    store.open()
+    try:
+        for topic, queue_id in stalled:
+            store.stalled.first[(topic, queue_id)] = DispatchRequest(
+                topic, queue_id, 0, 1, 0, 0, 0, [], 0)
+        run, arrived = IndexRun(), {}
+        result = outcome(impl, store, list(requests), run, arrived)
+        store._index_run(run)
+        queues = {key: (cq.max_phy_end, [(mf.file_from_offset, mf.wrote_position, bytes(mf.mm))
+                                         for mf in cq.files.files])
+                  for key, cq in sorted(store.queues.items())}
+        index = [(f.index_count, f.end_phy_offset, f.end_timestamp, bytes(f.mf.mm))
+                 for f in store.index.files]
+        return (result, arrived, queues, index, store.reput_offset,
+                store.last_dispatched_timestamp, sorted(store.stalled.first))
+    finally:
+        store.stalled.first.clear()
+        asyncio.run(store.close())
+
+
+def test_reput_steps_write_identically(tmp_path):
+    """The reput of single puts' requests (csrc/dispatch.c reput_requests) against its pure
+    Python on two stores: queue files of 5 entries (entries cross files), new queues, a
+    stalled one, transactions' messages, batches, index runs broken by time and topic, odd
+    requests; the same queue and index bytes, arrivals and offsets."""
+    from rmqnode.storage.dispatch import DispatchBatch, DispatchRequest
+    rng = random.Random(44)
+    requests, next_offset, offset = [], {}, 1000
+    for i in range(300):
+        topic, queue_id = rng.choice(["A", "B", "%RETRY%g"]), rng.randrange(3)
+        flag = rng.choice([0] * 8 + [4, 8, 12, 1])
+        qoff = next_offset.get((topic, queue_id), rng.choice([0, 0, 7]))
+        size = rng.randrange(50, 300)
+        keys = rng.choice([[], ["k%d" % i], ["u%d" % i, "x", "y"]])
+        stamp = 1_700_000_000_000 + i // rng.choice([1, 3, 10])
+        req = (topic, queue_id, offset, size, rng.randrange(-2**31, 2**31), stamp,
+               qoff, keys, flag)
+        if i % 50 == 7:
+            sizes = [rng.randrange(50, 300) for _ in range(4)]
+            req = DispatchBatch(topic, queue_id, offset, sizes, [1, 2, 3, 4], stamp, qoff,
+                                [["b"], [], ["c"], []], flag & ~0xC)
+            size, qoff = sum(sizes), qoff + 3
+        elif i % 61 == 5:
+            req = DispatchRequest(*req)
+        if flag & 0xC not in (4, 12):
+            next_offset[(topic, queue_id)] = qoff + 1
+        requests.append(req)
+        offset += size
+    pure = reput_outcome(speedups.PURE["reput_requests"], tmp_path / "p", requests,
+                         [("B", 1)])
+    native = reput_outcome(speedups.NATIVE["reput_requests"], tmp_path / "n", requests,
+                           [("B", 1)])
+    assert native == pure
+    assert pure[0][0] == "returned" and sum(len(q[1]) for q in pure[2].values()) > 6
+    odd = [requests[:3] + [("A", 0, 1, 2)], [("A", 0, 5, 10, 0, 1, 2**62, [], 0)],
+           [("A", 0, -5, 10, 0, 1, 0, [], 0)], [("A", 0, 5, 0, 0, 1, 0, [], 0)],
+           [("A", 0, 5, 10, 0, 1, 0, ["k", 3], 0)], [("A", 0, 5, 10, 2**63, 1, 0, [], 0)],
+           [("A", 0, 5, 10, 0, 1, 0, ("k",), 0)], [("..", 0, 5, 10, 0, 1, 0, [], 0)],
+           [None], requests[:2] + [["A", 0, 5, 10, 0, 1, 0, [], 0]]]
+    for i, reqs in enumerate(odd):
+        assert reput_outcome(speedups.NATIVE["reput_requests"], tmp_path / f"n{i}", reqs) == \
+            reput_outcome(speedups.PURE["reput_requests"], tmp_path / f"p{i}", reqs), reqs
