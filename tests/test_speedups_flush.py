@@ -15,7 +15,7 @@ import os
 import pytest
 
 from rmqnode import speedups
-from rmqnode.storage.flush import FlushService
+from rmqnode.storage.flush import GROUP_WAIT, FlushService
 from rmqnode.storage.mapped_file import MappedFileQueue
 
 FILE = 16 * 1024
@@ -35,7 +35,8 @@ def append(files: MappedFileQueue, size: int) -> int:
 
 def waiters_and_rollover(root, native: bool) -> list:
     """Senders waiting one at a time and in groups, across two file rollovers, one with no
-    time to wait; a periodic round with nobody waiting; stop with bytes left unflushed."""
+    time to wait; a periodic round with nobody waiting; a crowd of senders; stop with bytes
+    left unflushed."""
     async def go():
         files = MappedFileQueue(root, FILE)
         flusher = FlushService(files.flush_round, interval=0.05, native=native)
@@ -65,6 +66,9 @@ def waiters_and_rollover(root, native: bool) -> list:
         while flusher.flushed_offset < end:  # the periodic round, nobody waiting
             await asyncio.sleep(0.01)
         events.append(("periodic", flusher.flushed_offset))
+        for i in range(GROUP_WAIT + 4):  # a crowd: the loop waits for the native round
+            wait(f"crowd{i}", 100)
+        await settle()
         end = append(files, 20000)
         await flusher.stop()
         events.append(("stopped", end, flusher.flushed_offset, files.flushed_offset))
@@ -81,8 +85,9 @@ def test_native_and_pure_rounds_answer_alike(tmp_path):
                           ("group2", True, True), ("rolled", True, True)]
     assert native[5] == ("hasty", False, False)
     end = 100 + 3 * 5000 + 9000 + 40
-    assert native[6:] == [("files", [(0, FILE), (FILE, end - FILE)]), ("periodic", end + 3000),
-                          ("stopped",) + (end + 23000,) * 3]
+    assert native[6:8] == [("files", [(0, FILE), (FILE, end - FILE)]), ("periodic", end + 3000)]
+    crowd = [(f"crowd{i}", True, True) for i in range(GROUP_WAIT + 4)]
+    assert native[8:] == crowd + [("stopped",) + (end + 3000 + 100 * len(crowd) + 20000,) * 3]
 
 
 def failing_fdatasync(native: bool) -> list:

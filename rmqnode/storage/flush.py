@@ -6,14 +6,19 @@ not (RMQNODE_PURE=1). Both run the same rounds (mapped_file.FlushRound: the desc
 files with unflushed bytes are taken on the loop's thread, fdatasynced in the other, and the
 offsets marked flushed on the loop's thread again) and answer the same waiters from them.
 
-The native thread needs no GIL, so the loop does not wait for it: it goes on reading and
+The native thread needs no GIL, so the loop need not wait for it: it goes on reading and
 storing while the disk works, and hears of the end through an eventfd it watches, with the
-next round's sends already stored. C++ client, 16 threads, single sends under SYNC_FLUSH:
-new/old 1.16x msgs/s (median of 16 alternating pairs, 13 faster, spread 0.88-1.56x; about
-5,200 -> 6,000 msgs/s in the calmest six), p50 lower in 14 of them. Batches of 32 over 16
-connections: no change (new/old 1.01x, spread 0.55-1.59x on a busy machine). Waiting for
-the native thread as the loop waits for the worker (below) measured no better than the
-worker: with the loop blocked, the GIL is free for the worker's hand-off anyway.
+next round's sends already stored. That is how it serves a round for a few waiters. C++
+client, 16 threads, single sends under SYNC_FLUSH: new/old 1.16x msgs/s (median of 16
+alternating pairs against the worker, 13 faster, spread 0.88-1.56x), p50 lower in 14 of
+them, node CPU per message 74 -> 70 us; again 1.22x (4 of 4) with the crowd rule below.
+A round for more than `GROUP_WAIT` waiters is waited for inline as with the worker (a loop
+that many senders keep busy likely serves more per read when the reads of all connections
+gather while it waits): not waiting cost batches of 32 over 16 connections 8-16% more CPU per
+message (3.5 -> 4.05 us, 8 pairs) and gained nothing (new/old 0.94x). With the rule,
+batches are as with the worker (1.04x over 14 pairs, spread 0.51-1.98x on a busy machine;
+same CPU per message): waiting for the native thread measured no better than waiting for
+the worker, whose hand-off is cheap while the loop is blocked and the GIL free.
 
 Group commit: every sender waiting for a flush registers the offset it needs (OffsetWaiters);
 one round covers everything written before it started, so concurrent senders share one
@@ -64,6 +69,7 @@ if TYPE_CHECKING:
 _log = log.get("rmqnode.storage")
 
 INLINE_WAIT = 0.005  # seconds the loop waits for a round that senders wait for
+GROUP_WAIT = 16  # waiters beyond which the loop waits for the native thread's round too
 
 
 class FlushService:
@@ -159,7 +165,7 @@ class FlushService:
 
     def _start(self, wait: float) -> None:
         if self._native is not None:
-            self._start_native()
+            self._start_native(wait if len(self._waiters) > GROUP_WAIT else 0.0)
             return
         running = self._running = self._worker.submit(self._timed_flush)
         if wait:
@@ -171,9 +177,10 @@ class FlushService:
             running.add_done_callback(
                 lambda fut: loop.call_soon_threadsafe(self._finished, fut))  # type: ignore
 
-    def _start_native(self) -> None:
-        """The round's descriptors to the native thread; the loop goes on serving and hears
-        of the end through the thread's eventfd (_native_done)."""
+    def _start_native(self, wait: float) -> None:
+        """The round's descriptors to the native thread; the loop waits up to `wait` for it
+        with the GIL released, else goes on serving and hears of the end through the
+        thread's eventfd (_native_done)."""
         round_ = self._flush()
         try:
             self._native.submit(next(round_))  # type: ignore[union-attr]
@@ -181,6 +188,8 @@ class FlushService:
             _log.error("flush.failed", error=exc)
             return
         self._running = round_
+        if wait and self._native.wait(wait):  # type: ignore[union-attr]
+            self._native_done()
 
     def _native_done(self) -> None:
         try:
