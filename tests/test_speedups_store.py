@@ -6,14 +6,18 @@ properties text in Java's HashMap order and its header numbers, on every record 
 from __future__ import annotations
 
 import ctypes
-import mmap
+import errno
+import os
 import random
 import struct
+import subprocess
 import sys
 import zlib
 from dataclasses import dataclass
+from pathlib import Path
 
 from rmqnode import speedups
+from rmqnode.storage.commitlog import CommitLog
 from rmqnode.storage.records import decode_record, index_file_size, record_fields
 from rmqnode.storage.store import Message
 from twins import java_records, mutate, outcome, random_text, same, same_in_place
@@ -246,9 +250,10 @@ def test_odd_stamps_and_ids_fail_identically():
     same("offset_msg_ids", "host", 0, [1])
 
 
-def test_records_are_placed_identically_in_a_mapping_or_refused_with_nothing_placed():
-    """place_records (stamp, then copy into the mapped file): each implementation gets its
-    own copies of the records and the mapping; results, exceptions and both buffers agree."""
+def test_records_are_placed_identically_in_a_file_or_refused_with_nothing_placed(tmp_path):
+    """place_records (stamp, then pwrite at the file's write position): each implementation
+    gets its own copies of the records and of the file; results, exceptions, the records and
+    the file's bytes agree."""
     one = Message("T", 1, b"body", properties_string="")
     six = Message("T", 1, b"b6", properties_string="", born_host=bytes(20))
     blob, sizes = speedups.PURE["encode_messages"]([one, six, one], bytes(8), 100)
@@ -258,28 +263,106 @@ def test_records_are_placed_identically_in_a_mapping_or_refused_with_nothing_pla
               (sizes, 2**63 - 2, 0, 0), (sizes, 0, 2**63 - sizes[0], 0), (sizes, 0, 0, 2**63),
               (sizes, 0.0, 0, 0)]
     places = [0, 100, size - len(blob), size - len(blob) + 1, size, -1, 2**63, 1.0, True]
+    limits = [size, size - 1, 0, -1, 2**63, None]
 
-    def placed(impl, records, pos, *args):
-        with mmap.mmap(-1, size) as mm:
-            mm[:] = bytes(range(256)) * (size // 256)
-            result = outcome(impl, mm, pos, records, *args)
-            return result, bytes(mm)
+    def placed(impl, name, records, pos, limit, *args, fd=None):
+        path = tmp_path / name
+        path.write_bytes(bytes(range(256)) * (size // 256))
+        own = os.open(path, os.O_RDWR)
+        try:
+            result = outcome(impl, own if fd is None else fd, pos, limit, records, *args)
+        finally:
+            os.close(own)
+        return result, path.read_bytes()
 
     for args in stamps:
         for pos in places:
-            for records in (blob, blob[:60]):
-                mine, theirs = bytearray(records), bytearray(records)
-                pure = placed(speedups.PURE["place_records"], mine, pos, *args)
-                native = placed(speedups.NATIVE["place_records"], theirs, pos, *args)
-                assert (native, theirs) == (pure, mine), (pos, args)
-    assert placed(speedups.NATIVE["place_records"], bytearray(blob), 8, *stamps[0])[0] == \
-        ("returned", int, 8 + len(blob))
-    for buf in (bytearray(size), bytes(size)):  # not a mapping, or not writable
-        mine, theirs = bytearray(size), bytearray(size)
-        assert outcome(speedups.NATIVE["place_records"], buf, 0, theirs, *stamps[0]) == \
-            outcome(speedups.PURE["place_records"], buf, 0, mine, *stamps[0])
-    same("place_records", bytearray(size), 0, bytes(blob), *stamps[0])
-    same("place_records", bytearray(size), 0, bytearray(blob), *stamps[0][:3])
+            for limit in limits:
+                for records in (blob, blob[:60]):
+                    mine, theirs = bytearray(records), bytearray(records)
+                    pure = placed(speedups.PURE["place_records"], "p", mine, pos, limit, *args)
+                    native = placed(speedups.NATIVE["place_records"], "n", theirs, pos, limit,
+                                    *args)
+                    assert (native, theirs) == (pure, mine), (pos, limit, args)
+    result, data = placed(speedups.NATIVE["place_records"], "n", bytearray(blob), 8, size,
+                          *stamps[0])
+    assert result == ("returned", int, 8 + len(blob))
+    stamped = bytearray(blob)
+    speedups.PURE["stamp_records"](stamped, *stamps[0])
+    assert data[8:8 + len(blob)] == stamped
+    for fd in (-1, 2**31, 10**6, "3", None):  # closed, out of range, not a descriptor
+        mine, theirs = bytearray(blob), bytearray(blob)
+        assert placed(speedups.NATIVE["place_records"], "n", theirs, 0, size, *stamps[0], fd=fd) \
+            == placed(speedups.PURE["place_records"], "p", mine, 0, size, *stamps[0], fd=fd)
+        assert theirs == mine
+    read_only = os.open(tmp_path / "p", os.O_RDONLY)
+    try:  # EBADF from the write itself, after the stamping
+        mine, theirs = bytearray(blob), bytearray(blob)
+        assert outcome(speedups.NATIVE["place_records"], read_only, 0, size, theirs, sizes, 0, 0,
+                       1) == outcome(speedups.PURE["place_records"], read_only, 0, size, mine,
+                                     sizes, 0, 0, 1)
+        assert theirs == mine
+    finally:
+        os.close(read_only)
+    same("place_records", 0, 0, size, bytes(blob), *stamps[0])
+    same("place_records", 0, 0, size, bytearray(blob), *stamps[0][:3])
+
+
+SHORT_WRITE = """
+import os, resource, signal, sys
+from rmqnode import speedups
+import rmqnode.storage.commitlog  # noqa: F401 - binds place_records
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+fd = os.open(sys.argv[1], os.O_RDWR)
+resource.setrlimit(resource.RLIMIT_FSIZE, (1000, resource.RLIM_INFINITY))
+records = bytearray(open(sys.argv[2], "rb").read())
+try:
+    speedups.{impl}["place_records"](fd, 900, 4096, records, [len(records)], 0, 0, 1)
+except OSError as exc:
+    print(type(exc).__name__, exc.errno, exc)
+"""
+
+
+def test_a_write_that_stops_short_is_continued_then_fails_as_the_same_oserror(tmp_path):
+    """A file-size limit cuts a pwrite short at 1000 bytes (a real short write, as a disk that
+    fills mid-write gives) and refuses the rest with EFBIG: both implementations write the
+    same first 100 bytes and raise the same OSError, which store._append turns into a refused
+    put with no write position moved."""
+    blob, sizes = speedups.PURE["encode_messages"](
+        [Message("T", 1, b"x" * 300, properties_string="")], bytes(8), 4096)
+    (tmp_path / "records").write_bytes(blob)
+    got = {}
+    for impl in ("PURE", "NATIVE"):
+        path = tmp_path / impl
+        path.write_bytes(bytes(4096))
+        run = subprocess.run([sys.executable, "-c", SHORT_WRITE.replace("{impl}", impl),
+                              str(path), str(tmp_path / "records")],
+                             capture_output=True, text=True, check=True)
+        got[impl] = run.stdout, path.read_bytes()
+    assert got["NATIVE"] == got["PURE"]
+    out, data = got["PURE"]
+    assert out == f"OSError {errno.EFBIG} [Errno {errno.EFBIG}] File too large\n"
+    stamped = bytearray(blob)
+    speedups.PURE["stamp_records"](stamped, sizes, 0, 0, 1)
+    assert data[900:1000] == stamped[:100] and data[1000:] == bytes(3096)
+
+
+def test_appended_records_are_read_through_the_shared_mapping(tmp_path):
+    """The CommitLog writes with pwrite and reads through its mapping: the mapping must be
+    MAP_SHARED (one page cache), so that readers see every put as soon as it returns."""
+    log = CommitLog(str(tmp_path / "commitlog"), 1 << 16, bytes(8))
+    put = Message("T", 2, b"body", properties_string="KEYS\x01k")
+    for i in range(3):
+        records, sizes = speedups.PURE["encode_messages"]([put] * (i + 1), bytes(8), 100)
+        appended = log.append(records, "T", 2, sizes)
+        assert log.view(appended.wrote_offset, len(records)) == records
+        assert log.message_at(appended.wrote_offset).queue_offset == i * (i + 1) // 2
+    mf = log.files.last()
+    assert os.pread(mf.fd, mf.wrote_position, 0) == bytes(mf.view())
+    maps = [line.split() for line in Path("/proc/self/maps").read_text().splitlines()
+            if line.endswith(str(mf.path))]
+    assert [fields[1] for fields in maps] == ["rw-s"]
+    log.files.close()
 
 
 def test_random_and_odd_index_puts_write_identically():

@@ -1,37 +1,62 @@
 /* The CommitLog's append of one put (storage/commitlog.py's place_records): its records
- * stamped and copied into the mapped file in one call. */
+ * stamped and written to the mapped file's descriptor in one call. */
 #include "speedups.h"
 
-/* place_records(buf, pos, records, sizes, queue_offset, physical_offset, store_timestamp)
- * -> the end position: the records stamped as stamp_records does, then copied to buf[pos:].
- * Anything odd (a place outside buf, a record that does not fit its size) goes to the
- * original, with nothing written. */
+#include <errno.h>
+#include <unistd.h>
+
+/* place_records(fd, pos, limit, records, sizes, queue_offset, physical_offset, store_timestamp)
+ * -> the end position: the records stamped as stamp_records does, then pwritten at pos of fd,
+ * a short write continued, a failed one raised as os.pwrite raises it. The GIL is kept: the
+ * write lands in the page cache (microseconds), and giving the GIL away would let another
+ * thread hold the loop for a switch interval. Anything odd (a place outside the file's
+ * `limit`, a record that does not fit its size) goes to the original, with nothing written. */
 PyObject *
 place_records(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    long long pos, qoff, phys, ts;
-    Py_buffer dst, src;
-    if (nargs != 7 || !int_in(args[1], 0, PY_SSIZE_T_MAX, &pos) || !PyList_CheckExact(args[3])
-        || !int_in(args[4], I64, &qoff) || !int_in(args[5], I64, &phys)
-        || !int_in(args[6], I64, &ts))
+    long long fd, pos, limit, qoff, phys, ts;
+    Py_buffer src;
+    if (nargs != 8 || !int_in(args[0], 0, INT_MAX, &fd)
+        || !int_in(args[1], 0, PY_SSIZE_T_MAX, &pos)
+        || !int_in(args[2], 0, PY_SSIZE_T_MAX, &limit) || !PyList_CheckExact(args[4])
+        || !int_in(args[5], I64, &qoff) || !int_in(args[6], I64, &phys)
+        || !int_in(args[7], I64, &ts))
         return fallback(B_PLACE_RECORDS, args, nargs, NULL);
-    if (PyObject_GetBuffer(args[0], &dst, PyBUF_WRITABLE) < 0) {
+    if (PyObject_GetBuffer(args[3], &src, PyBUF_WRITABLE) < 0) {
         PyErr_Clear();
         return fallback(B_PLACE_RECORDS, args, nargs, NULL);
     }
-    if (PyObject_GetBuffer(args[2], &src, PyBUF_WRITABLE) < 0) {
-        PyErr_Clear();
-        PyBuffer_Release(&dst);
+    if (!(pos <= limit && src.len <= limit - pos
+          && stamp_buffer(src.buf, src.len, args[4], qoff, phys, ts))) {
+        PyBuffer_Release(&src);
         return fallback(B_PLACE_RECORDS, args, nargs, NULL);
     }
-    int ok = pos <= dst.len - src.len
-             && stamp_buffer(src.buf, src.len, args[3], qoff, phys, ts);
-    if (ok)
-        memmove((char *)dst.buf + pos, src.buf, (size_t)src.len);
-    Py_ssize_t end = (Py_ssize_t)pos + src.len;
+    const char *data = src.buf;
+    Py_ssize_t len = src.len, done = 0;
+    while (done < len) {
+        ssize_t n = pwrite((int)fd, data + done, (size_t)(len - done), (off_t)(pos + done));
+        if (n > 0) {
+            done += n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR) {
+            if (PyErr_CheckSignals() < 0)
+                break;
+            continue;
+        }
+        if (n < 0)
+            PyErr_SetFromErrno(PyExc_OSError);
+        else {
+            PyObject *exc = Py_BuildValue("(is)", EIO, "the CommitLog file took no more bytes");
+            if (exc != NULL) {
+                PyErr_SetObject(PyExc_OSError, exc);
+                Py_DECREF(exc);
+            }
+        }
+        break;
+    }
     PyBuffer_Release(&src);
-    PyBuffer_Release(&dst);
-    if (!ok)
-        return fallback(B_PLACE_RECORDS, args, nargs, NULL);
-    return PyLong_FromSsize_t(end);
+    if (done < len)
+        return NULL;
+    return PyLong_FromSsize_t((Py_ssize_t)pos + len);
 }

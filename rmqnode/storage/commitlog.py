@@ -1,13 +1,14 @@
 """The CommitLog: every message of every topic, appended in order to fixed-size files.
 
-Appending is synchronous and short (encode, copy into the mapping), so in the event loop it is
-atomic with respect to other senders: queue offsets and physical offsets are assigned in the
-same step, without locks.
+Appending is synchronous and short (encode, pwrite into the mapped file), so in the event
+loop it is atomic with respect to other senders: queue offsets and physical offsets are
+assigned in the same step, without locks.
 """
 
 from __future__ import annotations
 
-import mmap
+import errno
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,13 +25,26 @@ from rmqnode.storage.records import (END_FILE_MIN_BLANK_LENGTH, POS_SYS_FLAG, Bl
 T = TypeVar("T")
 
 
-def place_records(buf: mmap.mmap | bytearray, pos: int, records: bytearray, sizes: list[int],
+def place_records(fd: int, pos: int, limit: int, records: bytearray, sizes: list[int],
                   queue_offset: int, physical_offset: int, store_timestamp: int) -> int:
-    """stamp_records, then the records copied to `buf` at `pos`: the end position. One call
-    per put, so that the accelerator does both in C."""
-    stamp_records(records, sizes, queue_offset, physical_offset, store_timestamp)
+    """stamp_records, then the records written at `pos` of the file `fd` (a MappedFile's
+    descriptor, whose size is `limit`): the end position. One call per put, so that the
+    accelerator does both in C.
+
+    pwrite, not a copy into the mapping: the copy page-faults every new page of the file,
+    pwrite fills the page cache the mapping shares (MAP_SHARED), so readers of the mapping
+    see the bytes as soon as this returns. A write that stops short is continued; one that
+    cannot be raises OSError, and the caller then moves no write position."""
     end = pos + len(records)
-    buf[pos:end] = records
+    if not 0 <= pos <= end <= limit:
+        raise ValueError(f"{len(records)} bytes do not fit at {pos} of a {limit}-byte file")
+    stamp_records(records, sizes, queue_offset, physical_offset, store_timestamp)
+    done = os.pwrite(fd, records, pos)
+    while done < len(records):
+        wrote = os.pwrite(fd, memoryview(records)[done:], pos + done)
+        if not wrote:
+            raise OSError(errno.EIO, "the CommitLog file took no more bytes")
+        done += wrote
     return end
 
 
@@ -98,7 +112,7 @@ class CommitLog:
     def append(self, records: bytearray, topic: str, queue_id: int, sizes: list[int],
                mf: MappedFile | None = None) -> Appended:
         """Place encoded records of one queue laid end to end (one, or a batch), whose sizes
-        are `sizes`: patch in physical offsets, queue offsets and the store time, copy.
+        are `sizes`: patch in physical offsets, queue offsets and the store time, write.
 
         A prepared or rolled-back transaction record, which no consume queue will hold, is
         written with queue offset 0 and takes none, as Java's DefaultAppendMessageCallback
@@ -120,7 +134,8 @@ class CommitLog:
         flag = records[POS_SYS_FLAG + 3]
         if taken == 1 and flag & TRANSACTION_MASK and not goes_to_queue(flag):
             queue_offset = taken = 0
-        mf.wrote_position = place_records(mf.mm, pos, records, sizes, queue_offset, wrote, now)
+        mf.wrote_position = place_records(mf.fd, pos, mf.file_size, records, sizes,
+                                          queue_offset, wrote, now)
         if taken:
             self.topic_queue_table[key] = queue_offset + taken
         return Appended(wrote, len(records), queue_offset, now)

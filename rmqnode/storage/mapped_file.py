@@ -1,9 +1,10 @@
 """Fixed-size store files named by their start offset, mapped into memory (RocketMQ's MappedFile).
 
-Appends are memory copies into the mapping, so a write is in the page cache when `append`
-returns (what ASYNC_FLUSH acknowledges); `flush` msyncs the written range (what SYNC_FLUSH
-waits for). Files are created at their full size (Java RocketMQ expects every file of a queue to have the
-configured size). CommitLog files have their blocks reserved up front, so that a full disk is
+Appends are memory copies into the mapping, or (the CommitLog's puts, commitlog.place_records)
+pwrites into the file it maps shared, so a write is in the page cache when it returns (what
+ASYNC_FLUSH acknowledges) and readers of the mapping see it; `flush` fdatasyncs the file
+(what SYNC_FLUSH waits for). Files are created at their full size (Java RocketMQ expects every
+file of a queue to have the configured size). CommitLog files have their blocks reserved up front, so that a full disk is
 an error at file creation, never a crash on write; consume queue and index files stay sparse
 as in Java (thousands of queues would otherwise reserve gigabytes), and the disk-usage limit
 before each new CommitLog file keeps room for them.
@@ -84,6 +85,11 @@ class MappedFile:
     def end_offset(self) -> int:
         """The global offset just after the last written byte."""
         return self.file_from_offset + self.wrote_position
+
+    @property
+    def fd(self) -> int:
+        """The file's descriptor, for writes that skip the mapping (commitlog.place_records)."""
+        return self._fd
 
     @property
     def remaining(self) -> int:
