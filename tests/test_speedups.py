@@ -25,7 +25,7 @@ from wire import flows, frames
 ACCELERATED = {"java_hash", "decode_properties", "decode_batch", "batch_messages",
                "encode_record", "encode",
                "decode_frame", "decode_frames", "encode_messages", "stamp_records", "index_put",
-               "offset_msg_ids", "place_records", "dispatch_request", "reput_requests", "decode_json_header",
+               "offset_msg_ids", "place_records", "dispatch_request", "decode_json_header",
                "properties_string", "integer", "int32"}
 
 

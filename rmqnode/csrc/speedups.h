@@ -22,7 +22,7 @@ enum {
     B_DECODE_FRAME, B_DECODE_FRAMES,
     B_BATCH_ENTRY, B_REMOTING_COMMAND, B_LANGUAGES, B_LANGUAGE_CODES, B_DECODE_JSON_HEADER,
     B_CRC32, B_ENCODE_MESSAGES, B_PROPERTIES_STRING, B_STAMP_RECORDS, B_INDEX_PUT,
-    B_OFFSET_MSG_IDS, B_PLACE_RECORDS, B_DISPATCH_REQUEST, B_REPUT_REQUESTS,
+    B_OFFSET_MSG_IDS, B_PLACE_RECORDS, B_DISPATCH_REQUEST,
     B_INTEGER, B_INT32, B_BATCH_MESSAGES,
     B_COUNT
 };
@@ -169,7 +169,6 @@ PyObject *place_records(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 /* -- dispatch.c ----------------------------------------------------------------------------- */
 
 PyObject *dispatch_request(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
-PyObject *reput_requests(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 
 /* -- send.c -------------------------------------------------------------------------------- */
 

@@ -17,7 +17,6 @@ from rmqnode import log
 from rmqnode.config import BrokerConfig
 from rmqnode.errors import RemotingError
 from rmqnode.message import TRANSACTION_MASK, MessageExt
-from rmqnode.speedups import accelerate
 from rmqnode.storage.commitlog import CommitLog
 from rmqnode.storage.consumequeue import ConsumeQueue
 from rmqnode.storage.dispatch import (DispatchBatch, DispatchRequest, IndexRun, goes_to_queue,
@@ -175,9 +174,19 @@ class QueueDispatch:
         self._reput_scheduled = False
         arrived: dict[tuple[str, int], int] = {}
         run = IndexRun()
-        requests = list(self._pending)
-        self._pending.clear()
-        reput_requests(self, requests, run, arrived)
+        pending = self._pending
+        while pending:
+            req = pending.popleft()
+            if isinstance(req, DispatchBatch):
+                self._index_run(run)  # the index keeps the order of the CommitLog
+                if self._dispatch_batch(req):
+                    arrived[(req.topic, req.queue_id)] = req.queue_offset + len(req.sizes)
+                self.reput_offset = req.end
+            else:
+                topic, queue_id, offset, size, _, _, queue_offset, _, _ = req
+                if self._dispatch(req, run):
+                    arrived[(topic, queue_id)] = queue_offset + 1
+                self.reput_offset = offset + size
         self._index_run(run)
         self._arrived(arrived)
         for listener in self.append_listeners:
@@ -233,25 +242,3 @@ class QueueDispatch:
             if loop is None:
                 loop = asyncio.get_running_loop()
             loop.call_soon(self._reput)
-
-
-def reput_requests(store: QueueDispatch, requests: list[DispatchRequest | tuple | DispatchBatch],
-                   run: IndexRun, arrived: dict[tuple[str, int], int]) -> None:
-    """The reput of what puts queued, in order: each request dispatched (a single put's index
-    keys joining `run`), its queue's new end noted in `arrived`, the reput offset moved past
-    it. One call per reput step, in C when built: a plain message whose queue's last file
-    holds its entry costs no Python there."""
-    for req in requests:
-        if isinstance(req, DispatchBatch):
-            store._index_run(run)  # the index keeps the order of the CommitLog
-            if store._dispatch_batch(req):
-                arrived[(req.topic, req.queue_id)] = req.queue_offset + len(req.sizes)
-            store.reput_offset = req.end
-        else:
-            topic, queue_id, offset, size, _, _, queue_offset, _, _ = req
-            if store._dispatch(req, run):
-                arrived[(topic, queue_id)] = queue_offset + 1
-            store.reput_offset = offset + size
-
-
-reput_requests = accelerate(reput_requests)
