@@ -5,7 +5,7 @@
 For 128 B and 1 KiB bodies:
   baseline write()    the encoded records written with os.write, one call per record
   baseline write+sync the same, with fdatasync after every 64 records (what group commit does)
-  store async         MessageStore.put_nowait: encode, assign offsets, copy into the mapping,
+  store async         MessageStore.put_nowait: encode, assign offsets, pwrite into the file,
                       dispatch to the consume queue (ASYNC_FLUSH acks here)
   store sync x64      put_messages under SYNC_FLUSH from 64 concurrent senders (group commit)
 Ratios are against the matching baseline; above 1.0 means faster than the plain syscall loop.
