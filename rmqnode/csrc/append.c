@@ -8,9 +8,10 @@
 /* place_records(fd, pos, limit, records, sizes, queue_offset, physical_offset, store_timestamp)
  * -> the end position: the records stamped as stamp_records does, then pwritten at pos of fd,
  * a short write continued, a failed one raised as os.pwrite raises it. The GIL is kept: the
- * write lands in the page cache (microseconds), and giving the GIL away would let another
- * thread hold the loop for a switch interval. Anything odd (a place outside the file's
- * `limit`, a record that does not fit its size) goes to the original, with nothing written. */
+ * write lands in the page cache (microseconds), and releasing it for writes of 16 KiB and
+ * more measured the same (1 KiB batches of 32: 6.25 against 6.35 us/msg node CPU, 6 rounds).
+ * Anything odd (a place outside the file's `limit`, a record that does not fit its size)
+ * goes to the original, with nothing written. */
 PyObject *
 place_records(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
