@@ -6,6 +6,7 @@ test_speedups_store.py."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import random
 import subprocess
@@ -31,6 +32,8 @@ ACCELERATED = {"java_hash", "decode_properties", "decode_batch", "batch_messages
 
 def test_the_extension_is_built_and_chosen_unless_disabled():
     assert speedups.native is not None, "rmqnode/csrc/ was not built (pip install -e .)"
+    # A twin binds when its module is imported: the store's, whichever tests ran before.
+    importlib.import_module("rmqnode.storage.store")
     assert set(speedups.NATIVE) == ACCELERATED
     probe = "from rmqnode.net import codec; print(type(codec.encode).__name__)"
     for pure, expect in (("", "builtin_function_or_method"), ("1", "function")):
