@@ -316,14 +316,12 @@ def test_a_slow_disk_does_not_stall_the_loop():
     sender whose deadline passes meanwhile is answered with a timeout."""
     from rmqnode.storage.flush import INLINE_WAIT, FlushService
 
-    def slow_disk():
-        time.sleep(0.3)  # in the Python worker, as a slow fdatasync (the native thread
-        # cannot be slowed from here; test_speedups_flush holds it to the same answers)
-        yield []
+    def slow_disk() -> int:
+        time.sleep(0.3)
         return 100
 
     async def go():
-        flusher = FlushService(slow_disk, interval=10.0, native=False)
+        flusher = FlushService(slow_disk, interval=10.0)
         flusher.start()
         answers: dict[str, tuple[bool, float]] = {}
         began = time.monotonic()

@@ -1,6 +1,5 @@
 /* The accelerator's module: compiled twins of the byte-level hot functions (rmqnode/speedups.py
- * binds them), defined in message.c, records.c, append.c, frames.c, json.c and send.c beside this file;
- * and flush.c's Flusher, a flush thread without the GIL.
+ * binds them), defined in message.c, records.c, append.c, frames.c, json.c and send.c beside this file.
  *
  * Each function here takes the same arguments as its pure-Python original and gives the same
  * result. Only the common, well-formed case is done in C: whatever is unusual (a malformed
@@ -104,8 +103,5 @@ PyInit__speedups(void)
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if ((*names[i].slot = PyUnicode_InternFromString(names[i].name)) == NULL)
             return NULL;
-    PyObject *m = PyModule_Create(&module);
-    if (m != NULL && add_flusher(m) < 0)
-        Py_CLEAR(m);
-    return m;
+    return PyModule_Create(&module);
 }

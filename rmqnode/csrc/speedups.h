@@ -177,11 +177,6 @@ PyObject *properties_string(PyObject *self, PyObject *const *args, Py_ssize_t na
 PyObject *integer(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
 PyObject *int32(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
 
-/* -- flush.c ------------------------------------------------------------------------------- */
-
-/* The Flusher type added to the module. */
-int add_flusher(PyObject *module);
-
 /* -- json.c ---------------------------------------------------------------------------------- */
 
 /* decode_json_header of a header in the common shape, `body` given: NULL with an exception set

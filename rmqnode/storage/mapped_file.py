@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import mmap
 import os
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 from rmqnode import log
@@ -184,25 +184,6 @@ class MappedFile:
             self.path.unlink(missing_ok=True)
 
 
-FlushRound = Generator[list[int], None, int]
-
-
-def flush_here(round_: FlushRound) -> int:
-    """A flush round run in this thread: fdatasync what it yields; the flushed offset."""
-    for fd in next(round_):
-        os.fdatasync(fd)
-    return finish(round_)
-
-
-def finish(round_: FlushRound) -> int:
-    """The flushed offset of a round whose descriptors are fdatasynced."""
-    try:
-        round_.send(None)
-    except StopIteration as done:
-        return done.value
-    raise RuntimeError("a flush round yields once")
-
-
 def offset_named(folder: Path) -> list[Path]:
     """The files of a folder named by their first offset (20 digits), in order. Anything
     else of such a name (a directory) is listed too: reading it fails loudly, by its name,
@@ -300,19 +281,10 @@ class MappedFileQueue:
         return self.min_offset
 
     def flush(self) -> int:
-        """fdatasync every file with unflushed bytes; returns the flushed global offset."""
-        return flush_here(self.flush_round())
-
-    def flush_round(self) -> FlushRound:
-        """flush() in two steps, so that the fdatasyncs can run elsewhere (the flush service's
-        native thread): the descriptors of the files with unflushed bytes are yielded and,
-        once they are fdatasynced, those bytes are marked flushed and the flushed global
-        offset returned. Files written meanwhile keep their new bytes for the next round."""
-        todo = [(mf, mf.wrote_position) for mf in self.files
-                if mf.flushed_position < mf.wrote_position and mf.mm is not None]
-        yield [mf._fd for mf, _ in todo]
-        for mf, end in todo:
-            mf.flushed_position = max(mf.flushed_position, end)
+        """msync every file with unflushed bytes; returns the flushed global offset."""
+        for mf in self.files:
+            if mf.flushed_position < mf.wrote_position:
+                mf.flush()
         return self.flushed_offset
 
     def truncate(self, offset: int, zero: bool = True) -> None:

@@ -31,7 +31,6 @@ from rmqnode.storage.dispatch import (SCHEDULE_TOPIC, DispatchBatch, DispatchReq
                                       dispatch_request, index_keys, parse_delay_levels,
                                       queue_tags_codes)
 from rmqnode.storage.flush import FlushService
-from rmqnode.storage.mapped_file import FlushRound
 from rmqnode.storage.index import IndexService
 from rmqnode.storage import records
 from rmqnode.storage.records import (CHECKPOINT_FILE_SIZE, Checkpoint, RecordRefused,
@@ -508,9 +507,9 @@ class MessageStore(QueueDispatch):
 
     # -- flushing and background services --------------------------------------------------
 
-    def _flush_commitlog(self) -> FlushRound:
+    def _flush_commitlog(self) -> int:
         stamp = self.last_store_timestamp
-        flushed = yield from self.commitlog.files.flush_round()
+        flushed = self.commitlog.files.flush()
         if stamp:
             self.checkpoint.physic_msg_timestamp = stamp
         return flushed

@@ -21,8 +21,8 @@ class OffsetWaiters:
         self._expiry: asyncio.TimerHandle | None = None
         self._seq = itertools.count()
 
-    def __len__(self) -> int:
-        return len(self._heap)
+    def __bool__(self) -> bool:
+        return bool(self._heap)
 
     def add(self, offset: int, timeout: float, callback: Callable[[bool], None]) -> None:
         """callback(True) once `reached(n)` is told an n >= offset, callback(False) after
