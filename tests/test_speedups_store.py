@@ -514,3 +514,83 @@ def test_dispatch_requests_read_identically(java_store_pristine):
             same("dispatch_request", *args)
     same("dispatch_request", *base[:8])
     same("dispatch_request", *base, 1)
+
+
+def test_batch_dispatches_read_identically(java_store_pristine):
+    """A batch put's tag codes, index keys with their offsets and shared sysFlag from every
+    Java record 32 at a time (on its topic and on the delay topic, whose tag slot holds a due
+    time), from random properties and mixed sysFlags; whatever is odd goes to the one
+    definition, and both say the same."""
+    levels = [1000, 5000, 10000]
+    records = [rec for _, rec in java_records(java_store_pristine)]
+    for at in range(0, len(records), 32):
+        msgs = [stored_message(rec) for rec in records[at:at + 32]]
+        sizes = [rec.store_size for rec in records[at:at + 32]]
+        for topic in (msgs[0].topic, "SCHEDULE_TOPIC_XXXX"):
+            _, _, (codes, keys, offsets, flag) = same(
+                "batch_dispatch", topic, msgs, records[at].commit_log_offset, sizes,
+                records[at].store_timestamp, levels)
+            assert len(codes) == len(msgs) and len(keys) == len(offsets)
+    rng = random.Random(2032)
+    names = ["TAGS", "KEYS", "UNIQ_KEY", "DELAY", "WAIT"]
+    for _ in range(300):
+        msgs = [Message("T", 0, b"", {rng.choice(names): rng.choice(
+                    [random_text(rng), " ".join(random_text(rng, 4) for _ in range(3)), "",
+                     " ", "2"]) for _ in range(rng.randrange(6))},
+                        sys_flag=rng.choice([0, 0, 0, 4, 8, 12]))
+                for _ in range(rng.randrange(1, 40))]
+        same("batch_dispatch", rng.choice(["T", "SCHEDULE_TOPIC_XXXX", random_text(rng)]), msgs,
+             rng.choice([0, 2**40]), [rng.randrange(1, 5000) for _ in msgs], 7,
+             rng.choice([levels, []]))
+
+    class Props(dict):
+        pass
+
+    def base():
+        return ["T", [Message("T", 0, b"", {"TAGS": "a", "KEYS": "k j", "UNIQ_KEY": "u"}),
+                      Message("T", 0, b"", {"KEYS": " x  y "})], 100, [10, 20], 4, levels]
+    odd = {0: [None, "\ud800", b"T"], 1: [[], (), None, [object()], [None]],
+           2: [None, 1.5, 2**63 - 15, -2**70, True], 3: [[10], [10, 20, 30], (10, 20),
+                                                         [10, 2**63], [10, None], [True, 2]],
+           5: [None, "levels"]}
+    for at, values in odd.items():
+        for value in values:
+            args = base()
+            args[at] = value
+            same("batch_dispatch", *args)
+    for change in [dict(properties=None), dict(properties=Props(TAGS="a")),
+                   dict(properties={"TAGS": 5}), dict(properties={"TAGS": "\ud800"}),
+                   dict(properties={"KEYS": b"k"}), dict(properties={"UNIQ_KEY": "\udfff"}),
+                   dict(sys_flag=None), dict(sys_flag=True), dict(sys_flag=2**70),
+                   dict(sys_flag=8), dict(sys_flag=0.0)]:
+        args = base()
+        for m in args[1][1:]:
+            for name, value in change.items():
+                setattr(m, name, value)
+        same("batch_dispatch", *args)
+    same("batch_dispatch", *base()[:5])
+    same("batch_dispatch", *base(), 1)
+
+
+def test_queue_entries_pack_identically():
+    """A run's consume-queue entries: the same bytes, or the same struct.error for a field
+    out of range or of another type, from both implementations."""
+    rng = random.Random(20)
+    for n in [0, 1, 2, 31, 32, 33, 500]:
+        sizes = [rng.randrange(1, 2**31) for _ in range(n)]
+        tags = [rng.choice([0, -1, 2**63 - 1, -2**63, rng.randrange(-2**31, 2**31)])
+                for _ in range(n)]
+        _, _, data = same("queue_entries", rng.choice([0, 2**40, 2**62]), sizes, tags)
+        assert len(data) == 20 * n
+    base = [100, [10, 20], [1, 2]]
+    odd = {0: [None, -1, 2**63 - 15, 2**63, -2**63, True, 1.0],
+           1: [[2**31, 1], [-2**31 - 1, 1], [-5, 1], [True, 1], [1.0, 1], [1], [1, 2, 3],
+               (10, 20), None],
+           2: [[2**63, 1], [-2**63 - 1, 1], [False, 1], [None, 1], [1], (1, 2), "ab"]}
+    for at, values in odd.items():
+        for value in values:
+            args = list(base)
+            args[at] = value
+            same("queue_entries", *args)
+    same("queue_entries", *base[:2])
+    same("queue_entries", *base, 1)

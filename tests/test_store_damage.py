@@ -162,3 +162,43 @@ def test_a_healthy_store_reopens_without_a_queue_warning(tmp_path, warnings):
     assert len(drain_store(tmp_path, "T", 1)) == 20
     assert "queue_tail_damaged" not in warnings.text
     assert (tmp_path / "before").read_bytes() == _cq_file(tmp_path).read_bytes()
+
+
+def test_batches_to_a_blocked_queue_are_indexed_and_caught_up_message_by_message(tmp_path,
+                                                                                   warnings):
+    """A batch whose queue is stalled is dispatched one message at a time: each message is
+    found by its own keys meanwhile, and its entries come once the queue can be written. A
+    batch whose messages differ in sysFlag goes message by message too."""
+    (tmp_path / "consumequeue").mkdir(parents=True)
+    blocker = tmp_path / "consumequeue" / "Blocked"
+    blocker.write_text("in the way")
+
+    def batch(topic, n):
+        return [msg(topic=topic, body=b"%s%d" % (topic.encode(), i), KEYS=f"k{i} all",
+                    UNIQ_KEY=f"{topic}-u{i}") for i in range(n)]
+
+    async def go():
+        store = await opened(tmp_path)
+        try:
+            assert (await store.put_messages(batch("Blocked", 8))).ok
+            mixed = batch("Mixed", 6)
+            for m in mixed[::2]:
+                m.sys_flag = 0x2  # MULTI_TAGS_FLAG: queued and indexed all the same
+            assert (await store.put_messages(mixed)).ok
+            await asyncio.sleep(0.05)
+            assert drain(store, "Blocked", 0) == []
+            assert [m.body for m in drain(store, "Mixed", 0)] == [m.body for m in mixed]
+            for topic, n in [("Blocked", 8), ("Mixed", 6)]:
+                for i in range(n):
+                    for key in [f"k{i}", f"{topic}-u{i}"]:
+                        assert [m.body for m in store.query_by_key(topic, key, 10)] == \
+                            [b"%s%d" % (topic.encode(), i)]
+                assert len(store.query_by_key(topic, "all", 32)) == n
+            blocker.unlink()
+            await asyncio.sleep(1.5)
+            assert [m.body for m in drain(store, "Blocked", 0)] == \
+                [b"Blocked%d" % i for i in range(8)]
+        finally:
+            await store.close()
+    run(go())
+    assert "dispatch.queue_resumed" in warnings.text

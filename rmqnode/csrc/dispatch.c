@@ -111,3 +111,125 @@ dispatch_request(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     }
     return out;
 }
+
+/* batch_dispatch(topic, messages, commit_log_offset, sizes, store_timestamp, delay_levels) ->
+ * (tags codes, index keys, their CommitLog offsets, the shared sysFlag or None): a batch put's
+ * messages read in one pass. A delayed message's topic, a message whose properties are not a
+ * dict of str where it matters or whose sysFlag is not an int, sizes that do not match the
+ * messages or offsets past a long go to the original. */
+PyObject *
+batch_dispatch(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    long long offset;
+    if (nargs != 6 || !PyUnicode_CheckExact(args[0]) || !PyList_CheckExact(args[1])
+        || !PyList_CheckExact(args[3]) || PyList_GET_SIZE(args[1]) == 0
+        || PyList_GET_SIZE(args[1]) != PyList_GET_SIZE(args[3])
+        || !int_in(args[2], I64, &offset) || !names_ready())
+        return fallback(B_BATCH_DISPATCH, args, nargs, NULL);
+    int schedule = PyUnicode_Compare(args[0], s_SCHEDULE_TOPIC);
+    if (schedule == -1 && PyErr_Occurred())
+        PyErr_Clear();
+    if (schedule == 0)
+        return fallback(B_BATCH_DISPATCH, args, nargs, NULL);
+    Py_ssize_t n = PyList_GET_SIZE(args[1]);
+    PyObject *codes = PyList_New(n), *keys = PyList_New(0), *offsets = PyList_New(0);
+    PyObject *first_flag = NULL, *props = NULL, *flag = NULL, *mkeys = NULL, *at = NULL;
+    int shared = 1;
+    if (codes == NULL || keys == NULL || offsets == NULL)
+        goto error;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *m = PyList_GET_ITEM(args[1], i), *tags;
+        long long size;
+        uint32_t h = 0;
+        if ((props = PyObject_GetAttr(m, s_properties)) == NULL
+            || (flag = PyObject_GetAttr(m, s_sys_flag)) == NULL) {
+            PyErr_Clear();
+            goto odd;
+        }
+        if (!PyDict_CheckExact(props) || !PyLong_CheckExact(flag)
+            || !str_property(props, s_TAGS, &tags) || (tags != NULL && !hash_more(tags, &h))
+            || (mkeys = keys_of(props)) == NULL
+            || !int_in(PyList_GET_ITEM(args[3], i), I64, &size))
+            goto odd;
+        PyObject *code = PyLong_FromLong((long)(int32_t)h);
+        if (code == NULL)
+            goto error;
+        PyList_SET_ITEM(codes, i, code);
+        if (first_flag == NULL)
+            first_flag = Py_NewRef(flag);
+        else if (shared && PyObject_RichCompareBool(flag, first_flag, Py_EQ) != 1)
+            shared = 0;  /* exact ints: the comparison cannot fail */
+        Py_ssize_t nkeys = PyList_GET_SIZE(mkeys);
+        if (nkeys) {
+            if ((at = PyLong_FromLongLong(offset)) == NULL)
+                goto error;
+            for (Py_ssize_t k = 0; k < nkeys; k++)
+                if (PyList_Append(keys, PyList_GET_ITEM(mkeys, k)) < 0
+                    || PyList_Append(offsets, at) < 0)
+                    goto error;
+            Py_CLEAR(at);
+        }
+        Py_CLEAR(mkeys);
+        Py_CLEAR(props);
+        Py_CLEAR(flag);
+        if (__builtin_add_overflow(offset, size, &offset))
+            goto odd;
+    }
+    PyObject *out = PyTuple_Pack(4, codes, keys, offsets, shared ? first_flag : Py_None);
+    Py_DECREF(codes);
+    Py_DECREF(keys);
+    Py_DECREF(offsets);
+    Py_DECREF(first_flag);
+    return out;
+odd:
+    Py_XDECREF(codes);
+    Py_XDECREF(keys);
+    Py_XDECREF(offsets);
+    Py_XDECREF(first_flag);
+    Py_XDECREF(props);
+    Py_XDECREF(flag);
+    Py_XDECREF(mkeys);
+    return fallback(B_BATCH_DISPATCH, args, nargs, NULL);
+error:
+    Py_XDECREF(codes);
+    Py_XDECREF(keys);
+    Py_XDECREF(offsets);
+    Py_XDECREF(first_flag);
+    Py_XDECREF(props);
+    Py_XDECREF(flag);
+    Py_XDECREF(mkeys);
+    Py_XDECREF(at);
+    return NULL;
+}
+
+/* queue_entries(phy_offset, sizes, tags_codes) -> the run's 20-byte consume-queue entries in
+ * one bytearray (consumequeue.py). Anything that is not an exact int within the entry's field,
+ * or lists of different lengths, go to the original. */
+PyObject *
+queue_entries(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    long long phy, size, tags;
+    if (nargs != 3 || !int_in(args[0], I64, &phy) || !PyList_CheckExact(args[1])
+        || !PyList_CheckExact(args[2]) || PyList_GET_SIZE(args[1]) != PyList_GET_SIZE(args[2]))
+        return fallback(B_QUEUE_ENTRIES, args, nargs, NULL);
+    Py_ssize_t n = PyList_GET_SIZE(args[1]);
+    PyObject *out = PyByteArray_FromStringAndSize(NULL, n * 20);
+    if (out == NULL)
+        return NULL;
+    unsigned char *d = (unsigned char *)PyByteArray_AS_STRING(out);
+    for (Py_ssize_t i = 0; i < n; i++, d += 20) {
+        if (!int_in(PyList_GET_ITEM(args[1], i), I32, &size)
+            || !int_in(PyList_GET_ITEM(args[2], i), I64, &tags)) {
+            Py_DECREF(out);
+            return fallback(B_QUEUE_ENTRIES, args, nargs, NULL);
+        }
+        wr64(d, (uint64_t)phy);
+        wr32(d + 8, (uint32_t)size);
+        wr64(d + 12, (uint64_t)tags);
+        if (i + 1 < n && __builtin_add_overflow(phy, size, &phy)) {
+            Py_DECREF(out);
+            return fallback(B_QUEUE_ENTRIES, args, nargs, NULL);
+        }
+    }
+    return out;
+}

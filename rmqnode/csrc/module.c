@@ -17,7 +17,7 @@ const char *const bound_names[B_COUNT] = {
     "BatchEntry", "RemotingCommand", "LANGUAGES", "LANGUAGE_CODES", "decode_json_header",
     "crc32", "encode_messages", "properties_string", "stamp_records", "index_put",
     "offset_msg_ids", "place_records", "dispatch_request",
-    "integer", "int32", "batch_messages",
+    "integer", "int32", "batch_messages", "batch_dispatch", "queue_entries",
 };
 PyObject *bound[B_COUNT];
 
@@ -69,6 +69,8 @@ static PyMethodDef methods[] = {
     {"stamp_records", (PyCFunction)(void (*)(void))stamp_records, METH_FASTCALL, NULL},
     {"place_records", (PyCFunction)(void (*)(void))place_records, METH_FASTCALL, NULL},
     {"dispatch_request", (PyCFunction)(void (*)(void))dispatch_request, METH_FASTCALL, NULL},
+    {"batch_dispatch", (PyCFunction)(void (*)(void))batch_dispatch, METH_FASTCALL, NULL},
+    {"queue_entries", (PyCFunction)(void (*)(void))queue_entries, METH_FASTCALL, NULL},
     {"index_put", (PyCFunction)(void (*)(void))index_put, METH_FASTCALL, NULL},
     {"offset_msg_ids", (PyCFunction)(void (*)(void))offset_msg_ids, METH_FASTCALL, NULL},
     {"encode", (PyCFunction)(void (*)(void))encode, METH_FASTCALL | METH_KEYWORDS, NULL},

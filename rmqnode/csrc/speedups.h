@@ -23,7 +23,7 @@ enum {
     B_BATCH_ENTRY, B_REMOTING_COMMAND, B_LANGUAGES, B_LANGUAGE_CODES, B_DECODE_JSON_HEADER,
     B_CRC32, B_ENCODE_MESSAGES, B_PROPERTIES_STRING, B_STAMP_RECORDS, B_INDEX_PUT,
     B_OFFSET_MSG_IDS, B_PLACE_RECORDS, B_DISPATCH_REQUEST,
-    B_INTEGER, B_INT32, B_BATCH_MESSAGES,
+    B_INTEGER, B_INT32, B_BATCH_MESSAGES, B_BATCH_DISPATCH, B_QUEUE_ENTRIES,
     B_COUNT
 };
 
@@ -169,6 +169,8 @@ PyObject *place_records(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 /* -- dispatch.c ----------------------------------------------------------------------------- */
 
 PyObject *dispatch_request(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+PyObject *batch_dispatch(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+PyObject *queue_entries(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 
 /* -- send.c -------------------------------------------------------------------------------- */
 

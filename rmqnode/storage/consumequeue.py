@@ -7,10 +7,27 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from rmqnode.storage.mapped_file import MappedFile, MappedFileQueue
+from rmqnode.speedups import accelerate
 from rmqnode.storage.records import CQ_ENTRY, CQ_UNIT_SIZE
 from rmqnode.validation import store_path
 
 _PRE_BLANK = CQ_ENTRY.pack(0, 0x7FFFFFFF, 0)  # ConsumeQueue.fillPreBlank's entry
+
+
+def queue_entries(phy_offset: int, sizes: list[int], tags_codes: list[int]) -> bytearray:
+    """The consume-queue entries of consecutive records from `phy_offset` (a batch's run), in
+    one buffer for one write (packed in C when built)."""
+    data = bytearray(len(sizes) * CQ_UNIT_SIZE)
+    pack_into = CQ_ENTRY.pack_into
+    at = 0
+    for size, tags in zip(sizes, tags_codes):
+        pack_into(data, at, phy_offset, size, tags)
+        phy_offset += size
+        at += CQ_UNIT_SIZE
+    return data
+
+
+queue_entries = accelerate(queue_entries)
 
 
 class ConsumeQueue:
@@ -109,25 +126,23 @@ class ConsumeQueue:
         (a batch): one write when they share a file, else entry by entry."""
         pos = queue_offset * CQ_UNIT_SIZE
         end = pos + len(sizes) * CQ_UNIT_SIZE
-        mf = self.files.find(pos)
+        files = self.files.files
+        mf = files[-1] if files else None  # where the next run of a live queue goes
+        if mf is not None and not 0 <= pos - mf.file_from_offset < self.file_size:
+            mf = self.files.find(pos)
         if mf is None or end > mf.file_from_offset + self.file_size:
             for i, size in enumerate(sizes):
                 self.put(queue_offset + i, phy_offset, size, tags_codes[i])
                 phy_offset += size
             return
-        data = bytearray(end - pos)
-        pack_into = CQ_ENTRY.pack_into
-        at = 0
-        for size, tags in zip(sizes, tags_codes):
-            pack_into(data, at, phy_offset, size, tags)
-            phy_offset += size
-            at += CQ_UNIT_SIZE
+        data = queue_entries(phy_offset, sizes, tags_codes)
         local = pos - mf.file_from_offset
         mf.write_at(local, data)
         if local + len(data) > mf.wrote_position:
             mf.wrote_position = local + len(data)
-        if phy_offset > self.max_phy_end:
-            self.max_phy_end = phy_offset
+        phy_end = phy_offset + sum(sizes)
+        if phy_end > self.max_phy_end:
+            self.max_phy_end = phy_end
 
     def _fill_pre_blank(self, mf: MappedFile, until: int, queue_offset: int) -> None:
         """A queue whose first entry is not its file's first (a slave that replicates from

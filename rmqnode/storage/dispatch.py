@@ -54,7 +54,9 @@ class DispatchRequest(NamedTuple):
 @dataclass(slots=True)
 class DispatchBatch:
     """The messages of one batch put (one queue, consecutive queue and CommitLog offsets, one
-    store time and sysFlag): dispatched as a run, one consume-queue write for all of them."""
+    store time and sysFlag): dispatched as a run, one consume-queue write for all of them.
+    Its index keys are those of all its messages, keys[i] of the message at key_offsets[i],
+    as IndexService.build takes them."""
     topic: str
     queue_id: int
     commit_log_offset: int
@@ -62,17 +64,23 @@ class DispatchBatch:
     tags_codes: list[int]
     store_timestamp: int
     queue_offset: int
-    keys: list[list[str]]
+    keys: list[str]
+    key_offsets: list[int]
     sys_flag: int
 
     def requests(self) -> list[DispatchRequest]:
         """One request per message: for what a run cannot do (a stalled queue, the index)."""
         out = []
         offset = self.commit_log_offset
+        k = 0
         for i, size in enumerate(self.sizes):
+            first = k
+            while k < len(self.keys) and self.key_offsets[k] == offset:
+                k += 1
             out.append(DispatchRequest(self.topic, self.queue_id, offset, size,
                                        self.tags_codes[i], self.store_timestamp,
-                                       self.queue_offset + i, self.keys[i], self.sys_flag))
+                                       self.queue_offset + i, self.keys[first:k],
+                                       self.sys_flag))
             offset += size
         return out
 
@@ -144,6 +152,33 @@ def dispatch_request(topic: str, queue_id: int, commit_log_offset: int, size: in
 
 
 dispatch_request = accelerate(dispatch_request)
+
+
+def batch_dispatch(topic: str, messages: list, commit_log_offset: int, sizes: list[int],
+                   store_timestamp: int, delay_levels: list[int]
+                   ) -> tuple[list[int], list[str], list[int], int | None]:
+    """What the reput needs of a batch put's messages (of `topic`, stored from
+    `commit_log_offset` in records of `sizes`), read in one pass over them (in C when built):
+    their consume-queue tag codes, their index keys with each key's CommitLog offset, and the
+    sysFlag they share (None when they differ: then they are dispatched one by one)."""
+    codes = queue_tags_codes(topic, [m.properties for m in messages], store_timestamp,
+                             delay_levels)
+    keys: list[str] = []
+    offsets: list[int] = []
+    sys_flag = messages[0].sys_flag
+    offset = commit_log_offset
+    for msg, size in zip(messages, sizes):
+        message_keys = index_keys(msg.properties)
+        if message_keys:
+            keys += message_keys
+            offsets += [offset] * len(message_keys)
+        offset += size
+        if sys_flag is not None and msg.sys_flag != sys_flag:
+            sys_flag = None
+    return codes, keys, offsets, sys_flag
+
+
+batch_dispatch = accelerate(batch_dispatch)
 
 
 def request_from_message(msg: MessageExt, delay_levels: list[int]) -> DispatchRequest:

@@ -119,15 +119,7 @@ class QueueDispatch:
         except (OSError, RemotingError):
             return self._dispatch_each(batch)
         if self.config.messageIndexEnable and batch.is_indexed:
-            keys: list[str] = []
-            offsets: list[int] = []
-            offset = batch.commit_log_offset
-            for message_keys, size in zip(batch.keys, batch.sizes):
-                if message_keys:
-                    keys += message_keys
-                    offsets += [offset] * len(message_keys)
-                offset += size
-            self._index(batch.topic, keys, offsets, batch.store_timestamp,
+            self._index(batch.topic, batch.keys, batch.key_offsets, batch.store_timestamp,
                         batch.commit_log_offset)
         self.last_dispatched_timestamp = batch.store_timestamp
         return True

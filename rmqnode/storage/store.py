@@ -28,8 +28,8 @@ from rmqnode.storage.cleanup import delete_expired_commitlog
 from rmqnode.storage.commitlog import Appended, CommitLog
 from rmqnode.storage.consumequeue import ConsumeQueue
 from rmqnode.storage.dispatch import (SCHEDULE_TOPIC, DispatchBatch, DispatchRequest,
-                                      dispatch_request, index_keys, parse_delay_levels,
-                                      queue_tags_codes)
+                                      batch_dispatch, dispatch_request, index_keys,
+                                      parse_delay_levels)
 from rmqnode.storage.flush import FlushService
 from rmqnode.storage.index import IndexService
 from rmqnode.storage import records
@@ -319,13 +319,13 @@ class MessageStore(QueueDispatch):
         """What the reput needs of a batch put: one run, when the messages share a sysFlag
         (which decides whether they are queued and indexed), else message by message."""
         first = messages[0]
-        topic, stamp, sys_flag = first.topic, appended.store_timestamp, first.sys_flag
-        all_props = [m.properties for m in messages]
-        batch = DispatchBatch(topic, first.queue_id, appended.wrote_offset, sizes,
-                              queue_tags_codes(topic, all_props, stamp, self.delay_levels),
-                              stamp, appended.queue_offset, [index_keys(p) for p in all_props],
-                              sys_flag)
-        if all(m.sys_flag == sys_flag for m in messages):
+        topic, stamp, offset = first.topic, appended.store_timestamp, appended.wrote_offset
+        codes, keys, key_offsets, sys_flag = batch_dispatch(topic, messages, offset, sizes,
+                                                            stamp, self.delay_levels)
+        batch = DispatchBatch(topic, first.queue_id, offset, sizes, codes, stamp,
+                              appended.queue_offset, keys, key_offsets,
+                              first.sys_flag if sys_flag is None else sys_flag)
+        if sys_flag is not None:
             return [batch]
         return [req._replace(sys_flag=msg.sys_flag)
                 for req, msg in zip(batch.requests(), messages)]
