@@ -12,7 +12,7 @@ from rmqnode.errors import ConnectionLost, RemotingError, RemotingTimeout
 from rmqnode.net.client import RemotingClient
 from rmqnode.net.codec import SERIALIZE_ROCKETMQ, FrameDecoder, RemotingCommand, encode
 from rmqnode.net.codes import ResponseCode
-from rmqnode.net.connection import Dispatcher
+from rmqnode.net.connection import Dispatcher, answers_together
 from rmqnode.net.server import RemotingServer
 
 
@@ -31,6 +31,8 @@ class Harness:
         d.register(5, lambda cmd, conn: 1 / 0)
         d.register(7, self.crash_loudly)
         d.register(6, self.call_back)
+        self.later: list = []  # (request, connection) answered by the test
+        d.register(8, lambda cmd, conn: self.later.append((cmd, conn)))
         self.server = RemotingServer(d, "127.0.0.1", 0, **server_options)
 
     async def slow(self, cmd, conn):
@@ -86,6 +88,32 @@ def test_out_of_order_responses_on_one_connection():
         assert fast.field("echo") == "f" and not slow.done()
         h.release.set()
         assert (await slow).field("slow") == "done"
+    run(_with_server(body))
+
+
+def test_late_answers_given_together_go_out_when_the_group_ends():
+    """What a SYNC_FLUSH round does with the sends it releases: the answers to one
+    connection wait for the end of answers_together() and then go out, in order."""
+    async def body(h, client):
+        reader, writer = await asyncio.open_connection("127.0.0.1", h.server.port)
+        for opaque in (11, 12):
+            request = RemotingCommand.request(8)
+            request.opaque = opaque
+            writer.write(encode(request))
+            await writer.drain()
+            await asyncio.sleep(0.02)  # separate reads: each answer is a late one
+        while len(h.later) < 2:
+            await asyncio.sleep(0.01)
+        with answers_together():
+            for cmd, conn in h.later:
+                conn.reply(cmd, cmd.response(fields={"n": cmd.opaque}))
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(reader.read(1), 0.2)
+        decoder, got = FrameDecoder(), []
+        while len(got) < 2:
+            got += decoder.feed(await asyncio.wait_for(reader.read(65536), 5))
+        assert [(c.opaque, c.field("n")) for c in got] == [(11, "11"), (12, "12")]
+        writer.close()
     run(_with_server(body))
 
 

@@ -36,7 +36,7 @@ from rmqnode.net import fastjson
 from rmqnode.net.client import RemotingClient
 from rmqnode.net.codec import RemotingCommand
 from rmqnode.net.codes import RequestCode, ResponseCode
-from rmqnode.net.connection import Connection, Dispatcher
+from rmqnode.net.connection import Connection, Dispatcher, answers_together
 from rmqnode.net.server import RemotingServer
 from rmqnode.storage.store import MessageStore
 
@@ -56,6 +56,7 @@ class BrokerController:
         self.order_info = ConsumerOrderInfoManager(config, self.topics, self.groups)
         self.clients = ClientManager()
         self.store = MessageStore(config)
+        self.store.flusher.answering = answers_together  # one write a connection
         self.ha = HAService(config, self.store)  # replication: every node listens, slaves pull
         self.stats = BrokerStats(config.brokerClusterName)  # VIEW_BROKER_STATS_DATA
         self.dispatcher = Dispatcher()

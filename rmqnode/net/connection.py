@@ -8,9 +8,10 @@ matches responses to its own outstanding requests by opaque.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import PurePath
 from typing import Union
 
@@ -31,6 +32,27 @@ _opaques = itertools.count(1)
 
 # How much of a crashed handler's exception message goes into the log line and the remark.
 CRASH_MESSAGE_LIMIT = 200
+
+
+# The connections holding answers until answers_together() ends (None outside it).
+_held: list[Connection] | None = None
+
+
+@contextlib.contextmanager
+def answers_together() -> Iterator[None]:
+    """Late answers given inside (the waiters a flush round releases at once) go out in one
+    write per connection when it ends, not one write each."""
+    global _held
+    if _held is not None:
+        yield
+        return
+    held = _held = []
+    try:
+        yield
+    finally:
+        _held = None
+        for conn in held:
+            conn._flush_out()
 
 
 def next_opaque() -> int:
@@ -222,10 +244,13 @@ class Connection(asyncio.Protocol):
             return
         response.opaque = request.opaque
         response.flag |= FLAG_RESPONSE
-        if self._receiving:  # data_received writes them all when the read is done
+        if self._receiving or _held is not None:
+            # data_received, or answers_together, writes them all when it is done
             frame = encode(response, request.serialize_type)
             if self._out is None:
                 self._out = [frame]
+                if not self._receiving:
+                    _held.append(self)  # type: ignore[union-attr]
             else:
                 self._out.append(frame)
         elif not self.is_open:
