@@ -20,7 +20,8 @@ from rmqnode import speedups
 from rmqnode.storage.commitlog import CommitLog
 from rmqnode.storage.records import decode_record, index_file_size, record_fields
 from rmqnode.storage.store import Message
-from twins import java_records, mutate, outcome, random_text, same, same_in_place
+from twins import (java_records, mutate, outcome, random_text, same, same_in_place,
+                   same_with_odd_arguments)
 
 
 def test_odd_records_encode_or_fail_identically():
@@ -507,13 +508,7 @@ def test_dispatch_requests_read_identically(java_store_pristine):
                {"UNIQ_KEY": 5}, {"UNIQ_KEY": "", "KEYS": "  a  b "}, {"KEYS": b"k"},
                {"KEYS": "\udfff x"}, {1: 2}, Props(TAGS="a"), None, [("TAGS", "a")]],
            8: [None, [], "levels"]}
-    for at, values in odd.items():
-        for value in values:
-            args = list(base)
-            args[at] = value
-            same("dispatch_request", *args)
-    same("dispatch_request", *base[:8])
-    same("dispatch_request", *base, 1)
+    same_with_odd_arguments("dispatch_request", lambda: base, odd)
 
 
 def test_batch_dispatches_read_identically(java_store_pristine):
@@ -553,11 +548,7 @@ def test_batch_dispatches_read_identically(java_store_pristine):
            2: [None, 1.5, 2**63 - 15, -2**70, True], 3: [[10], [10, 20, 30], (10, 20),
                                                          [10, 2**63], [10, None], [True, 2]],
            5: [None, "levels"]}
-    for at, values in odd.items():
-        for value in values:
-            args = base()
-            args[at] = value
-            same("batch_dispatch", *args)
+    same_with_odd_arguments("batch_dispatch", base, odd)
     for change in [dict(properties=None), dict(properties=Props(TAGS="a")),
                    dict(properties={"TAGS": 5}), dict(properties={"TAGS": "\ud800"}),
                    dict(properties={"KEYS": b"k"}), dict(properties={"UNIQ_KEY": "\udfff"}),
@@ -587,10 +578,4 @@ def test_queue_entries_pack_identically():
            1: [[2**31, 1], [-2**31 - 1, 1], [-5, 1], [True, 1], [1.0, 1], [1], [1, 2, 3],
                (10, 20), None],
            2: [[2**63, 1], [-2**63 - 1, 1], [False, 1], [None, 1], [1], (1, 2), "ab"]}
-    for at, values in odd.items():
-        for value in values:
-            args = list(base)
-            args[at] = value
-            same("queue_entries", *args)
-    same("queue_entries", *base[:2])
-    same("queue_entries", *base, 1)
+    same_with_odd_arguments("queue_entries", lambda: base, odd)

@@ -32,6 +32,20 @@ def same(name: str, *args, **kwargs):
     return pure
 
 
+def same_with_odd_arguments(name: str, base, odd: dict) -> None:
+    """`same` on `base()` (the arguments of a good call, fresh for each) with one argument
+    at a time replaced by each odd value of odd[position], then with one argument too few
+    and one too many."""
+    for at, values in odd.items():
+        for value in values:
+            args = list(base())
+            args[at] = value
+            same(name, *args)
+    good = list(base())
+    same(name, *good[:-1])
+    same(name, *good, 1)
+
+
 def same_in_place(name: str, buf: bytearray, *args):
     """`same` for a function that writes into `buf`: each implementation gets its own copy,
     and both copies must end equal; the outcome and the written bytes."""

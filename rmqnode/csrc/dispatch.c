@@ -134,9 +134,10 @@ batch_dispatch(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t n = PyList_GET_SIZE(args[1]);
     PyObject *codes = PyList_New(n), *keys = PyList_New(0), *offsets = PyList_New(0);
     PyObject *first_flag = NULL, *props = NULL, *flag = NULL, *mkeys = NULL, *at = NULL;
-    int shared = 1;
+    PyObject *out = NULL;
+    int shared = 1, refused = 0;
     if (codes == NULL || keys == NULL || offsets == NULL)
-        goto error;
+        goto done;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *m = PyList_GET_ITEM(args[1], i), *tags;
         long long size;
@@ -153,7 +154,7 @@ batch_dispatch(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             goto odd;
         PyObject *code = PyLong_FromLong((long)(int32_t)h);
         if (code == NULL)
-            goto error;
+            goto done;
         PyList_SET_ITEM(codes, i, code);
         if (first_flag == NULL)
             first_flag = Py_NewRef(flag);
@@ -162,11 +163,11 @@ batch_dispatch(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         Py_ssize_t nkeys = PyList_GET_SIZE(mkeys);
         if (nkeys) {
             if ((at = PyLong_FromLongLong(offset)) == NULL)
-                goto error;
+                goto done;
             for (Py_ssize_t k = 0; k < nkeys; k++)
                 if (PyList_Append(keys, PyList_GET_ITEM(mkeys, k)) < 0
                     || PyList_Append(offsets, at) < 0)
-                    goto error;
+                    goto done;
             Py_CLEAR(at);
         }
         Py_CLEAR(mkeys);
@@ -175,22 +176,11 @@ batch_dispatch(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         if (__builtin_add_overflow(offset, size, &offset))
             goto odd;
     }
-    PyObject *out = PyTuple_Pack(4, codes, keys, offsets, shared ? first_flag : Py_None);
-    Py_DECREF(codes);
-    Py_DECREF(keys);
-    Py_DECREF(offsets);
-    Py_DECREF(first_flag);
-    return out;
+    out = PyTuple_Pack(4, codes, keys, offsets, shared ? first_flag : Py_None);
+    goto done;
 odd:
-    Py_XDECREF(codes);
-    Py_XDECREF(keys);
-    Py_XDECREF(offsets);
-    Py_XDECREF(first_flag);
-    Py_XDECREF(props);
-    Py_XDECREF(flag);
-    Py_XDECREF(mkeys);
-    return fallback(B_BATCH_DISPATCH, args, nargs, NULL);
-error:
+    refused = 1;
+done:  /* out, or NULL with the error raised, unless refused */
     Py_XDECREF(codes);
     Py_XDECREF(keys);
     Py_XDECREF(offsets);
@@ -199,7 +189,7 @@ error:
     Py_XDECREF(flag);
     Py_XDECREF(mkeys);
     Py_XDECREF(at);
-    return NULL;
+    return refused ? fallback(B_BATCH_DISPATCH, args, nargs, NULL) : out;
 }
 
 /* queue_entries(phy_offset, sizes, tags_codes) -> the run's 20-byte consume-queue entries in
