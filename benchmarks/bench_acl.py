@@ -89,6 +89,30 @@ def create_topic(node: Server) -> None:
         raise RuntimeError(f"topic create: {done.code} {done.remark}")
 
 
+def compare(work: Path, threads: int, seconds: float, count: int
+            ) -> list[tuple[dict, dict, float]]:
+    """`count` rounds of the unsigned and the signed load, each node on its own store in
+    `work`; each round's figures and ratio."""
+    write_rules(work / "acl")
+    size = f"mappedFileSizeCommitLog={256 << 20}"
+    with start_node(work / "plain", size) as plain, \
+            start_node(work / "acl", size, "aclEnable=true") as acl:
+        create_topic(plain)
+        create_topic(acl)
+        rounds = []
+        for index in range(count):
+            unsigned = cpp_load(plain, threads, seconds, work, False)
+            signed = cpp_load(acl, threads, seconds, work, True)
+            ratio = signed["msgsPerSec"] / unsigned["msgsPerSec"]
+            rounds.append((unsigned, signed, ratio))
+            print(f"round {index + 1}: unsigned {unsigned['msgsPerSec']:,.0f} msgs/s "
+                  f"({unsigned['cpuUsPerMsg']:.0f} us/msg node CPU, {unsigned['errors']} "
+                  f"errors), signed {signed['msgsPerSec']:,.0f} msgs/s "
+                  f"({signed['cpuUsPerMsg']:.0f} us/msg, {signed['errors']} errors): "
+                  f"{ratio:.2f}x", flush=True)
+    return rounds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=8.0)
@@ -97,24 +121,8 @@ def main() -> None:
     args = parser.parse_args()
     if not CPP_PYTHON.exists():
         sys.exit(f"the C++ client is not installed ({CPP_PYTHON}): bash .ci/peers.sh")
-    work = Path(tempfile.mkdtemp(prefix="bench-acl-"))
-    write_rules(work / "acl")
-    size = f"mappedFileSizeCommitLog={256 << 20}"
-    with start_node(work / "plain", size) as plain, \
-            start_node(work / "acl", size, "aclEnable=true") as acl:
-        create_topic(plain)
-        create_topic(acl)
-        rounds = []
-        for index in range(args.rounds):
-            unsigned = cpp_load(plain, args.threads, args.seconds, work, False)
-            signed = cpp_load(acl, args.threads, args.seconds, work, True)
-            ratio = signed["msgsPerSec"] / unsigned["msgsPerSec"]
-            rounds.append((unsigned, signed, ratio))
-            print(f"round {index + 1}: unsigned {unsigned['msgsPerSec']:,.0f} msgs/s "
-                  f"({unsigned['cpuUsPerMsg']:.0f} us/msg node CPU, {unsigned['errors']} "
-                  f"errors), signed {signed['msgsPerSec']:,.0f} msgs/s "
-                  f"({signed['cpuUsPerMsg']:.0f} us/msg, {signed['errors']} errors): "
-                  f"{ratio:.2f}x", flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench-acl-") as tmp:  # the stores go with it
+        rounds = compare(Path(tmp), args.threads, args.seconds, args.rounds)
     median = statistics.median(r[2] for r in rounds)
     cpu = statistics.median(s["cpuUsPerMsg"] - u["cpuUsPerMsg"] for u, s, _ in rounds)
     print(f"median: signed/unsigned {median:.2f}x (cost {(1 - median) * 100:.0f}%), node CPU "

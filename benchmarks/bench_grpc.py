@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -141,12 +142,12 @@ def peer_python() -> Path:
 
 
 def run_load(python: Path, endpoint: str, threads: int, seconds: float, size: int) -> dict:
-    home = tempfile.mkdtemp(prefix="bench-grpc5-")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    env["HOME"] = home
-    out = subprocess.run([str(python), __file__, "--load", endpoint, TOPIC, str(threads),
-                          str(seconds), str(size)], capture_output=True, text=True, env=env,
-                         timeout=seconds + 90)
+    with tempfile.TemporaryDirectory(prefix="bench-grpc5-") as home:  # the client's logs
+        env["HOME"] = home
+        out = subprocess.run([str(python), __file__, "--load", endpoint, TOPIC, str(threads),
+                              str(seconds), str(size)], capture_output=True, text=True,
+                             env=env, timeout=seconds + 90)
     lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
     if out.returncode != 0 or not lines:
         raise RuntimeError(f"load exited {out.returncode}:\n{out.stdout}\n{out.stderr[-3000:]}")
@@ -218,6 +219,7 @@ def main() -> None:
     finally:
         node.stop()
         floor_proc.stop()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
