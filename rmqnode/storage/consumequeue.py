@@ -96,10 +96,7 @@ class ConsumeQueue:
         An entry before the queue's first file was expired with it: there is nothing to write
         (a queue rebuilt from an early CommitLog offset passes those on its way)."""
         pos = queue_offset * CQ_UNIT_SIZE
-        files = self.files.files
-        mf = files[-1] if files else None  # where the next entry of a live queue goes
-        if mf is not None and not 0 <= pos - mf.file_from_offset < self.file_size:
-            mf = self.files.find(pos)
+        mf = self.files.find(pos)
         while mf is None:
             last = self.files.last()
             if last is not None and pos < self.files.min_offset:
@@ -126,10 +123,7 @@ class ConsumeQueue:
         (a batch): one write when they share a file, else entry by entry."""
         pos = queue_offset * CQ_UNIT_SIZE
         end = pos + len(sizes) * CQ_UNIT_SIZE
-        files = self.files.files
-        mf = files[-1] if files else None  # where the next run of a live queue goes
-        if mf is not None and not 0 <= pos - mf.file_from_offset < self.file_size:
-            mf = self.files.find(pos)
+        mf = self.files.find(pos)
         if mf is None or end > mf.file_from_offset + self.file_size:
             for i, size in enumerate(sizes):
                 self.put(queue_offset + i, phy_offset, size, tags_codes[i])

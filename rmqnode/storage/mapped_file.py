@@ -3,11 +3,12 @@
 Appends are memory copies into the mapping, or (the CommitLog's puts, commitlog.place_records)
 pwrites into the file it maps shared, so a write is in the page cache when it returns (what
 ASYNC_FLUSH acknowledges) and readers of the mapping see it; `flush` fdatasyncs the file
-(what SYNC_FLUSH waits for). Files are created at their full size (Java RocketMQ expects every
-file of a queue to have the configured size). CommitLog files have their blocks reserved up front, so that a full disk is
-an error at file creation, never a crash on write; consume queue and index files stay sparse
-as in Java (thousands of queues would otherwise reserve gigabytes), and the disk-usage limit
-before each new CommitLog file keeps room for them.
+(what SYNC_FLUSH waits for). Files are created at their full size (Java RocketMQ expects
+every file of a queue to have the configured size). CommitLog files have their blocks
+reserved up front, so that a full disk is an error at file creation, never a crash on write;
+consume queue and index files stay sparse as in Java (thousands of queues would otherwise
+reserve gigabytes), and the disk-usage limit before each new CommitLog file keeps room for
+them.
 """
 
 from __future__ import annotations
@@ -254,9 +255,15 @@ class MappedFileQueue:
         return mf
 
     def find(self, offset: int) -> MappedFile | None:
-        """The file holding the global `offset`, or None when it is outside every file."""
+        """The file holding the global `offset`, or None when it is outside every file. The
+        last file is asked first: appends, and most reads, are there."""
         files = self.files
-        if not files or offset < files[0].file_from_offset:
+        if not files:
+            return None
+        last = files[-1]
+        if 0 <= offset - last.file_from_offset < self.file_size:
+            return last
+        if offset < files[0].file_from_offset:
             return None
         index = (offset - files[0].file_from_offset) // self.file_size
         if index < len(files) and files[index].file_from_offset <= offset < \
