@@ -1,6 +1,6 @@
-/* What the reput needs of a single put (storage/dispatch.py's dispatch_request): the tag code
- * and the index keys read from the message's properties in one call, the request built as the
- * plain tuple the put queues. */
+/* What the reput needs of a put (storage/dispatch.py's dispatch_request and batch_dispatch):
+ * the tag codes and the index keys read from the messages' properties in one call, and a
+ * batch's queue entries packed at once (queue_entries). */
 #include "speedups.h"
 
 static PyObject *s_TAGS, *s_UNIQ_KEY, *s_KEYS, *s_SCHEDULE_TOPIC, *s_space;
@@ -72,6 +72,26 @@ failed:
     return NULL;
 }
 
+/* Whether `topic` is the delay topic, whose tag slot holds a due time: the original's case. */
+static int
+delay_topic(PyObject *topic)
+{
+    int same = PyUnicode_Compare(topic, s_SCHEDULE_TOPIC);
+    if (same == -1 && PyErr_Occurred())
+        PyErr_Clear();
+    return same == 0;
+}
+
+/* The message's tag code (Java's String.hashCode of TAGS, 0 without one) in *h; 0 when TAGS
+ * is not a str UTF-16 can hold, for the original to deal with. */
+static int
+tag_hash(PyObject *props, uint32_t *h)
+{
+    PyObject *tags;
+    *h = 0;
+    return str_property(props, s_TAGS, &tags) && (tags == NULL || hash_more(tags, h));
+}
+
 /* dispatch_request(topic, queue_id, commit_log_offset, size, properties, store_timestamp,
  * queue_offset, sys_flag, delay_levels) -> the DispatchRequest's fields as a tuple. A delayed
  * message's topic (its tag slot holds its due time), properties that are not a dict of str
@@ -79,16 +99,10 @@ failed:
 PyObject *
 dispatch_request(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    PyObject *tags, *keys, *code;
-    uint32_t h = 0;
+    PyObject *keys, *code;
+    uint32_t h;
     if (nargs != 9 || !PyUnicode_CheckExact(args[0]) || !PyDict_CheckExact(args[4])
-        || !names_ready())
-        return fallback(B_DISPATCH_REQUEST, args, nargs, NULL);
-    int schedule = PyUnicode_Compare(args[0], s_SCHEDULE_TOPIC);
-    if (schedule == -1 && PyErr_Occurred())
-        PyErr_Clear();
-    if (schedule == 0 || !str_property(args[4], s_TAGS, &tags)
-        || (tags != NULL && !hash_more(tags, &h)))
+        || !names_ready() || delay_topic(args[0]) || !tag_hash(args[4], &h))
         return fallback(B_DISPATCH_REQUEST, args, nargs, NULL);
     if ((keys = keys_of(args[4])) == NULL)
         return fallback(B_DISPATCH_REQUEST, args, nargs, NULL);
@@ -124,12 +138,7 @@ batch_dispatch(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     if (nargs != 6 || !PyUnicode_CheckExact(args[0]) || !PyList_CheckExact(args[1])
         || !PyList_CheckExact(args[3]) || PyList_GET_SIZE(args[1]) == 0
         || PyList_GET_SIZE(args[1]) != PyList_GET_SIZE(args[3])
-        || !int_in(args[2], I64, &offset) || !names_ready())
-        return fallback(B_BATCH_DISPATCH, args, nargs, NULL);
-    int schedule = PyUnicode_Compare(args[0], s_SCHEDULE_TOPIC);
-    if (schedule == -1 && PyErr_Occurred())
-        PyErr_Clear();
-    if (schedule == 0)
+        || !int_in(args[2], I64, &offset) || !names_ready() || delay_topic(args[0]))
         return fallback(B_BATCH_DISPATCH, args, nargs, NULL);
     Py_ssize_t n = PyList_GET_SIZE(args[1]);
     PyObject *codes = PyList_New(n), *keys = PyList_New(0), *offsets = PyList_New(0);
@@ -139,16 +148,16 @@ batch_dispatch(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     if (codes == NULL || keys == NULL || offsets == NULL)
         goto done;
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *m = PyList_GET_ITEM(args[1], i), *tags;
+        PyObject *m = PyList_GET_ITEM(args[1], i);
         long long size;
-        uint32_t h = 0;
+        uint32_t h;
         if ((props = PyObject_GetAttr(m, s_properties)) == NULL
             || (flag = PyObject_GetAttr(m, s_sys_flag)) == NULL) {
             PyErr_Clear();
             goto odd;
         }
         if (!PyDict_CheckExact(props) || !PyLong_CheckExact(flag)
-            || !str_property(props, s_TAGS, &tags) || (tags != NULL && !hash_more(tags, &h))
+            || !tag_hash(props, &h)
             || (mkeys = keys_of(props)) == NULL
             || !int_in(PyList_GET_ITEM(args[3], i), I64, &size))
             goto odd;
