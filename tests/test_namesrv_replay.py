@@ -50,6 +50,7 @@ class Session:
         self.host, port = addr.split(":")
         self.port = int(port)
         self.conns: dict[int, tuple] = {}
+        self.barriers = 0
 
     async def conn(self, n: int):
         if n not in self.conns:
@@ -71,6 +72,16 @@ class Session:
             data = await asyncio.wait_for(reader.read(65536), 5)
             assert data, "server closed the connection"
             backlog.extend(decoder.feed(data))
+
+    async def barrier(self, n: int) -> None:
+        """Wait until the server has handled everything sent on connection n: a oneway request
+        (a broker's oneway registration) has no answer, and the captured client asked its next
+        question seconds later, after the real server had applied it. Frames of one connection
+        are handled in order, so the answer to a read-only request on it marks the point."""
+        self.barriers += 1
+        probe = RemotingCommand.request(RequestCode.GET_BROKER_CLUSTER_INFO, None)
+        probe.opaque = (1 << 30) + self.barriers
+        assert (await self.send(n, encode(probe), probe.opaque)).code == 0
 
     def close(self) -> None:
         for _, writer, _, _ in self.conns.values():
@@ -116,6 +127,8 @@ def test_replay_namesrv_flow(flow, namesrv):
                 oneway = bool(req.header["flag"] & 2)
                 ours = await session.send(req.conn, req.raw,
                                           None if oneway else req.header["opaque"])
+                if oneway:
+                    await session.barrier(req.conn)
                 if real is not None:
                     compare(req, real, ours)
                     checked += 1
