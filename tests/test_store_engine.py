@@ -310,6 +310,45 @@ def test_sends_read_together_after_a_lone_sender_share_a_round(tmp_path):
     assert run(go()) <= 3  # the first alone, the seven others in one (a periodic one maybe)
 
 
+def test_zeros_kept_ahead_of_small_flushes_and_never_over_records(tmp_path):
+    """Group commits of single sends keep zeros written ahead of the CommitLog's appends
+    (fdatasync then converts reserved blocks once per ZERO_AHEAD, not once per round); they
+    never reach a record, the file reads the same, and large flushes turn them off."""
+    from rmqnode.storage.mapped_file import SMALL_FLUSH, ZERO_AHEAD
+
+    async def go():
+        store = await opened(tmp_path, flushDiskType="SYNC_FLUSH",
+                             mappedFileSizeCommitLog=4 << 20)
+        for i in range(600):  # one at a time: each its own small flush
+            assert (await store.put_message(msg(body=b"%05d" % i * 40))).status == PUT_OK
+        mf = store.commitlog.files.last()
+        assert 0 < mf.flush_size < SMALL_FLUSH
+        assert mf.zeroed_to >= mf.wrote_position + ZERO_AHEAD // 2
+        assert mf.read(mf.wrote_position, mf.zeroed_to - mf.wrote_position).count(0) == \
+            mf.zeroed_to - mf.wrote_position
+        end = store.commitlog.max_offset
+        await store.close()
+        store = await opened(tmp_path, flushDiskType="SYNC_FLUSH",
+                             mappedFileSizeCommitLog=4 << 20)
+        assert store.commitlog.max_offset == end
+        bodies = [r.body for r in drain(store, "T", 0)]
+        assert bodies == [b"%05d" % i * 40 for i in range(600)]
+        await store.close()
+
+    async def large_flushes():
+        store = await opened(tmp_path / "async", mappedFileSizeCommitLog=4 << 20)
+        for _ in range(2):  # the first flush is large: zeros stop after it
+            for _ in range(4000):
+                assert store.put_nowait([msg(body=b"a" * 200)]).status == PUT_OK
+            await store.flusher.flush_now()
+        mf = store.commitlog.files.last()
+        assert mf.flush_size >= SMALL_FLUSH
+        assert mf.zeroed_to < mf.wrote_position
+        await store.close()
+    run(go())
+    run(large_flushes())
+
+
 def test_a_slow_disk_does_not_stall_the_loop():
     """The loop waits a few milliseconds for a round that senders wait for; a disk slower
     than that finishes the round in the background while the loop keeps serving, and a

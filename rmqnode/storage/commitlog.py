@@ -134,6 +134,8 @@ class CommitLog:
         flag = records[POS_SYS_FLAG + 3]
         if taken == 1 and flag & TRANSACTION_MASK and not goes_to_queue(flag):
             queue_offset = taken = 0
+        if pos + len(records) > mf.zero_mark:
+            mf.zero_ahead(pos + len(records))
         mf.wrote_position = place_records(mf.fd, pos, mf.file_size, records, sizes,
                                           queue_offset, wrote, now)
         if taken:
@@ -158,6 +160,8 @@ class CommitLog:
         while view:
             mf = self.files.last_for_append()
             step = min(len(view), mf.remaining)
+            if mf.wrote_position + step > mf.zero_mark:
+                mf.zero_ahead(mf.wrote_position + step)
             mf.append(view[:step])
             view = view[step:]
 

@@ -24,6 +24,10 @@ _log = log.get("rmqnode.storage")
 
 PAGE = mmap.PAGESIZE
 _ZERO_CHUNK = 1 << 20
+# How far ahead of its appends a CommitLog file has zeros written (MappedFile.zero_ahead).
+ZERO_AHEAD = 256 << 10
+SMALL_FLUSH = ZERO_AHEAD // 4  # flushes up to this size (group commits of single sends) gain
+_ZEROS = bytes(ZERO_AHEAD)
 
 
 def file_name(offset: int) -> str:
@@ -33,7 +37,7 @@ def file_name(offset: int) -> str:
 
 class MappedFile:
     __slots__ = ("path", "file_from_offset", "file_size", "wrote_position", "flushed_position",
-                 "_fd", "mm", "readonly")
+                 "_fd", "mm", "readonly", "zeroed_to", "zero_mark", "flush_size")
 
     def __init__(self, path: str | os.PathLike, file_size: int, readonly: bool = False,
                  preallocate: bool = False) -> None:
@@ -78,6 +82,9 @@ class MappedFile:
             self.mm.madvise(mmap.MADV_RANDOM)
         self.wrote_position = 0
         self.flushed_position = 0
+        self.zeroed_to = 0  # zero_ahead has written zeros up to here
+        self.zero_mark = 0  # an append that ends past here calls zero_ahead first
+        self.flush_size = 0  # bytes the last flush wrote
 
     def __repr__(self) -> str:
         return f"MappedFile({self.path.name}, wrote={self.wrote_position})"
@@ -110,6 +117,30 @@ class MappedFile:
         self.wrote_position = end
         return pos
 
+    def zero_ahead(self, end: int) -> None:
+        """While this file's flushes are small (SMALL_FLUSH), write zeros from the write
+        position (or the last zeros) to ZERO_AHEAD past `end`, where the coming append ends;
+        the appender calls it when `end` passes `zero_mark`, half of ZERO_AHEAD before the
+        zeros end (or, while flushes are large, every half of ZERO_AHEAD appended).
+
+        Why write zeros the file already reads as: blocks reserved by posix_fallocate are
+        "unwritten" extents, and the first fdatasync after a write into one must also commit
+        the extent's conversion to the journal, a second disk write and cache flush. Zeros
+        written ahead are converted in one commit per ZERO_AHEAD bytes; the group commits
+        that follow only write data. Measured on ext4 here (fdatasync after each 32 KiB
+        write, a SYNC_FLUSH round of 32 x 1 KiB): 290-370 us a round into reserved blocks,
+        110-240 us with 256 KiB of zeros kept ahead, as into a file zeroed whole; 1 KiB
+        rounds 173-194 -> 122-141 us mean. The zeros cost a copy into the page cache and,
+        flushed before the data overwrites them, a second disk write of the same blocks: a
+        loss where flushes are large (batches of 32, 260 KB rounds: -4%), hence SMALL_FLUSH."""
+        if self.flush_size < SMALL_FLUSH:
+            start = max(self.zeroed_to, self.wrote_position)
+            stop = min(self.file_size, max(end, start) + ZERO_AHEAD)
+            while start < stop:
+                start += os.pwrite(self._fd, memoryview(_ZEROS)[:stop - start], start)
+            self.zeroed_to = stop
+        self.zero_mark = max(self.zeroed_to, end + ZERO_AHEAD) - ZERO_AHEAD // 2
+
     def write_at(self, pos: int, data: bytes | bytearray | memoryview) -> None:
         """Overwrite in place (rebuilding consume queues, patching recovered tails)."""
         self.mm[pos:pos + len(data)] = data  # type: ignore[index]
@@ -136,6 +167,7 @@ class MappedFile:
         stall the event loop for the whole flush; os.fdatasync releases it."""
         end = self.wrote_position
         if end > self.flushed_position and self.mm is not None:
+            self.flush_size = end - self.flushed_position
             os.fdatasync(self._fd)
             self.flushed_position = end
         return self.flushed_position
@@ -154,6 +186,8 @@ class MappedFile:
                         self.mm[chunk:stop] = bytes(stop - chunk)
         self.wrote_position = pos
         self.flushed_position = min(self.flushed_position, pos)
+        self.zeroed_to = min(self.zeroed_to, pos)
+        self.zero_mark = 0
 
     def _data_extents(self, pos: int) -> Iterator[tuple[int, int]]:
         size = self.file_size
