@@ -27,13 +27,15 @@ ACCELERATED = {"java_hash", "decode_properties", "decode_batch", "batch_messages
                "encode_record", "encode",
                "decode_frame", "decode_frames", "encode_messages", "stamp_records", "index_put",
                "offset_msg_ids", "place_records", "dispatch_request", "batch_dispatch",
-               "queue_entries", "decode_json_header", "properties_string", "integer", "int32"}
+               "queue_entries", "decode_json_header", "properties_string", "integer", "int32",
+               "sent_message"}
 
 
 def test_the_extension_is_built_and_chosen_unless_disabled():
     assert speedups.native is not None, "rmqnode/csrc/ was not built (pip install -e .)"
     # A twin binds when its module is imported: the store's, whichever tests ran before.
     importlib.import_module("rmqnode.storage.store")
+    importlib.import_module("rmqnode.broker.send")
     assert set(speedups.NATIVE) == ACCELERATED
     probe = "from rmqnode.net import codec; print(type(codec.encode).__name__)"
     for pure, expect in (("", "builtin_function_or_method"), ("1", "function")):

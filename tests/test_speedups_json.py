@@ -7,11 +7,10 @@ from __future__ import annotations
 import json
 import random
 import struct
-from contextlib import contextmanager
 
 from rmqnode import speedups
 from rmqnode.net.codec import SERIALIZE_JSON
-from twins import ALL_FRAMES, outcome, random_text, same
+from twins import ALL_FRAMES, counted_fallbacks, outcome, random_text, same
 
 
 def json_headers() -> list[bytes]:
@@ -32,26 +31,10 @@ def same_header(data) -> tuple:
     return pure
 
 
-@contextmanager
-def counted_fallbacks():
-    """The pure decode_json_header, bound as the twin's fallback, counting its calls."""
-    calls = []
-
-    def counting(data):
-        calls.append(bytes(data))
-        return speedups.PURE["decode_json_header"](data)
-
-    speedups.native.bind("decode_json_header", counting)
-    try:
-        yield calls
-    finally:
-        speedups.native.bind("decode_json_header", speedups.PURE["decode_json_header"])
-
-
 def test_every_captured_json_header_decodes_identically_and_in_c():
     headers = json_headers()
     assert len(headers) > 500
-    with counted_fallbacks() as calls:
+    with counted_fallbacks("decode_json_header") as calls:
         for header in headers:
             kind, _, _ = same_header(header)
             assert kind == "returned"
@@ -71,7 +54,7 @@ def test_json_headers_the_c_decoder_hands_to_python():
         b'\xef\xbb\xbf{"code":1}', b'{"code":1,"remark":"a\tb"}', b'{"code":1,}', b"{}",
         b'{"code":1,"serializeTypeCurrentRPC":5}', b'{"code":1,"extFields":"x"}', b"",
     ]
-    with counted_fallbacks() as calls:
+    with counted_fallbacks("decode_json_header") as calls:
         for header in cases:
             same_header(header)
     assert len(calls) == len(cases)
@@ -132,7 +115,7 @@ def random_header(rng: random.Random) -> bytes:
 def test_random_json_headers_decode_or_fail_identically():
     rng = random.Random(3100)
     decoded = 0
-    with counted_fallbacks() as calls:
+    with counted_fallbacks("decode_json_header") as calls:
         for _ in range(6000):
             kind, _, _ = same_header(random_header(rng))
             decoded += kind == "returned"

@@ -20,8 +20,8 @@ from rmqnode import speedups
 from rmqnode.storage.commitlog import CommitLog
 from rmqnode.storage.records import decode_record, index_file_size, record_fields
 from rmqnode.storage.store import Message
-from twins import (java_records, mutate, outcome, random_text, same, same_in_place,
-                   same_with_odd_arguments)
+from twins import (counted_fallbacks, java_records, mutate, outcome, random_text, same,
+                   same_in_place, same_with_odd_arguments)
 
 
 def test_odd_records_encode_or_fail_identically():
@@ -579,3 +579,74 @@ def test_queue_entries_pack_identically():
                (10, 20), None],
            2: [[2**63, 1], [-2**63 - 1, 1], [False, 1], [None, 1], [1], (1, 2), "ab"]}
     same_with_odd_arguments("queue_entries", lambda: base, odd)
+
+
+def _sent(h, n, body=b"body"):
+    """Both sent_message implementations on header h: equal messages, the properties in the
+    same order (WAIT last, where Java's put back puts it); the outcome."""
+    args = (h, n, "T", 3, body, bytes(range(8)), "DefaultCluster")
+    kind, _, msg = same("sent_message", *args)
+    if kind == "returned":
+        again = speedups.PURE["sent_message"](*args)
+        assert list(speedups.NATIVE["sent_message"](*args).properties.items()) == \
+            list(again.properties.items())
+    return kind, msg
+
+
+def test_every_captured_send_builds_the_same_message():
+    """sent_message (header, properties and flag of a send that is not a batch, in one call)
+    on every single send real clients made in the captures, and on each with WAIT and POP_CK
+    added: the same store.Message from both implementations."""
+    from rmqnode.broker.send import header_names
+    from rmqnode.net.codec import decode_frame
+    from twins import ALL_FRAMES
+
+    seen = 0
+    for f in ALL_FRAMES:
+        if f.header.get("code") not in (10, 310) or f.header.get("flag", 0) & 1:
+            continue
+        cmd = decode_frame(f.raw[4:])
+        h = cmd.ext_fields or {}
+        n = header_names(h)
+        if (h.get(n.batch) or "").lower() in ("true", "1"):
+            continue
+        with counted_fallbacks("sent_message") as calls:
+            kind, msg = _sent(h, n, cmd.body)
+        assert calls == [], f.flow  # built in C
+        assert kind == "returned" and msg.properties["CLUSTER"] == "DefaultCluster", f.flow
+        text = h.get(n.properties) or ""
+        for extra in ("\x02WAIT\x01false", "\x02POP_CK\x01ck", "\x02WAIT\x01true\x02CLUSTER\x01c"):
+            kind, msg = _sent({**h, n.properties: text + extra}, n, cmd.body)
+            assert kind == "returned" and "POP_CK" not in msg.properties
+            assert "WAIT" not in (msg.properties_string or "")
+        seen += 1
+    assert seen > 20
+
+
+def test_odd_send_headers_build_or_fail_identically():
+    """Every header field sent_message reads, absent, empty, malformed, out of range or of the
+    wrong type, in both header versions; and odd arguments: the same message or the same
+    error (the pure original words every refusal)."""
+    from rmqnode.broker.send import V1, V2
+
+    odd_numbers = ["", "x", "-1", "+7", " 7", "7 ", "\u0663", "2147483648", "-2147483649",
+                   "9" * 19, "9" * 20, "0x10", 7, None, "\ud800"]
+    odd_texts = ["", "KEYS\x01k", "\x01\x02\x02", "WAIT\x01x", "POP_CK", "\ud800\x01v",
+                 "TAGS\x01\u00e9", 5, None, b"KEYS\x01k"]
+    for n in (V1, V2):
+        base = {n.topic: "T", n.queueId: "3", n.sysFlag: "0", n.bornTimestamp: "1700000000000",
+                n.flag: "0", n.properties: "KEYS\x01k\x02WAIT\x01true", n.reconsumeTimes: "0"}
+        assert _sent(base, n)[0] == "returned"
+        for field in (n.sysFlag, n.bornTimestamp, n.flag, n.reconsumeTimes):
+            for value in odd_numbers:
+                _sent({**base, field: value}, n)
+            _sent({k: v for k, v in base.items() if k != field}, n)
+        for value in odd_texts:
+            _sent({**base, n.properties: value}, n)
+        _sent({k: v for k, v in base.items() if k != n.properties}, n)
+        _sent({**base, n.sysFlag: str(0x7FF | 0x10000)}, n)  # only the client's bits kept
+    good = ({V1.sysFlag: "4", V1.bornTimestamp: "1"}, V1, "T", 0, b"b", bytes(8), "C")
+    same_with_odd_arguments("sent_message", lambda: good, {
+        0: [[], {1: "x"}, None], 1: [list(V1), V1[:5], ("a",) * 14, V1._replace(sysFlag=5)],
+        2: [b"T", None], 3: ["0", 2**31, True], 4: ["b", bytearray(b"b")],
+        5: ["host", None], 6: [b"C", 0]})

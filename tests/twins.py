@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import random
 import struct
+from contextlib import contextmanager
 
 from rmqnode import speedups
 from rmqnode.storage.records import Blank, decode_record
@@ -30,6 +31,23 @@ def same(name: str, *args, **kwargs):
     native = outcome(speedups.NATIVE[name], *args, **kwargs)
     assert native == pure, (name, args, kwargs)
     return pure
+
+
+@contextmanager
+def counted_fallbacks(name: str):
+    """The pure `name`, bound as its twin's fallback, counting its calls (their arguments):
+    a test that the compiled path, not the fallback, did the common case."""
+    calls = []
+
+    def counting(*args):
+        calls.append(args)
+        return speedups.PURE[name](*args)
+
+    speedups.native.bind(name, counting)
+    try:
+        yield calls
+    finally:
+        speedups.native.bind(name, speedups.PURE[name])
 
 
 def same_with_odd_arguments(name: str, base, odd: dict) -> None:

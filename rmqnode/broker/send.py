@@ -26,6 +26,7 @@ from rmqnode.message import (CLUSTER, COMPRESSED_FLAG, COMPRESSION_MASK, DELAY, 
 from rmqnode.net.codec import FLAG_RESPONSE, RemotingCommand
 from rmqnode.net.codes import ResponseCode
 from rmqnode.net.connection import Connection
+from rmqnode.speedups import accelerate
 from rmqnode.storage import store as st
 from rmqnode.storage.javamap import properties_string
 from rmqnode.storage.store import Message
@@ -90,21 +91,58 @@ def send_header(cmd: RemotingCommand) -> dict[str, str]:
     return ext
 
 
+def born_host(conn: Connection) -> bytes:
+    """The sender's address as records keep it, worked out once per connection."""
+    host = conn.attrs.get("born_host")
+    if host is None:
+        host = conn.attrs["born_host"] = host_bytes(
+            conn.peer if conn.peer != "?" else "0.0.0.0:0")
+    return host  # type: ignore[return-value]
+
+
 def header_message(h: dict[str, str], conn: Connection, topic: str, queue_id: int,
                    n: Names = V1) -> Message:
     """What the header (its fields named by `n`) says of a sent (or replied) message,
     without its body, properties and flag: the sender's flags, birth and reconsume count,
     the host it came from."""
-    born_host = conn.attrs.get("born_host")
-    if born_host is None:
-        born_host = conn.attrs["born_host"] = host_bytes(
-            conn.peer if conn.peer != "?" else "0.0.0.0:0")
+    return _header_fields(h, topic, queue_id, born_host(conn), n)
+
+
+def _header_fields(h: dict[str, str], topic: str, queue_id: int, host: bytes,
+                   n: Names) -> Message:
     sys_flag = validation.int32(h.get(n.sysFlag), "sysFlag", 0)
     born = h.get(n.bornTimestamp)
     return Message(topic, queue_id, b"", {}, 0, sys_flag & CLIENT_SYS_FLAGS,
                    validation.integer(born, "bornTimestamp") if born
-                   else int(time.time() * 1000), born_host,
+                   else int(time.time() * 1000), host,
                    validation.int32(h.get(n.reconsumeTimes), "reconsumeTimes", 0))
+
+
+def completed(msg: Message, body: bytes, props: dict[str, str], flag: int,
+              cluster: str) -> Message:
+    """`msg`, what a header says, completed in place with the body, flag and `props`, which
+    become the message's own: CLUSTER set to the broker's cluster, POP_CK dropped (a re-sent
+    popped message must not look revived), written as Java's HashMap holds them, WAIT left
+    out. Remoting and gRPC sends share it."""
+    props[CLUSTER] = cluster
+    props.pop(POP_CK, None)
+    msg.body, msg.properties, msg.flag = body, props, flag
+    msg.properties_string = _without_wait(props)
+    return msg
+
+
+def sent_message(h: dict[str, str], n: Names, topic: str, queue_id: int, body: bytes,
+                 host: bytes, cluster: str) -> Message:
+    """The message of a send that is not a batch, all of it from the request (header fields
+    named by `n`, `host` the sender's): header_message, then completed() with the header's
+    properties and flag. Per send the Python calls cost more than the work: the accelerator
+    (csrc/message.c) builds the whole message in one; this is its definition."""
+    msg = _header_fields(h, topic, queue_id, host, n)
+    props = decode_properties(h.get(n.properties) or "")
+    return completed(msg, body, props, validation.int32(h.get(n.flag), "flag", 0), cluster)
+
+
+sent_message = accelerate(sent_message, Message=Message, CLIENT_SYS_FLAGS=CLIENT_SYS_FLAGS)
 
 
 def _without_wait(props: dict[str, str]) -> str | None:
@@ -144,9 +182,9 @@ class SendProcessor:
         n = header_names(h)
         topic_config, registering, queue_id = self.checked_topic(h, conn.peer, n)
         topic = topic_config.topicName
-        common = header_message(h, conn, topic, queue_id, n)
         batch = h.get(n.batch)
         if batch and batch.lower() in ("true", "1"):
+            common = header_message(h, conn, topic, queue_id, n)
             shared = decode_properties(h.get(n.properties) or "")
             try:
                 messages = self._batch(common, cmd.body, shared)
@@ -162,10 +200,9 @@ class SendProcessor:
                 return cmd.response(*self.refusal(st.PutResult(
                     st.MESSAGE_ILLEGAL, remark="a batch cannot be transactional or delayed")))
         else:
-            props = decode_properties(h.get(n.properties) or "")
-            messages = [self.message(common, cmd.body, props,
-                                     validation.int32(h.get(n.flag), "flag", 0))]
-            if props.get(TRAN_MSG, "").lower() == "true":
+            messages = [sent_message(h, n, topic, queue_id, cmd.body, born_host(conn),
+                                     self.broker.config.brokerClusterName)]
+            if messages[0].properties.get(TRAN_MSG, "").lower() == "true":
                 park_half(messages[0])
                 # The connection a half message came on belongs to a live producer of its
                 # group: the check-back can reach it before its first heartbeat (30 s).
@@ -307,14 +344,8 @@ class SendProcessor:
 
     def message(self, common: Message, body: bytes, props: dict[str, str],
                 flag: int) -> Message:
-        """The request's one message: `common`, what the header says, completed in place
-        (a second Message per send cost more than the rest of this); `props` becomes the
-        message's own, written as Java's HashMap holds it, WAIT left out."""
-        props[CLUSTER] = self.broker.config.brokerClusterName
-        props.pop(POP_CK, None)  # a re-sent popped message must not look revived
-        common.body, common.properties, common.flag = body, props, flag
-        common.properties_string = _without_wait(props)
-        return common
+        """completed() with this broker's cluster (a gRPC send's one message)."""
+        return completed(common, body, props, flag, self.broker.config.brokerClusterName)
 
     def _batch(self, common: Message, body: bytes, shared: dict[str, str]) -> list[Message]:
         """The messages of a batch body as MessageExtBatchEncoder writes them, copies of

@@ -1,5 +1,5 @@
 /* message.py's twins: java_hash, decode_properties, decode_batch, batch_messages,
- * offset_msg_ids. */
+ * offset_msg_ids; and broker/send.py's sent_message, which builds on decode_properties. */
 #include "speedups.h"
 #include "structmember.h"
 
@@ -332,6 +332,147 @@ batch_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         Py_DECREF(msg);
     }
     return out;
+}
+
+/* -- sent_message: a send's one message, all of it ------------------------------------------ */
+
+/* Where send.Names keeps the names of the fields read here. */
+enum { N_SYS_FLAG = 5, N_BORN = 6, N_FLAG = 7, N_PROPERTIES = 8, N_RECONSUME = 9, N_COUNT = 14 };
+/* store.Message's fields, all of them, in its order. */
+enum { M_TOPIC, M_QUEUE_ID, M_BODY, M_PROPERTIES, M_FLAG, M_SYS_FLAG, M_BORN_TS, M_BORN_HOST,
+       M_RECONSUME, M_PREPARED, M_PROPERTIES_STRING, M_COUNT };
+
+/* Whether `t` is the message class sent_message builds (bound as "Message"), made whole by
+ * setting M_COUNT slots, and their offsets into at[]; the last class seen is kept (with a
+ * reference, so that its address names no other). */
+static int
+message_class(PyObject *t, Py_ssize_t at[M_COUNT])
+{
+    static const char *const names[M_COUNT] = {
+        "topic", "queue_id", "body", "properties", "flag", "sys_flag", "born_timestamp",
+        "born_host", "reconsume_times", "prepared_transaction_offset", "properties_string"};
+    static PyObject *seen;
+    static Py_ssize_t seen_at[M_COUNT];
+    if (t == NULL || !PyType_Check(t))
+        return 0;
+    if (t != seen) {
+        int members = 0;
+        if (!slots_of((PyTypeObject *)t, names, M_COUNT, seen_at))
+            return 0;
+        for (PyMemberDef *m = ((PyTypeObject *)t)->tp_members; m->name != NULL; m++)
+            members++;
+        if (members != M_COUNT)
+            return 0;
+        Py_XSETREF(seen, Py_NewRef(t));
+    }
+    memcpy(at, seen_at, sizeof seen_at);
+    return 1;
+}
+
+/* An int32 field of header h, named n[i]: `absent` when it is not there (or None); 0 when it
+ * is anything else than a decimal int32 (the original says what). */
+static int
+int32_field(PyObject *h, PyObject *n, int i, long long absent, long long *out)
+{
+    PyObject *v = PyDict_GetItemWithError(h, PyTuple_GET_ITEM(n, i));
+    if (v == NULL && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    if (v == NULL || v == Py_None) {
+        *out = absent;
+        return 1;
+    }
+    return decimal_of(v, out) && -2147483648LL <= *out && *out <= 2147483647LL;
+}
+
+/* send._without_wait: the properties string of props without WAIT (NULL when there is no
+ * WAIT: Py_None), WAIT put back last; NULL on error. */
+static PyObject *
+without_wait(PyObject *props)
+{
+    PyObject *wait = PyDict_GetItemWithError(props, s_WAIT);
+    if (wait == NULL)
+        return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
+    Py_INCREF(wait);
+    PyObject *stored = NULL;
+    if (PyDict_DelItem(props, s_WAIT) == 0) {
+        PyObject *args[2] = {props, PyLong_FromSsize_t(PyDict_GET_SIZE(props) + 1)};
+        if (args[1] != NULL)
+            stored = properties_string(NULL, args, 2, NULL);  /* send.c */
+        Py_XDECREF(args[1]);
+        if (stored != NULL && PyDict_SetItem(props, s_WAIT, wait) < 0)
+            Py_CLEAR(stored);
+    }
+    Py_DECREF(wait);
+    return stored;
+}
+
+/* sent_message(h, n, topic, queue_id, body, host, cluster): the send's message. Header fields
+ * that are absent where the original has a default of its own (bornTimestamp), or that are
+ * not plain decimals, are the original's. */
+PyObject *
+sent_message(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_ssize_t at[M_COUNT];
+    long long client, sys_flag, born, reconsume, flag;
+    PyObject *h, *n, *born_text, *text = NULL;
+    if (nargs != 7 || !PyDict_CheckExact(args[0]) || !PyTuple_Check(args[1])
+        || PyTuple_GET_SIZE(args[1]) != N_COUNT || !PyUnicode_CheckExact(args[2])
+        || !PyLong_CheckExact(args[3]) || !PyBytes_CheckExact(args[4])
+        || !PyBytes_CheckExact(args[5]) || !PyUnicode_CheckExact(args[6])
+        || !message_class(bound[B_MESSAGE], at) || !int_in(bound[B_CLIENT_SYS_FLAGS], I32, &client))
+        return fallback(B_SENT_MESSAGE, args, nargs, NULL);
+    h = args[0];
+    n = args[1];
+    for (int i = N_SYS_FLAG; i <= N_RECONSUME; i++)
+        if (!PyUnicode_CheckExact(PyTuple_GET_ITEM(n, i)))
+            return fallback(B_SENT_MESSAGE, args, nargs, NULL);
+    born_text = PyDict_GetItemWithError(h, PyTuple_GET_ITEM(n, N_BORN));
+    if (born_text != NULL)
+        text = PyDict_GetItemWithError(h, PyTuple_GET_ITEM(n, N_PROPERTIES));
+    if (PyErr_Occurred()) {
+        PyErr_Clear();
+        return fallback(B_SENT_MESSAGE, args, nargs, NULL);
+    }
+    if (text == NULL)
+        text = Py_None;  /* no properties, as an empty text */
+    if (!int32_field(h, n, N_SYS_FLAG, 0, &sys_flag) || born_text == NULL
+        || !decimal_of(born_text, &born) || !int32_field(h, n, N_RECONSUME, 0, &reconsume)
+        || !int32_field(h, n, N_FLAG, 0, &flag)
+        || (text != Py_None && !PyUnicode_CheckExact(text)))
+        return fallback(B_SENT_MESSAGE, args, nargs, NULL);
+    PyObject *props = PyDict_New();
+    if (props == NULL)
+        return NULL;
+    int has_pop = 0;
+    if ((text != Py_None && !properties_into(props, text, PyUnicode_GET_LENGTH(text)))
+        || PyDict_SetItem(props, s_CLUSTER, args[6]) < 0
+        || (has_pop = PyDict_Contains(props, s_POP_CK)) < 0
+        || (has_pop && PyDict_DelItem(props, s_POP_CK) < 0)) {
+        Py_DECREF(props);
+        return NULL;
+    }
+    PyObject *v[M_COUNT] = {
+        [M_TOPIC] = Py_NewRef(args[2]), [M_QUEUE_ID] = Py_NewRef(args[3]),
+        [M_BODY] = Py_NewRef(args[4]), [M_PROPERTIES] = props,
+        [M_FLAG] = PyLong_FromLongLong(flag), [M_SYS_FLAG] = PyLong_FromLongLong(sys_flag & client),
+        [M_BORN_TS] = PyLong_FromLongLong(born), [M_BORN_HOST] = Py_NewRef(args[5]),
+        [M_RECONSUME] = PyLong_FromLongLong(reconsume), [M_PREPARED] = PyLong_FromLong(0),
+        [M_PROPERTIES_STRING] = without_wait(props)};
+    PyTypeObject *t = (PyTypeObject *)bound[B_MESSAGE];
+    PyObject *msg = NULL;
+    int ok = 1;
+    for (int i = 0; i < M_COUNT; i++)
+        ok = ok && v[i] != NULL;
+    if (ok && (msg = t->tp_alloc(t, 0)) != NULL)
+        for (int i = 0; i < M_COUNT; i++) {
+            SLOT(msg, at[i]) = v[i];
+            v[i] = NULL;
+        }
+    for (int i = 0; i < M_COUNT; i++)
+        Py_XDECREF(v[i]);
+    return msg;
 }
 
 /* offset_msg_ids(store_host, commit_log_offset, sizes) -> ids, each offset unsigned. */

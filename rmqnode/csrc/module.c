@@ -18,6 +18,7 @@ const char *const bound_names[B_COUNT] = {
     "crc32", "encode_messages", "properties_string", "stamp_records", "index_put",
     "offset_msg_ids", "place_records", "dispatch_request",
     "integer", "int32", "batch_messages", "batch_dispatch", "queue_entries",
+    "sent_message", "Message", "CLIENT_SYS_FLAGS",
 };
 PyObject *bound[B_COUNT];
 
@@ -25,7 +26,7 @@ PyObject *bound[B_COUNT];
 PyObject *s_code, *s_opaque, *s_flag, *s_remark, *s_ext_fields, *s_body, *s_language,
     *s_version, *s_serialize_type, *s_topic, *s_queue_id, *s_sys_flag, *s_born_timestamp,
     *s_born_host, *s_reconsume_times, *s_prepared_transaction_offset, *s_properties,
-    *s_properties_string, *s_OTHER, *s_POP_CK, *s_PROPERTY_SEPARATOR;
+    *s_properties_string, *s_OTHER, *s_POP_CK, *s_PROPERTY_SEPARATOR, *s_CLUSTER, *s_WAIT;
 
 static PyObject *
 bind(PyObject *self, PyObject *args)
@@ -64,6 +65,7 @@ static PyMethodDef methods[] = {
     {"decode_properties", (PyCFunction)(void (*)(void))decode_properties, METH_FASTCALL, NULL},
     {"decode_batch", (PyCFunction)(void (*)(void))decode_batch, METH_FASTCALL, NULL},
     {"batch_messages", (PyCFunction)(void (*)(void))batch_messages, METH_FASTCALL, NULL},
+    {"sent_message", (PyCFunction)(void (*)(void))sent_message, METH_FASTCALL, NULL},
     {"encode_record", (PyCFunction)(void (*)(void))encode_record, METH_FASTCALL | METH_KEYWORDS, NULL},
     {"encode_messages", (PyCFunction)(void (*)(void))encode_messages, METH_FASTCALL, NULL},
     {"stamp_records", (PyCFunction)(void (*)(void))stamp_records, METH_FASTCALL, NULL},
@@ -101,6 +103,7 @@ PyInit__speedups(void)
         {&s_prepared_transaction_offset, "prepared_transaction_offset"},
         {&s_properties, "properties"}, {&s_properties_string, "properties_string"},
         {&s_OTHER, "OTHER"}, {&s_POP_CK, "POP_CK"}, {&s_PROPERTY_SEPARATOR, "\x02"},
+        {&s_CLUSTER, "CLUSTER"}, {&s_WAIT, "WAIT"},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if ((*names[i].slot = PyUnicode_InternFromString(names[i].name)) == NULL)

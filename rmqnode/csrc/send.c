@@ -141,9 +141,8 @@ done:
 
 /* -- integer, int32 -------------------------------------------------------------------------- */
 
-/* A str of an optional sign and 1 to 19 ASCII digits that fits an int64, into *out; 0 for
- * anything else (the original accepts or refuses it). */
-static int
+/* (speedups.h) The original accepts or refuses whatever this does not take. */
+int
 decimal_of(PyObject *value, long long *out)
 {
     if (value == NULL || !PyUnicode_CheckExact(value) || !PyUnicode_IS_ASCII(value))

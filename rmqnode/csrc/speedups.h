@@ -24,6 +24,7 @@ enum {
     B_CRC32, B_ENCODE_MESSAGES, B_PROPERTIES_STRING, B_STAMP_RECORDS, B_INDEX_PUT,
     B_OFFSET_MSG_IDS, B_PLACE_RECORDS, B_DISPATCH_REQUEST,
     B_INTEGER, B_INT32, B_BATCH_MESSAGES, B_BATCH_DISPATCH, B_QUEUE_ENTRIES,
+    B_SENT_MESSAGE, B_MESSAGE, B_CLIENT_SYS_FLAGS,
     B_COUNT
 };
 
@@ -34,7 +35,7 @@ extern PyObject *bound[B_COUNT];
 extern PyObject *s_code, *s_opaque, *s_flag, *s_remark, *s_ext_fields, *s_body, *s_language,
     *s_version, *s_serialize_type, *s_topic, *s_queue_id, *s_sys_flag, *s_born_timestamp,
     *s_born_host, *s_reconsume_times, *s_prepared_transaction_offset, *s_properties,
-    *s_properties_string, *s_OTHER, *s_POP_CK, *s_PROPERTY_SEPARATOR;
+    *s_properties_string, *s_OTHER, *s_POP_CK, *s_PROPERTY_SEPARATOR, *s_CLUSTER, *s_WAIT;
 
 /* The pure-Python original, called with the caller's own arguments. */
 PyObject *fallback(int which, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
@@ -143,6 +144,7 @@ PyObject *java_hash(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 PyObject *decode_properties(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 PyObject *decode_batch(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 PyObject *batch_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+PyObject *sent_message(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 /* An object's slot at `offset` (a borrowed reference, NULL when unset). */
 #define SLOT(obj, offset) (*(PyObject **)((char *)(obj) + (offset)))
 /* Whether `t` is a plain class of slots over object (a slots dataclass: object.__new__, generic
@@ -178,6 +180,9 @@ PyObject *properties_string(PyObject *self, PyObject *const *args, Py_ssize_t na
                             PyObject *kwnames);
 PyObject *integer(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
 PyObject *int32(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
+/* A str of an optional sign and 1 to 19 ASCII digits that fits an int64, into *out; 0 for
+ * anything else. */
+int decimal_of(PyObject *value, long long *out);
 
 /* -- json.c ---------------------------------------------------------------------------------- */
 
