@@ -8,7 +8,9 @@ every file of a queue to have the configured size). CommitLog files have their b
 reserved up front, so that a full disk is an error at file creation, never a crash on write;
 consume queue and index files stay sparse as in Java (thousands of queues would otherwise
 reserve gigabytes), and the disk-usage limit before each new CommitLog file keeps room for
-them.
+them. While a CommitLog file's flushes are small, zeros are kept written ahead of its
+appends (MappedFile.zero_ahead), so that group commits do not pay the reserved blocks'
+conversion each time.
 """
 
 from __future__ import annotations
