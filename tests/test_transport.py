@@ -93,7 +93,7 @@ def test_out_of_order_responses_on_one_connection():
 
 def test_late_answers_given_together_go_out_when_the_group_ends():
     """What a SYNC_FLUSH round does with the sends it releases: the answers to one
-    connection wait for the end of answers_together() and then go out, in order."""
+    connection wait for the end of answers_together and then go out, in order."""
     async def body(h, client):
         reader, writer = await asyncio.open_connection("127.0.0.1", h.server.port)
         for opaque in (11, 12):
@@ -104,7 +104,7 @@ def test_late_answers_given_together_go_out_when_the_group_ends():
             await asyncio.sleep(0.02)  # separate reads: each answer is a late one
         while len(h.later) < 2:
             await asyncio.sleep(0.01)
-        with answers_together():
+        with answers_together:
             for cmd, conn in h.later:
                 conn.reply(cmd, cmd.response(fields={"n": cmd.opaque}))
             with pytest.raises(asyncio.TimeoutError):

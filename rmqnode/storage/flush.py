@@ -67,7 +67,7 @@ class FlushService:
         self._here = False  # a round ran on the loop's thread in this loop iteration
         # What the waiters' callbacks run inside: the broker gathers their answers
         # (net.connection.answers_together); the store alone needs nothing.
-        self.answering: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+        self.answering: contextlib.AbstractContextManager = contextlib.nullcontext()
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -170,7 +170,7 @@ class FlushService:
             self.flushed_offset = flushed
             if self.on_flushed is not None:
                 self.on_flushed(flushed)
-        with self.answering():
+        with self.answering:
             answered = self._waiters.reached(flushed)
         if answered:  # (a periodic round with no waiter says nothing of the senders)
             self._last_round = answered
