@@ -15,6 +15,7 @@ conversion each time.
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 from collections.abc import Iterator
@@ -139,7 +140,10 @@ class MappedFile:
             start = max(self.zeroed_to, self.wrote_position)
             stop = min(self.file_size, max(end, start) + ZERO_AHEAD)
             while start < stop:
-                start += os.pwrite(self._fd, memoryview(_ZEROS)[:stop - start], start)
+                wrote = os.pwrite(self._fd, memoryview(_ZEROS)[:stop - start], start)
+                if not wrote:
+                    raise OSError(errno.EIO, f"{self.path.name} took no more zeros at {start}")
+                start += wrote
             self.zeroed_to = stop
         self.zero_mark = max(self.zeroed_to, end + ZERO_AHEAD) - ZERO_AHEAD // 2
 
