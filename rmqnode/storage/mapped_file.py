@@ -328,7 +328,7 @@ class MappedFileQueue:
         return self.min_offset
 
     def flush(self) -> int:
-        """msync every file with unflushed bytes; returns the flushed global offset."""
+        """fdatasync every file with unflushed bytes; returns the flushed global offset."""
         for mf in self.files:
             if mf.flushed_position < mf.wrote_position:
                 mf.flush()
