@@ -25,7 +25,7 @@ from rmqnode.message import (CLUSTER, COMPRESSED_FLAG, COMPRESSION_MASK, DELAY, 
                              batch_messages, decode_properties, host_bytes)
 from rmqnode.net.codec import FLAG_RESPONSE, RemotingCommand
 from rmqnode.net.codes import ResponseCode
-from rmqnode.net.connection import Connection
+from rmqnode.net.connection import Connection, answer_frame
 from rmqnode.speedups import accelerate
 from rmqnode.storage import store as st
 from rmqnode.storage.javamap import properties_string
@@ -214,15 +214,18 @@ class SendProcessor:
         if registering is not None:
             return self._respond_registered(registering, cmd, result, messages, queue_id)
         # SYNC_FLUSH, SYNC_MASTER: answered from the flush round or the slave's ack that
-        # covers it, no task or future per send. The answer is made now, before the wait:
-        # after a lone sender's fdatasync the CPU comes back cold, and what runs then is in
-        # the send's latency; a round that ends in a timeout makes its own.
+        # covers it, no task or future per send. The answer's frame is made now, before the
+        # wait: after a lone sender's fdatasync the CPU comes back cold, and what runs then
+        # is in the send's latency; a round that ends in a timeout makes its own answer.
         answer = self._respond(cmd, result, queue_id)
-        if self.broker.ha.when_stored(result, messages, lambda done: conn.reply(
-                cmd, answer if done.status == st.PUT_OK else self._respond(cmd, done,
-                                                                          queue_id))):
-            return None
-        return answer
+        ha = self.broker.ha
+        waits = ha.waits(result, messages)
+        if not waits:
+            return answer
+        frame = answer_frame(cmd, answer)
+        ha.wait(result, waits, lambda done: conn.reply_frame(frame) if done.status == st.PUT_OK
+                else conn.reply(cmd, self._respond(cmd, done, queue_id)))
+        return None
 
     def put_nowait(self, topic: str, messages: list[Message]) -> st.PutResult:
         """Store a send's messages (one queue) and count them in `topic`'s put stats (the

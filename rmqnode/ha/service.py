@@ -21,6 +21,7 @@ from rmqnode.storage import store as st
 
 SYNC_MASTER = "SYNC_MASTER"
 SLAVE = "SLAVE"
+FLUSH, REPLICA = 1, 2  # what a put waits for (HAService.waits)
 
 
 class HAService:
@@ -58,21 +59,35 @@ class HAService:
         return (self.config.brokerRole == SYNC_MASTER and result.status == st.PUT_OK
                 and messages[0].properties.get(WAIT, "true").lower() != "false")
 
+    def waits(self, result: st.PutResult, messages: list[st.Message]) -> int:
+        """What a put must wait for before it is answered, as the broker promises: FLUSH
+        (on disk, under SYNC_FLUSH), REPLICA (on a slave, under SYNC_MASTER), both at once as
+        Java combines them, or nothing (0)."""
+        if not (self.store.sync_flush or self.config.brokerRole == SYNC_MASTER):
+            return 0  # ASYNC_FLUSH on a master or an ASYNC_MASTER: the common case
+        return (FLUSH * self.store.must_wait_flush(result, messages)
+                | REPLICA * self.must_wait_replica(result, messages))
+
     def when_stored(self, result: st.PutResult, messages: list[st.Message],
                     callback: Callable[[st.PutResult], None]) -> bool:
-        """callback(result) once the put is as safe as the broker promises: on disk under
-        SYNC_FLUSH, on a slave under SYNC_MASTER (both at once, as Java combines them). The
-        status becomes FLUSH_DISK_TIMEOUT, FLUSH_SLAVE_TIMEOUT (no ack within slaveTimeout)
-        or SLAVE_NOT_AVAILABLE (no slave, or one more than haSlaveFallbehindMax behind),
-        the slave's verdict winning. False, with no callback, when nothing is to wait for."""
-        if not (self.store.sync_flush or self.config.brokerRole == SYNC_MASTER):
-            return False  # ASYNC_FLUSH on a master or an ASYNC_MASTER: the common case
-        flush = self.store.must_wait_flush(result, messages)
-        replicate = self.must_wait_replica(result, messages)
-        if not (flush or replicate):
-            return False
+        """callback(result) once the put is as safe as the broker promises (`waits`); False,
+        with no callback, when nothing is to wait for."""
+        waits = self.waits(result, messages)
+        if waits:
+            self.wait(result, waits, callback)
+        return bool(waits)
+
+    def wait(self, result: st.PutResult, waits: int,
+             callback: Callable[[st.PutResult], None]) -> None:
+        """callback(result) once what `waits` names is done. The status becomes
+        FLUSH_DISK_TIMEOUT, FLUSH_SLAVE_TIMEOUT (no ack within slaveTimeout) or
+        SLAVE_NOT_AVAILABLE (no slave, or one more than haSlaveFallbehindMax behind), the
+        slave's verdict winning."""
+        if waits == FLUSH:  # SYNC_FLUSH alone: the flush's own callback is the answer's
+            self.store.when_flushed(result, callback)
+            return
         replica_status = st.PUT_OK
-        pending = int(flush) + int(replicate)
+        pending = 1 + (waits & FLUSH)  # the slave's ack, and the flush if it is waited for
 
         def done() -> None:
             nonlocal pending
@@ -88,20 +103,18 @@ class HAService:
                 replica_status = st.FLUSH_SLAVE_TIMEOUT
             done()
 
-        if replicate:
-            appended = result.appended
-            assert appended is not None
-            end = appended.wrote_offset + appended.wrote_bytes
-            if not self.master.slave_ok(end):
-                replica_status = st.SLAVE_NOT_AVAILABLE
-                done()
-            elif end <= self.master.push2slave_max:
-                done()
-            else:
-                self.master.waiters.add(end, self.config.slaveTimeout / 1000, replicated)
-        if flush:
+        appended = result.appended
+        assert appended is not None
+        end = appended.wrote_offset + appended.wrote_bytes
+        if not self.master.slave_ok(end):
+            replica_status = st.SLAVE_NOT_AVAILABLE
+            done()
+        elif end <= self.master.push2slave_max:
+            done()
+        else:
+            self.master.waiters.add(end, self.config.slaveTimeout / 1000, replicated)
+        if waits & FLUSH:
             self.store.when_flushed(result, lambda _: done())
-        return True
 
     async def wait_stored(self, result: st.PutResult,
                           messages: list[st.Message]) -> st.PutResult:

@@ -70,6 +70,17 @@ def next_opaque() -> int:
     return next(_opaques) & 0x7FFFFFFF
 
 
+def answer_frame(request: RemotingCommand, response: RemotingCommand | None) -> bytes | None:
+    """`response` as the frame that answers `request`; None when nothing is to be sent back
+    (no response, or a oneway request). A late answer can be made ahead of its wait, so that
+    only the write is left for when the wait ends."""
+    if response is None or request.flag & FLAG_ONEWAY:
+        return None
+    response.opaque = request.opaque
+    response.flag |= FLAG_RESPONSE
+    return encode(response, request.serialize_type)
+
+
 def _expire(fut: asyncio.Future, cmd: RemotingCommand, peer: str, timeout: float) -> None:
     if not fut.done():
         fut.set_exception(RemotingTimeout(f"{request_name(cmd.code)} to {peer} got no answer "
@@ -251,13 +262,14 @@ class Connection(asyncio.Protocol):
 
     def reply(self, request: RemotingCommand, response: RemotingCommand | None) -> None:
         """Answer `request` (a handler that returned None answers this way, later)."""
-        if response is None or request.flag & FLAG_ONEWAY:
+        self.reply_frame(answer_frame(request, response))
+
+    def reply_frame(self, frame: bytes | None) -> None:
+        """Send an answer_frame (nothing for None)."""
+        if frame is None:
             return
-        response.opaque = request.opaque
-        response.flag |= FLAG_RESPONSE
         if self._receiving or _held is not None:
             # data_received, or answers_together, writes them all when it is done
-            frame = encode(response, request.serialize_type)
             if self._out is None:
                 self._out = [frame]
                 if not self._receiving:
@@ -271,7 +283,7 @@ class Connection(asyncio.Protocol):
             # iteration it would wait behind the reads of every other connection.
             if self._out is not None:
                 self._flush_out()
-            self.transport.write(encode(response, request.serialize_type))  # type: ignore
+            self.transport.write(frame)  # type: ignore[union-attr]
 
     # -- sending -------------------------------------------------------------------------------
 
