@@ -1,7 +1,7 @@
-"""The accelerator's send-path twins (csrc/send.c, and message.c's sent_message) against
-their pure Python: a send's properties text in Java's HashMap order, its header numbers and
-its whole message, on every record of the Java 4.9.8 store, every captured single send, and
-odd and hostile input."""
+"""The accelerator's send-path twins (csrc/send.c, message.c's sent_message and frames.c's
+stored_answer) against their pure Python: a send's properties text in Java's HashMap order,
+its header numbers, its whole message and its answer's frame, on every record of the Java
+4.9.8 store, every captured single send and its answer, and odd and hostile input."""
 
 from __future__ import annotations
 
@@ -168,3 +168,57 @@ def test_odd_send_headers_build_or_fail_identically():
         0: [[], {1: "x"}, None], 1: [list(V1), V1[:5], ("a",) * 14, V1._replace(sysFlag=5)],
         2: [b"T", None], 3: ["0", 2**31, True], 4: ["b", bytearray(b"b")],
         5: ["host", None], 6: [b"C", 0]})
+
+
+# -- a stored send's answer (csrc/frames.c) ------------------------------------------------
+
+
+def test_every_captured_send_answer_encodes_the_same_frame():
+    """stored_answer on the fields of every answer the Java broker gave a send in the
+    captures, in both serialize types: the same frame from both implementations, made in
+    C, and it decodes to the captured answer's code, opaque and fields."""
+    import rmqnode.broker.send  # noqa: F401 - binds the twin
+    from rmqnode.net.codec import SERIALIZE_JSON, SERIALIZE_ROCKETMQ, decode_frame
+    from wire import exchanges, flows
+
+    seen = 0
+    for flow in flows():
+        for request, answer in exchanges(flow):
+            if request.header.get("code") not in (10, 310, 320) or answer is None:
+                continue
+            got = decode_frame(answer.raw[4:])
+            ext = got.ext_fields or {}
+            if "msgId" not in ext:
+                continue  # a refusal
+            for st in (SERIALIZE_JSON, SERIALIZE_ROCKETMQ):
+                args = (got.code, got.opaque, st, ext["msgId"], int(ext["queueId"]),
+                        int(ext["queueOffset"]))
+                with counted_fallbacks("stored_answer") as calls:
+                    kind, _, frame = same("stored_answer", *args)
+                assert calls == [] and kind == "returned", flow
+                mine = decode_frame(frame[4:])
+                assert (mine.code, mine.opaque, mine.flag & 1) == (got.code, got.opaque, 1)
+                assert {k: mine.ext_fields[k] for k in ext if k in mine.ext_fields} == \
+                    {k: v for k, v in ext.items() if k in mine.ext_fields}, flow
+            seen += 1
+    assert seen > 20
+
+
+def test_odd_send_answers_encode_or_fail_identically():
+    """Ids that JSON must escape or the binary header skips, numbers at and past their
+    limits, and arguments of the wrong type: the same frame or the same error."""
+    import rmqnode.broker.send  # noqa: F401 - binds the twin
+    rng = random.Random(310)
+    for _ in range(500):
+        same("stored_answer", rng.choice([0, 10, 12, -1]), rng.randrange(-2**31, 2**31),
+             rng.choice([0, 1]), random_text(rng, 40), rng.randrange(-9, 2**31),
+             rng.randrange(-2**63, 2**63))
+    good = (0, 7, 0, "7F00000100002A9F0000000000000000", 3, 42)
+    same_with_odd_arguments("stored_answer", lambda: good, {
+        0: [2**15, -2**15 - 1, 2**63, "0", None, True], 1: [2**31, -2**31 - 1, 2**64, 1.0],
+        2: [2, -1, None, "0", True], 3: ["", "a\"b\\c\x01", "\u00e9,\u4e2d", "\ud800", b"id", None],
+        4: [2**63, -2**63 - 1, "3", None], 5: [2**63, "42", None, False]})
+    for st in (0, 1):
+        with counted_fallbacks("stored_answer") as calls:
+            same("stored_answer", 10, -2**31, st, "a,b,c", -1, -2**63)
+        assert calls == []

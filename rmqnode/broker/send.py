@@ -23,7 +23,7 @@ from rmqnode.message import (CLUSTER, COMPRESSED_FLAG, COMPRESSION_MASK, DELAY, 
                              MULTI_TAGS_FLAG, NEED_UNWRAP_FLAG, ORIGIN_MESSAGE_ID, POP_CK,
                              RETRY_PREFIX, RETRY_TOPIC, TRAN_MSG, TRANSACTION_MASK, WAIT,
                              batch_messages, decode_properties, host_bytes)
-from rmqnode.net.codec import FLAG_RESPONSE, RemotingCommand
+from rmqnode.net.codec import FLAG_ONEWAY, FLAG_RESPONSE, OUR_VERSION, RemotingCommand, encode
 from rmqnode.net.codes import ResponseCode
 from rmqnode.net.connection import Connection, answer_frame
 from rmqnode.speedups import accelerate
@@ -145,6 +145,20 @@ def sent_message(h: dict[str, str], n: Names, topic: str, queue_id: int, body: b
 sent_message = accelerate(sent_message, Message=Message, CLIENT_SYS_FLAGS=CLIENT_SYS_FLAGS)
 
 
+def stored_answer(code: int, opaque: int, serialize_type: int, msg_id: str, queue_id: int,
+                  queue_offset: int) -> bytes:
+    """The whole frame that answers a stored send (`opaque` the request's): its code (SUCCESS,
+    or a flush's or slave's timeout), the message id(s), queue and offset. Every send is
+    answered with one: the accelerator (csrc/frames.c) writes it without the RemotingCommand
+    and its dict of fields; this is its definition."""
+    return encode(RemotingCommand(code, opaque, FLAG_RESPONSE, None, {
+        "msgId": msg_id, "queueId": str(queue_id), "queueOffset": str(queue_offset),
+        "MSG_REGION": "DefaultRegion", "TRACE_ON": "true"}), serialize_type)
+
+
+stored_answer = accelerate(stored_answer, OUR_VERSION=OUR_VERSION)
+
+
 def _without_wait(props: dict[str, str]) -> str | None:
     """What a 4.9.8 broker stores of a sent message's properties: all but WAIT, which only
     says whether to wait for the disk (9 bytes a message saved). WAIT is put back last in
@@ -213,15 +227,15 @@ class SendProcessor:
         result = self.put_nowait(topic, messages)
         if registering is not None:
             return self._respond_registered(registering, cmd, result, messages, queue_id)
-        # SYNC_FLUSH, SYNC_MASTER: answered from the flush round or the slave's ack that
-        # covers it, no task or future per send. The answer's frame is made now, before the
-        # wait: after a lone sender's fdatasync the CPU comes back cold, and what runs then
-        # is in the send's latency; a round that ends in a timeout makes its own answer.
         answer = self._respond(cmd, result, queue_id)
         ha = self.broker.ha
         waits = ha.waits(result, messages)
         if not waits:
             return answer
+        # SYNC_FLUSH, SYNC_MASTER: answered from the flush round or the slave's ack that
+        # covers it, no task or future per send. The answer is made now, before the wait:
+        # after a lone sender's fdatasync the CPU comes back cold, and what runs then is in
+        # the send's latency; a round that ends in a timeout makes its own answer.
         frame = answer_frame(cmd, answer)
         ha.wait(result, waits, lambda done: conn.reply_frame(frame) if done.status == st.PUT_OK
                 else conn.reply(cmd, self._respond(cmd, done, queue_id)))
@@ -381,16 +395,18 @@ class SendProcessor:
         return created, self.broker.create_topic(created)
 
     def _respond(self, cmd: RemotingCommand, result: st.PutResult,
-                 queue_id: int) -> RemotingCommand:
+                 queue_id: int) -> RemotingCommand | bytes | None:
+        """The answer to a send: a stored one's whole frame (none for a oneway send), or a
+        refusal with Java's code and remark."""
         code = STORED_CODES.get(result.status)
-        if code is not None:  # stored: a timeout's code, but the send's fields all the same
-            assert result.appended is not None
-            # Built whole, its fields strings already: every send is answered with these.
-            return RemotingCommand(code, cmd.opaque, FLAG_RESPONSE, None, {
-                "msgId": ",".join(result.msg_ids), "queueId": str(queue_id),
-                "queueOffset": str(result.appended.queue_offset),
-                "MSG_REGION": "DefaultRegion", "TRACE_ON": "true"})
-        return cmd.response(*self.refusal(result))
+        if code is None:
+            return cmd.response(*self.refusal(result))
+        if cmd.flag & FLAG_ONEWAY:
+            return None
+        # stored: a timeout's code, but the send's fields all the same
+        assert result.appended is not None
+        return stored_answer(code, cmd.opaque, cmd.serialize_type, ",".join(result.msg_ids),
+                             queue_id, result.appended.queue_offset)
 
     def refusal(self, result: st.PutResult) -> tuple[int, str]:
         """The response code and remark Java gives a send the store did not take; the gRPC

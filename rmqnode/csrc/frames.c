@@ -35,10 +35,39 @@ buf_json_str(Buf *b, const char *s, Py_ssize_t n)
 #define SERIALIZE_JSON 0
 #define SERIALIZE_ROCKETMQ 1
 
+/* One of extFields, as UTF-8. */
+typedef struct {
+    const char *k, *v;
+    Py_ssize_t kn, vn;
+} Field;
+
+/* What a frame is encoded from: a RemotingCommand's attributes, or (stored_answer) values
+ * with extFields given as `fields` (ext NULL). */
 typedef struct {
     long long code, opaque, flag, version;
     PyObject *remark, *ext, *language, *body;
+    const Field *fields;
+    Py_ssize_t nfields;
 } Cmd;
+
+/* The next of c's extFields into *f: 1, 0 after the last, -1 for one that is not text (the
+ * original raises). */
+static int
+next_field(const Cmd *c, Py_ssize_t *i, Field *f)
+{
+    if (c->ext == NULL) {
+        if (*i >= c->nfields)
+            return 0;
+        *f = c->fields[(*i)++];
+        return 1;
+    }
+    PyObject *k, *v;
+    if (!PyDict_Next(c->ext, i, &k, &v))
+        return 0;
+    f->k = utf8_of(k, &f->kn);
+    f->v = utf8_of(v, &f->vn);
+    return f->k != NULL && f->v != NULL ? 1 : -1;
+}
 
 
 /* The attributes of a RemotingCommand; 0 when any is not of the type the encoders expect. */
@@ -55,6 +84,7 @@ cmd_read(PyObject *cmd, Cmd *c, PyObject **refs)
         }
     }
     c->remark = refs[4]; c->ext = refs[5]; c->language = refs[6]; c->body = refs[7];
+    c->fields = NULL; c->nfields = 0;
     return int_in(refs[0], I64, &c->code) && int_in(refs[1], I64, &c->opaque)
            && int_in(refs[2], I64, &c->flag) && int_in(refs[3], I64, &c->version)
            && (c->remark == Py_None || PyUnicode_CheckExact(c->remark))
@@ -74,19 +104,15 @@ json_header(Buf *b, const Cmd *c)
         if (!buf_lit(b, ",\"extFields\":{"))
             return 0;
         Py_ssize_t i = 0;
-        PyObject *k, *v;
-        int first = 1;
-        while (PyDict_Next(c->ext, &i, &k, &v)) {
-            Py_ssize_t kn, vn;
-            const char *ks = utf8_of(k, &kn), *vs = utf8_of(v, &vn);
-            if (ks == NULL || vs == NULL)
-                return 0;
-            if ((!first && !buf_lit(b, ",")) || !buf_json_str(b, ks, kn) || !buf_lit(b, ":")
-                || !buf_json_str(b, vs, vn))
+        Field f;
+        int more, first = 1;
+        while ((more = next_field(c, &i, &f)) == 1) {
+            if ((!first && !buf_lit(b, ",")) || !buf_json_str(b, f.k, f.kn) || !buf_lit(b, ":")
+                || !buf_json_str(b, f.v, f.vn))
                 return 0;
             first = 0;
         }
-        if (!buf_lit(b, "}"))
+        if (more < 0 || !buf_lit(b, "}"))
             return 0;
     }
     if (!buf_lit(b, ",\"flag\":") || !buf_int(b, c->flag) || !buf_lit(b, ",\"language\":")
@@ -136,27 +162,57 @@ binary_header(Buf *b, const Cmd *c)
     b->len = ext_at + 4;
     if (c->ext != Py_None) {
         Py_ssize_t i = 0;
-        PyObject *k, *v;
-        while (PyDict_Next(c->ext, &i, &k, &v)) {
-            Py_ssize_t kn, vn;
-            const char *ks = utf8_of(k, &kn), *vs = utf8_of(v, &vn);
-            if (ks == NULL || vs == NULL || kn > 32767 || vn > 2147483647LL)
+        Field f;
+        int more;
+        while ((more = next_field(c, &i, &f)) == 1) {
+            if (f.kn > 32767 || f.vn > 2147483647LL)
                 return 0;
-            if (kn == 0 || vn == 0)
+            if (f.kn == 0 || f.vn == 0)
                 continue;  /* Java writes neither null nor empty strings */
-            if (!buf_reserve(b, 6 + kn + vn))
+            if (!buf_reserve(b, 6 + f.kn + f.vn))
                 return 0;
             o = b->p + b->len;
-            wr16(o, (uint16_t)kn); memcpy(o + 2, ks, kn);
-            wr32(o + 2 + kn, (uint32_t)vn); memcpy(o + 6 + kn, vs, vn);
-            b->len += 6 + kn + vn;
+            wr16(o, (uint16_t)f.kn); memcpy(o + 2, f.k, f.kn);
+            wr32(o + 2 + f.kn, (uint32_t)f.vn); memcpy(o + 6 + f.kn, f.v, f.vn);
+            b->len += 6 + f.kn + f.vn;
         }
+        if (more < 0)
+            return 0;
     }
     Py_ssize_t ext_len = b->len - ext_at - 4;
     if (ext_len > 2147483647LL)
         return 0;
     wr32(b->p + ext_at, (uint32_t)ext_len);
     return 1;
+}
+
+/* The whole frame of `c` in serialize type `st`, length prefix included. NULL with an
+ * exception set is an error (out of memory); NULL without one means "fall back". */
+static PyObject *
+frame_of(const Cmd *c, long long st)
+{
+    PyObject *out = NULL;
+    Buf b;
+    buf_init(&b);
+    b.len = 8;  /* the prefix, written last */
+    if (!(st == SERIALIZE_ROCKETMQ ? binary_header(&b, c) : json_header(&b, c)))
+        goto done;
+    Py_ssize_t hlen = b.len - 8, blen = PyBytes_GET_SIZE(c->body);
+    if (hlen > 0xFFFFFF || 4 + hlen + blen > 2147483647LL)
+        goto done;
+    out = PyBytes_FromStringAndSize(NULL, b.len + blen);
+    if (out == NULL)
+        goto done;
+    unsigned char *o = (unsigned char *)PyBytes_AS_STRING(out);
+    wr32(b.p, (uint32_t)(4 + hlen + blen));
+    wr32(b.p + 4, (uint32_t)(st << 24 | hlen));
+    memcpy(o, b.p, b.len);
+    memcpy(o + b.len, PyBytes_AS_STRING(c->body), blen);
+done:
+    buf_free(&b);
+    if (out == NULL && !PyErr_ExceptionMatches(PyExc_MemoryError))
+        PyErr_Clear();
+    return out;
 }
 
 /* encode(cmd, serialize_type=None): the whole frame, length prefix included. */
@@ -166,42 +222,54 @@ encode(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwname
     if (nargs < 1 || nargs > 2 || kwnames != NULL)
         return fallback(B_ENCODE, args, nargs, kwnames);
     PyObject *refs[8] = {0}, *st_obj = NULL, *out = NULL;
-    int hard_error = 0;
     Cmd c;
-    Buf b;
-    buf_init(&b);
     long long st;
     if (nargs == 2 && args[1] != Py_None)
         st_obj = Py_NewRef(args[1]);
     else if ((st_obj = PyObject_GetAttr(args[0], s_serialize_type)) == NULL)
         PyErr_Clear();
-    if (!int_in(st_obj, SERIALIZE_JSON, SERIALIZE_ROCKETMQ, &st) || !cmd_read(args[0], &c, refs))
-        goto done;
-    b.len = 8;  /* the prefix, written last */
-    if (!(st == SERIALIZE_ROCKETMQ ? binary_header(&b, &c) : json_header(&b, &c)))
-        goto done;
-    Py_ssize_t hlen = b.len - 8, blen = PyBytes_GET_SIZE(c.body);
-    if (hlen > 0xFFFFFF || 4 + hlen + blen > 2147483647LL)
-        goto done;
-    out = PyBytes_FromStringAndSize(NULL, b.len + blen);
-    if (out == NULL) {
-        hard_error = 1;
-        goto done;
-    }
-    unsigned char *o = (unsigned char *)PyBytes_AS_STRING(out);
-    wr32(b.p, (uint32_t)(4 + hlen + blen));
-    wr32(b.p + 4, (uint32_t)(st << 24 | hlen));
-    memcpy(o, b.p, b.len);
-    memcpy(o + b.len, PyBytes_AS_STRING(c.body), blen);
-done:
-    buf_free(&b);
+    if (int_in(st_obj, SERIALIZE_JSON, SERIALIZE_ROCKETMQ, &st) && cmd_read(args[0], &c, refs))
+        out = frame_of(&c, st);
     Py_XDECREF(st_obj);
     for (int i = 0; i < 8; i++)
         Py_XDECREF(refs[i]);
-    if (out != NULL || hard_error)
+    if (out != NULL || PyErr_Occurred())
         return out;
-    PyErr_Clear();
     return fallback(B_ENCODE, args, nargs, kwnames);
+}
+
+/* stored_answer(code, opaque, serialize_type, msg_id, queue_id, queue_offset) (broker/send.py):
+ * the frame encode() makes of that answer's RemotingCommand, without the command or its dict. */
+PyObject *
+stored_answer(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    long long st, queue_id, queue_offset;
+    char id_text[24], offset_text[24];
+    Field fields[5] = {
+        {"msgId", NULL, 5, 0}, {"queueId", NULL, 7, 0}, {"queueOffset", NULL, 11, 0},
+        {"MSG_REGION", "DefaultRegion", 10, 13}, {"TRACE_ON", "true", 8, 4},
+    };
+    Cmd c = {.flag = 1 /* FLAG_RESPONSE */, .remark = Py_None, .ext = NULL, .language = s_JAVA,
+             .fields = fields, .nfields = 5};
+    if (nargs != 6 || !int_in(args[0], I64, &c.code) || !int_in(args[1], I64, &c.opaque)
+        || !int_in(args[2], SERIALIZE_JSON, SERIALIZE_ROCKETMQ, &st)
+        || (fields[0].v = utf8_of(args[3], &fields[0].vn)) == NULL
+        || !int_in(args[4], I64, &queue_id) || !int_in(args[5], I64, &queue_offset)
+        || !int_in(bound[B_OUR_VERSION], I64, &c.version))
+        return fallback(B_STORED_ANSWER, args, nargs, NULL);
+    fields[1].v = decimal_text(id_text, queue_id);
+    fields[1].vn = id_text + 24 - fields[1].v;
+    fields[2].v = decimal_text(offset_text, queue_offset);
+    fields[2].vn = offset_text + 24 - fields[2].v;
+    PyObject *body = PyBytes_FromStringAndSize(NULL, 0);
+    if (body == NULL)
+        return NULL;
+    c.body = body;
+    PyObject *out = frame_of(&c, st);
+    Py_DECREF(body);
+    if (out != NULL || PyErr_Occurred())
+        return out;
+    return fallback(B_STORED_ANSWER, args, nargs, NULL);
 }
 
 /* decode_binary_header of a well-formed header, `body` given: NULL with an exception set is

@@ -18,7 +18,7 @@ const char *const bound_names[B_COUNT] = {
     "crc32", "encode_messages", "properties_string", "stamp_records", "index_put",
     "offset_msg_ids", "place_records", "dispatch_request",
     "integer", "int32", "batch_messages", "batch_dispatch", "queue_entries",
-    "sent_message", "Message", "CLIENT_SYS_FLAGS",
+    "sent_message", "Message", "CLIENT_SYS_FLAGS", "stored_answer", "OUR_VERSION",
 };
 PyObject *bound[B_COUNT];
 
@@ -26,7 +26,8 @@ PyObject *bound[B_COUNT];
 PyObject *s_code, *s_opaque, *s_flag, *s_remark, *s_ext_fields, *s_body, *s_language,
     *s_version, *s_serialize_type, *s_topic, *s_queue_id, *s_sys_flag, *s_born_timestamp,
     *s_born_host, *s_reconsume_times, *s_prepared_transaction_offset, *s_properties,
-    *s_properties_string, *s_OTHER, *s_POP_CK, *s_PROPERTY_SEPARATOR, *s_CLUSTER, *s_WAIT;
+    *s_properties_string, *s_OTHER, *s_POP_CK, *s_PROPERTY_SEPARATOR, *s_CLUSTER, *s_WAIT,
+    *s_JAVA;
 
 static PyObject *
 bind(PyObject *self, PyObject *args)
@@ -76,6 +77,7 @@ static PyMethodDef methods[] = {
     {"index_put", (PyCFunction)(void (*)(void))index_put, METH_FASTCALL, NULL},
     {"offset_msg_ids", (PyCFunction)(void (*)(void))offset_msg_ids, METH_FASTCALL, NULL},
     {"encode", (PyCFunction)(void (*)(void))encode, METH_FASTCALL | METH_KEYWORDS, NULL},
+    {"stored_answer", (PyCFunction)(void (*)(void))stored_answer, METH_FASTCALL, NULL},
     {"decode_frame", (PyCFunction)(void (*)(void))decode_frame, METH_FASTCALL, NULL},
     {"decode_frames", (PyCFunction)(void (*)(void))decode_frames, METH_FASTCALL, NULL},
     {"decode_json_header", (PyCFunction)(void (*)(void))decode_json_header, METH_FASTCALL, NULL},
@@ -103,7 +105,7 @@ PyInit__speedups(void)
         {&s_prepared_transaction_offset, "prepared_transaction_offset"},
         {&s_properties, "properties"}, {&s_properties_string, "properties_string"},
         {&s_OTHER, "OTHER"}, {&s_POP_CK, "POP_CK"}, {&s_PROPERTY_SEPARATOR, "\x02"},
-        {&s_CLUSTER, "CLUSTER"}, {&s_WAIT, "WAIT"},
+        {&s_CLUSTER, "CLUSTER"}, {&s_WAIT, "WAIT"}, {&s_JAVA, "JAVA"},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if ((*names[i].slot = PyUnicode_InternFromString(names[i].name)) == NULL)

@@ -24,7 +24,7 @@ enum {
     B_CRC32, B_ENCODE_MESSAGES, B_PROPERTIES_STRING, B_STAMP_RECORDS, B_INDEX_PUT,
     B_OFFSET_MSG_IDS, B_PLACE_RECORDS, B_DISPATCH_REQUEST,
     B_INTEGER, B_INT32, B_BATCH_MESSAGES, B_BATCH_DISPATCH, B_QUEUE_ENTRIES,
-    B_SENT_MESSAGE, B_MESSAGE, B_CLIENT_SYS_FLAGS,
+    B_SENT_MESSAGE, B_MESSAGE, B_CLIENT_SYS_FLAGS, B_STORED_ANSWER, B_OUR_VERSION,
     B_COUNT
 };
 
@@ -35,7 +35,8 @@ extern PyObject *bound[B_COUNT];
 extern PyObject *s_code, *s_opaque, *s_flag, *s_remark, *s_ext_fields, *s_body, *s_language,
     *s_version, *s_serialize_type, *s_topic, *s_queue_id, *s_sys_flag, *s_born_timestamp,
     *s_born_host, *s_reconsume_times, *s_prepared_transaction_offset, *s_properties,
-    *s_properties_string, *s_OTHER, *s_POP_CK, *s_PROPERTY_SEPARATOR, *s_CLUSTER, *s_WAIT;
+    *s_properties_string, *s_OTHER, *s_POP_CK, *s_PROPERTY_SEPARATOR, *s_CLUSTER, *s_WAIT,
+    *s_JAVA;
 
 /* The pure-Python original, called with the caller's own arguments. */
 PyObject *fallback(int which, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
@@ -127,12 +128,28 @@ buf_put(Buf *b, const void *data, Py_ssize_t n)
 
 #define buf_lit(b, s) buf_put((b), (s), (Py_ssize_t)sizeof(s) - 1)
 
+/* `v` in decimal, as str(int) writes it, at the end of tmp: its start (snprintf, which this
+ * replaces, cost an answer's encode a tenth of its time). */
+static inline char *
+decimal_text(char tmp[24], long long v)
+{
+    char *p = tmp + 24;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        *--p = '-';
+    return p;
+}
+
 static inline int
 buf_int(Buf *b, long long v)
 {
     char tmp[24];
-    int n = snprintf(tmp, sizeof tmp, "%lld", v);
-    return buf_put(b, tmp, n);
+    char *p = decimal_text(tmp, v);
+    return buf_put(b, p, tmp + 24 - p);
 }
 
 
@@ -194,6 +211,7 @@ PyObject *decode_json_header(PyObject *self, PyObject *const *args, Py_ssize_t n
 /* -- frames.c -------------------------------------------------------------------------------- */
 
 PyObject *encode(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
+PyObject *stored_answer(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 PyObject *decode_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 PyObject *decode_frames(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 

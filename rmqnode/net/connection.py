@@ -23,7 +23,9 @@ from rmqnode.validation import quote
 
 _log = log.get("rmqnode.net")
 
-HandlerResult = Union[RemotingCommand, None, Awaitable[Union[RemotingCommand, None]]]
+# What answers a request: a response, or its whole frame already encoded, or nothing.
+Answer = Union[RemotingCommand, bytes, None]
+HandlerResult = Union[Answer, Awaitable[Answer]]
 Handler = Callable[[RemotingCommand, "Connection"], HandlerResult]
 
 # Opaques are process-wide and kept non-negative, as the C++ client does.
@@ -70,12 +72,15 @@ def next_opaque() -> int:
     return next(_opaques) & 0x7FFFFFFF
 
 
-def answer_frame(request: RemotingCommand, response: RemotingCommand | None) -> bytes | None:
+def answer_frame(request: RemotingCommand, response: Answer) -> bytes | None:
     """`response` as the frame that answers `request`; None when nothing is to be sent back
     (no response, or a oneway request). A late answer can be made ahead of its wait, so that
-    only the write is left for when the wait ends."""
+    only the write is left for when the wait ends. A response already a frame (bytes, the
+    request's opaque in it) is sent as it is."""
     if response is None or request.flag & FLAG_ONEWAY:
         return None
+    if type(response) is bytes:
+        return response
     response.opaque = request.opaque
     response.flag |= FLAG_RESPONSE
     return encode(response, request.serialize_type)
@@ -90,7 +95,8 @@ def _expire(fut: asyncio.Future, cmd: RemotingCommand, peer: str, timeout: float
 class Dispatcher:
     """A table of request code -> handler. Handlers may be plain functions or coroutines;
     one that returns None sends no answer now, and may answer later with Connection.reply
-    (a send waiting for its flush: no task or future per request)."""
+    (a send waiting for its flush: no task or future per request). An answer is a
+    RemotingCommand or, where it is made on every request (a send's), its frame."""
 
     def __init__(self) -> None:
         self.handlers: dict[int, Handler] = {}
@@ -260,7 +266,7 @@ class Connection(asyncio.Protocol):
                    error=type(exc).__name__, message=message, at=raised_at(exc))
         return cmd.response(ResponseCode.SYSTEM_ERROR, f"{type(exc).__name__}: {message}")
 
-    def reply(self, request: RemotingCommand, response: RemotingCommand | None) -> None:
+    def reply(self, request: RemotingCommand, response: Answer) -> None:
         """Answer `request` (a handler that returned None answers this way, later)."""
         self.reply_frame(answer_frame(request, response))
 
