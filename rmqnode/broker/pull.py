@@ -119,9 +119,11 @@ class PullHoldService:
         self.waiting: dict[tuple[str, int], dict[asyncio.Future[None], int]] = {}
 
     def on_arrival(self, topic: str, queue_id: int, max_offset: int) -> None:
-        for fut, offset in self.waiting.get((topic, queue_id), {}).items():
-            if max_offset > offset and not fut.done():
-                fut.set_result(None)  # its hold() takes it out of the table
+        held = self.waiting.get((topic, queue_id))
+        if held:  # (on every reput of a queue: most have no pull waiting)
+            for fut, offset in held.items():
+                if max_offset > offset and not fut.done():
+                    fut.set_result(None)  # its hold() takes it out of the table
 
     async def hold(self, topic: str, queue_id: int, offset: int, timeout: float) -> None:
         loop = asyncio.get_running_loop()

@@ -121,8 +121,8 @@ class IndexService:
             if fresh:
                 last = self._new_file(store_timestamp)
             done = last.put(topic, keys, offsets, store_timestamp)  # type: ignore[union-attr]
-            if done == 0 and fresh:
-                return  # an index file that holds nothing (maxIndexNum below 2)
+            if done == len(keys) or done == 0 and fresh:
+                return  # all in, or an index file that holds nothing (maxIndexNum below 2)
             keys, offsets = keys[done:], offsets[done:]
 
     def _new_file(self, timestamp: int) -> IndexFile:
