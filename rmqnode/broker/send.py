@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from rmqnode.broker.clients import ClientChannel
 from rmqnode.broker.topics import PERM_INHERIT, PERM_READ, PERM_WRITE, TopicConfig
 from rmqnode.broker.transaction import park_half
+from rmqnode.config import SLAVE
 from rmqnode.errors import FAQ, RemotingError
 from rmqnode import validation
 from rmqnode.message import (CLUSTER, COMPRESSED_FLAG, COMPRESSION_MASK, DELAY, DLQ_PREFIX,
@@ -216,7 +217,8 @@ class SendProcessor:
         else:
             messages = [sent_message(h, n, topic, queue_id, cmd.body, born_host(conn),
                                      self.broker.config.brokerClusterName)]
-            if messages[0].properties.get(TRAN_MSG, "").lower() == "true":
+            tran = messages[0].properties.get(TRAN_MSG)
+            if tran is not None and tran.lower() == "true":
                 park_half(messages[0])
                 # The connection a half message came on belongs to a live producer of its
                 # group: the check-back can reach it before its first heartbeat (30 s).
@@ -264,10 +266,10 @@ class SendProcessor:
         a random one for -1. A refusal raises Java's code and remark. A slave refuses first,
         as its store would (Java checks the topic before, and may create on a slave a topic
         its next sync then drops)."""
-        if self.broker.is_slave:
+        cfg = self.broker.config
+        if cfg.brokerRole == SLAVE:
             raise RemotingError(*self.refusal(st.PutResult(st.SERVICE_NOT_AVAILABLE)))
         topic = h.get(n.topic) or ""
-        cfg = self.broker.config
         if not cfg.brokerPermission & PERM_WRITE:
             raise RemotingError(ResponseCode.NO_PERMISSION, f"the broker[{cfg.brokerIP1}] "
                                 "sending message is forbidden")
@@ -283,8 +285,7 @@ class SendProcessor:
             raise RemotingError(ResponseCode.NO_PERMISSION,
                                 f"the topic[{topic}] sending message is forbidden")
         queue_id = validation.int32(h.get(n.queueId), "queueId", -1)
-        valid = max(topic_config.writeQueueNums, topic_config.readQueueNums)
-        if queue_id >= valid:
+        if queue_id >= topic_config.writeQueueNums and queue_id >= topic_config.readQueueNums:
             raise RemotingError(ResponseCode.SYSTEM_ERROR, f"request queueId[{queue_id}] is "
                                 f"illegal, {topic_config} Producer: {producer}")
         if queue_id < 0:
