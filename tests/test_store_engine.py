@@ -383,6 +383,53 @@ def test_a_slow_disk_does_not_stall_the_loop():
     assert INLINE_WAIT < 0.05
 
 
+def test_a_lone_sender_is_flushed_and_answered_in_its_own_call():
+    """A sender alone (the last round answered one sender, nobody else waits) is flushed on
+    the loop's thread and answered before when_flushed returns: True, or False when its
+    fdatasync took longer than its timeout; one whose flush fails waits for a round that
+    works (the next, not the periodic one seconds later)."""
+    import threading
+
+    from rmqnode.storage.flush import FlushService
+
+    disk = {"end": 0, "delay": 0.0, "fail": 0}
+    threads: list[int] = []
+
+    def flush() -> int:
+        threads.append(threading.get_ident())
+        time.sleep(disk["delay"])
+        if disk["fail"]:
+            disk["fail"] -= 1
+            raise OSError(5, "Input/output error")
+        return disk["end"]
+
+    async def go():
+        flusher = FlushService(flush, interval=10.0)
+        flusher.start()
+        answers: list[bool] = []
+        disk["end"] = 10
+        flusher.when_flushed(10, 5.0, answers.append)  # the first: a round in the worker
+        while not answers:
+            await asyncio.sleep(0.001)
+        await asyncio.sleep(0)
+        disk["end"] = 20
+        flusher.when_flushed(20, 5.0, answers.append)
+        assert answers == [True, True] and threads[-1] == threading.get_ident()
+        await asyncio.sleep(0)
+        disk["end"], disk["delay"] = 30, 0.003
+        flusher.when_flushed(30, 0.001, answers.append)
+        assert answers[-1] is False  # on disk, but later than it may be
+        await asyncio.sleep(0)
+        disk["end"], disk["delay"], disk["fail"] = 40, 0.0, 1
+        flusher.when_flushed(40, 5.0, answers.append)
+        assert len(answers) == 3  # its flush failed: not answered yet
+        while len(answers) < 4:
+            await asyncio.sleep(0.001)
+        assert answers[-1] is True and flusher.flushed_offset == 40
+        await flusher.stop()
+    run(go())
+
+
 def test_empty_last_files_left_by_a_crash_are_dropped(tmp_path):
     """kill -9 between creating a new file and sizing it leaves it empty (a CI run of the
     kill -9 test found such a consume-queue file): the node must start, lose nothing, and
