@@ -430,6 +430,34 @@ def test_a_lone_sender_is_flushed_and_answered_in_its_own_call():
     run(go())
 
 
+def test_a_reads_puts_are_dispatched_when_it_ends_if_it_is_alone(tmp_path):
+    """ReputAfterRead: with one connection feeding the broker, the puts of a read are in
+    their queue when the read ends, with no loop callback; with others, the reput is left to
+    the loop (one for every read of the iteration); puts outside a read are left to it too."""
+    from rmqnode.storage.reput import ReputAfterRead
+
+    async def go():
+        store = await opened(tmp_path)
+        alone = [True]
+        read = ReputAfterRead(store, lambda: alone[0])
+        with read:
+            for i in range(3):
+                assert store.put_nowait([msg(body=b"a%d" % i)]).status == PUT_OK
+            assert store.max_offset("T", 0) == 0  # not yet: the read goes on
+        assert store.max_offset("T", 0) == 3 and not store._reput_scheduled
+        alone[0] = False
+        with read:
+            store.put_nowait([msg(body=b"b")])
+        assert store.max_offset("T", 0) == 3  # the loop's turn
+        await asyncio.sleep(0)
+        assert store.max_offset("T", 0) == 4
+        store.put_nowait([msg(body=b"c")])  # a put outside any read
+        await asyncio.sleep(0)
+        assert [m.body for m in drain(store, "T", 0)] == [b"a0", b"a1", b"a2", b"b", b"c"]
+        await store.close()
+    run(go())
+
+
 def test_empty_last_files_left_by_a_crash_are_dropped(tmp_path):
     """kill -9 between creating a new file and sizing it leaves it empty (a CI run of the
     kill -9 test found such a consume-queue file): the node must start, lose nothing, and

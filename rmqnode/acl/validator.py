@@ -284,6 +284,7 @@ class PlainAccessValidator:
         guarded = Dispatcher()
         for code, handler in dispatcher.handlers.items():
             guarded.register(code, self._behind_check(handler))
+        guarded.around_read = dispatcher.around_read
         return guarded
 
     def _behind_check(self, handler: Handler) -> Handler:

@@ -38,6 +38,7 @@ from rmqnode.net.codec import RemotingCommand
 from rmqnode.net.codes import RequestCode, ResponseCode
 from rmqnode.net.connection import Connection, Dispatcher, answers_together
 from rmqnode.net.server import RemotingServer
+from rmqnode.storage.reput import ReputAfterRead
 from rmqnode.storage.store import MessageStore
 
 _log = log.get("rmqnode.broker")
@@ -60,6 +61,9 @@ class BrokerController:
         self.ha = HAService(config, self.store)  # replication: every node listens, slaves pull
         self.stats = BrokerStats(config.brokerClusterName)  # VIEW_BROKER_STATS_DATA
         self.dispatcher = Dispatcher()
+        # A read's puts are dispatched when it ends if it is the broker's only connection.
+        self.dispatcher.around_read = ReputAfterRead(
+            self.store, lambda: len(self.server.connections) == 1)
         sender = SendProcessor(self)
         for code in (RequestCode.SEND_MESSAGE, RequestCode.SEND_MESSAGE_V2,
                      RequestCode.SEND_BATCH_MESSAGE):

@@ -8,6 +8,7 @@ matches responses to its own outstanding requests by opaque.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 from collections.abc import Awaitable, Callable
@@ -100,6 +101,9 @@ class Dispatcher:
 
     def __init__(self) -> None:
         self.handlers: dict[int, Handler] = {}
+        # What each read's requests are handled inside, its answers written before it ends
+        # (the broker's: storage.reput.ReputAfterRead); nothing by default.
+        self.around_read: contextlib.AbstractContextManager = contextlib.nullcontext()
 
     def register(self, code: int, handler: Handler) -> None:
         self.handlers[code] = handler
@@ -164,23 +168,24 @@ class Connection(asyncio.Protocol):
             _log.warning("connection.bad_frame", peer=self.peer, error=exc)
             self.close()
             return
-        self._receiving = True
-        try:
-            debug = _log.debug_enabled
-            for cmd in commands:
-                if cmd.flag & FLAG_RESPONSE:
-                    fut = self.pending.pop(cmd.opaque, None)
-                    if fut is not None and not fut.done():
-                        fut.set_result(cmd)
-                else:
-                    if debug:
-                        _log.debug("request", peer=self.peer, code=request_name(cmd.code),
-                                   language=cmd.language, oneway=cmd.is_oneway)
-                    self._dispatch(cmd)
-        finally:
-            self._receiving = False
-            if self._out is not None:
-                self._flush_out()
+        with self.dispatcher.around_read:
+            self._receiving = True
+            try:
+                debug = _log.debug_enabled
+                for cmd in commands:
+                    if cmd.flag & FLAG_RESPONSE:
+                        fut = self.pending.pop(cmd.opaque, None)
+                        if fut is not None and not fut.done():
+                            fut.set_result(cmd)
+                    else:
+                        if debug:
+                            _log.debug("request", peer=self.peer, code=request_name(cmd.code),
+                                       language=cmd.language, oneway=cmd.is_oneway)
+                        self._dispatch(cmd)
+            finally:
+                self._receiving = False
+                if self._out is not None:
+                    self._flush_out()
         pending = self.decoder.pending
         if pending or self.buffered_input:  # reads of whole frames skip the bookkeeping
             self._track_input(pending, bool(commands))

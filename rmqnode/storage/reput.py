@@ -45,6 +45,7 @@ class QueueDispatch:
     last_dispatched_timestamp: int
     _pending: deque[DispatchRequest | tuple | DispatchBatch]  # a put's request: a plain tuple
     _reput_scheduled: bool
+    reput_after_read: bool  # inside a read that ReputAfterRead ends with the reput
     _loop: asyncio.AbstractEventLoop | None  # the running store's: see _schedule_reput
     _retry: asyncio.TimerHandle | None
     _throttled: log.Throttled
@@ -228,9 +229,42 @@ class QueueDispatch:
     def _schedule_reput(self) -> None:
         if not self._reput_scheduled:
             self._reput_scheduled = True
+            if self.reput_after_read:
+                return  # ReputAfterRead runs it when the read of these puts ends
             # asyncio.get_running_loop() makes a getpid() system call: once per read of
             # sends is worth saving, so the started store keeps its loop.
             loop = self._loop
             if loop is None:
                 loop = asyncio.get_running_loop()
             loop.call_soon(self._reput)
+
+
+class ReputAfterRead:
+    """The context of a read of requests (net.connection.Dispatcher.around_read) that runs
+    the reput of what the read stored when it ends, after its answers are written, if
+    `alone()` says no other read can join it in this loop iteration (one connection feeds the
+    broker). Otherwise the reput is left to the end of the iteration (call_soon), where one
+    reput covers the reads of every connection: with 16 connections, a reput per read cost
+    10% more CPU per send. With one, there is nothing to gather, and the call_soon only cost
+    a pass through the loop's ready queue and (uvloop) a poll: the C++ client's 1 thread,
+    node CPU 48.8 -> 45.9 us per message."""
+
+    __slots__ = ("store", "alone")
+
+    def __init__(self, store: QueueDispatch, alone: Callable[[], bool]) -> None:
+        self.store = store
+        self.alone = alone
+
+    def __enter__(self) -> None:
+        self.store.reput_after_read = self.alone()
+
+    def __exit__(self, *exc: object) -> None:
+        store = self.store
+        if not store.reput_after_read:
+            return
+        store.reput_after_read = False
+        if store._reput_scheduled:
+            try:
+                store._reput()
+            except Exception as exc:  # noqa: BLE001 - as the loop logs a failed callback
+                _log.error("reput.failed", error=type(exc).__name__, message=str(exc))

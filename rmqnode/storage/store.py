@@ -148,6 +148,7 @@ class MessageStore(QueueDispatch):
         self.reput_offset = 0
         self._pending: deque[DispatchRequest | tuple | DispatchBatch] = deque()
         self._reput_scheduled = False
+        self.reput_after_read = False  # see reput.ReputAfterRead
         self._loop: asyncio.AbstractEventLoop | None = None
         self.stalled = StalledQueues()
         self._retry: asyncio.TimerHandle | None = None
