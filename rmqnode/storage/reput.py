@@ -247,7 +247,7 @@ class ReputAfterRead:
     reput covers the reads of every connection: with 16 connections, a reput per read cost
     10% more CPU per send. With one, there is nothing to gather, and the call_soon only cost
     a pass through the loop's ready queue and (uvloop) a poll: the C++ client's 1 thread,
-    node CPU 48.8 -> 45.9 us per message."""
+    3-6% less node CPU per message (two sets of 8 alternating pairs)."""
 
     __slots__ = ("store", "alone")
 
