@@ -219,3 +219,28 @@ def test_pop_response_headers_describe_the_messages(start_node):
     assert resp.field("startOffsetInfo") == "0 1 0"
     assert resp.field("msgOffsetInfo") == "0 1 0,1"
     assert resp.field("invisibleTime") == "1000" and resp.field("restNum") == "0"
+
+
+def test_a_message_nacked_right_after_a_change_comes_back(start_node):
+    """Two changes of one message in a row, the second a nack (invisible time 0), as fast
+    as one connection makes them: the second's checkpoint must not be taken for the first's
+    (same message, same millisecond, hence the same key), or the ack of the first cancels
+    it and the message never comes back."""
+    node = start(start_node)
+    sent = send_n(node, "PopN", 12)
+
+    async def nack_twice(c: PopConsumer) -> list[int]:
+        times = []
+        for p in popped:
+            later = await c.change_invisible_time(p, 60_000)
+            again = await c.change_invisible_time(later, 0)
+            times.append(again.info.pop_time - later.info.pop_time)
+        return times
+
+    popped = pop_all(node.namesrv, "PN", "PopN", 12, invisible_ms=60_000)
+    assert bodies(popped) == sent
+    gaps = asyncio.run(_with_consumer(node.namesrv, "PN", nack_twice))
+    assert all(gap >= 1 for gap in gaps), gaps  # no two checkpoints share a key
+    back = pop_all(node.namesrv, "PN", "PopN", 12, invisible_ms=60_000)
+    assert bodies(back) == sent
+    assert all(p.message.reconsume_times == 1 for p in back)

@@ -393,6 +393,12 @@ class PopProcessor:
         now = int(time.time() * 1000)
         if info.is_order:
             return self._change_orderly(cmd, topic, queue_id, offset, info, now + invisible)
+        # A checkpoint is known by (topic, group, queue, start offset, pop time): one made in
+        # the millisecond of the handle's own would take its key, and the ack of the old one
+        # below would cancel it, the message never to come back (a client that nacks right
+        # after a change does this more often than not). Java has the same key; a later pop
+        # time than the handle's is all a client can tell.
+        now = max(now, info.pop_time + 1)
         ck = CheckPoint(topic, group, queue_id, offset, now, invisible, [offset],
                         info.broker_name)
         if not await self.revive.add_checkpoint(info.revive_qid, ck):
