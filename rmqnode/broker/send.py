@@ -26,7 +26,7 @@ from rmqnode.message import (CLUSTER, COMPRESSED_FLAG, COMPRESSION_MASK, DELAY, 
                              batch_messages, decode_properties, host_bytes)
 from rmqnode.net.codec import FLAG_ONEWAY, FLAG_RESPONSE, OUR_VERSION, RemotingCommand, encode
 from rmqnode.net.codes import ResponseCode
-from rmqnode.net.connection import Connection, answer_frame
+from rmqnode.net.connection import Connection
 from rmqnode.speedups import accelerate
 from rmqnode.storage import store as st
 from rmqnode.storage.javamap import properties_string
@@ -237,9 +237,9 @@ class SendProcessor:
         # SYNC_FLUSH, SYNC_MASTER: answered from the flush round or the slave's ack that
         # covers it, no task or future per send. The answer is made now, before the wait:
         # after a lone sender's fdatasync the CPU comes back cold, and what runs then is in
-        # the send's latency; a round that ends in a timeout makes its own answer.
-        frame = answer_frame(cmd, answer)
-        ha.wait(result, waits, lambda done: conn.reply_frame(frame) if done.status == st.PUT_OK
+        # the send's latency; a round that ends in a timeout makes its own answer. A stored
+        # send's answer is its frame already (None for a oneway send).
+        ha.wait(result, waits, lambda done: conn.reply_frame(answer) if done.status == st.PUT_OK
                 else conn.reply(cmd, self._respond(cmd, done, queue_id)))
         return None
 

@@ -68,15 +68,6 @@ class HAService:
         return (FLUSH * self.store.must_wait_flush(result, messages)
                 | REPLICA * self.must_wait_replica(result, messages))
 
-    def when_stored(self, result: st.PutResult, messages: list[st.Message],
-                    callback: Callable[[st.PutResult], None]) -> bool:
-        """callback(result) once the put is as safe as the broker promises (`waits`); False,
-        with no callback, when nothing is to wait for."""
-        waits = self.waits(result, messages)
-        if waits:
-            self.wait(result, waits, callback)
-        return bool(waits)
-
     def wait(self, result: st.PutResult, waits: int,
              callback: Callable[[st.PutResult], None]) -> None:
         """callback(result) once what `waits` names is done. The status becomes
@@ -118,10 +109,13 @@ class HAService:
 
     async def wait_stored(self, result: st.PutResult,
                           messages: list[st.Message]) -> st.PutResult:
-        """when_stored, awaited (the result at once when nothing is to wait for)."""
-        fut: asyncio.Future[st.PutResult] = asyncio.get_running_loop().create_future()
-        if not self.when_stored(result, messages, lambda r: fut.done() or fut.set_result(r)):
+        """The result once the put is as safe as the broker promises (`waits`); at once when
+        nothing is to wait for."""
+        waits = self.waits(result, messages)
+        if not waits:
             return result
+        fut: asyncio.Future[st.PutResult] = asyncio.get_running_loop().create_future()
+        self.wait(result, waits, lambda r: fut.done() or fut.set_result(r))
         return await fut
 
     # -- figures -----------------------------------------------------------------------

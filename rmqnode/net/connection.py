@@ -73,20 +73,6 @@ def next_opaque() -> int:
     return next(_opaques) & 0x7FFFFFFF
 
 
-def answer_frame(request: RemotingCommand, response: Answer) -> bytes | None:
-    """`response` as the frame that answers `request`; None when nothing is to be sent back
-    (no response, or a oneway request). A late answer can be made ahead of its wait, so that
-    only the write is left for when the wait ends. A response already a frame (bytes, the
-    request's opaque in it) is sent as it is."""
-    if response is None or request.flag & FLAG_ONEWAY:
-        return None
-    if type(response) is bytes:
-        return response
-    response.opaque = request.opaque
-    response.flag |= FLAG_RESPONSE
-    return encode(response, request.serialize_type)
-
-
 def _expire(fut: asyncio.Future, cmd: RemotingCommand, peer: str, timeout: float) -> None:
     if not fut.done():
         fut.set_exception(RemotingTimeout(f"{request_name(cmd.code)} to {peer} got no answer "
@@ -272,11 +258,18 @@ class Connection(asyncio.Protocol):
         return cmd.response(ResponseCode.SYSTEM_ERROR, f"{type(exc).__name__}: {message}")
 
     def reply(self, request: RemotingCommand, response: Answer) -> None:
-        """Answer `request` (a handler that returned None answers this way, later)."""
-        self.reply_frame(answer_frame(request, response))
+        """Answer `request` (a handler that returned None answers this way, later). A
+        response already a frame (bytes, the request's opaque in it) is sent as it is."""
+        if response is None or request.flag & FLAG_ONEWAY:
+            return
+        if type(response) is not bytes:
+            response.opaque = request.opaque
+            response.flag |= FLAG_RESPONSE
+            response = encode(response, request.serialize_type)
+        self.reply_frame(response)
 
     def reply_frame(self, frame: bytes | None) -> None:
-        """Send an answer_frame (nothing for None)."""
+        """Send an answer's whole frame (nothing for None): one made ahead of its wait."""
         if frame is None:
             return
         if self._receiving or _held is not None:
