@@ -12,7 +12,8 @@ import pytest
 
 from rmqnode.config import BrokerConfig
 from rmqnode.message import compress, host_bytes
-from rmqnode.storage.records import Blank, decode_record
+from rmqnode.storage.index import IndexFile
+from rmqnode.storage.records import Blank, Checkpoint, decode_record
 from rmqnode.storage.store import (FLUSH_DISK_TIMEOUT, FOUND, MESSAGE_ILLEGAL,
                                    NO_MATCHED_MESSAGE, NO_MESSAGE_IN_QUEUE, OFFSET_OVERFLOW_BADLY,
                                    OFFSET_OVERFLOW_ONE, OFFSET_TOO_SMALL, PROPERTIES_SIZE_EXCEEDED,
@@ -347,6 +348,40 @@ def test_zeros_kept_ahead_of_small_flushes_and_never_over_records(tmp_path):
         await store.close()
     run(go())
     run(large_flushes())
+
+
+def test_index_files_are_synced_when_full_and_the_checkpoint_says_so(tmp_path):
+    """As Java: an index file is flushed once full (off the loop, by the next logics flush)
+    and at close, and the checkpoint's indexMsgTimestamp is the end of the last file
+    flushed; the periodic flush writes the current file's header only. (It used to set the
+    dispatch point there while the index's fdatasync ran once per file, at its first flush.)"""
+    def checkpoint() -> Checkpoint:
+        return Checkpoint.unpack((tmp_path / "checkpoint").read_bytes())
+
+    async def go():
+        store = await opened(tmp_path, maxIndexNum=8)  # 7 keys a file
+        for i in range(5):
+            await store.put_message(msg(KEYS=f"k{i}"))
+        await asyncio.sleep(1.3)  # the reput, then a logics flush
+        assert checkpoint().logics_msg_timestamp == store.last_dispatched_timestamp
+        assert checkpoint().index_msg_timestamp == 0  # no index file full yet
+        first = store.index.files[0]
+        assert first.synced_count < first.index_count  # only its header was written
+        for i in range(5, 12):
+            await store.put_message(msg(KEYS=f"k{i}"))
+        await asyncio.sleep(1.3)
+        assert len(store.index.files) == 2 and first.synced_count == first.index_count == 8
+        assert checkpoint().index_msg_timestamp == first.end_timestamp
+        second = store.index.files[1]
+        assert second.synced_count < second.index_count
+        last = store.last_dispatched_timestamp
+        await store.close()
+        assert second.synced_count == second.index_count
+        assert checkpoint().index_msg_timestamp == second.end_timestamp == last
+        reopened = IndexFile(second.mf.path, 64, 8, readonly=True)
+        assert reopened.index_count == second.index_count  # its header went with it
+        reopened.mf.close()
+    run(go())
 
 
 def test_a_slow_disk_does_not_stall_the_loop():

@@ -23,6 +23,7 @@ class IndexFile:
          _, self.index_count) = INDEX_HEADER.unpack(self.mf.read(0, INDEX_HEADER.size))
         if self.index_count == 0:
             self.index_count = 1  # entry 0 is never used: slot value 0 means "empty"
+        self.synced_count = self.index_count  # entries on disk as of the last sync
 
     @property
     def name(self) -> str:
@@ -78,13 +79,18 @@ class IndexFile:
             pos = prev
         return out
 
-    def flush(self) -> None:
-        """The header is written here, not per key: after a crash a stale header only means
-        recovery re-indexes from the older end offset it records."""
+    def write_header(self) -> None:
+        """The header is written here (each second), not per key: after a crash a stale
+        header only means recovery re-indexes from the older end offset it records."""
         if not self.mf.readonly:
             self._write_header()
-        self.mf.wrote_position = self.mf.file_size
-        self.mf.flush()
+
+    def flush(self) -> None:
+        """The header, then entries and header to disk when keys came since the last flush."""
+        self.write_header()
+        if not self.mf.readonly and self.index_count != self.synced_count:
+            os.fdatasync(self.mf.fd)
+            self.synced_count = self.index_count
 
     def close(self) -> None:
         if not self.mf.readonly and self.mf.mm is not None:
@@ -100,6 +106,8 @@ class IndexService:
         self.max_entries = max_entries
         self.readonly = readonly
         self.files: list[IndexFile] = []
+        # The end of the last file flushed when full: the checkpoint's indexMsgTimestamp.
+        self.flushed_timestamp = 0
 
     def load(self) -> None:
         if not self.directory.is_dir():
@@ -127,7 +135,7 @@ class IndexService:
 
     def _new_file(self, timestamp: int) -> IndexFile:
         if self.files:
-            self.files[-1].flush()
+            self.files[-1].write_header()  # synced by the next flush(), off the loop
         self.directory.mkdir(parents=True, exist_ok=True)
         name = index_file_name(timestamp)
         while (self.directory / name).exists():
@@ -156,9 +164,25 @@ class IndexService:
             return 0, 0
         return self.files[-1].end_timestamp, self.files[-1].end_phy_offset
 
-    def flush(self) -> None:
-        if self.files:
-            self.files[-1].flush()
+    def flush(self, current: bool = True) -> None:
+        """Files that filled up since the last flush to disk, and the one being written
+        with `current` (at close), else only its header. Java flushes an index file once it
+        is full, not periodically: a sync of the current file each second costs its random
+        slot pages a writeback and a write fault each (C++ client, 16 threads: +1.5 us of
+        node CPU per message). After a crash the reput re-indexes what a stale header says
+        is missing; the checkpoint's indexMsgTimestamp is the end of the last file synced."""
+        files = list(self.files)  # the loop may add one meanwhile (this runs in a thread)
+        if not files:
+            return
+        for f in files[:-1]:
+            if f.index_count != f.synced_count:
+                f.flush()
+                self.flushed_timestamp = max(self.flushed_timestamp, f.end_timestamp)
+        if current:
+            files[-1].flush()
+            self.flushed_timestamp = max(self.flushed_timestamp, files[-1].end_timestamp)
+        else:
+            files[-1].write_header()
 
     def delete_before(self, phy_offset: int) -> None:
         """Expiry: drop whole files that index only messages below `phy_offset`."""

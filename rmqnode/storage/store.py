@@ -515,17 +515,18 @@ class MessageStore(QueueDispatch):
             self.checkpoint.physic_msg_timestamp = stamp
         return flushed
 
-    def _flush_logics(self) -> None:
+    def _flush_logics(self, closing: bool = False) -> None:
         stamp = self.last_dispatched_timestamp
         stalled = self.stalled.oldest_timestamp
         if stalled is not None:  # a restart must re-dispatch what the stalled queues lack
             stamp = min(stamp, stalled)
         for cq in list(self.queues.values()):
             cq.flush()
-        self.index.flush()
+        self.index.flush(current=closing)
         if stamp:
             self.checkpoint.logics_msg_timestamp = stamp
-            self.checkpoint.index_msg_timestamp = stamp
+        if self.index.flushed_timestamp:
+            self.checkpoint.index_msg_timestamp = self.index.flushed_timestamp
         self._write_checkpoint()
 
     async def _logics_loop(self) -> None:
@@ -575,7 +576,7 @@ class MessageStore(QueueDispatch):
             if self._pending:
                 self._reput()
             await self.flusher.stop()
-            self._flush_logics()
+            self._flush_logics(closing=True)
             if self.stalled:
                 # Their entries are in the CommitLog only: the abort file makes the next
                 # start re-dispatch from the checkpoint, which stayed before them.
