@@ -176,7 +176,12 @@ class IndexService:
             return
         for f in files[:-1]:
             if f.index_count != f.synced_count:
-                f.flush()
+                try:
+                    f.flush()
+                except (ValueError, OSError):  # ValueError: a closed mapping
+                    if f.mf.mm is not None:
+                        raise
+                    continue  # expired meanwhile: delete_before closed it on the loop
                 self.flushed_timestamp = max(self.flushed_timestamp, f.end_timestamp)
         if current:
             files[-1].flush()

@@ -534,8 +534,8 @@ class MessageStore(QueueDispatch):
             await asyncio.sleep(1.0)
             try:
                 await asyncio.to_thread(self._flush_logics)
-            except OSError as exc:
-                _log.error("flush.logics_failed", error=exc)
+            except Exception as exc:  # noqa: BLE001 - one failed flush must not end them all
+                _log.error("flush.logics_failed", error=type(exc).__name__, message=str(exc))
 
     async def _stats_loop(self) -> None:
         while True:
