@@ -60,6 +60,7 @@ class FlushService:
         self._running: concurrent.futures.Future[int] | None = None
         self._queued = False  # a round for waiters is scheduled on the loop
         self._slow = False  # the last fdatasync took longer than INLINE_WAIT
+        self._took = 0.0  # seconds the last flush took
         self._tick: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.rounds = 0
@@ -96,11 +97,10 @@ class FlushService:
                 and self._running is None and not self._slow and not self._here):
             # Alone: flushed here and answered at once, without a place among the waiters
             # (what runs after the fdatasync is in the sender's latency).
-            began = time.monotonic()
             if self._flush_here() >= offset:
-                callback(time.monotonic() - began <= timeout)
+                callback(self._took <= timeout)
                 return
-            timeout -= time.monotonic() - began  # it failed: wait for a round that works
+            timeout -= self._took  # it failed: wait for a round that works
         self._waiters.add(offset, timeout, callback)
         if not self._queued and self._running is None:
             self._queued = True
@@ -155,7 +155,8 @@ class FlushService:
         try:
             return self._flush()
         finally:
-            self._slow = time.monotonic() - began > INLINE_WAIT
+            self._took = time.monotonic() - began
+            self._slow = self._took > INLINE_WAIT
 
     def _finished(self, fut: concurrent.futures.Future[int]) -> None:
         self._running = None
