@@ -87,8 +87,10 @@ class IndexFile:
 
     def flush(self) -> None:
         """The header, then entries and header to disk when keys came since the last flush."""
-        self.write_header()
-        if not self.mf.readonly and self.index_count != self.synced_count:
+        if self.mf.readonly:
+            return
+        self._write_header()
+        if self.index_count != self.synced_count:
             os.fdatasync(self.mf.fd)
             self.synced_count = self.index_count
 
