@@ -1,5 +1,6 @@
 /* The accelerator's module: compiled twins of the byte-level hot functions (rmqnode/speedups.py
- * binds them), defined in message.c, records.c, append.c, frames.c, json.c and send.c beside this file.
+ * binds them), defined in message.c, records.c, append.c, dispatch.c, reput.c, frames.c, json.c
+ * and send.c beside this file.
  *
  * Each function here takes the same arguments as its pure-Python original and gives the same
  * result. Only the common, well-formed case is done in C: whatever is unusual (a malformed
@@ -19,6 +20,7 @@ const char *const bound_names[B_COUNT] = {
     "offset_msg_ids", "place_records", "dispatch_request",
     "integer", "int32", "batch_messages", "batch_dispatch", "queue_entries",
     "sent_message", "Message", "CLIENT_SYS_FLAGS", "stored_answer", "OUR_VERSION",
+    "dispatch_plain",
 };
 PyObject *bound[B_COUNT];
 
@@ -74,6 +76,7 @@ static PyMethodDef methods[] = {
     {"dispatch_request", (PyCFunction)(void (*)(void))dispatch_request, METH_FASTCALL, NULL},
     {"batch_dispatch", (PyCFunction)(void (*)(void))batch_dispatch, METH_FASTCALL, NULL},
     {"queue_entries", (PyCFunction)(void (*)(void))queue_entries, METH_FASTCALL, NULL},
+    {"dispatch_plain", (PyCFunction)(void (*)(void))dispatch_plain, METH_FASTCALL, NULL},
     {"index_put", (PyCFunction)(void (*)(void))index_put, METH_FASTCALL, NULL},
     {"offset_msg_ids", (PyCFunction)(void (*)(void))offset_msg_ids, METH_FASTCALL, NULL},
     {"encode", (PyCFunction)(void (*)(void))encode, METH_FASTCALL | METH_KEYWORDS, NULL},

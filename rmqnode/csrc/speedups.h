@@ -25,6 +25,7 @@ enum {
     B_OFFSET_MSG_IDS, B_PLACE_RECORDS, B_DISPATCH_REQUEST,
     B_INTEGER, B_INT32, B_BATCH_MESSAGES, B_BATCH_DISPATCH, B_QUEUE_ENTRIES,
     B_SENT_MESSAGE, B_MESSAGE, B_CLIENT_SYS_FLAGS, B_STORED_ANSWER, B_OUR_VERSION,
+    B_DISPATCH_PLAIN,
     B_COUNT
 };
 
@@ -190,6 +191,10 @@ PyObject *place_records(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 PyObject *dispatch_request(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 PyObject *batch_dispatch(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 PyObject *queue_entries(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+
+/* -- reput.c -------------------------------------------------------------------------------- */
+
+PyObject *dispatch_plain(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 
 /* -- send.c -------------------------------------------------------------------------------- */
 

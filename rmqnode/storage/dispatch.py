@@ -97,19 +97,6 @@ class DispatchBatch:
         return is_indexed(self.sys_flag)
 
 
-class IndexRun:
-    """Index keys of consecutive dispatches of one topic stored in one millisecond, written
-    by one IndexService.build: the reput indexes what one loop iteration stored in a call
-    or a few, not one per message, in the order the messages were dispatched."""
-    __slots__ = ("topic", "store_timestamp", "keys", "offsets")
-
-    def __init__(self) -> None:
-        self.topic = ""
-        self.store_timestamp = -1
-        self.keys: list[str] = []
-        self.offsets: list[int] = []
-
-
 def queue_tags_code(topic: str, properties: dict[str, str], store_timestamp: int,
                     delay_levels: list[int]) -> int:
     """The consume queue's tag slot: the tag hash, except on SCHEDULE_TOPIC_XXXX where it holds

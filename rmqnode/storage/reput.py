@@ -19,14 +19,72 @@ from rmqnode.errors import RemotingError
 from rmqnode.message import TRANSACTION_MASK, MessageExt
 from rmqnode.storage.commitlog import CommitLog
 from rmqnode.storage.consumequeue import ConsumeQueue
-from rmqnode.storage.dispatch import (DispatchBatch, DispatchRequest, IndexRun, goes_to_queue,
-                                      is_indexed, request_from_message)
+from rmqnode.speedups import accelerate
+from rmqnode.storage.dispatch import (DispatchBatch, DispatchRequest, goes_to_queue, is_indexed,
+                                      request_from_message)
 from rmqnode.storage.index import IndexService
-from rmqnode.storage.records import Blank, CorruptRecord
+from rmqnode.storage.records import CQ_ENTRY, CQ_UNIT_SIZE, Blank, CorruptRecord
 from rmqnode.storage.stalled import StalledQueues
 from rmqnode.validation import quote
 
 _log = log.get("rmqnode.storage")
+
+IndexWriter = Callable[[str, list, list, int, int], None]
+
+
+def dispatch_plain(pending: deque, queues: dict[tuple[str, int], ConsumeQueue],
+                   stalled: dict, arrived: dict[tuple[str, int], int], index: IndexWriter,
+                   index_on: bool) -> tuple[int, int] | None:
+    """The reput's common case, in one call (in C when built): from the left of `pending`,
+    single puts (plain tuples) of messages with no transaction flag whose queue exists, is not
+    stalled, and has the entry's slot in its last file. Each one's entry is written there;
+    `arrived` gets its queue's new end; its index keys join a run of one topic and store time,
+    written by index(topic, keys, offsets, store time, first offset) when the run ends.
+
+    Stops at the first request it cannot do that way, left in `pending` for the reput's
+    general path (which also creates files and stalls queues). Returns the CommitLog offset
+    past the last message done and its store time; None when it did none."""
+    done = None
+    run_topic, run_stamp, run_keys, run_offsets = "", -1, [], []
+    try:
+        while pending:
+            req = pending[0]
+            if type(req) is not tuple:
+                break
+            topic, queue_id, offset, size, tags_code, stamp, queue_offset, keys, sys_flag = req
+            key = (topic, queue_id)
+            if sys_flag & TRANSACTION_MASK or key in stalled:
+                break
+            cq = queues.get(key)
+            files = cq.files.files if cq is not None else None
+            if not files:
+                break
+            mf = files[-1]
+            local = queue_offset * CQ_UNIT_SIZE - mf.file_from_offset
+            if mf.mm is None or mf.readonly or local < 0 or local + CQ_UNIT_SIZE > mf.file_size:
+                break
+            CQ_ENTRY.pack_into(mf.mm, local, offset, size, tags_code)
+            pending.popleft()
+            if local + CQ_UNIT_SIZE > mf.wrote_position:
+                mf.wrote_position = local + CQ_UNIT_SIZE
+            if offset + size > cq.max_phy_end:
+                cq.max_phy_end = offset + size
+            arrived[key] = queue_offset + 1
+            if keys and index_on:
+                if run_keys and (stamp != run_stamp or topic != run_topic):
+                    written, at, run_keys, run_offsets = run_keys, run_offsets, [], []
+                    index(run_topic, written, at, run_stamp, at[0])
+                run_topic, run_stamp = topic, stamp
+                run_keys += keys
+                run_offsets += [offset] * len(keys)
+            done = offset + size, stamp
+    finally:  # also when a request fails: those before it are queued, their keys go too
+        if run_keys:
+            index(run_topic, run_keys, run_offsets, run_stamp, run_offsets[0])
+    return done
+
+
+dispatch_plain = accelerate(dispatch_plain)
 
 
 class QueueDispatch:
@@ -80,33 +138,18 @@ class QueueDispatch:
     def find_queue(self, topic: str, queue_id: int) -> ConsumeQueue | None:
         return self.queues.get((topic, queue_id))
 
-    def _dispatch(self, req: DispatchRequest | tuple, run: IndexRun | None = None) -> bool:
+    def _dispatch(self, req: DispatchRequest | tuple) -> bool:
         """Write the queue entry and the index keys of one stored message; False when it
         has no queue entry now (none due, or its queue is stalled). `req` is a
-        DispatchRequest or, from a put, its fields as a plain tuple. With a `run`, the index
-        keys join it, to be written with those of the messages dispatched next to it."""
+        DispatchRequest or, from a put, its fields as a plain tuple."""
         topic, _, offset, _, _, stamp, _, keys, sys_flag = req
         # Once per message: the flag functions asked only about a transaction's message.
         plain = not sys_flag & TRANSACTION_MASK
         queued = (plain or goes_to_queue(sys_flag)) and self._enqueue(req)
         if keys and self.config.messageIndexEnable and (plain or is_indexed(sys_flag)):
-            if run is None:
-                self._index(topic, keys, [offset] * len(keys), stamp, offset)
-            else:
-                if stamp != run.store_timestamp or topic != run.topic:
-                    self._index_run(run, topic, stamp)
-                run.keys += keys
-                run.offsets += [offset] * len(keys)
+            self._index(topic, keys, [offset] * len(keys), stamp, offset)
         self.last_dispatched_timestamp = stamp
         return queued
-
-    def _index_run(self, run: IndexRun, topic: str = "", store_timestamp: int = -1) -> None:
-        """Write the index keys `run` holds; it then collects those of `topic` stored at
-        `store_timestamp`."""
-        if run.keys:
-            self._index(run.topic, run.keys, run.offsets, run.store_timestamp, run.offsets[0])
-            run.keys, run.offsets = [], []
-        run.topic, run.store_timestamp = topic, store_timestamp
 
     def _dispatch_batch(self, batch: DispatchBatch) -> bool:
         """_dispatch for a batch: its queue entries in one write. What a run cannot do (its
@@ -166,21 +209,28 @@ class QueueDispatch:
         """The reput step: index what was appended, then tell waiting pulls."""
         self._reput_scheduled = False
         arrived: dict[tuple[str, int], int] = {}
-        run = IndexRun()
         pending = self._pending
+        index_on = self.config.messageIndexEnable
         while pending:
+            done = dispatch_plain(pending, self.queues, self.stalled.first, arrived,
+                                  self._index, index_on)
+            if done is not None:
+                self.reput_offset, self.last_dispatched_timestamp = done
+            if not pending:
+                break
+            # What dispatch_plain leaves: a batch, a transaction's record, a queue with no
+            # file for the entry yet, or a stalled one. Index keys are written as each
+            # message is dispatched, so the index keeps the order of the CommitLog.
             req = pending.popleft()
             if isinstance(req, DispatchBatch):
-                self._index_run(run)  # the index keeps the order of the CommitLog
                 if self._dispatch_batch(req):
                     arrived[(req.topic, req.queue_id)] = req.queue_offset + len(req.sizes)
                 self.reput_offset = req.end
             else:
                 topic, queue_id, offset, size, _, _, queue_offset, _, _ = req
-                if self._dispatch(req, run):
+                if self._dispatch(req):
                     arrived[(topic, queue_id)] = queue_offset + 1
                 self.reput_offset = offset + size
-        self._index_run(run)
         self._arrived(arrived)
         for listener in self.append_listeners:
             listener()
