@@ -12,7 +12,7 @@ import pytest
 
 from rmqnode.errors import RemotingError
 from rmqnode.storage.consumequeue import ConsumeQueue
-from rmqnode.storage.records import CQ_UNIT_SIZE
+from rmqnode.storage.records import CQ_UNIT_SIZE, POS_QUEUE_OFFSET, decode_record
 from test_store_engine import _write, drain, drain_store, msg, opened, run
 
 HOSTILE = ["..", "../commitlog", "/abs", "a/b", "%DLQ%x/../..", "\0", "", "."]
@@ -202,3 +202,28 @@ def test_batches_to_a_blocked_queue_are_indexed_and_caught_up_message_by_message
             await store.close()
     run(go())
     assert "dispatch.queue_resumed" in warnings.text
+
+
+def test_a_record_whose_queue_offset_leaps_ahead_gets_no_entry_and_no_files(tmp_path,
+                                                                          warnings):
+    """A record in the CommitLog whose queue offset is far past its queue's end (a crafted or
+    damaged log, a master's bytes on a slave) is kept but not queued, with an error: no
+    consume-queue file is created for each of the slots in between (here a thousand; with
+    Java's file size and a crafted offset, millions)."""
+    small = {"mappedFileSizeConsumeQueue": 10 * CQ_UNIT_SIZE}
+    _write(tmp_path, 40, **small)
+    log = next((tmp_path / "commitlog").iterdir())
+    data = bytearray(log.read_bytes())
+    pos = 0
+    while (rec := decode_record(data, pos, 0)).body != b"m10":  # queue 0, queue offset 5
+        pos += rec.store_size
+    data[pos + POS_QUEUE_OFFSET:pos + POS_QUEUE_OFFSET + 8] = (10_000).to_bytes(8, "big")
+    log.write_bytes(data)
+    shutil.rmtree(tmp_path / "consumequeue")  # rebuilt from the CommitLog at the next start
+    # Its slot stays empty, and a pull skips it (no record of 0 bytes is served).
+    assert [r.body for r in drain_store(tmp_path, "T", 0, **small)] == \
+        [f"m{i}".encode() for i in range(0, 40, 2) if i != 10]
+    assert len(list((tmp_path / "consumequeue" / "T" / "0").iterdir())) == 2
+    assert "dispatch.queue_order" in warnings.text and "10000" in warnings.text
+    assert [r.body for r in drain_store(tmp_path, "T", 1, **small)] == \
+        [f"m{i}".encode() for i in range(1, 40, 2)]

@@ -168,9 +168,10 @@ class CommitLog:
     # -- reading ---------------------------------------------------------------------------
 
     def view(self, offset: int, size: int) -> memoryview | None:
-        """The bytes of one record without copying, or None if they are not (any longer) there."""
+        """The bytes of one record without copying, or None if they are not (any longer) there
+        (nor ever were: an empty slot of a queue points at 0 bytes)."""
         mf = self.files.find(offset)
-        if mf is None:
+        if mf is None or size <= 0:
             return None
         local = offset - mf.file_from_offset
         if local + size > mf.wrote_position:

@@ -94,16 +94,20 @@ class ConsumeQueue:
         """Write the entry for `queue_offset`. Writing the same entry twice is harmless, which
         is what lets recovery re-dispatch a range without checking what is already there.
         An entry before the queue's first file was expired with it: there is nothing to write
-        (a queue rebuilt from an early CommitLog offset passes those on its way)."""
+        (a queue rebuilt from an early CommitLog offset passes those on its way).
+
+        Raises ValueError for an entry that no file holds and the next file would not hold
+        either: a record whose queue offset leaps ahead (a crafted or damaged CommitLog, a
+        master's bytes on a slave) must not create a file for every slot in between."""
         pos = queue_offset * CQ_UNIT_SIZE
         mf = self.files.find(pos)
         while mf is None:
             last = self.files.last()
             if last is not None and pos < self.files.min_offset:
                 return
-            if last is not None and pos < last.file_from_offset:
-                raise ValueError(f"{self.topic}/{self.queue_id}: no file holds queue offset "
-                                 f"{queue_offset} in {self.files.directory}")
+            if last is not None and not 0 <= pos - last.file_from_offset < 2 * self.file_size:
+                raise ValueError(f"no file holds queue offset {queue_offset}, the queue ends "
+                                 f"at {self.max_offset}")
             start = pos - pos % self.file_size if last is None else \
                 last.file_from_offset + self.file_size
             created = self.files.create(start)

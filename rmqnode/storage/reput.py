@@ -160,7 +160,7 @@ class QueueDispatch:
         try:
             self._queue(batch.topic, batch.queue_id).put_run(
                 batch.queue_offset, batch.commit_log_offset, batch.sizes, batch.tags_codes)
-        except (OSError, RemotingError):
+        except (OSError, RemotingError, ValueError):
             return self._dispatch_each(batch)
         if self.config.messageIndexEnable and batch.is_indexed:
             self._index(batch.topic, batch.keys, batch.key_offsets, batch.store_timestamp,
@@ -202,6 +202,10 @@ class QueueDispatch:
         except RemotingError as exc:  # a record whose topic cannot name a directory
             self._throttled.error("dispatch.unsafe_topic", key=topic, topic=quote(topic),
                                   commit_log_offset=offset, error=exc.remark)
+            return False
+        except ValueError as exc:  # a queue offset far from the queue's end: stored, unqueued
+            self._throttled.error("dispatch.queue_order", key=key, topic=quote(topic),
+                                  queue_id=queue_id, commit_log_offset=offset, error=str(exc))
             return False
         return True
 
