@@ -357,13 +357,15 @@ message_class(PyObject *t, Py_ssize_t at[M_COUNT])
         return 0;
     if (t != seen) {
         int members = 0;
-        if (!slots_of((PyTypeObject *)t, names, M_COUNT, seen_at))
+        Py_ssize_t found[M_COUNT];  /* seen_at stays the seen class's until this one is */
+        if (!slots_of((PyTypeObject *)t, names, M_COUNT, found))
             return 0;
         for (PyMemberDef *m = ((PyTypeObject *)t)->tp_members; m->name != NULL; m++)
             members++;
         if (members != M_COUNT)
             return 0;
         Py_XSETREF(seen, Py_NewRef(t));
+        memcpy(seen_at, found, sizeof found);
     }
     memcpy(at, seen_at, sizeof seen_at);
     return 1;

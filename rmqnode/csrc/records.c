@@ -232,7 +232,7 @@ typedef struct {
 } Put;
 
 /* A message's fields into *p, its CRC computed: 1 done, 0 the original's to do (nothing
- * raised), -1 an error. `plain`/`at`: the class last seen to be read from its slots. */
+ * raised), -1 an error. `plain`/`at`: the class last seen to be read from its slots (held). */
 static int
 read_put(PyObject *m, PyObject *store, long long max_body, PyTypeObject **plain,
          Py_ssize_t at[A_COUNT], Put *p)
@@ -245,8 +245,14 @@ read_put(PyObject *m, PyObject *store, long long max_body, PyTypeObject **plain,
                                 s_prepared_transaction_offset};
     PyObject **a = p->held;
     Rec *r = &p->r;
-    if (Py_TYPE(m) != *plain && slots_of(Py_TYPE(m), slot_names, A_COUNT, at))
-        *plain = Py_TYPE(m);  /* store.Message: its fields read from their slots */
+    Py_ssize_t found[A_COUNT];
+    if (Py_TYPE(m) != *plain && slots_of(Py_TYPE(m), slot_names, A_COUNT, found)) {
+        /* store.Message: its fields read from their slots. The class is kept (with a
+         * reference, so that its address names no other) for the next puts: finding the
+         * slots compares a hundred names. */
+        Py_XSETREF(*plain, (PyTypeObject *)Py_NewRef(Py_TYPE(m)));
+        memcpy(at, found, sizeof found);
+    }
     int ok = 1;
     for (int j = 0; ok && j < A_COUNT; j++)
         if ((a[j] = Py_TYPE(m) == *plain ? Py_XNewRef(SLOT(m, at[j]))
@@ -292,8 +298,9 @@ encode_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         || !int_in(args[2], I64, &max_body))
         return fallback(B_ENCODE_MESSAGES, args, nargs, NULL);
     PyObject *msgs = args[0], *out = NULL;
-    Py_ssize_t n = PyList_GET_SIZE(msgs), done = 0, at[A_COUNT];
-    PyTypeObject *plain = NULL;
+    Py_ssize_t n = PyList_GET_SIZE(msgs), done = 0;
+    static Py_ssize_t at[A_COUNT];
+    static PyTypeObject *plain;
     Put *puts = PyMem_Calloc(n ? (size_t)n : 1, sizeof(Put));
     if (puts == NULL)
         return PyErr_NoMemory();
