@@ -339,3 +339,18 @@ def test_address_patterns_match_as_java(pattern, inside, outside):
 def test_address_patterns_java_refuses(pattern):
     with pytest.raises(ValueError):
         matcher(pattern)
+
+
+def test_signatures_of_ever_new_field_names_keep_the_order_cache_bounded():
+    """The broker remembers each set of field names in its signed order (a client repeats
+    its own); requests that invent new names each time, or huge ones, cannot grow that
+    memory past its bound, and every signature still checks."""
+    from rmqnode.acl import signature
+    for i in range(3000):
+        fields = {f"name{i}": "v", "topic": "T", "x" * (5000 if i % 7 == 0 else 1): "y"}
+        sign(fields, b"body", "ak", "sk")
+        assert signature.verify(fields, b"body", "sk")
+        assert not signature.verify(fields, b"other", "sk")
+        assert len(signature._orders) <= signature._CACHED_SETS
+    assert all(sum(map(len, names)) <= signature._CACHED_SET_CHARS
+               for names in signature._orders)

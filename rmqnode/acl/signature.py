@@ -11,6 +11,7 @@ values in UTF-8.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 from collections.abc import Mapping
@@ -34,21 +35,26 @@ def _java_order(name: str) -> bytes:
 # characters in all (so that hostile headers cannot make the cache hold much).
 _CACHED_SETS = 1024
 _CACHED_SET_CHARS = 4096
+_orders: dict[tuple[str, ...], tuple[str, ...]] = {}
 
 
 def _order(names: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(n for n in sorted(names, key=_java_order) if n not in _UNSIGNED)
 
 
-_cached_order = lru_cache(maxsize=_CACHED_SETS)(_order)
-
-
 def _signed_names(names: tuple[str, ...]) -> tuple[str, ...]:
     """The names whose values are signed, in Java's order. Cached: a client sends the same
-    field names request after request (a send's hot path on the broker)."""
-    if sum(map(len, names)) > _CACHED_SET_CHARS:
-        return _order(names)
-    return _cached_order(names)
+    field names request after request (a send's hot path on the broker), so a known set is
+    one dict lookup; a full cache is emptied (new sets beyond it are rare: a client's
+    request kinds)."""
+    order = _orders.get(names)
+    if order is None:
+        order = _order(names)
+        if sum(map(len, names)) <= _CACHED_SET_CHARS:
+            if len(_orders) >= _CACHED_SETS:
+                _orders.clear()
+            _orders[names] = order
+    return order
 
 
 def _signed_fields(fields: Mapping[str, str]) -> bytes:
@@ -108,4 +114,5 @@ def verify(fields: Mapping[str, str], body: bytes | None, secret_key: str) -> bo
     """True when the request's Signature is the one its fields and body give under the key
     (compared in constant time)."""
     mac = _hmac_sha1(secret_key, _signed_fields(fields), body or b"")
-    return hmac.compare_digest(base64.b64encode(mac), str(fields.get(SIGNATURE, "")).encode())
+    return hmac.compare_digest(binascii.b2a_base64(mac, newline=False),
+                               str(fields.get(SIGNATURE, "")).encode())
