@@ -111,7 +111,8 @@ run_join(Run *run, PyObject *index, PyObject *topic, PyObject *stamp, PyObject *
     return 0;
 }
 
-/* The queue's last file, when `pos` (a queue offset * 20) is a slot of it that can be written:
+/* ConsumeQueue.put_in_last's test, from the same attributes (consumequeue.py): the queue's
+ * last file, when `pos` (a queue offset * 20) is a slot of it that can be written:
  * 1 and a new reference in *mf, its mapping's buffer in *view, the entry's place in it in
  * *local and its write position in *wrote. 0 when it is the general path's (no file, another
  * file, a closed or read-only one), 2 when a position is not an int: no exception either way. */

@@ -114,7 +114,25 @@ class ConsumeQueue:
             if last is None and pos > start:
                 self._fill_pre_blank(created, pos - start, queue_offset)
             mf = self.files.find(pos)
-        local = pos - mf.file_from_offset
+        self._write(mf, pos - mf.file_from_offset, phy_offset, size, tags_code)
+
+    def put_in_last(self, queue_offset: int, phy_offset: int, size: int, tags_code: int
+                    ) -> bool:
+        """put() when the entry's slot is in the queue's last file and that file can be
+        written (the reput's common case: reput.dispatch_plain, and csrc/reput.c, which does
+        the same from the same attributes); False, with nothing written, otherwise."""
+        files = self.files.files
+        if not files:
+            return False
+        mf = files[-1]
+        local = queue_offset * CQ_UNIT_SIZE - mf.file_from_offset
+        if mf.mm is None or mf.readonly or local < 0 or local + CQ_UNIT_SIZE > mf.file_size:
+            return False
+        self._write(mf, local, phy_offset, size, tags_code)
+        return True
+
+    def _write(self, mf: MappedFile, local: int, phy_offset: int, size: int,
+               tags_code: int) -> None:
         CQ_ENTRY.pack_into(mf.mm, local, phy_offset, size, tags_code)  # type: ignore[arg-type]
         if local + CQ_UNIT_SIZE > mf.wrote_position:
             mf.wrote_position = local + CQ_UNIT_SIZE

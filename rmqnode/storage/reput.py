@@ -23,7 +23,7 @@ from rmqnode.speedups import accelerate
 from rmqnode.storage.dispatch import (DispatchBatch, DispatchRequest, goes_to_queue, is_indexed,
                                       request_from_message)
 from rmqnode.storage.index import IndexService
-from rmqnode.storage.records import CQ_ENTRY, CQ_UNIT_SIZE, Blank, CorruptRecord
+from rmqnode.storage.records import Blank, CorruptRecord
 from rmqnode.storage.stalled import StalledQueues
 from rmqnode.validation import quote
 
@@ -37,9 +37,10 @@ def dispatch_plain(pending: deque, queues: dict[tuple[str, int], ConsumeQueue],
                    index_on: bool) -> tuple[int, int] | None:
     """The reput's common case, in one call (in C when built): from the left of `pending`,
     single puts (plain tuples) of messages with no transaction flag whose queue exists, is not
-    stalled, and has the entry's slot in its last file. Each one's entry is written there;
-    `arrived` gets its queue's new end; its index keys join a run of one topic and store time,
-    written by index(topic, keys, offsets, store time, first offset) when the run ends.
+    stalled, and has the entry's slot in its last file (ConsumeQueue.put_in_last, which
+    writes it there). For each, `arrived` gets its queue's new end, and its index keys join
+    a run of one topic and store time, written by index(topic, keys, offsets, store time,
+    first offset) when the run ends.
 
     Stops at the first request it cannot do that way, left in `pending` for the reput's
     general path (which also creates files and stalls queues). Returns the CommitLog offset
@@ -56,19 +57,9 @@ def dispatch_plain(pending: deque, queues: dict[tuple[str, int], ConsumeQueue],
             if sys_flag & TRANSACTION_MASK or key in stalled:
                 break
             cq = queues.get(key)
-            files = cq.files.files if cq is not None else None
-            if not files:
+            if cq is None or not cq.put_in_last(queue_offset, offset, size, tags_code):
                 break
-            mf = files[-1]
-            local = queue_offset * CQ_UNIT_SIZE - mf.file_from_offset
-            if mf.mm is None or mf.readonly or local < 0 or local + CQ_UNIT_SIZE > mf.file_size:
-                break
-            CQ_ENTRY.pack_into(mf.mm, local, offset, size, tags_code)
             pending.popleft()
-            if local + CQ_UNIT_SIZE > mf.wrote_position:
-                mf.wrote_position = local + CQ_UNIT_SIZE
-            if offset + size > cq.max_phy_end:
-                cq.max_phy_end = offset + size
             arrived[key] = queue_offset + 1
             if keys and index_on:
                 if run_keys and (stamp != run_stamp or topic != run_topic):
@@ -312,7 +303,7 @@ class ReputAfterRead:
     def __enter__(self) -> None:
         self.store.reput_after_read = self.alone()
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         store = self.store
         if not store.reput_after_read:
             return
