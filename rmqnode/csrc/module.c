@@ -29,7 +29,8 @@ PyObject *s_code, *s_opaque, *s_flag, *s_remark, *s_ext_fields, *s_body, *s_lang
     *s_version, *s_serialize_type, *s_topic, *s_queue_id, *s_sys_flag, *s_born_timestamp,
     *s_born_host, *s_reconsume_times, *s_prepared_transaction_offset, *s_properties,
     *s_properties_string, *s_OTHER, *s_POP_CK, *s_PROPERTY_SEPARATOR, *s_CLUSTER, *s_WAIT,
-    *s_JAVA;
+    *s_JAVA, *s_popleft, *s_files, *s_file_from_offset, *s_file_size, *s_mm, *s_readonly,
+    *s_wrote_position, *s_max_phy_end;
 
 static PyObject *
 bind(PyObject *self, PyObject *args)
@@ -109,6 +110,9 @@ PyInit__speedups(void)
         {&s_properties, "properties"}, {&s_properties_string, "properties_string"},
         {&s_OTHER, "OTHER"}, {&s_POP_CK, "POP_CK"}, {&s_PROPERTY_SEPARATOR, "\x02"},
         {&s_CLUSTER, "CLUSTER"}, {&s_WAIT, "WAIT"}, {&s_JAVA, "JAVA"},
+        {&s_popleft, "popleft"}, {&s_files, "files"}, {&s_file_from_offset, "file_from_offset"},
+        {&s_file_size, "file_size"}, {&s_mm, "mm"}, {&s_readonly, "readonly"},
+        {&s_wrote_position, "wrote_position"}, {&s_max_phy_end, "max_phy_end"},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if ((*names[i].slot = PyUnicode_InternFromString(names[i].name)) == NULL)

@@ -5,27 +5,6 @@
  * index run); under the C++ client's load it was a quarter of the node's CPU. */
 #include "speedups.h"
 
-static PyObject *s_popleft, *s_files, *s_file_from_offset, *s_file_size, *s_mm,
-    *s_readonly, *s_wrote_position, *s_max_phy_end;
-
-static int
-names_ready(void)
-{
-    if (s_max_phy_end != NULL)
-        return 1;
-    struct { PyObject **slot; const char *name; } names[] = {
-        {&s_popleft, "popleft"}, {&s_files, "files"}, {&s_file_from_offset, "file_from_offset"},
-        {&s_file_size, "file_size"}, {&s_mm, "mm"}, {&s_readonly, "readonly"},
-        {&s_wrote_position, "wrote_position"},
-        {&s_max_phy_end, "max_phy_end"},
-    };
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if (*names[i].slot == NULL
-            && (*names[i].slot = PyUnicode_InternFromString(names[i].name)) == NULL)
-            return 0;
-    return 1;
-}
-
 /* getattr(obj, name) as an exact int within [lo, hi] into *out; 0 (no exception) otherwise. */
 static int
 int_attr(PyObject *obj, PyObject *name, long long lo, long long hi, long long *out)
@@ -240,7 +219,7 @@ PyObject *
 dispatch_plain(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != 6 || !PyDict_CheckExact(args[1]) || !PyDict_CheckExact(args[2])
-        || !PyDict_CheckExact(args[3]) || !PySequence_Check(args[0]) || !names_ready())
+        || !PyDict_CheckExact(args[3]) || !PySequence_Check(args[0]))
         return fallback(B_DISPATCH_PLAIN, args, nargs, NULL);
     int index_on = PyObject_IsTrue(args[5]);
     if (index_on < 0)
@@ -259,7 +238,7 @@ dispatch_plain(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         if (req == NULL)
             goto failed;
         rc = dispatch_one(args[0], req, args[1], args[2], args[3], args[4], index_on, &run,
-                              &end);
+                          &end);
         if (rc == 1)
             Py_XSETREF(stamp, Py_NewRef(PyTuple_GET_ITEM(req, 5)));
         Py_DECREF(req);
