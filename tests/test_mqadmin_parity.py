@@ -196,9 +196,9 @@ def test_relay_refuses_old_clients_and_times_out_on_silent_ones(node, monkeypatc
 def test_put_time_distribution_and_percentiles_as_java_computes_them():
     stats = StoreStats()
     for _ in range(990):
-        stats.put_took(200_000)  # 0.2 ms: Java's 0 ms
+        stats.put(1, 100, 200_000)  # 0.2 ms: Java's 0 ms
     for _ in range(10):
-        stats.put_took(30_000_000)
+        stats.put(1, 100, 30_000_000)
     assert stats.runtime_info()["putMessageEntireTimeMax"] == "30"
     assert stats.distribution().startswith("[<=0ms]:0 ")  # nothing before the first period
     stats.new_latency_period(60_000)

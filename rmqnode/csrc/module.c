@@ -20,7 +20,7 @@ const char *const bound_names[B_COUNT] = {
     "offset_msg_ids", "place_records", "dispatch_request",
     "integer", "int32", "batch_messages", "batch_dispatch", "queue_entries",
     "sent_message", "Message", "CLIENT_SYS_FLAGS", "stored_answer", "OUR_VERSION",
-    "dispatch_plain",
+    "dispatch_plain", "stored_at_once", "DELAY", "SLAVE", "END_FILE_MIN_BLANK_LENGTH",
 };
 PyObject *bound[B_COUNT];
 
@@ -30,7 +30,10 @@ PyObject *s_code, *s_opaque, *s_flag, *s_remark, *s_ext_fields, *s_body, *s_lang
     *s_born_host, *s_reconsume_times, *s_prepared_transaction_offset, *s_properties,
     *s_properties_string, *s_OTHER, *s_POP_CK, *s_PROPERTY_SEPARATOR, *s_CLUSTER, *s_WAIT,
     *s_JAVA, *s_popleft, *s_files, *s_file_from_offset, *s_file_size, *s_mm, *s_readonly,
-    *s_wrote_position, *s_max_phy_end;
+    *s_wrote_position, *s_max_phy_end, *s_broker, *s_store, *s_config, *s_brokerRole,
+    *s_maxMessageSize, *s_store_host, *s_commitlog, *s_zero_mark, *s_fd, *s_topic_queue_table,
+    *s_delay_levels, *s_pending, *s_append, *s_last_store_timestamp, *s_reput_scheduled,
+    *s_schedule_reput, *s_stats, *s_put;
 
 static PyObject *
 bind(PyObject *self, PyObject *args)
@@ -78,6 +81,7 @@ static PyMethodDef methods[] = {
     {"batch_dispatch", (PyCFunction)(void (*)(void))batch_dispatch, METH_FASTCALL, NULL},
     {"queue_entries", (PyCFunction)(void (*)(void))queue_entries, METH_FASTCALL, NULL},
     {"dispatch_plain", (PyCFunction)(void (*)(void))dispatch_plain, METH_FASTCALL, NULL},
+    {"stored_at_once", (PyCFunction)(void (*)(void))stored_at_once, METH_FASTCALL, NULL},
     {"index_put", (PyCFunction)(void (*)(void))index_put, METH_FASTCALL, NULL},
     {"offset_msg_ids", (PyCFunction)(void (*)(void))offset_msg_ids, METH_FASTCALL, NULL},
     {"encode", (PyCFunction)(void (*)(void))encode, METH_FASTCALL | METH_KEYWORDS, NULL},
@@ -113,6 +117,14 @@ PyInit__speedups(void)
         {&s_popleft, "popleft"}, {&s_files, "files"}, {&s_file_from_offset, "file_from_offset"},
         {&s_file_size, "file_size"}, {&s_mm, "mm"}, {&s_readonly, "readonly"},
         {&s_wrote_position, "wrote_position"}, {&s_max_phy_end, "max_phy_end"},
+        {&s_broker, "broker"}, {&s_store, "store"}, {&s_config, "config"},
+        {&s_brokerRole, "brokerRole"}, {&s_maxMessageSize, "maxMessageSize"},
+        {&s_store_host, "store_host"}, {&s_commitlog, "commitlog"}, {&s_zero_mark, "zero_mark"},
+        {&s_fd, "fd"}, {&s_topic_queue_table, "topic_queue_table"},
+        {&s_delay_levels, "delay_levels"}, {&s_pending, "_pending"}, {&s_append, "append"},
+        {&s_last_store_timestamp, "last_store_timestamp"},
+        {&s_reput_scheduled, "_reput_scheduled"}, {&s_schedule_reput, "_schedule_reput"},
+        {&s_stats, "stats"}, {&s_put, "put"},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if ((*names[i].slot = PyUnicode_InternFromString(names[i].name)) == NULL)

@@ -5,20 +5,6 @@
  * index run); under the C++ client's load it was a quarter of the node's CPU. */
 #include "speedups.h"
 
-/* getattr(obj, name) as an exact int within [lo, hi] into *out; 0 (no exception) otherwise. */
-static int
-int_attr(PyObject *obj, PyObject *name, long long lo, long long hi, long long *out)
-{
-    PyObject *v = PyObject_GetAttr(obj, name);
-    if (v == NULL) {
-        PyErr_Clear();
-        return 0;
-    }
-    int ok = int_in(v, lo, hi, out);
-    Py_DECREF(v);
-    return ok;
-}
-
 /* obj.name = v when v is above what it holds (an exact int); -1 with the error raised. */
 static int
 raise_attr(PyObject *obj, PyObject *name, long long held, long long v)

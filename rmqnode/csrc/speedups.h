@@ -25,7 +25,7 @@ enum {
     B_OFFSET_MSG_IDS, B_PLACE_RECORDS, B_DISPATCH_REQUEST,
     B_INTEGER, B_INT32, B_BATCH_MESSAGES, B_BATCH_DISPATCH, B_QUEUE_ENTRIES,
     B_SENT_MESSAGE, B_MESSAGE, B_CLIENT_SYS_FLAGS, B_STORED_ANSWER, B_OUR_VERSION,
-    B_DISPATCH_PLAIN,
+    B_DISPATCH_PLAIN, B_STORED_AT_ONCE, B_DELAY, B_SLAVE, B_END_FILE_MIN_BLANK_LENGTH,
     B_COUNT
 };
 
@@ -38,7 +38,10 @@ extern PyObject *s_code, *s_opaque, *s_flag, *s_remark, *s_ext_fields, *s_body, 
     *s_born_host, *s_reconsume_times, *s_prepared_transaction_offset, *s_properties,
     *s_properties_string, *s_OTHER, *s_POP_CK, *s_PROPERTY_SEPARATOR, *s_CLUSTER, *s_WAIT,
     *s_JAVA, *s_popleft, *s_files, *s_file_from_offset, *s_file_size, *s_mm, *s_readonly,
-    *s_wrote_position, *s_max_phy_end;
+    *s_wrote_position, *s_max_phy_end, *s_broker, *s_store, *s_config, *s_brokerRole,
+    *s_maxMessageSize, *s_store_host, *s_commitlog, *s_zero_mark, *s_fd, *s_topic_queue_table,
+    *s_delay_levels, *s_pending, *s_append, *s_last_store_timestamp, *s_reput_scheduled,
+    *s_schedule_reput, *s_stats, *s_put;
 
 /* The pure-Python original, called with the caller's own arguments. */
 PyObject *fallback(int which, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
@@ -75,6 +78,20 @@ int_in(PyObject *o, long long lo, long long hi, long long *out)
     *out = v;
     return 1;
 }
+/* getattr(obj, name) as an exact int within [lo, hi] into *out; 0 (no exception) otherwise. */
+static inline int
+int_attr(PyObject *obj, PyObject *name, long long lo, long long hi, long long *out)
+{
+    PyObject *v = PyObject_GetAttr(obj, name);
+    if (v == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    int ok = int_in(v, lo, hi, out);
+    Py_DECREF(v);
+    return ok;
+}
+
 #define I16 -32768LL, 32767LL
 #define I32 -2147483648LL, 2147483647LL
 #define I64 LLONG_MIN, LLONG_MAX
@@ -196,6 +213,10 @@ PyObject *queue_entries(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 /* -- reput.c -------------------------------------------------------------------------------- */
 
 PyObject *dispatch_plain(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+
+/* -- put.c --------------------------------------------------------------------------------- */
+
+PyObject *stored_at_once(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 
 /* -- send.c -------------------------------------------------------------------------------- */
 

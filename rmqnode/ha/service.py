@@ -59,12 +59,17 @@ class HAService:
         return (self.config.brokerRole == SYNC_MASTER and result.status == st.PUT_OK
                 and messages[0].properties.get(WAIT, "true").lower() != "false")
 
+    def may_wait(self) -> bool:
+        """Whether a put can have anything to wait for: no under ASYNC_FLUSH on a master or
+        an ASYNC_MASTER, the common case, where a send is answered as it is stored."""
+        return self.store.sync_flush or self.config.brokerRole == SYNC_MASTER
+
     def waits(self, result: st.PutResult, messages: list[st.Message]) -> int:
         """What a put must wait for before it is answered, as the broker promises: FLUSH
         (on disk, under SYNC_FLUSH), REPLICA (on a slave, under SYNC_MASTER), both at once as
         Java combines them, or nothing (0)."""
-        if not (self.store.sync_flush or self.config.brokerRole == SYNC_MASTER):
-            return 0  # ASYNC_FLUSH on a master or an ASYNC_MASTER: the common case
+        if not self.may_wait():
+            return 0
         return (FLUSH * self.store.must_wait_flush(result, messages)
                 | REPLICA * self.must_wait_replica(result, messages))
 

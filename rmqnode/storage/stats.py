@@ -72,9 +72,15 @@ class StoreStats:
         self.put_times += messages
         self.put_bytes += size
 
-    def put_took(self, elapsed_ns: int) -> None:
-        """One put (stored or refused) took this long: on the send path, so one division
-        and one dict increment; the buckets are made when someone asks."""
+    def put(self, messages: int, size: int, elapsed_ns: int) -> None:
+        """One put took this long and stored `messages` messages of `size` bytes, or none
+        (0: refused). On the send path, so one call, one division and one dict increment;
+        the buckets are made when someone asks."""
+        if messages:
+            self.put_times += messages
+            self.put_bytes += size
+        else:
+            self.put_failed += 1
         ms = elapsed_ns // 1_000_000
         self.put_ms[ms] = self.put_ms.get(ms, 0) + 1
 

@@ -268,11 +268,9 @@ class MessageStore(QueueDispatch):
         to the page cache. Flushing is the caller's to wait for (see put_messages)."""
         begin = time.perf_counter_ns()
         result = self._append(messages)
-        if result.status == PUT_OK:
-            self.stats.stored(len(messages), result.appended.wrote_bytes)  # type: ignore
-        else:
-            self.stats.put_failed += 1
-        self.stats.put_took(time.perf_counter_ns() - begin)
+        appended = result.appended
+        self.stats.put(len(messages) if appended else 0, appended.wrote_bytes if appended else 0,
+                       time.perf_counter_ns() - begin)
         return result
 
     def _append(self, messages: list[Message]) -> PutResult:

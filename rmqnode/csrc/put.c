@@ -1,0 +1,222 @@
+/* The send that waits for nothing (broker/send.py's stored_at_once): a single plain message
+ * put into the CommitLog's last file, counted and answered in one call. Each step was C
+ * already (the record's encode, its pwrite, the reput's request, the ids, the answer's
+ * frame); the pure path wrapped them in a dozen Python calls and three dataclasses, which
+ * cost more than the steps.
+ *
+ * Whatever is not that case goes to the original with nothing done: a batch, a delayed or
+ * transactional message, a read-only store or a slave, a record that does not fit the last
+ * file or ends past its zeros (a new file, zeros written ahead), arguments of odd types, or a
+ * step that fails before the record is written (a refusal of the encode, a failed pwrite):
+ * the original then does it and words the refusal. Once the record is written nothing falls
+ * back; an error then (out of memory) is raised, as the original would raise it. */
+#include "speedups.h"
+
+#include <time.h>
+
+static long long
+clock_ns(clockid_t clock)
+{
+    struct timespec ts;
+    clock_gettime(clock, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* obj.name, a new reference; NULL (and no exception) when obj is NULL or has none. */
+static PyObject *
+attr(PyObject *obj, PyObject *name)
+{
+    PyObject *v = obj != NULL ? PyObject_GetAttr(obj, name) : NULL;
+    if (v == NULL)
+        PyErr_Clear();
+    return v;
+}
+
+/* What the put reads before it writes, every object held. */
+enum {
+    H_BROKER, H_STORE, H_CONFIG, H_READONLY, H_ROLE, H_TOPIC, H_QUEUE, H_PROPS, H_HOST, H_MAX,
+    H_ENCODED, H_LOG, H_FILES_OF, H_FILES, H_FD, H_TABLE, H_KEY, H_POS, H_SIZE, H_OFFSET,
+    H_WROTE, H_NOW, H_FLAG, H_END, H_NEXT, H_REQUEST, H_PENDING, H_SCHEDULED, H_IDS, H_ONE,
+    H_BYTES, H_TOOK, H_STATS, H_MSG, H_FILE, H_COUNT
+};
+
+/* Whether the store takes a plain put now, and of what: the message's topic, queue and
+ * properties held in h. */
+static int
+plain_put(PyObject *send, PyObject *msg, PyObject **h, long long *sys_flag)
+{
+    if ((h[H_BROKER] = attr(send, s_broker)) == NULL
+        || (h[H_STORE] = attr(h[H_BROKER], s_store)) == NULL
+        || (h[H_CONFIG] = attr(h[H_STORE], s_config)) == NULL
+        || (h[H_READONLY] = attr(h[H_STORE], s_readonly)) != Py_False
+        || (h[H_ROLE] = attr(h[H_CONFIG], s_brokerRole)) == NULL || bound[B_SLAVE] == NULL
+        || PyObject_RichCompareBool(h[H_ROLE], bound[B_SLAVE], Py_EQ) != 0)
+        return 0;
+    if ((h[H_TOPIC] = attr(msg, s_topic)) == NULL || !PyUnicode_CheckExact(h[H_TOPIC])
+        || (h[H_QUEUE] = attr(msg, s_queue_id)) == NULL || !PyLong_CheckExact(h[H_QUEUE])
+        || (h[H_PROPS] = attr(msg, s_properties)) == NULL || !PyDict_CheckExact(h[H_PROPS])
+        || bound[B_DELAY] == NULL || PyDict_Contains(h[H_PROPS], bound[B_DELAY]) != 0
+        || !int_attr(msg, s_sys_flag, I32, sys_flag) || (*sys_flag & 0xC) /* TRANSACTION_MASK */)
+        return 0;
+    return 1;
+}
+
+/* The CommitLog's last file, when the record of `len` bytes fits it and its zeros (held in
+ * h[H_FILE]); its place in *pos and *wrote, the queue's next offset in *queue_offset. */
+static PyObject *
+last_file_for(PyObject **h, Py_ssize_t len, long long *pos, long long *wrote,
+              long long *queue_offset)
+{
+    long long size, zeros, start, blank;
+    if ((h[H_LOG] = attr(h[H_STORE], s_commitlog)) == NULL
+        || (h[H_FILES_OF] = attr(h[H_LOG], s_files)) == NULL
+        || (h[H_FILES] = attr(h[H_FILES_OF], s_files)) == NULL || !PyList_CheckExact(h[H_FILES])
+        || PyList_GET_SIZE(h[H_FILES]) == 0)
+        return NULL;
+    PyObject *mf = h[H_FILE] = Py_NewRef(PyList_GET_ITEM(h[H_FILES],
+                                                         PyList_GET_SIZE(h[H_FILES]) - 1));
+    if (!int_attr(mf, s_file_size, 0, PY_SSIZE_T_MAX, &size)
+        || !int_attr(mf, s_wrote_position, 0, PY_SSIZE_T_MAX, pos)
+        || !int_attr(mf, s_zero_mark, I64, &zeros)
+        || !int_attr(mf, s_file_from_offset, 0, LLONG_MAX / 2, &start)
+        || !int_in(bound[B_END_FILE_MIN_BLANK_LENGTH], 0, 1 << 20, &blank)
+        || *pos > size || size - *pos < len + blank || *pos + len > zeros
+        || (h[H_FD] = attr(mf, s_fd)) == NULL || !PyLong_CheckExact(h[H_FD])
+        || (h[H_TABLE] = attr(h[H_LOG], s_topic_queue_table)) == NULL
+        || !PyDict_CheckExact(h[H_TABLE])
+        || (h[H_KEY] = PyTuple_Pack(2, h[H_TOPIC], h[H_QUEUE])) == NULL)
+        return NULL;
+    PyObject *next = PyDict_GetItemWithError(h[H_TABLE], h[H_KEY]);
+    *queue_offset = 0;
+    if ((next == NULL && PyErr_Occurred()) || (next && !int_in(next, 0, LLONG_MAX - 1, queue_offset)))
+        return NULL;
+    *wrote = start + *pos;
+    if ((h[H_POS] = PyLong_FromLongLong(*pos)) == NULL
+        || (h[H_SIZE] = PyLong_FromLongLong(size)) == NULL
+        || (h[H_OFFSET] = PyLong_FromLongLong(*queue_offset)) == NULL
+        || (h[H_WROTE] = PyLong_FromLongLong(*wrote)) == NULL)
+        return NULL;
+    return mf;
+}
+
+/* After the write: the file's and the queue's new ends, the reput's request, the counts. */
+static int
+noted(PyObject **h, PyObject *mf, PyObject *sizes, PyObject *sent_topic, long long queue_offset,
+      long long sys_flag, Py_ssize_t len, long long began)
+{
+    PyObject *flag = PyLong_FromLongLong(sys_flag), *r;
+    h[H_FLAG] = flag;
+    if (flag == NULL || PyObject_SetAttr(mf, s_wrote_position, h[H_END]) < 0
+        || (h[H_NEXT] = PyLong_FromLongLong(queue_offset + 1)) == NULL
+        || PyDict_SetItem(h[H_TABLE], h[H_KEY], h[H_NEXT]) < 0)
+        return -1;
+    PyObject *levels = PyObject_GetAttr(h[H_STORE], s_delay_levels);
+    if (levels == NULL)
+        return -1;
+    PyObject *req_args[9] = {h[H_TOPIC], h[H_QUEUE], h[H_WROTE], PyList_GET_ITEM(sizes, 0),
+                             h[H_PROPS], h[H_NOW], h[H_OFFSET], flag, levels};
+    h[H_REQUEST] = dispatch_request(NULL, req_args, 9);
+    Py_DECREF(levels);
+    if (h[H_REQUEST] == NULL || (h[H_PENDING] = PyObject_GetAttr(h[H_STORE], s_pending)) == NULL
+        || (r = PyObject_CallMethodOneArg(h[H_PENDING], s_append, h[H_REQUEST])) == NULL)
+        return -1;
+    Py_DECREF(r);
+    if (PyObject_SetAttr(h[H_STORE], s_last_store_timestamp, h[H_NOW]) < 0
+        || (h[H_SCHEDULED] = PyObject_GetAttr(h[H_STORE], s_reput_scheduled)) == NULL)
+        return -1;
+    int scheduled = PyObject_IsTrue(h[H_SCHEDULED]);
+    if (scheduled < 0)
+        return -1;
+    if (!scheduled) {
+        if ((r = PyObject_CallMethodNoArgs(h[H_STORE], s_schedule_reput)) == NULL)
+            return -1;
+        Py_DECREF(r);
+    }
+    if ((h[H_ONE] = PyLong_FromLong(1)) == NULL || (h[H_BYTES] = PyLong_FromSsize_t(len)) == NULL
+        || (h[H_TOOK] = PyLong_FromLongLong(clock_ns(CLOCK_MONOTONIC) - began)) == NULL
+        || (h[H_STATS] = PyObject_GetAttr(h[H_STORE], s_stats)) == NULL)
+        return -1;
+    PyObject *store_counts[4] = {h[H_STATS], h[H_ONE], h[H_BYTES], h[H_TOOK]};
+    if ((r = PyObject_VectorcallMethod(s_put, store_counts, 4, NULL)) == NULL)
+        return -1;
+    Py_DECREF(r);
+    Py_SETREF(h[H_STATS], PyObject_GetAttr(h[H_BROKER], s_stats));
+    if (h[H_STATS] == NULL)
+        return -1;
+    PyObject *broker_counts[4] = {h[H_STATS], sent_topic, h[H_ONE], h[H_BYTES]};
+    if ((r = PyObject_VectorcallMethod(s_put, broker_counts, 4, NULL)) == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* stored_at_once(send, cmd, topic, queue_id, messages) -> the answer's frame (None for a
+ * oneway send), as the original gives it. */
+PyObject *
+stored_at_once(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    long long began = clock_ns(CLOCK_MONOTONIC), sys_flag, cmd_flag, pos, wrote, queue_offset;
+    PyObject *h[H_COUNT] = {0}, *out = NULL, *mf = NULL;
+    int written = 0;
+    if (nargs != 5 || !PyUnicode_CheckExact(args[2]) || !PyLong_CheckExact(args[3])
+        || !PyList_CheckExact(args[4]) || PyList_GET_SIZE(args[4]) != 1
+        || !int_attr(args[1], s_flag, I32, &cmd_flag))
+        goto done;
+    h[H_MSG] = Py_NewRef(PyList_GET_ITEM(args[4], 0));
+    if (!plain_put(args[0], h[H_MSG], h, &sys_flag))
+        goto done;
+    if ((h[H_HOST] = attr(h[H_STORE], s_store_host)) == NULL
+        || (h[H_MAX] = attr(h[H_CONFIG], s_maxMessageSize)) == NULL)
+        goto done;
+    PyObject *encode_args[3] = {args[4], h[H_HOST], h[H_MAX]};
+    h[H_ENCODED] = encode_messages(NULL, encode_args, 3);
+    if (h[H_ENCODED] == NULL || !PyTuple_CheckExact(h[H_ENCODED])
+        || PyTuple_GET_SIZE(h[H_ENCODED]) != 2)
+        goto done;
+    PyObject *records = PyTuple_GET_ITEM(h[H_ENCODED], 0);
+    PyObject *sizes = PyTuple_GET_ITEM(h[H_ENCODED], 1);
+    if (!PyByteArray_CheckExact(records) || !PyList_CheckExact(sizes)
+        || PyList_GET_SIZE(sizes) != 1)
+        goto done;
+    Py_ssize_t len = PyByteArray_GET_SIZE(records);
+    if ((mf = last_file_for(h, len, &pos, &wrote, &queue_offset)) == NULL)
+        goto done;
+    long long now = clock_ns(CLOCK_REALTIME) / 1000000;
+    if ((h[H_NOW] = PyLong_FromLongLong(now)) == NULL)
+        goto done;
+    PyObject *place_args[8] = {h[H_FD], h[H_POS], h[H_SIZE], records, sizes, h[H_OFFSET],
+                               h[H_WROTE], h[H_NOW]};
+    if ((h[H_END] = place_records(NULL, place_args, 8)) == NULL)
+        goto done;
+    written = 1;
+    if (noted(h, mf, sizes, args[2], queue_offset, sys_flag, len, began) < 0)
+        goto done;
+    if (cmd_flag & 0x2) {  /* FLAG_ONEWAY: stored, and no answer */
+        out = Py_NewRef(Py_None);
+        goto done;
+    }
+    PyObject *ids_args[3] = {h[H_HOST], h[H_WROTE], sizes};
+    PyObject *opaque = NULL, *serialize = NULL, *code = NULL;
+    if ((h[H_IDS] = offset_msg_ids(NULL, ids_args, 3)) != NULL && PyList_CheckExact(h[H_IDS])
+        && PyList_GET_SIZE(h[H_IDS]) == 1
+        && (opaque = PyObject_GetAttr(args[1], s_opaque)) != NULL
+        && (serialize = PyObject_GetAttr(args[1], s_serialize_type)) != NULL
+        && (code = PyLong_FromLong(0)) != NULL) {  /* ResponseCode.SUCCESS */
+        PyObject *answer_args[6] = {code, opaque, serialize, PyList_GET_ITEM(h[H_IDS], 0),
+                                    args[3], h[H_OFFSET]};
+        out = stored_answer(NULL, answer_args, 6);
+    }
+    Py_XDECREF(opaque);
+    Py_XDECREF(serialize);
+    Py_XDECREF(code);
+done:
+    for (int i = 0; i < H_COUNT; i++)
+        Py_XDECREF(h[i]);
+    if (out == NULL && written && !PyErr_Occurred())
+        PyErr_SetString(PyExc_RuntimeError, "stored_at_once: the message was stored, its ids "
+                        "were not");
+    if (out != NULL || written)
+        return out;  /* the answer, or an error raised after the write */
+    PyErr_Clear();
+    return fallback(B_STORED_AT_ONCE, args, nargs, NULL);
+}
