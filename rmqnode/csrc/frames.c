@@ -272,6 +272,18 @@ stored_answer(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     return fallback(B_STORED_ANSWER, args, nargs, NULL);
 }
 
+PyObject *
+new_command(PyObject *t, PyObject *const items[9])
+{
+    static const char *const names[9] = {"code", "opaque", "flag", "remark", "ext_fields",
+                                         "body", "language", "version", "serialize_type"};
+    static SlotsClass kept;
+    Py_ssize_t at[9];
+    if (whole_slots_class(&kept, t, names, 9, at))
+        return new_of_slots(t, at, 9, items);
+    return PyObject_Vectorcall(t, items, 9, NULL);
+}
+
 /* decode_binary_header of a well-formed header, `body` given: NULL with an exception set is
  * an error, NULL without one means "fall back". */
 static PyObject *
@@ -338,7 +350,7 @@ binary_command(const unsigned char *d, Py_ssize_t n, PyObject *body)
     for (int i = 0; i < 9; i++)
         if (items[i] == NULL)
             goto error;
-    result = PyObject_Vectorcall(cmd_type, items, 9, NULL);
+    result = new_command(cmd_type, items);
     goto error;  /* the result or its error, and the items released */
 refuse:
     PyErr_Clear();

@@ -408,7 +408,7 @@ json_command(const unsigned char *d, Py_ssize_t n, PyObject *body)
         body, strs[1], PyLong_FromLong(ints[K_VERSION]), PyLong_FromLong(SERIALIZE_JSON),
     };
     if (items[0] && items[1] && items[2] && items[7] && items[8])
-        result = PyObject_Vectorcall(cmd_type, items, 9, NULL);
+        result = new_command(cmd_type, items);
     for (int i = 0; i < 9; i++)
         if (i < 3 || i > 6)
             Py_XDECREF(items[i]);

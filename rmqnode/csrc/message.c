@@ -242,6 +242,44 @@ copy_with(PyObject *template, const Py_ssize_t at[F_COUNT], PyObject *v[F_COUNT]
     return copy;
 }
 
+/* Whether `t` is a class slots_of takes that is made whole by setting the n `names` (it has
+ * no other member), and their offsets into at[]. The last class seen is kept in *kept, with a
+ * reference (so that its address names no other): a class is read once, not per object. */
+int
+whole_slots_class(SlotsClass *kept, PyObject *t, const char *const *names, int n,
+                  Py_ssize_t *at)
+{
+    if (t == NULL || !PyType_Check(t) || n > SLOTS_MAX)
+        return 0;
+    if (t != kept->seen) {
+        int members = 0;
+        Py_ssize_t found[SLOTS_MAX];  /* kept stays the kept class's until this one is */
+        if (!slots_of((PyTypeObject *)t, names, n, found))
+            return 0;
+        for (PyMemberDef *m = ((PyTypeObject *)t)->tp_members; m->name != NULL; m++)
+            members++;
+        if (members != n)
+            return 0;
+        Py_XSETREF(kept->seen, Py_NewRef(t));
+        memcpy(kept->at, found, n * sizeof *found);
+    }
+    memcpy(at, kept->at, n * sizeof *at);
+    return 1;
+}
+
+/* A new object of `t` (whole_slots_class) with v[i] in the slot at at[i]: what calling the
+ * class with them gives, without running its __init__. The references in v are new ones,
+ * not taken. */
+PyObject *
+new_of_slots(PyObject *t, const Py_ssize_t *at, int n, PyObject *const *v)
+{
+    PyObject *obj = ((PyTypeObject *)t)->tp_alloc((PyTypeObject *)t, 0);
+    if (obj != NULL)
+        for (int i = 0; i < n; i++)
+            SLOT(obj, at[i]) = Py_NewRef(v[i]);
+    return obj;
+}
+
 /* An entry's properties string: its text (d[start:start+len), UTF-8), then `tail` after a
  * separator unless the text is empty or ends with one; in one allocation when both are ASCII.
  * *own: the length of the entry's part. NULL without an exception: not UTF-8. */
@@ -343,32 +381,15 @@ enum { M_TOPIC, M_QUEUE_ID, M_BODY, M_PROPERTIES, M_FLAG, M_SYS_FLAG, M_BORN_TS,
        M_RECONSUME, M_PREPARED, M_PROPERTIES_STRING, M_COUNT };
 
 /* Whether `t` is the message class sent_message builds (bound as "Message"), made whole by
- * setting M_COUNT slots, and their offsets into at[]; the last class seen is kept (with a
- * reference, so that its address names no other). */
+ * setting M_COUNT slots, and their offsets into at[]. */
 static int
 message_class(PyObject *t, Py_ssize_t at[M_COUNT])
 {
     static const char *const names[M_COUNT] = {
         "topic", "queue_id", "body", "properties", "flag", "sys_flag", "born_timestamp",
         "born_host", "reconsume_times", "prepared_transaction_offset", "properties_string"};
-    static PyObject *seen;
-    static Py_ssize_t seen_at[M_COUNT];
-    if (t == NULL || !PyType_Check(t))
-        return 0;
-    if (t != seen) {
-        int members = 0;
-        Py_ssize_t found[M_COUNT];  /* seen_at stays the seen class's until this one is */
-        if (!slots_of((PyTypeObject *)t, names, M_COUNT, found))
-            return 0;
-        for (PyMemberDef *m = ((PyTypeObject *)t)->tp_members; m->name != NULL; m++)
-            members++;
-        if (members != M_COUNT)
-            return 0;
-        Py_XSETREF(seen, Py_NewRef(t));
-        memcpy(seen_at, found, sizeof found);
-    }
-    memcpy(at, seen_at, sizeof seen_at);
-    return 1;
+    static SlotsClass kept;
+    return whole_slots_class(&kept, t, names, M_COUNT, at);
 }
 
 /* An int32 field of header h, named n[i]: `absent` when it is not there (or None); 0 when it
@@ -462,16 +483,12 @@ sent_message(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         [M_BORN_TS] = PyLong_FromLongLong(born), [M_BORN_HOST] = Py_NewRef(args[5]),
         [M_RECONSUME] = PyLong_FromLongLong(reconsume), [M_PREPARED] = PyLong_FromLong(0),
         [M_PROPERTIES_STRING] = without_wait(props)};
-    PyTypeObject *t = (PyTypeObject *)bound[B_MESSAGE];
     PyObject *msg = NULL;
     int ok = 1;
     for (int i = 0; i < M_COUNT; i++)
         ok = ok && v[i] != NULL;
-    if (ok && (msg = t->tp_alloc(t, 0)) != NULL)
-        for (int i = 0; i < M_COUNT; i++) {
-            SLOT(msg, at[i]) = v[i];
-            v[i] = NULL;
-        }
+    if (ok)
+        msg = new_of_slots(bound[B_MESSAGE], at, M_COUNT, v);
     for (int i = 0; i < M_COUNT; i++)
         Py_XDECREF(v[i]);
     return msg;

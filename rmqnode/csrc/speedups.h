@@ -188,6 +188,18 @@ PyObject *sent_message(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
  * offsets into at[], so that reading SLOT() is what getattr gives. */
 int slots_of(PyTypeObject *t, const char *const *names, int n, Py_ssize_t *at);
 PyObject *offset_msg_ids(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+/* A class of slots kept by whole_slots_class: the last one seen, its slots' offsets. */
+#define SLOTS_MAX 16
+typedef struct {
+    PyObject *seen;
+    Py_ssize_t at[SLOTS_MAX];
+} SlotsClass;
+int whole_slots_class(SlotsClass *kept, PyObject *t, const char *const *names, int n,
+                      Py_ssize_t *at);
+PyObject *new_of_slots(PyObject *t, const Py_ssize_t *at, int n, PyObject *const *v);
+/* A RemotingCommand of its nine fields in order (frames.c): made slot by slot where the
+ * class allows, else by calling it. */
+PyObject *new_command(PyObject *t, PyObject *const items[9]);
 
 /* -- records.c ------------------------------------------------------------------------------- */
 
