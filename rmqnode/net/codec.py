@@ -412,10 +412,17 @@ class FrameDecoder:
 
     def feed(self, data: bytes) -> list[RemotingCommand]:
         buf = self._buf
-        buf += data
-        out, pos = decode_frames(buf, self.max_frame)
-        if pos:
-            del buf[:pos]
+        if buf:
+            buf += data
+            out, pos = decode_frames(buf, self.max_frame)
+            if pos:
+                del buf[:pos]
+            return out
+        # The common read, nothing held from the one before: decoded where it lies, and only
+        # an incomplete frame at its end copied to be held.
+        out, pos = decode_frames(data, self.max_frame)
+        if pos < len(data):
+            buf += memoryview(data)[pos:]
         return out
 
     @property

@@ -310,8 +310,9 @@ class Connection(asyncio.Protocol):
 
     def _flush_out(self) -> None:
         out, self._out = self._out, None
-        if out and self.is_open:
-            self.transport.write(out[0] if len(out) == 1 else b"".join(out))  # type: ignore
+        transport = self.transport
+        if out and transport is not None and not transport.is_closing():  # is_open, once a read
+            transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     async def request(self, cmd: RemotingCommand, timeout: float = 3.0) -> RemotingCommand:
         """Send a request and wait for its response; raises RemotingTimeout / ConnectionLost."""
