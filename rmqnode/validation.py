@@ -32,7 +32,7 @@ INT64 = (-(1 << 63), (1 << 63) - 1)
 # Remarks and log lines show at most this much of a value a peer sent.
 QUOTE_LIMIT = 64
 
-_valid_topics: set[str] = set()  # names that passed: a cache on the send path, not a registry
+VALID_TOPICS: set[str] = set()  # names that passed: a cache on the send path, not a registry
 _CACHE_LIMIT = 100_000
 
 
@@ -55,7 +55,7 @@ def _text(value: object, what: str) -> None:
 def topic(name: str | None) -> str:
     """TopicValidator.validateTopic, with its remarks (SYSTEM_ERROR). It holds for the topics
     the broker derives from a group (%RETRY%, %DLQ%) too: the store takes no longer topic."""
-    if type(name) is str and name in _valid_topics:
+    if type(name) is str and name in VALID_TOPICS:
         return name
     _text(name, "topic")
     if not name or name.isspace():  # type: ignore[union-attr]
@@ -66,8 +66,8 @@ def topic(name: str | None) -> str:
     if len(name) > TOPIC_MAX_LENGTH:
         raise RemotingError(ResponseCode.SYSTEM_ERROR,
                             "The specified topic is longer than topic max length.")
-    if len(_valid_topics) < _CACHE_LIMIT:
-        _valid_topics.add(name)
+    if len(VALID_TOPICS) < _CACHE_LIMIT:
+        VALID_TOPICS.add(name)
     return name
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import zlib
+from functools import partial
 
 from rmqnode import log, validation
 from rmqnode.acl.validator import PlainAccessValidator, acl_file
@@ -24,7 +25,7 @@ from rmqnode.broker.runtime import RuntimeProcessor
 from rmqnode.broker.schedule import ScheduleService
 from rmqnode.broker.query import QueryProcessor
 from rmqnode.broker.reply import ReplyProcessor
-from rmqnode.broker.send import SendProcessor
+from rmqnode.broker.send import SendProcessor, handle_send
 from rmqnode.broker.slave_sync import SlaveSynchronize
 from rmqnode.broker.stats import DAY, HOUR, MINUTE, WINDOWS, BrokerStats
 from rmqnode.broker.topics import TopicConfig, TopicConfigManager
@@ -67,7 +68,7 @@ class BrokerController:
         sender = SendProcessor(self)
         for code in (RequestCode.SEND_MESSAGE, RequestCode.SEND_MESSAGE_V2,
                      RequestCode.SEND_BATCH_MESSAGE):
-            self.dispatcher.register(code, sender.handle)
+            self.dispatcher.register(code, partial(handle_send, sender))
         self.dispatcher.register(RequestCode.CONSUMER_SEND_MSG_BACK, sender.send_back)
         self.dispatcher.update(ReplyProcessor(self, sender).table())
         self.dispatcher.register(RequestCode.END_TRANSACTION,

@@ -21,6 +21,7 @@ const char *const bound_names[B_COUNT] = {
     "integer", "int32", "batch_messages", "batch_dispatch", "queue_entries",
     "sent_message", "Message", "CLIENT_SYS_FLAGS", "stored_answer", "OUR_VERSION",
     "dispatch_plain", "stored_at_once", "DELAY", "SLAVE", "END_FILE_MIN_BLANK_LENGTH",
+    "handle_send", "VALID_TOPICS", "NOT_SENDABLE", "V2", "random",
 };
 PyObject *bound[B_COUNT];
 
@@ -33,7 +34,9 @@ PyObject *s_code, *s_opaque, *s_flag, *s_remark, *s_ext_fields, *s_body, *s_lang
     *s_wrote_position, *s_max_phy_end, *s_broker, *s_store, *s_config, *s_brokerRole,
     *s_maxMessageSize, *s_store_host, *s_commitlog, *s_zero_mark, *s_fd, *s_topic_queue_table,
     *s_delay_levels, *s_pending, *s_append, *s_last_store_timestamp, *s_reput_scheduled,
-    *s_schedule_reput, *s_stats, *s_put;
+    *s_schedule_reput, *s_stats, *s_put, *s_brokerPermission, *s_ha, *s_may_wait, *s_topics,
+    *s_table, *s_perm, *s_writeQueueNums, *s_readQueueNums, *s_topicName, *s_attrs,
+    *s_brokerClusterName, *s_b, *s_e, *s_m, *s_TRAN_MSG;
 
 static PyObject *
 bind(PyObject *self, PyObject *args)
@@ -82,6 +85,7 @@ static PyMethodDef methods[] = {
     {"queue_entries", (PyCFunction)(void (*)(void))queue_entries, METH_FASTCALL, NULL},
     {"dispatch_plain", (PyCFunction)(void (*)(void))dispatch_plain, METH_FASTCALL, NULL},
     {"stored_at_once", (PyCFunction)(void (*)(void))stored_at_once, METH_FASTCALL, NULL},
+    {"handle_send", (PyCFunction)(void (*)(void))handle_send, METH_FASTCALL, NULL},
     {"index_put", (PyCFunction)(void (*)(void))index_put, METH_FASTCALL, NULL},
     {"offset_msg_ids", (PyCFunction)(void (*)(void))offset_msg_ids, METH_FASTCALL, NULL},
     {"encode", (PyCFunction)(void (*)(void))encode, METH_FASTCALL | METH_KEYWORDS, NULL},
@@ -124,7 +128,12 @@ PyInit__speedups(void)
         {&s_delay_levels, "delay_levels"}, {&s_pending, "_pending"}, {&s_append, "append"},
         {&s_last_store_timestamp, "last_store_timestamp"},
         {&s_reput_scheduled, "_reput_scheduled"}, {&s_schedule_reput, "_schedule_reput"},
-        {&s_stats, "stats"}, {&s_put, "put"},
+        {&s_stats, "stats"}, {&s_put, "put"}, {&s_brokerPermission, "brokerPermission"},
+        {&s_ha, "ha"}, {&s_may_wait, "may_wait"}, {&s_topics, "topics"}, {&s_table, "table"},
+        {&s_perm, "perm"}, {&s_writeQueueNums, "writeQueueNums"},
+        {&s_readQueueNums, "readQueueNums"}, {&s_topicName, "topicName"}, {&s_attrs, "attrs"},
+        {&s_brokerClusterName, "brokerClusterName"}, {&s_b, "b"}, {&s_e, "e"}, {&s_m, "m"},
+        {&s_TRAN_MSG, "TRAN_MSG"},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if ((*names[i].slot = PyUnicode_InternFromString(names[i].name)) == NULL)

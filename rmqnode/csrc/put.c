@@ -12,6 +12,7 @@
  * back; an error then (out of memory) is raised, as the original would raise it. */
 #include "speedups.h"
 
+#include <strings.h>
 #include <time.h>
 
 static long long
@@ -219,4 +220,154 @@ done:
         return out;  /* the answer, or an error raised after the write */
     PyErr_Clear();
     return fallback(B_STORED_AT_ONCE, args, nargs, NULL);
+}
+
+/* -- handle_send: the request's checks and its message before the put ----------------------- */
+
+/* d[key] (borrowed), `key` an interned str; NULL when absent (no exception). */
+static PyObject *
+item(PyObject *d, PyObject *key)
+{
+    PyObject *v = PyDict_GetItemWithError(d, key);
+    if (v == NULL)
+        PyErr_Clear();
+    return v;
+}
+
+/* Whether `send` (its broker) takes a plain send now without waiting: a master not told to
+ * stop writing, ASYNC_FLUSH and no synchronous slave (HAService.may_wait asked). */
+static int
+broker_takes(PyObject *send, PyObject **broker, PyObject **config)
+{
+    long long perm;
+    PyObject *ha = NULL, *waits = NULL, *role = NULL;
+    int ok = 0;
+    if ((*broker = attr(send, s_broker)) == NULL || (*config = attr(*broker, s_config)) == NULL
+        || (role = attr(*config, s_brokerRole)) == NULL || bound[B_SLAVE] == NULL
+        || PyObject_RichCompareBool(role, bound[B_SLAVE], Py_EQ) != 0
+        || !int_attr(*config, s_brokerPermission, I32, &perm) || !(perm & 2) /* PERM_WRITE */
+        || (ha = attr(*broker, s_ha)) == NULL
+        || (waits = PyObject_CallMethodNoArgs(ha, s_may_wait)) == NULL)
+        goto done;
+    ok = waits == Py_False;
+done:
+    PyErr_Clear();
+    Py_XDECREF(ha);
+    Py_XDECREF(waits);
+    Py_XDECREF(role);
+    return ok;
+}
+
+/* A queue below `writable` (> 0) for a send that named none (-1), picked as checked_topic
+ * picks it, from the same random.random(): 1, or 0 (no exception) when it cannot be. */
+static int
+any_queue(long long writable, long long *queue_id)
+{
+    PyObject *r;
+    if (writable <= 0 || bound[B_RANDOM] == NULL
+        || (r = PyObject_CallNoArgs(bound[B_RANDOM])) == NULL)
+        return 0;
+    double x = PyFloat_Check(r) ? PyFloat_AS_DOUBLE(r) : -1.0;
+    Py_DECREF(r);
+    if (!(x >= 0.0 && x < 1.0))
+        return 0;
+    *queue_id = (long long)(x * (double)writable);
+    return 1;
+}
+
+/* The topic's config when checked_topic would pass the send without a word: a topic that
+ * passed validation before, sendable, configured, writable, and a queue id in range (a new
+ * reference), the queue in *queue_id. */
+static PyObject *
+writable_topic(PyObject *broker, PyObject *h, PyObject *topic, long long *queue_id)
+{
+    PyObject *topics = NULL, *table = NULL, *tc = NULL;
+    long long perm, writable, readable;
+    if (bound[B_VALID_TOPICS] == NULL || !PySet_Check(bound[B_VALID_TOPICS])
+        || bound[B_NOT_SENDABLE] == NULL || !PySet_Check(bound[B_NOT_SENDABLE])
+        || PySet_Contains(bound[B_VALID_TOPICS], topic) != 1
+        || PySet_Contains(bound[B_NOT_SENDABLE], topic) != 0
+        || (topics = attr(broker, s_topics)) == NULL || (table = attr(topics, s_table)) == NULL
+        || !PyDict_CheckExact(table))
+        goto no;
+    tc = PyDict_GetItemWithError(table, topic);
+    if (tc == NULL)
+        goto no;
+    Py_INCREF(tc);
+    if (!int_attr(tc, s_perm, I32, &perm) || !(perm & 2) /* PERM_WRITE */
+        || !int_attr(tc, s_writeQueueNums, I32, &writable)
+        || !int_attr(tc, s_readQueueNums, I32, &readable)
+        || !decimal_of(item(h, s_e), queue_id) || *queue_id < -1 || *queue_id > 2147483647LL
+        || (*queue_id >= writable && *queue_id >= readable)
+        || (*queue_id == -1 && !any_queue(writable, queue_id)))
+        Py_CLEAR(tc);
+no:
+    PyErr_Clear();
+    Py_XDECREF(topics);
+    Py_XDECREF(table);
+    return tc;
+}
+
+/* Whether a header's batch field says "not a batch" as handle reads it (neither "true" nor
+ * "1", whatever the case); anything but ASCII text is the original's to read. */
+static int
+single_send(PyObject *batch)
+{
+    if (!PyUnicode_CheckExact(batch) || !PyUnicode_IS_ASCII(batch))
+        return 0;
+    const char *s = (const char *)PyUnicode_DATA(batch);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(batch);
+    if (n == 1)
+        return s[0] != '1';
+    return !(n == 4 && strncasecmp(s, "true", 4) == 0);
+}
+
+/* handle_send(send, cmd, conn) -> the answer, as SendProcessor.handle gives it. Done here: a
+ * V2 header's single send (no batch) to a configured topic's queue, not a transaction's half,
+ * from a connection whose born host is known, to a broker that answers it as it is stored. */
+PyObject *
+handle_send(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *broker = NULL, *config = NULL, *tc = NULL, *name = NULL, *qid = NULL;
+    PyObject *conn_attrs = NULL, *cluster = NULL, *body = NULL, *msg = NULL, *props = NULL;
+    PyObject *messages = NULL, *h = NULL, *out = NULL, *topic, *batch, *host;
+    long long queue_id;
+    if (nargs != 3 || (h = attr(args[1], s_ext_fields)) == NULL || !PyDict_CheckExact(h)
+        || (topic = item(h, s_b)) == NULL || !PyUnicode_CheckExact(topic)
+        || item(h, s_topic) != NULL
+        || ((batch = item(h, s_m)) != NULL && !single_send(batch))
+        || !broker_takes(args[0], &broker, &config)
+        || (tc = writable_topic(broker, h, topic, &queue_id)) == NULL
+        || (name = attr(tc, s_topicName)) == NULL || !PyUnicode_CheckExact(name)
+        || (conn_attrs = attr(args[2], s_attrs)) == NULL || !PyDict_CheckExact(conn_attrs)
+        || (host = item(conn_attrs, s_born_host)) == NULL || !PyBytes_CheckExact(host)
+        || (cluster = attr(config, s_brokerClusterName)) == NULL
+        || (body = attr(args[1], s_body)) == NULL || bound[B_V2] == NULL
+        || (qid = PyLong_FromLongLong(queue_id)) == NULL)
+        goto done;
+    PyObject *message_args[7] = {h, bound[B_V2], name, qid, body, host, cluster};
+    if ((msg = sent_message(NULL, message_args, 7)) == NULL
+        || (props = attr(msg, s_properties)) == NULL || !PyDict_CheckExact(props)
+        || item(props, s_TRAN_MSG) != NULL || (messages = PyList_New(1)) == NULL)
+        goto done;
+    PyList_SET_ITEM(messages, 0, Py_NewRef(msg));
+    PyObject *put_args[5] = {args[0], args[1], name, qid, messages};
+    out = stored_at_once(NULL, put_args, 5);
+done:
+    Py_XDECREF(broker);
+    Py_XDECREF(config);
+    Py_XDECREF(tc);
+    Py_XDECREF(name);
+    Py_XDECREF(qid);
+    Py_XDECREF(conn_attrs);
+    Py_XDECREF(cluster);
+    Py_XDECREF(body);
+    Py_XDECREF(msg);
+    Py_XDECREF(props);
+    Py_XDECREF(messages);
+    Py_XDECREF(h);
+    if (out != NULL || (messages != NULL && PyErr_Occurred()))
+        return out;  /* the answer, or the put's error */
+    PyErr_Clear();
+    return fallback(B_HANDLE_SEND, args, nargs, NULL);
 }

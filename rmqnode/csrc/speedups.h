@@ -26,6 +26,7 @@ enum {
     B_INTEGER, B_INT32, B_BATCH_MESSAGES, B_BATCH_DISPATCH, B_QUEUE_ENTRIES,
     B_SENT_MESSAGE, B_MESSAGE, B_CLIENT_SYS_FLAGS, B_STORED_ANSWER, B_OUR_VERSION,
     B_DISPATCH_PLAIN, B_STORED_AT_ONCE, B_DELAY, B_SLAVE, B_END_FILE_MIN_BLANK_LENGTH,
+    B_HANDLE_SEND, B_VALID_TOPICS, B_NOT_SENDABLE, B_V2, B_RANDOM,
     B_COUNT
 };
 
@@ -41,7 +42,9 @@ extern PyObject *s_code, *s_opaque, *s_flag, *s_remark, *s_ext_fields, *s_body, 
     *s_wrote_position, *s_max_phy_end, *s_broker, *s_store, *s_config, *s_brokerRole,
     *s_maxMessageSize, *s_store_host, *s_commitlog, *s_zero_mark, *s_fd, *s_topic_queue_table,
     *s_delay_levels, *s_pending, *s_append, *s_last_store_timestamp, *s_reput_scheduled,
-    *s_schedule_reput, *s_stats, *s_put;
+    *s_schedule_reput, *s_stats, *s_put, *s_brokerPermission, *s_ha, *s_may_wait, *s_topics,
+    *s_table, *s_perm, *s_writeQueueNums, *s_readQueueNums, *s_topicName, *s_attrs,
+    *s_brokerClusterName, *s_b, *s_e, *s_m, *s_TRAN_MSG;
 
 /* The pure-Python original, called with the caller's own arguments. */
 PyObject *fallback(int which, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
@@ -229,6 +232,7 @@ PyObject *dispatch_plain(PyObject *self, PyObject *const *args, Py_ssize_t nargs
 /* -- put.c --------------------------------------------------------------------------------- */
 
 PyObject *stored_at_once(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+PyObject *handle_send(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 
 /* -- send.c -------------------------------------------------------------------------------- */
 
