@@ -203,15 +203,16 @@ def handle_send(send: SendProcessor, cmd: RemotingCommand,
                 conn: Connection) -> RemotingCommand | Awaitable[RemotingCommand] | None:
     """SEND_MESSAGE (10), SEND_MESSAGE_V2 (310) and SEND_BATCH_MESSAGE (320) as the
     dispatcher calls them: SendProcessor.handle. The accelerator (csrc/put.c) does the common
-    send in one call, from the header to the answer's frame: a V2 header's single message to
-    a configured, writable queue of a topic that passed validation before, from a connection
+    send in one call, from the header (V1 or V2) to the answer's frame: a single message to a
+    configured, writable queue of a topic that passed validation before, from a connection
     whose address is known, answered as it is stored. Whatever checked_topic would refuse,
     or not decide alone, is this definition's."""
     return send.handle(cmd, conn)
 
 
 handle_send = accelerate(handle_send, VALID_TOPICS=validation.VALID_TOPICS,
-                         NOT_SENDABLE=NOT_SENDABLE, V2=V2, random=random.random)
+                         NOT_SENDABLE=NOT_SENDABLE, V1=V1, V2=V2,
+                         random=random.random)
 
 
 class SendProcessor:

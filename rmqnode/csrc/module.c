@@ -21,7 +21,7 @@ const char *const bound_names[B_COUNT] = {
     "integer", "int32", "batch_messages", "batch_dispatch", "queue_entries",
     "sent_message", "Message", "CLIENT_SYS_FLAGS", "stored_answer", "OUR_VERSION",
     "dispatch_plain", "stored_at_once", "DELAY", "SLAVE", "END_FILE_MIN_BLANK_LENGTH",
-    "handle_send", "VALID_TOPICS", "NOT_SENDABLE", "V2", "random",
+    "handle_send", "VALID_TOPICS", "NOT_SENDABLE", "V1", "V2", "random",
 };
 PyObject *bound[B_COUNT];
 

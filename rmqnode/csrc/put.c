@@ -276,10 +276,10 @@ any_queue(long long writable, long long *queue_id)
 }
 
 /* The topic's config when checked_topic would pass the send without a word: a topic that
- * passed validation before, sendable, configured, writable, and a queue id in range (a new
- * reference), the queue in *queue_id. */
+ * passed validation before, sendable, configured, writable, and a queue id (`queue`, the
+ * header's text) in range (a new reference), the queue in *queue_id. */
 static PyObject *
-writable_topic(PyObject *broker, PyObject *h, PyObject *topic, long long *queue_id)
+writable_topic(PyObject *broker, PyObject *queue, PyObject *topic, long long *queue_id)
 {
     PyObject *topics = NULL, *table = NULL, *tc = NULL;
     long long perm, writable, readable;
@@ -297,7 +297,7 @@ writable_topic(PyObject *broker, PyObject *h, PyObject *topic, long long *queue_
     if (!int_attr(tc, s_perm, I32, &perm) || !(perm & 2) /* PERM_WRITE */
         || !int_attr(tc, s_writeQueueNums, I32, &writable)
         || !int_attr(tc, s_readQueueNums, I32, &readable)
-        || !decimal_of(item(h, s_e), queue_id) || *queue_id < -1 || *queue_id > 2147483647LL
+        || !decimal_of(queue, queue_id) || *queue_id < -1 || *queue_id > 2147483647LL
         || (*queue_id >= writable && *queue_id >= readable)
         || (*queue_id == -1 && !any_queue(writable, queue_id)))
         Py_CLEAR(tc);
@@ -322,30 +322,48 @@ single_send(PyObject *batch)
     return !(n == 4 && strncasecmp(s, "true", 4) == 0);
 }
 
+/* The names a send header's fields go by (send.header_names: V2's one letters, else V1's),
+ * a tuple of str; NULL when they are not bound as expected. */
+static PyObject *
+header_names(PyObject *h)
+{
+    PyObject *n = bound[item(h, s_b) != NULL && item(h, s_topic) == NULL ? B_V2 : B_V1];
+    if (n == NULL || !PyTuple_Check(n) || PyTuple_GET_SIZE(n) != 14)
+        return NULL;
+    for (int i = 0; i < 14; i++)
+        if (!PyUnicode_CheckExact(PyTuple_GET_ITEM(n, i)))
+            return NULL;
+    return n;
+}
+
+enum { NAME_TOPIC = 1, NAME_QUEUE_ID = 4, NAME_BATCH = 12 };  /* send.Names' order */
+
 /* handle_send(send, cmd, conn) -> the answer, as SendProcessor.handle gives it. Done here: a
- * V2 header's single send (no batch) to a configured topic's queue, not a transaction's half,
- * from a connection whose born host is known, to a broker that answers it as it is stored. */
+ * single send (no batch) to a configured topic's queue, not a transaction's half, from a
+ * connection whose born host is known, to a broker that answers it as it is stored. */
 PyObject *
 handle_send(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     PyObject *broker = NULL, *config = NULL, *tc = NULL, *name = NULL, *qid = NULL;
     PyObject *conn_attrs = NULL, *cluster = NULL, *body = NULL, *msg = NULL, *props = NULL;
-    PyObject *messages = NULL, *h = NULL, *out = NULL, *topic, *batch, *host;
+    PyObject *messages = NULL, *h = NULL, *out = NULL, *names, *topic, *batch, *host;
     long long queue_id;
     if (nargs != 3 || (h = attr(args[1], s_ext_fields)) == NULL || !PyDict_CheckExact(h)
-        || (topic = item(h, s_b)) == NULL || !PyUnicode_CheckExact(topic)
-        || item(h, s_topic) != NULL
-        || ((batch = item(h, s_m)) != NULL && !single_send(batch))
+        || (names = header_names(h)) == NULL
+        || (topic = item(h, PyTuple_GET_ITEM(names, NAME_TOPIC))) == NULL
+        || !PyUnicode_CheckExact(topic)
+        || ((batch = item(h, PyTuple_GET_ITEM(names, NAME_BATCH))) != NULL && !single_send(batch))
         || !broker_takes(args[0], &broker, &config)
-        || (tc = writable_topic(broker, h, topic, &queue_id)) == NULL
+        || (tc = writable_topic(broker, item(h, PyTuple_GET_ITEM(names, NAME_QUEUE_ID)), topic,
+                                &queue_id)) == NULL
         || (name = attr(tc, s_topicName)) == NULL || !PyUnicode_CheckExact(name)
         || (conn_attrs = attr(args[2], s_attrs)) == NULL || !PyDict_CheckExact(conn_attrs)
         || (host = item(conn_attrs, s_born_host)) == NULL || !PyBytes_CheckExact(host)
         || (cluster = attr(config, s_brokerClusterName)) == NULL
-        || (body = attr(args[1], s_body)) == NULL || bound[B_V2] == NULL
+        || (body = attr(args[1], s_body)) == NULL
         || (qid = PyLong_FromLongLong(queue_id)) == NULL)
         goto done;
-    PyObject *message_args[7] = {h, bound[B_V2], name, qid, body, host, cluster};
+    PyObject *message_args[7] = {h, names, name, qid, body, host, cluster};
     if ((msg = sent_message(NULL, message_args, 7)) == NULL
         || (props = attr(msg, s_properties)) == NULL || !PyDict_CheckExact(props)
         || item(props, s_TRAN_MSG) != NULL || (messages = PyList_New(1)) == NULL)
