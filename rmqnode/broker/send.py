@@ -29,6 +29,7 @@ from rmqnode.net.codes import ResponseCode
 from rmqnode.net.connection import Connection
 from rmqnode.speedups import accelerate
 from rmqnode.storage import store as st
+from rmqnode.storage.commitlog import Appended
 from rmqnode.storage.javamap import properties_string
 from rmqnode.storage.records import END_FILE_MIN_BLANK_LENGTH
 from rmqnode.storage.store import Message
@@ -205,14 +206,15 @@ def handle_send(send: SendProcessor, cmd: RemotingCommand,
     dispatcher calls them: SendProcessor.handle. The accelerator (csrc/put.c) does the common
     send in one call, from the header (V1 or V2) to the answer's frame: a single message to a
     configured, writable queue of a topic that passed validation before, from a connection
-    whose address is known, answered as it is stored. Whatever checked_topic would refuse,
+    whose address is known; a put that waits (SYNC_FLUSH, SYNC_MASTER) has its answer given
+    by SendProcessor.answered. Whatever checked_topic would refuse,
     or not decide alone, is this definition's."""
     return send.handle(cmd, conn)
 
 
 handle_send = accelerate(handle_send, VALID_TOPICS=validation.VALID_TOPICS,
-                         NOT_SENDABLE=NOT_SENDABLE, V1=V1, V2=V2,
-                         random=random.random)
+                         NOT_SENDABLE=NOT_SENDABLE, V1=V1, V2=V2, random=random.random,
+                         PutResult=st.PutResult, Appended=Appended, PUT_OK=st.PUT_OK)
 
 
 class SendProcessor:
@@ -256,21 +258,27 @@ class SendProcessor:
                     validation.group(h.get(n.producerGroup)), ClientChannel(
                         conn, str(conn.attrs.get("client_id", conn.peer)), cmd.language,
                         cmd.version))
-        ha = self.broker.ha
-        if registering is None and not ha.may_wait():
+        if registering is None and not self.broker.ha.may_wait():
             return stored_at_once(self, cmd, topic, queue_id, messages)
         result = self.put_nowait(topic, messages)
         if registering is not None:
             return self._respond_registered(registering, cmd, result, messages, queue_id)
-        answer = self._respond(cmd, result, queue_id)
+        return self.answered(cmd, conn, result, messages, queue_id,
+                             self._respond(cmd, result, queue_id))
+
+    def answered(self, cmd: RemotingCommand, conn: Connection, result: st.PutResult,
+                 messages: list[Message], queue_id: int,
+                 answer: RemotingCommand | bytes | None) -> RemotingCommand | bytes | None:
+        """`answer`, the answer to a put (`result`), now; or, where the put waits
+        (SYNC_FLUSH, SYNC_MASTER), None and `answer` through conn.reply once the flush round
+        or the slave's ack that covers it is done: no task or future per send. The answer is
+        made before the wait: after a lone sender's fdatasync the CPU comes back cold, and
+        what runs then is in the send's latency; a round that ends in a timeout makes its
+        own answer. A stored send's answer is its frame (None for a oneway send)."""
+        ha = self.broker.ha
         waits = ha.waits(result, messages)
         if not waits:
             return answer
-        # SYNC_FLUSH, SYNC_MASTER: answered from the flush round or the slave's ack that
-        # covers it, no task or future per send. The answer is made now, before the wait:
-        # after a lone sender's fdatasync the CPU comes back cold, and what runs then is in
-        # the send's latency; a round that ends in a timeout makes its own answer. A stored
-        # send's answer is its frame already (None for a oneway send).
         ha.wait(result, waits, lambda done: conn.reply_frame(answer) if done.status == st.PUT_OK
                 else conn.reply(cmd, self._respond(cmd, done, queue_id)))
         return None

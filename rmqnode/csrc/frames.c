@@ -278,10 +278,7 @@ new_command(PyObject *t, PyObject *const items[9])
     static const char *const names[9] = {"code", "opaque", "flag", "remark", "ext_fields",
                                          "body", "language", "version", "serialize_type"};
     static SlotsClass kept;
-    Py_ssize_t at[9];
-    if (whole_slots_class(&kept, t, names, 9, at))
-        return new_of_slots(t, at, 9, items);
-    return PyObject_Vectorcall(t, items, 9, NULL);
+    return construct(&kept, t, names, 9, items);
 }
 
 /* decode_binary_header of a well-formed header, `body` given: NULL with an exception set is

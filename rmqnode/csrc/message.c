@@ -280,6 +280,18 @@ new_of_slots(PyObject *t, const Py_ssize_t *at, int n, PyObject *const *v)
     return obj;
 }
 
+/* An object of class `t` with the n values of v in the fields `names` (its only ones), as
+ * calling t(*v) makes it: slot by slot where whole_slots_class takes the class (its
+ * __init__ not run), else by that call. The references in v are not taken. */
+PyObject *
+construct(SlotsClass *kept, PyObject *t, const char *const *names, int n, PyObject *const *v)
+{
+    Py_ssize_t at[SLOTS_MAX];
+    if (whole_slots_class(kept, t, names, n, at))
+        return new_of_slots(t, at, n, v);
+    return PyObject_Vectorcall(t, v, n, NULL);
+}
+
 /* An entry's properties string: its text (d[start:start+len), UTF-8), then `tail` after a
  * separator unless the text is empty or ends with one; in one allocation when both are ASCII.
  * *own: the length of the entry's part. NULL without an exception: not UTF-8. */

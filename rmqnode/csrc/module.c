@@ -21,7 +21,8 @@ const char *const bound_names[B_COUNT] = {
     "integer", "int32", "batch_messages", "batch_dispatch", "queue_entries",
     "sent_message", "Message", "CLIENT_SYS_FLAGS", "stored_answer", "OUR_VERSION",
     "dispatch_plain", "stored_at_once", "DELAY", "SLAVE", "END_FILE_MIN_BLANK_LENGTH",
-    "handle_send", "VALID_TOPICS", "NOT_SENDABLE", "V1", "V2", "random",
+    "handle_send", "VALID_TOPICS", "NOT_SENDABLE", "V1", "V2", "random", "PutResult",
+    "Appended", "PUT_OK",
 };
 PyObject *bound[B_COUNT];
 
@@ -36,7 +37,7 @@ PyObject *s_code, *s_opaque, *s_flag, *s_remark, *s_ext_fields, *s_body, *s_lang
     *s_delay_levels, *s_pending, *s_append, *s_last_store_timestamp, *s_reput_scheduled,
     *s_schedule_reput, *s_stats, *s_put, *s_brokerPermission, *s_ha, *s_may_wait, *s_topics,
     *s_table, *s_perm, *s_writeQueueNums, *s_readQueueNums, *s_topicName, *s_attrs,
-    *s_brokerClusterName, *s_b, *s_e, *s_m, *s_TRAN_MSG;
+    *s_brokerClusterName, *s_b, *s_e, *s_m, *s_TRAN_MSG, *s_answered;
 
 static PyObject *
 bind(PyObject *self, PyObject *args)
@@ -133,7 +134,7 @@ PyInit__speedups(void)
         {&s_perm, "perm"}, {&s_writeQueueNums, "writeQueueNums"},
         {&s_readQueueNums, "readQueueNums"}, {&s_topicName, "topicName"}, {&s_attrs, "attrs"},
         {&s_brokerClusterName, "brokerClusterName"}, {&s_b, "b"}, {&s_e, "e"}, {&s_m, "m"},
-        {&s_TRAN_MSG, "TRAN_MSG"},
+        {&s_TRAN_MSG, "TRAN_MSG"}, {&s_answered, "answered"},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if ((*names[i].slot = PyUnicode_InternFromString(names[i].name)) == NULL)

@@ -153,15 +153,42 @@ noted(PyObject **h, PyObject *mf, PyObject *sizes, PyObject *sent_topic, long lo
     return 0;
 }
 
-/* stored_at_once(send, cmd, topic, queue_id, messages) -> the answer's frame (None for a
- * oneway send), as the original gives it. */
-PyObject *
-stored_at_once(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+/* The put's result as the original's put_nowait gives it: PutResult(PUT_OK, Appended(...),
+ * ids); a new reference, or NULL with the error raised. */
+static PyObject *
+put_result(PyObject **h)
+{
+    static const char *const appended_names[4] = {"wrote_offset", "wrote_bytes", "queue_offset",
+                                                  "store_timestamp"};
+    static const char *const result_names[4] = {"status", "appended", "msg_ids", "remark"};
+    static SlotsClass appended_kept, result_kept;
+    if (bound[B_PUT_RESULT] == NULL || bound[B_APPENDED] == NULL || bound[B_PUT_OK] == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "speedups: PutResult is not bound");
+        return NULL;
+    }
+    PyObject *fields[4] = {h[H_WROTE], h[H_BYTES], h[H_OFFSET], h[H_NOW]};
+    PyObject *appended = construct(&appended_kept, bound[B_APPENDED], appended_names, 4, fields);
+    PyObject *remark = PyUnicode_New(0, 0), *out = NULL;
+    if (appended != NULL && remark != NULL) {
+        PyObject *result[4] = {bound[B_PUT_OK], appended, h[H_IDS], remark};
+        out = construct(&result_kept, bound[B_PUT_RESULT], result_names, 4, result);
+    }
+    Py_XDECREF(appended);
+    Py_XDECREF(remark);
+    return out;
+}
+
+/* The put of a single plain send and its answer (args as stored_at_once's): the answer's
+ * frame (None for a oneway send), and in *result, when it is asked for, the PutResult the
+ * original's put_nowait gives. NULL: with *written set, an error raised after the record was
+ * written; else not this path (nothing done, no exception). */
+static PyObject *
+put_single(PyObject *const *args, PyObject **result, int *written)
 {
     long long began = clock_ns(CLOCK_MONOTONIC), sys_flag, cmd_flag, pos, wrote, queue_offset;
     PyObject *h[H_COUNT] = {0}, *out = NULL, *mf = NULL;
-    int written = 0;
-    if (nargs != 5 || !PyUnicode_CheckExact(args[2]) || !PyLong_CheckExact(args[3])
+    *written = 0;
+    if (!PyUnicode_CheckExact(args[2]) || !PyLong_CheckExact(args[3])
         || !PyList_CheckExact(args[4]) || PyList_GET_SIZE(args[4]) != 1
         || !int_attr(args[1], s_flag, I32, &cmd_flag))
         goto done;
@@ -191,18 +218,20 @@ stored_at_once(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
                                h[H_WROTE], h[H_NOW]};
     if ((h[H_END] = place_records(NULL, place_args, 8)) == NULL)
         goto done;
-    written = 1;
+    *written = 1;
     if (noted(h, mf, sizes, args[2], queue_offset, sys_flag, len, began) < 0)
+        goto done;
+    PyObject *ids_args[3] = {h[H_HOST], h[H_WROTE], sizes};
+    if ((h[H_IDS] = offset_msg_ids(NULL, ids_args, 3)) == NULL || !PyList_CheckExact(h[H_IDS])
+        || PyList_GET_SIZE(h[H_IDS]) != 1
+        || (result != NULL && (*result = put_result(h)) == NULL))
         goto done;
     if (cmd_flag & 0x2) {  /* FLAG_ONEWAY: stored, and no answer */
         out = Py_NewRef(Py_None);
         goto done;
     }
-    PyObject *ids_args[3] = {h[H_HOST], h[H_WROTE], sizes};
     PyObject *opaque = NULL, *serialize = NULL, *code = NULL;
-    if ((h[H_IDS] = offset_msg_ids(NULL, ids_args, 3)) != NULL && PyList_CheckExact(h[H_IDS])
-        && PyList_GET_SIZE(h[H_IDS]) == 1
-        && (opaque = PyObject_GetAttr(args[1], s_opaque)) != NULL
+    if ((opaque = PyObject_GetAttr(args[1], s_opaque)) != NULL
         && (serialize = PyObject_GetAttr(args[1], s_serialize_type)) != NULL
         && (code = PyLong_FromLong(0)) != NULL) {  /* ResponseCode.SUCCESS */
         PyObject *answer_args[6] = {code, opaque, serialize, PyList_GET_ITEM(h[H_IDS], 0),
@@ -215,12 +244,24 @@ stored_at_once(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 done:
     for (int i = 0; i < H_COUNT; i++)
         Py_XDECREF(h[i]);
-    if (out == NULL && written && !PyErr_Occurred())
-        PyErr_SetString(PyExc_RuntimeError, "stored_at_once: the message was stored, its ids "
-                        "were not");
+    if (out == NULL && result != NULL && *result != NULL)
+        Py_CLEAR(*result);
+    if (out == NULL && *written && !PyErr_Occurred())
+        PyErr_SetString(PyExc_RuntimeError, "speedups: a stored message got no ids");
+    if (out == NULL && !*written)
+        PyErr_Clear();
+    return out;
+}
+
+/* stored_at_once(send, cmd, topic, queue_id, messages) -> the answer's frame (None for a
+ * oneway send), as the original gives it. */
+PyObject *
+stored_at_once(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    int written = 0;
+    PyObject *out = nargs == 5 ? put_single(args, NULL, &written) : NULL;
     if (out != NULL || written)
         return out;  /* the answer, or an error raised after the write */
-    PyErr_Clear();
     return fallback(B_STORED_AT_ONCE, args, nargs, NULL);
 }
 
@@ -236,8 +277,9 @@ item(PyObject *d, PyObject *key)
     return v;
 }
 
-/* Whether `send` (its broker) takes a plain send now without waiting: a master not told to
- * stop writing, ASYNC_FLUSH and no synchronous slave (HAService.may_wait asked). */
+/* Whether `send` (its broker) takes a send now: a master not told to stop writing. 1 when
+ * it answers as it stores, 2 when a put may wait (SYNC_FLUSH, a synchronous slave:
+ * HAService.may_wait), 0 when it does not take it. */
 static int
 broker_takes(PyObject *send, PyObject **broker, PyObject **config)
 {
@@ -251,7 +293,7 @@ broker_takes(PyObject *send, PyObject **broker, PyObject **config)
         || (ha = attr(*broker, s_ha)) == NULL
         || (waits = PyObject_CallMethodNoArgs(ha, s_may_wait)) == NULL)
         goto done;
-    ok = waits == Py_False;
+    ok = waits == Py_False ? 1 : waits == Py_True ? 2 : 0;
 done:
     PyErr_Clear();
     Py_XDECREF(ha);
@@ -342,20 +384,23 @@ enum { NAME_TOPIC = 1, NAME_QUEUE_ID = 4, NAME_BATCH = 12 };  /* send.Names' ord
 
 /* handle_send(send, cmd, conn) -> the answer, as SendProcessor.handle gives it. Done here: a
  * single send (no batch) to a configured topic's queue, not a transaction's half, from a
- * connection whose born host is known, to a broker that answers it as it is stored. */
+ * connection whose born host is known; where the put waits (SYNC_FLUSH, SYNC_MASTER), the
+ * answer is handed to SendProcessor.answered, which gives it once the wait is over. */
 PyObject *
 handle_send(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     PyObject *broker = NULL, *config = NULL, *tc = NULL, *name = NULL, *qid = NULL;
     PyObject *conn_attrs = NULL, *cluster = NULL, *body = NULL, *msg = NULL, *props = NULL;
-    PyObject *messages = NULL, *h = NULL, *out = NULL, *names, *topic, *batch, *host;
+    PyObject *messages = NULL, *h = NULL, *out = NULL, *result = NULL, *names, *topic, *batch;
+    PyObject *host;
     long long queue_id;
+    int takes = 0, written = 0;
     if (nargs != 3 || (h = attr(args[1], s_ext_fields)) == NULL || !PyDict_CheckExact(h)
         || (names = header_names(h)) == NULL
         || (topic = item(h, PyTuple_GET_ITEM(names, NAME_TOPIC))) == NULL
         || !PyUnicode_CheckExact(topic)
         || ((batch = item(h, PyTuple_GET_ITEM(names, NAME_BATCH))) != NULL && !single_send(batch))
-        || !broker_takes(args[0], &broker, &config)
+        || !(takes = broker_takes(args[0], &broker, &config))
         || (tc = writable_topic(broker, item(h, PyTuple_GET_ITEM(names, NAME_QUEUE_ID)), topic,
                                 &queue_id)) == NULL
         || (name = attr(tc, s_topicName)) == NULL || !PyUnicode_CheckExact(name)
@@ -372,7 +417,11 @@ handle_send(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         goto done;
     PyList_SET_ITEM(messages, 0, Py_NewRef(msg));
     PyObject *put_args[5] = {args[0], args[1], name, qid, messages};
-    out = stored_at_once(NULL, put_args, 5);
+    out = put_single(put_args, takes == 2 ? &result : NULL, &written);
+    if (out != NULL && takes == 2) {  /* the answer when what the put waits for is done */
+        PyObject *tail[7] = {args[0], args[1], args[2], result, messages, qid, out};
+        Py_SETREF(out, PyObject_VectorcallMethod(s_answered, tail, 7, NULL));
+    }
 done:
     Py_XDECREF(broker);
     Py_XDECREF(config);
@@ -386,8 +435,9 @@ done:
     Py_XDECREF(props);
     Py_XDECREF(messages);
     Py_XDECREF(h);
-    if (out != NULL || (messages != NULL && PyErr_Occurred()))
-        return out;  /* the answer, or the put's error */
+    Py_XDECREF(result);
+    if (out != NULL || written)
+        return out;  /* the answer, or an error raised after the write */
     PyErr_Clear();
     return fallback(B_HANDLE_SEND, args, nargs, NULL);
 }

@@ -26,7 +26,8 @@ enum {
     B_INTEGER, B_INT32, B_BATCH_MESSAGES, B_BATCH_DISPATCH, B_QUEUE_ENTRIES,
     B_SENT_MESSAGE, B_MESSAGE, B_CLIENT_SYS_FLAGS, B_STORED_ANSWER, B_OUR_VERSION,
     B_DISPATCH_PLAIN, B_STORED_AT_ONCE, B_DELAY, B_SLAVE, B_END_FILE_MIN_BLANK_LENGTH,
-    B_HANDLE_SEND, B_VALID_TOPICS, B_NOT_SENDABLE, B_V1, B_V2, B_RANDOM,
+    B_HANDLE_SEND, B_VALID_TOPICS, B_NOT_SENDABLE, B_V1, B_V2, B_RANDOM, B_PUT_RESULT,
+    B_APPENDED, B_PUT_OK,
     B_COUNT
 };
 
@@ -44,7 +45,7 @@ extern PyObject *s_code, *s_opaque, *s_flag, *s_remark, *s_ext_fields, *s_body, 
     *s_delay_levels, *s_pending, *s_append, *s_last_store_timestamp, *s_reput_scheduled,
     *s_schedule_reput, *s_stats, *s_put, *s_brokerPermission, *s_ha, *s_may_wait, *s_topics,
     *s_table, *s_perm, *s_writeQueueNums, *s_readQueueNums, *s_topicName, *s_attrs,
-    *s_brokerClusterName, *s_b, *s_e, *s_m, *s_TRAN_MSG;
+    *s_brokerClusterName, *s_b, *s_e, *s_m, *s_TRAN_MSG, *s_answered;
 
 /* The pure-Python original, called with the caller's own arguments. */
 PyObject *fallback(int which, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
@@ -200,6 +201,8 @@ typedef struct {
 int whole_slots_class(SlotsClass *kept, PyObject *t, const char *const *names, int n,
                       Py_ssize_t *at);
 PyObject *new_of_slots(PyObject *t, const Py_ssize_t *at, int n, PyObject *const *v);
+PyObject *construct(SlotsClass *kept, PyObject *t, const char *const *names, int n,
+                    PyObject *const *v);
 /* A RemotingCommand of its nine fields in order (frames.c): made slot by slot where the
  * class allows, else by calling it. */
 PyObject *new_command(PyObject *t, PyObject *const items[9]);
