@@ -229,12 +229,12 @@ class Connection(asyncio.Protocol):
         except Exception as exc:  # noqa: BLE001 - every failure becomes a response
             self.reply(cmd, self._error_response(cmd, exc))
             return
-        if hasattr(result, "__await__"):
+        if type(result) is bytes or not hasattr(result, "__await__"):  # a frame: a send's
+            self.reply(cmd, result)
+        else:
             task = asyncio.ensure_future(self._finish(cmd, result))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
-        else:
-            self.reply(cmd, result)
 
     async def _finish(self, cmd: RemotingCommand, pending: Awaitable) -> None:
         try:
