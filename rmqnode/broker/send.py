@@ -171,6 +171,10 @@ def stored_at_once(send: SendProcessor, cmd: RemotingCommand, topic: str, queue_
     return send._respond(cmd, send.put_nowait(topic, messages), queue_id)
 
 
+stored_at_once = accelerate(stored_at_once, DELAY=DELAY, SLAVE=SLAVE,
+                            END_FILE_MIN_BLANK_LENGTH=END_FILE_MIN_BLANK_LENGTH)
+
+
 def _without_wait(props: dict[str, str]) -> str | None:
     """What a 4.9.8 broker stores of a sent message's properties: all but WAIT, which only
     says whether to wait for the disk (9 bytes a message saved). WAIT is put back last in
@@ -196,10 +200,6 @@ def _delayed(props: dict[str, str]) -> bool:
         return True
 
 
-stored_at_once = accelerate(stored_at_once, DELAY=DELAY, SLAVE=SLAVE,
-                            END_FILE_MIN_BLANK_LENGTH=END_FILE_MIN_BLANK_LENGTH)
-
-
 def handle_send(send: SendProcessor, cmd: RemotingCommand,
                 conn: Connection) -> RemotingCommand | Awaitable[RemotingCommand] | None:
     """SEND_MESSAGE (10), SEND_MESSAGE_V2 (310) and SEND_BATCH_MESSAGE (320) as the
@@ -207,8 +207,8 @@ def handle_send(send: SendProcessor, cmd: RemotingCommand,
     send in one call, from the header (V1 or V2) to the answer's frame: a single message to a
     configured, writable queue of a topic that passed validation before, from a connection
     whose address is known; a put that waits (SYNC_FLUSH, SYNC_MASTER) has its answer given
-    by SendProcessor.answered. Whatever checked_topic would refuse,
-    or not decide alone, is this definition's."""
+    by SendProcessor.answered. Whatever checked_topic would refuse, or not decide alone, is
+    this definition's."""
     return send.handle(cmd, conn)
 
 

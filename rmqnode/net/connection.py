@@ -311,7 +311,7 @@ class Connection(asyncio.Protocol):
     def _flush_out(self) -> None:
         out, self._out = self._out, None
         transport = self.transport
-        if out and transport is not None and not transport.is_closing():  # is_open, once a read
+        if out and transport is not None and not transport.is_closing():  # is_open, inlined
             transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     async def request(self, cmd: RemotingCommand, timeout: float = 3.0) -> RemotingCommand:
