@@ -29,12 +29,22 @@ TOPICS = ["TopicA", "TopicB", "%RETRY%GroupC"]
 MAX_BODY = 2048
 
 
-def broker_for(root, flush: str = "ASYNC_FLUSH") -> BrokerController:
+def started_broker(root, flush: str = "ASYNC_FLUSH") -> BrokerController:
+    """A broker whose store is open and started (inside a running loop), its network not."""
     # Small CommitLog files: records reach the end of a file, and the zeros ahead, often.
-    return BrokerController(BrokerConfig(
+    broker = BrokerController(BrokerConfig(
         storePathRootDir=str(root), mappedFileSizeCommitLog=48 * 1024, brokerIP1="127.0.0.1",
         listenPort=10911, grpcServerPort=-1, maxMessageSize=MAX_BODY, namesrvAddr="",
         flushDiskType=flush))
+    broker.store.open()
+    broker.store.start()
+    return broker
+
+
+def stored_records(root) -> list:
+    """Every record of the CommitLog under `root`, without its store time (each broker
+    stored at its own moment)."""
+    return [dataclasses.replace(rec, store_timestamp=0) for _, rec in java_records(root)]
 
 
 def plan(seed: int, n: int) -> list[tuple]:
@@ -109,10 +119,8 @@ def run(impl: str, root, steps: list[tuple]) -> dict:
     fn = speedups.PURE["stored_at_once"] if impl == "pure" else speedups.NATIVE["stored_at_once"]
 
     async def go() -> dict:
-        broker = broker_for(root)
+        broker = started_broker(root)
         store = broker.store
-        store.open()
-        store.start()
         send = SendProcessor(broker)
         answers, fallbacks, requests = [], [], []
         with counted_fallbacks("stored_at_once") as fell:
@@ -132,10 +140,7 @@ def run(impl: str, root, steps: list[tuple]) -> dict:
         await store.close()
         return {"answers": answers, "fallbacks": fallbacks, **snapshot}
 
-    out = asyncio.run(go())
-    out["records"] = [dataclasses.replace(rec, store_timestamp=0)
-                      for _, rec in java_records(root)]
-    return out
+    return {**asyncio.run(go()), "records": stored_records(root)}
 
 
 def test_the_send_that_waits_for_nothing_is_the_same_in_c_and_python(tmp_path):
@@ -241,10 +246,8 @@ def serve(impl: str, root, seed: int, n: int, flush: str) -> dict:
     fn = speedups.PURE["handle_send"] if impl == "pure" else speedups.NATIVE["handle_send"]
 
     async def go() -> dict:
-        broker = broker_for(root, flush)
+        broker = started_broker(root, flush)
         store = broker.store
-        store.open()
-        store.start()
         for name in TOPICS:
             broker.topics.table[name] = TopicConfig(name, 4, 4)
         broker.topics.table["ReadOnly"] = TopicConfig("ReadOnly", 4, 4, PERM_READ)
@@ -282,10 +285,7 @@ def serve(impl: str, root, seed: int, n: int, flush: str) -> dict:
         return {"answers": answers, "kinds": kinds, "written": sorted(peer.frames()),
                 **snapshot}
 
-    out = asyncio.run(go())
-    out["records"] = [dataclasses.replace(rec, store_timestamp=0)
-                      for _, rec in java_records(root)]
-    return out
+    return {**asyncio.run(go()), "records": stored_records(root)}
 
 
 @pytest.mark.parametrize("flush", ["ASYNC_FLUSH", "SYNC_FLUSH"])
