@@ -20,7 +20,6 @@ pairs, never one run against one run.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -52,18 +51,6 @@ def worktree(rev: str, work: Path) -> Iterator[Path]:
     finally:
         subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)],
                        capture_output=True)
-
-
-def node_of(tree: Path, home: Path, flush: str) -> Server:
-    saved = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = str(tree)
-    try:
-        return start_node(home, *node_defines(flush))
-    finally:
-        if saved is None:
-            del os.environ["PYTHONPATH"]
-        else:
-            os.environ["PYTHONPATH"] = saved
 
 
 def load(args: argparse.Namespace, node: Server, work: Path, seconds: float) -> tuple[float, float]:
@@ -117,7 +104,8 @@ def main() -> None:
         work = Path(tmp)
         with worktree(args.base, work) as base_tree:
             sides = {args.base: base_tree, "this checkout": REPO}
-            nodes = {name: node_of(tree, work / f"node{i}", args.flush)
+            nodes = {name: start_node(work / f"node{i}", *node_defines(args.flush),
+                                      env={"PYTHONPATH": str(tree)})
                      for i, (name, tree) in enumerate(sides.items())}
             try:
                 run_rounds(args, nodes, work)

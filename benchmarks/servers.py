@@ -21,9 +21,9 @@ class Server(ServerProcess):
     """A started server process; `addrs` maps role (namesrv, broker, floor) to address."""
 
     def __init__(self, argv: list[str], roles: tuple[str, ...], home: Path,
-                 timeout: float = 60.0) -> None:
+                 timeout: float = 60.0, env: dict[str, str | None] | None = None) -> None:
         home.mkdir(parents=True, exist_ok=True)
-        super().__init__(argv, home)
+        super().__init__(argv, home, env)
         try:
             self.wait_started(roles, timeout)
         except RuntimeError:
@@ -46,14 +46,14 @@ class Server(ServerProcess):
         self.stop()
 
 
-def start_node(home: Path, *defines: str) -> Server:
+def start_node(home: Path, *defines: str, env: dict[str, str | None] | None = None) -> Server:
     """rmqnode (name server + broker) with its store under home/store; defines are -D
-    KEY=VALUE properties."""
+    KEY=VALUE properties, `env` what to add to (or, None, drop from) its environment."""
     argv = rmqnode_argv("--namesrv-port", "0", "--listen-port", "0", "--grpc-port", "0",
                         "--store", str(home / "store"))
     for define in defines:
         argv += ["-D", define]
-    return Server(argv, ("namesrv", "broker"), home)
+    return Server(argv, ("namesrv", "broker"), home, env=env)
 
 
 def start_floor(home: Path, durable: bool = False) -> Server:
