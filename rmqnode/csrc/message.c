@@ -242,12 +242,13 @@ copy_with(PyObject *template, const Py_ssize_t at[F_COUNT], PyObject *v[F_COUNT]
     return copy;
 }
 
-/* Whether `t` is a class slots_of takes that is made whole by setting the n `names` (it has
- * no other member), and their offsets into at[]. The last class seen is kept in *kept, with a
- * reference (so that its address names no other): a class is read once, not per object. */
+/* Whether `t` is a class slots_of takes for the n `names`, and (`whole`) one made whole by
+ * setting them (it has no other member); their offsets into at[]. The last class that
+ * passed is kept in *kept, with a reference (so that its address names no other): a class
+ * is read once, not per object. */
 int
-whole_slots_class(SlotsClass *kept, PyObject *t, const char *const *names, int n,
-                  Py_ssize_t *at)
+slots_class(SlotsClass *kept, PyObject *t, const char *const *names, int n, Py_ssize_t *at,
+            int whole)
 {
     if (t == NULL || !PyType_Check(t) || n > SLOTS_MAX)
         return 0;
@@ -258,7 +259,7 @@ whole_slots_class(SlotsClass *kept, PyObject *t, const char *const *names, int n
             return 0;
         for (PyMemberDef *m = ((PyTypeObject *)t)->tp_members; m->name != NULL; m++)
             members++;
-        if (members != n)
+        if (whole && members != n)
             return 0;
         Py_XSETREF(kept->seen, Py_NewRef(t));
         memcpy(kept->at, found, n * sizeof *found);
@@ -267,7 +268,7 @@ whole_slots_class(SlotsClass *kept, PyObject *t, const char *const *names, int n
     return 1;
 }
 
-/* A new object of `t` (whole_slots_class) with v[i] in the slot at at[i]: what calling the
+/* A new object of `t` (slots_class, whole) with v[i] in the slot at at[i]: what calling the
  * class with them gives, without running its __init__. The references in v are new ones,
  * not taken. */
 PyObject *
@@ -281,13 +282,13 @@ new_of_slots(PyObject *t, const Py_ssize_t *at, int n, PyObject *const *v)
 }
 
 /* An object of class `t` with the n values of v in the fields `names` (its only ones), as
- * calling t(*v) makes it: slot by slot where whole_slots_class takes the class (its
+ * calling t(*v) makes it: slot by slot where slots_class takes the class as whole (its
  * __init__ not run), else by that call. The references in v are not taken. */
 PyObject *
 construct(SlotsClass *kept, PyObject *t, const char *const *names, int n, PyObject *const *v)
 {
     Py_ssize_t at[SLOTS_MAX];
-    if (whole_slots_class(kept, t, names, n, at))
+    if (slots_class(kept, t, names, n, at, 1))
         return new_of_slots(t, at, n, v);
     return PyObject_Vectorcall(t, v, n, NULL);
 }
@@ -401,7 +402,7 @@ message_class(PyObject *t, Py_ssize_t at[M_COUNT])
         "topic", "queue_id", "body", "properties", "flag", "sys_flag", "born_timestamp",
         "born_host", "reconsume_times", "prepared_transaction_offset", "properties_string"};
     static SlotsClass kept;
-    return whole_slots_class(&kept, t, names, M_COUNT, at);
+    return slots_class(&kept, t, names, M_COUNT, at, 1);
 }
 
 /* An int32 field of header h, named n[i]: `absent` when it is not there (or None); 0 when it

@@ -232,10 +232,9 @@ typedef struct {
 } Put;
 
 /* A message's fields into *p, its CRC computed: 1 done, 0 the original's to do (nothing
- * raised), -1 an error. `plain`/`at`: the class last seen to be read from its slots (held). */
+ * raised), -1 an error. */
 static int
-read_put(PyObject *m, PyObject *store, long long max_body, PyTypeObject **plain,
-         Py_ssize_t at[A_COUNT], Put *p)
+read_put(PyObject *m, PyObject *store, long long max_body, Put *p)
 {
     static const char *const slot_names[A_COUNT] = {
         "topic", "queue_id", "flag", "body", "properties_string", "sys_flag", "born_timestamp",
@@ -245,18 +244,15 @@ read_put(PyObject *m, PyObject *store, long long max_body, PyTypeObject **plain,
                                 s_prepared_transaction_offset};
     PyObject **a = p->held;
     Rec *r = &p->r;
-    Py_ssize_t found[A_COUNT];
-    if (Py_TYPE(m) != *plain && slots_of(Py_TYPE(m), slot_names, A_COUNT, found)) {
-        /* store.Message: its fields read from their slots. The class is kept (with a
-         * reference, so that its address names no other) for the next puts: finding the
-         * slots compares a hundred names. */
-        Py_XSETREF(*plain, (PyTypeObject *)Py_NewRef(Py_TYPE(m)));
-        memcpy(at, found, sizeof found);
-    }
+    /* store.Message: its fields read from their slots, the class kept for the next puts
+     * (finding the slots compares a hundred names). */
+    static SlotsClass kept;
+    Py_ssize_t at[A_COUNT];
+    int slotted = slots_class(&kept, (PyObject *)Py_TYPE(m), slot_names, A_COUNT, at, 0);
     int ok = 1;
     for (int j = 0; ok && j < A_COUNT; j++)
-        if ((a[j] = Py_TYPE(m) == *plain ? Py_XNewRef(SLOT(m, at[j]))
-                                        : PyObject_GetAttr(m, names[j])) == NULL)
+        if ((a[j] = slotted ? Py_XNewRef(SLOT(m, at[j])) : PyObject_GetAttr(m, names[j]))
+            == NULL)
             ok = 0;
     if (ok && a[A_PROPS] == Py_None) {  /* written from the dict, in Java's order */
         PyObject *props = PyObject_GetAttr(m, s_properties);
@@ -299,8 +295,6 @@ encode_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         return fallback(B_ENCODE_MESSAGES, args, nargs, NULL);
     PyObject *msgs = args[0], *out = NULL;
     Py_ssize_t n = PyList_GET_SIZE(msgs), done = 0;
-    static Py_ssize_t at[A_COUNT];
-    static PyTypeObject *plain;
     Put *puts = PyMem_Calloc(n ? (size_t)n : 1, sizeof(Put));
     if (puts == NULL)
         return PyErr_NoMemory();
@@ -308,7 +302,7 @@ encode_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     long long total = 0;
     for (; rc > 0 && done < n; done++) {
         PyObject *m = Py_NewRef(PyList_GET_ITEM(msgs, done));
-        rc = read_put(m, args[1], max_body, &plain, at, &puts[done]);
+        rc = read_put(m, args[1], max_body, &puts[done]);
         Py_DECREF(m);
         total += rc > 0 ? puts[done].size : 0;
     }

@@ -192,14 +192,14 @@ PyObject *sent_message(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
  * offsets into at[], so that reading SLOT() is what getattr gives. */
 int slots_of(PyTypeObject *t, const char *const *names, int n, Py_ssize_t *at);
 PyObject *offset_msg_ids(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
-/* A class of slots kept by whole_slots_class: the last one seen, its slots' offsets. */
+/* A class of slots kept by slots_class: the last one that passed, its slots' offsets. */
 #define SLOTS_MAX 16
 typedef struct {
     PyObject *seen;
     Py_ssize_t at[SLOTS_MAX];
 } SlotsClass;
-int whole_slots_class(SlotsClass *kept, PyObject *t, const char *const *names, int n,
-                      Py_ssize_t *at);
+int slots_class(SlotsClass *kept, PyObject *t, const char *const *names, int n, Py_ssize_t *at,
+                int whole);
 PyObject *new_of_slots(PyObject *t, const Py_ssize_t *at, int n, PyObject *const *v);
 PyObject *construct(SlotsClass *kept, PyObject *t, const char *const *names, int n,
                     PyObject *const *v);
