@@ -171,7 +171,7 @@ def test_a_pull_hold_leaves_no_entry_however_it_ends():
         await asyncio.sleep(0)
         assert len(holds.waiting[("T", 0)]) == 2
         cancelled.cancel()
-        holds.on_arrival("T", 0, 1)
+        holds.on_arrivals({("T", 0): 1})
         await asyncio.gather(woken, return_exceptions=True)
         await asyncio.sleep(0)
         assert cancelled.cancelled() and holds.waiting == {}

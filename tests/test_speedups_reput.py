@@ -12,6 +12,7 @@ from rmqnode import speedups
 from rmqnode.message import TRANSACTION_MASK
 from rmqnode.storage.consumequeue import ConsumeQueue
 from rmqnode.storage.dispatch import DispatchBatch, DispatchRequest, dispatch_request
+from rmqnode.storage.index import IndexService
 from rmqnode.storage.reput import dispatch_plain  # noqa: F401 - binds the twin
 from twins import counted_fallbacks, java_records, outcome
 
@@ -19,11 +20,15 @@ LEVELS = [1000, 5000, 10000]
 QUEUE_FILE = 20 * 7  # small files: entries fall in a new file every 7 of a queue
 
 
-def reput(impl: str, root, requests: list, stalled=(), fail_index_at: int = -1) -> dict:
+def reput(impl: str, root, requests: list, stalled=(), fail_index_at: int = -1,
+          indexed: bool = False) -> dict:
     """dispatch_plain by `impl` over `requests` until all are done; what it leaves, the
     general path of the reput does here as the store does (a new file for an entry, nothing
-    for a stalled queue's or a transaction's entry, keys indexed one message at a time)."""
+    for a stalled queue's or a transaction's entry, keys indexed one message at a time).
+    `indexed`: runs go into real index files (small ones, so they fill and roll), whose
+    bytes are compared; else every run is handed to the index() callable."""
     fn = (speedups.PURE if impl == "pure" else speedups.NATIVE)["dispatch_plain"]
+    service = IndexService(str(root / "index"), 17, 60) if indexed else None
     queues: dict = {}
     stalled = {key: None for key in stalled}
     arrived: dict = {}
@@ -38,9 +43,12 @@ def reput(impl: str, root, requests: list, stalled=(), fail_index_at: int = -1) 
         assert first == offsets[0]
         index.extend((topic, k, at, stamp) for k, at in zip(keys, offsets, strict=True))
         runs.append(len(keys))
+        if service is not None:
+            service.build(topic, keys, offsets, stamp)
 
     while pending:
-        got = outcome(fn, pending, queues, stalled, arrived, write_index, True)
+        got = outcome(fn, pending, queues, stalled, arrived, write_index,
+                      service.files if service is not None else [])
         steps.append((got, len(pending)))
         if got[0] != "returned" or not pending:
             break
@@ -69,8 +77,12 @@ def reput(impl: str, root, requests: list, stalled=(), fail_index_at: int = -1) 
     ends = {key: cq.max_phy_end for key, cq in queues.items()}
     for cq in queues.values():
         cq.close()
+    index_files = []
+    for f in service.files if service is not None else []:
+        f.close()
+        index_files.append((f.name, (root / "index" / f.name).read_bytes()))
     return {"steps": steps, "arrived": arrived, "index": index, "files": files, "ends": ends,
-            "left": list(pending), "runs": runs}
+            "left": list(pending), "runs": runs, "index_files": index_files}
 
 
 def same_reput(tmp_path, requests, **kw) -> dict:
@@ -122,6 +134,18 @@ def test_every_java_store_record_is_dispatched_identically(java_store_pristine, 
         assert got["ends"][key] == last[2] + last[3]
 
 
+def test_index_runs_written_into_index_files_are_the_same(java_store_pristine, tmp_path):
+    """Runs the compiled reput writes into the last index file itself (index_in_last's
+    common case), and those it hands to index() (a file's first run, a full file), make
+    the same index files as the original's."""
+    reqs = requests_of(java_store_pristine)
+    got, _ = same_reput(tmp_path, reqs, indexed=True)
+    assert len(got["index_files"]) > 3  # files filled and rolled
+    keys = sum(len(r[7]) for r in reqs if not r[8] & TRANSACTION_MASK)
+    # handed to index() only where the last file could not take the run
+    assert len(got["index"]) < keys // 3
+
+
 def test_stalled_queues_other_requests_and_odd_fields_stop_it_identically(tmp_path):
     def req(queue_id=0, offset=0, size=100, tags=7, stamp=5, queue_offset=0, keys=("k",),
             flag=0, topic="T"):
@@ -157,7 +181,7 @@ def test_a_closed_or_read_only_last_file_is_left_to_the_general_path(tmp_path):
             last.readonly = True
         pending = deque([("T", 0, 10, 10, 0, 1, 1, [], 0)])
         fn = (speedups.PURE if impl == "pure" else speedups.NATIVE)["dispatch_plain"]
-        got = fn(pending, {("T", 0): cq}, {}, {}, None, True)
+        got = fn(pending, {("T", 0): cq}, {}, {}, None, [])
         cq.close()
         return got, len(pending)
 

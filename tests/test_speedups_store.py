@@ -18,10 +18,11 @@ from pathlib import Path
 
 from rmqnode import speedups
 from rmqnode.storage.commitlog import CommitLog
+from rmqnode.storage.index import IndexService
 from rmqnode.storage.records import decode_record, index_file_size, record_fields
 from rmqnode.storage.store import Message
-from twins import (java_records, mutate, outcome, random_text, same, same_in_place,
-                   same_with_odd_arguments)
+from twins import (counted_fallbacks, java_records, mutate, outcome, random_text, same,
+                   same_in_place, same_with_odd_arguments)
 
 
 def test_odd_records_encode_or_fail_identically():
@@ -390,6 +391,81 @@ def test_random_and_odd_index_puts_write_identically():
             same_in_place("index_put", bytearray(index_file_size(slots, limit)), *args)
             same_in_place("index_put", bytearray(100), *args)
     same("index_put", bytes(index_file_size(slots, limit)), *base)
+
+
+def index_runs(impl: str, root: Path, runs: list, spoil=None) -> tuple[list, list]:
+    """Runs of keys (topic, keys, offsets, store time) indexed as the reput indexes them:
+    index_in_last by `impl`, IndexService.build where it says no. Its answers, and each
+    index file's bytes and figures after (`spoil(service)` first, when given)."""
+    service = IndexService(str(root), 11, 40)
+    answers = []
+    for topic, keys, offsets, stamp in runs:
+        if spoil is not None:
+            spoil(service)
+        got = outcome(getattr(speedups, impl)["index_in_last"], service.files, topic, keys,
+                      offsets, stamp)
+        answers.append(got)
+        if got == ("returned", bool, False):
+            answers.append(outcome(service.build, topic, keys, offsets, stamp))
+    files = [(f.name, f.index_count, f.begin_timestamp, f.end_timestamp, f.begin_phy_offset,
+              f.end_phy_offset, bytes(f.mf.mm) if f.mf.mm is not None else None)
+             for f in service.files]
+    for f in service.files:
+        f.mf.close()  # (the header as it is: a spoiled file cannot write its own)
+    return answers, files
+
+
+def test_index_runs_go_into_the_last_file_identically(tmp_path):
+    """The reput's index runs (csrc/records.c's index_in_last) against the pure original:
+    the same answers and the same index files, through files that fill and roll, runs of
+    keys indexed before, and last files spoiled in every way the C reads them."""
+    rng = random.Random(11)
+    runs, offset, stamp = [], 0, 1_700_000_000_000
+    for _ in range(60):
+        # (no lone surrogates: frames that hold one are refused before a message is made)
+        keys = [random_text(rng, 8).encode("utf-8", "replace").decode()
+                for _ in range(rng.randrange(1, 7))]
+        offsets = []
+        for _ in keys:
+            offset += rng.choice([0, 300])
+            offsets.append(offset)
+        stamp += rng.choice([0, 1, 999, 5000])
+        runs.append((rng.choice(["T", "TopicA", "主题"]), keys, offsets, stamp))
+    runs.insert(30, ("T", ["again"], [0], stamp))  # a message indexed before
+    with counted_fallbacks("index_in_last") as calls:
+        pure = index_runs("PURE", tmp_path / "pure", runs)
+        native = index_runs("NATIVE", tmp_path / "native", runs)
+    assert native == pure
+    answers, files = pure
+    assert len(files) > 3 and answers.count(("returned", bool, True)) > 30
+    # the compiled path said no itself only where the original says no: a new file's
+    # first run, a run that does not fit, the message indexed before
+    assert len(calls) == answers.count(("returned", bool, False)) < 12
+    assert answers.count(("returned", type(None), None)) == len(calls)  # build did those
+
+    def spoiler(attr: str, value):
+        def spoil(service):
+            if service.files:
+                target = service.files[-1]
+                if attr in ("readonly", "mm"):
+                    target = target.mf
+                setattr(target, attr, value)
+        return spoil
+    spoiled = [("index_count", "3"), ("index_count", 2**40), ("max_entries", None),
+               ("slots", 0), ("begin_timestamp", 1.5), ("end_phy_offset", 2**70),
+               ("readonly", True), ("readonly", 1)]
+    for attr, value in spoiled:
+        a = index_runs("PURE", tmp_path / f"p-{attr}-{value}", runs[:8], spoiler(attr, value))
+        b = index_runs("NATIVE", tmp_path / f"n-{attr}-{value}", runs[:8], spoiler(attr, value))
+        assert a == b, (attr, value)
+    good = (["k"], [1], 5)
+    for odd in [("T", ["k"], [1], 5.0), ("T", ("k",), [1], 5), ("T", ["k"], [1, 2], 5),
+                ("T", [], [], 5), ("T", [1], [1], 5), (7, ["k"], [1], 5), ("T", ["k"], ["1"], 5)]:
+        a = index_runs("PURE", tmp_path / f"p-{odd}", [("T", *good), odd])
+        b = index_runs("NATIVE", tmp_path / f"n-{odd}", [("T", *good), odd])
+        assert a == b, odd
+    for files in (None, (), "x"):
+        same("index_in_last", files, "T", *good)
 
 
 # -- the reput's request of a single put (csrc/dispatch.c) ------------------------------------

@@ -62,10 +62,14 @@ class PopHoldService:
     def full(self, topic: str) -> bool:
         return len(self.waiting.get(topic, ())) >= self.limit
 
-    def on_arrival(self, topic: str, _queue_id: int, _max_offset: int) -> None:
-        for fut in self.waiting.pop(topic, ()):
-            if not fut.done():
-                fut.set_result(None)
+    def on_arrivals(self, arrived: dict[tuple[str, int], int]) -> None:
+        """Queues' new ends after a reput: pops held on their topics pass again."""
+        if not self.waiting:  # (after every reput: most of the time no pop waits at all)
+            return
+        for topic, _ in arrived:
+            for fut in self.waiting.pop(topic, ()):
+                if not fut.done():
+                    fut.set_result(None)
 
     async def hold(self, topics: list[str], timeout: float) -> None:
         loop = asyncio.get_running_loop()
@@ -126,7 +130,7 @@ class PopProcessor:
         self.broker = broker
         self.revive = broker.revive
         self.holds = PopHoldService(broker.config.popPollingSize)
-        broker.store.arrival_listeners.append(self.holds.on_arrival)
+        broker.store.arrival_listeners.append(self.holds.on_arrivals)
         self._ck_counter = 0
 
     def table(self) -> dict[int, object]:
@@ -452,4 +456,4 @@ class PopProcessor:
         """Held orderly pops of the topic pass again when the queue hands out again."""
         if self.broker.order_info.blocked_until(None, topic, group, queue_id, invisible,
                                                 int(time.time() * 1000)) is None:
-            self.holds.on_arrival(topic, queue_id, self.broker.store.max_offset(topic, queue_id))
+            self.holds.on_arrivals({(topic, queue_id): self.broker.store.max_offset(topic, queue_id)})

@@ -118,12 +118,17 @@ class PullHoldService:
         # (topic, queue id) -> {the held pull's future: the offset it waits beyond}
         self.waiting: dict[tuple[str, int], dict[asyncio.Future[None], int]] = {}
 
-    def on_arrival(self, topic: str, queue_id: int, max_offset: int) -> None:
-        held = self.waiting.get((topic, queue_id))
-        if held:  # (on every reput of a queue: most have no pull waiting)
-            for fut, offset in held.items():
-                if max_offset > offset and not fut.done():
-                    fut.set_result(None)  # its hold() takes it out of the table
+    def on_arrivals(self, arrived: dict[tuple[str, int], int]) -> None:
+        """Queues' new ends after a reput: pulls held beyond their old ends pass again."""
+        waiting = self.waiting
+        if not waiting:  # (after every reput: most of the time no pull waits at all)
+            return
+        for key, max_offset in arrived.items():
+            held = waiting.get(key)
+            if held:
+                for fut, offset in held.items():
+                    if max_offset > offset and not fut.done():
+                        fut.set_result(None)  # its hold() takes it out of the table
 
     async def hold(self, topic: str, queue_id: int, offset: int, timeout: float) -> None:
         loop = asyncio.get_running_loop()
@@ -152,7 +157,7 @@ class PullProcessor:
     def __init__(self, broker: BrokerController) -> None:
         self.broker = broker
         self.holds = PullHoldService()
-        broker.store.arrival_listeners.append(self.holds.on_arrival)
+        broker.store.arrival_listeners.append(self.holds.on_arrivals)
 
     async def handle(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
         response = self.process(cmd, allow_suspend=True)

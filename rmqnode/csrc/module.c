@@ -22,7 +22,7 @@ const char *const bound_names[B_COUNT] = {
     "sent_message", "Message", "CLIENT_SYS_FLAGS", "stored_answer", "OUR_VERSION",
     "dispatch_plain", "stored_at_once", "DELAY", "SLAVE", "END_FILE_MIN_BLANK_LENGTH",
     "handle_send", "VALID_TOPICS", "NOT_SENDABLE", "V1", "V2", "random", "PutResult",
-    "Appended", "PUT_OK",
+    "Appended", "PUT_OK", "index_in_last",
 };
 PyObject *bound[B_COUNT];
 
@@ -37,7 +37,8 @@ PyObject *s_code, *s_opaque, *s_flag, *s_remark, *s_ext_fields, *s_body, *s_lang
     *s_delay_levels, *s_pending, *s_append, *s_last_store_timestamp, *s_reput_scheduled,
     *s_schedule_reput, *s_stats, *s_put, *s_brokerPermission, *s_ha, *s_may_wait, *s_topics,
     *s_table, *s_perm, *s_writeQueueNums, *s_readQueueNums, *s_topicName, *s_attrs,
-    *s_brokerClusterName, *s_b, *s_e, *s_m, *s_TRAN_MSG, *s_answered;
+    *s_brokerClusterName, *s_b, *s_e, *s_m, *s_TRAN_MSG, *s_answered, *s_index_count,
+    *s_max_entries, *s_slots, *s_begin_timestamp, *s_end_phy_offset, *s_end_timestamp, *s_mf;
 
 static PyObject *
 bind(PyObject *self, PyObject *args)
@@ -88,6 +89,7 @@ static PyMethodDef methods[] = {
     {"stored_at_once", (PyCFunction)(void (*)(void))stored_at_once, METH_FASTCALL, NULL},
     {"handle_send", (PyCFunction)(void (*)(void))handle_send, METH_FASTCALL, NULL},
     {"index_put", (PyCFunction)(void (*)(void))index_put, METH_FASTCALL, NULL},
+    {"index_in_last", (PyCFunction)(void (*)(void))index_in_last, METH_FASTCALL, NULL},
     {"offset_msg_ids", (PyCFunction)(void (*)(void))offset_msg_ids, METH_FASTCALL, NULL},
     {"encode", (PyCFunction)(void (*)(void))encode, METH_FASTCALL | METH_KEYWORDS, NULL},
     {"stored_answer", (PyCFunction)(void (*)(void))stored_answer, METH_FASTCALL, NULL},
@@ -134,7 +136,10 @@ PyInit__speedups(void)
         {&s_perm, "perm"}, {&s_writeQueueNums, "writeQueueNums"},
         {&s_readQueueNums, "readQueueNums"}, {&s_topicName, "topicName"}, {&s_attrs, "attrs"},
         {&s_brokerClusterName, "brokerClusterName"}, {&s_b, "b"}, {&s_e, "e"}, {&s_m, "m"},
-        {&s_TRAN_MSG, "TRAN_MSG"}, {&s_answered, "answered"},
+        {&s_TRAN_MSG, "TRAN_MSG"}, {&s_answered, "answered"}, {&s_index_count, "index_count"},
+        {&s_max_entries, "max_entries"}, {&s_slots, "slots"},
+        {&s_begin_timestamp, "begin_timestamp"}, {&s_end_phy_offset, "end_phy_offset"},
+        {&s_end_timestamp, "end_timestamp"}, {&s_mf, "mf"},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if ((*names[i].slot = PyUnicode_InternFromString(names[i].name)) == NULL)

@@ -388,39 +388,31 @@ stamp_records(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 
 #define INDEX_HEADER_SIZE 40
 
-/* index_put(buf, slots, count, limit, begin_timestamp, topic, keys, offsets, store_timestamp)
- * -> count: every key hashed and every place checked before anything is written, so that
- * anything odd goes to the original with the file as it was. */
-PyObject *
-index_put(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+/* index_put's entries for keys[i] at offsets[i] (at most `limit` - *count of them) written
+ * into the index file's bytes `v`, *count advanced past them: 1, or 0 with nothing written
+ * when a key or an offset is odd, a place is outside `v` or memory runs out (no exception). */
+static int
+index_write(Py_buffer *v, long long slots, long long *count, long long limit, long long begin,
+            PyObject *topic, PyObject *keys, PyObject *offsets, long long stamp)
 {
-    long long slots, count, limit, begin, stamp, diff;
-    Py_buffer v;
-    if (nargs != 9 || !int_in(args[1], 1, 2147483647LL, &slots)
-        || !int_in(args[2], 0, 2147483647LL, &count) || !int_in(args[3], I32, &limit)
-        || !int_in(args[4], I64, &begin) || !int_in(args[8], I64, &stamp)
-        || !PyUnicode_CheckExact(args[5]) || !PyList_CheckExact(args[6])
-        || !PyList_CheckExact(args[7]) || __builtin_sub_overflow(stamp, begin, &diff)
-        || PyObject_GetBuffer(args[0], &v, PyBUF_WRITABLE) < 0) {
-        PyErr_Clear();
-        return fallback(B_INDEX_PUT, args, nargs, NULL);
-    }
+    long long diff;
+    if (__builtin_sub_overflow(stamp, begin, &diff))
+        return 0;
     diff = diff < 0 ? 0 : diff / 1000;
     if (diff > 0x7FFFFFFF)
         diff = 0x7FFFFFFF;
-    PyObject *keys = args[6], *offsets = args[7];
     Py_ssize_t n = PyList_GET_SIZE(keys);
     if (PyList_GET_SIZE(offsets) < n)
         n = PyList_GET_SIZE(offsets);
-    if (n > limit - count)
-        n = limit > count ? (Py_ssize_t)(limit - count) : 0;
+    if (n > limit - *count)
+        n = limit > *count ? (Py_ssize_t)(limit - *count) : 0;
     uint32_t *hashes = PyMem_Malloc(sizeof(uint32_t) * (n ? n : 1));
     long long *phys = PyMem_Malloc(sizeof(long long) * (n ? n : 1));
     uint32_t topic_hash = 0;
-    int ok = hashes != NULL && phys != NULL && hash_more(args[5], &topic_hash);
+    int ok = hashes != NULL && phys != NULL && hash_more(topic, &topic_hash);
     topic_hash = 31 * topic_hash + '#';
     long long table = INDEX_HEADER_SIZE + slots * 4;
-    ok = ok && table + (count + n) * 20 <= v.len;
+    ok = ok && table + (*count + n) * 20 <= v->len;
     for (Py_ssize_t i = 0; ok && i < n; i++) {
         PyObject *key = PyList_GET_ITEM(keys, i);
         uint32_t h = topic_hash;
@@ -429,20 +421,113 @@ index_put(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         int32_t j = (int32_t)h;  /* index_key_hash: |hashCode|, Integer.MIN_VALUE to 0 */
         hashes[i] = j == INT32_MIN ? 0 : (uint32_t)(j < 0 ? -j : j);
     }
-    for (Py_ssize_t i = 0; ok && i < n; i++, count++) {
-        unsigned char *slot = (unsigned char *)v.buf + INDEX_HEADER_SIZE + hashes[i] % slots * 4;
+    long long c = *count;
+    for (Py_ssize_t i = 0; ok && i < n; i++, c++) {
+        unsigned char *slot = (unsigned char *)v->buf + INDEX_HEADER_SIZE + hashes[i] % slots * 4;
         int32_t prev = rd32(slot);
-        if (prev <= 0 || prev > count)
+        if (prev <= 0 || prev > c)
             prev = 0;
-        unsigned char *e = (unsigned char *)v.buf + table + count * 20;
+        unsigned char *e = (unsigned char *)v->buf + table + c * 20;
         wr32(e, hashes[i]); wr64(e + 4, (uint64_t)phys[i]); wr32(e + 12, (uint32_t)diff);
         wr32(e + 16, (uint32_t)prev);
-        wr32(slot, (uint32_t)count);
+        wr32(slot, (uint32_t)c);
     }
     PyMem_Free(hashes);
     PyMem_Free(phys);
+    if (ok)
+        *count = c;
+    return ok;
+}
+
+/* index_put(buf, slots, count, limit, begin_timestamp, topic, keys, offsets, store_timestamp)
+ * -> count: every key hashed and every place checked before anything is written, so that
+ * anything odd goes to the original with the file as it was. */
+PyObject *
+index_put(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    long long slots, count, limit, begin, stamp;
+    Py_buffer v;
+    if (nargs != 9 || !int_in(args[1], 1, 2147483647LL, &slots)
+        || !int_in(args[2], 0, 2147483647LL, &count) || !int_in(args[3], I32, &limit)
+        || !int_in(args[4], I64, &begin) || !int_in(args[8], I64, &stamp)
+        || !PyUnicode_CheckExact(args[5]) || !PyList_CheckExact(args[6])
+        || !PyList_CheckExact(args[7])
+        || PyObject_GetBuffer(args[0], &v, PyBUF_WRITABLE) < 0) {
+        PyErr_Clear();
+        return fallback(B_INDEX_PUT, args, nargs, NULL);
+    }
+    int ok = index_write(&v, slots, &count, limit, begin, args[5], args[6], args[7], stamp);
     PyBuffer_Release(&v);
     if (!ok)
         return fallback(B_INDEX_PUT, args, nargs, NULL);
     return PyLong_FromLongLong(count);
+}
+
+/* obj.name = v (an int); 0, or -1 with the error raised. */
+static int
+set_int_attr(PyObject *obj, PyObject *name, long long v)
+{
+    PyObject *o = PyLong_FromLongLong(v);
+    int rc = o != NULL ? PyObject_SetAttr(obj, name, o) : -1;
+    Py_XDECREF(o);
+    return rc;
+}
+
+/* index_in_last(files, topic, keys, offsets, store_timestamp)'s common case, from the same
+ * attributes (index.py's IndexFile): 1 written, 0 not this path (nothing written, no
+ * exception), -1 an error raised after the write. */
+int
+index_last_write(PyObject *files, PyObject *topic, PyObject *keys, PyObject *offsets,
+                 PyObject *stamp_obj)
+{
+    long long count, limit, slots, begin, end_phy, first, last_off, stamp;
+    PyObject *last, *mf = NULL, *mm = NULL, *ro = NULL;
+    Py_buffer v;
+    if (!PyList_CheckExact(files) || PyList_GET_SIZE(files) == 0 || !PyUnicode_CheckExact(topic)
+        || !PyList_CheckExact(keys) || !PyList_CheckExact(offsets)
+        || PyList_GET_SIZE(keys) == 0 || PyList_GET_SIZE(keys) != PyList_GET_SIZE(offsets)
+        || !int_in(stamp_obj, I64, &stamp)
+        || !int_in(PyList_GET_ITEM(offsets, 0), I64, &first)
+        || !int_in(PyList_GET_ITEM(offsets, PyList_GET_SIZE(offsets) - 1), I64, &last_off))
+        return 0;
+    last = Py_NewRef(PyList_GET_ITEM(files, PyList_GET_SIZE(files) - 1));
+    int rc = 0;
+    if (!int_attr(last, s_index_count, 0, 2147483647LL, &count)
+        || !int_attr(last, s_max_entries, I32, &limit)
+        || !int_attr(last, s_slots, 1, 2147483647LL, &slots)
+        || !int_attr(last, s_begin_timestamp, I64, &begin)
+        || !int_attr(last, s_end_phy_offset, I64, &end_phy)
+        || count + PyList_GET_SIZE(keys) > limit || (count == 1 && begin == 0) || first < end_phy
+        || (mf = PyObject_GetAttr(last, s_mf)) == NULL
+        || (ro = PyObject_GetAttr(mf, s_readonly)) != Py_False
+        || (mm = PyObject_GetAttr(mf, s_mm)) == NULL || mm == Py_None
+        || PyObject_GetBuffer(mm, &v, PyBUF_WRITABLE) < 0)
+        goto done;
+    rc = index_write(&v, slots, &count, limit, begin, topic, keys, offsets, stamp);
+    PyBuffer_Release(&v);
+    if (rc && (set_int_attr(last, s_index_count, count) < 0
+               || PyObject_SetAttr(last, s_end_timestamp, stamp_obj) < 0
+               || set_int_attr(last, s_end_phy_offset, last_off) < 0))
+        rc = -1;
+done:
+    if (rc == 0)
+        PyErr_Clear();
+    Py_DECREF(last);
+    Py_XDECREF(mf);
+    Py_XDECREF(ro);
+    Py_XDECREF(mm);
+    return rc;
+}
+
+/* index_in_last(files, topic, keys, offsets, store_timestamp) -> bool: anything but the
+ * common case goes to the original. */
+PyObject *
+index_in_last(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    int rc = nargs == 5 ? index_last_write(args[0], args[1], args[2], args[3], args[4]) : 0;
+    if (rc < 0)
+        return NULL;
+    if (rc)
+        Py_RETURN_TRUE;
+    return fallback(B_INDEX_IN_LAST, args, nargs, NULL);
 }

@@ -24,20 +24,23 @@ typedef struct {
     PyObject *topic, *stamp, *keys, *offsets;
 } Run;
 
+/* The run written into the last index file (index_in_last), else by index(). */
 static int
-run_write(Run *run, PyObject *index)
+run_write(Run *run, PyObject *index, PyObject *files)
 {
     if (run->keys == NULL || PyList_GET_SIZE(run->keys) == 0)
         return 0;
-    PyObject *args[5] = {run->topic, run->keys, run->offsets, run->stamp,
-                         PyList_GET_ITEM(run->offsets, 0)};
-    PyObject *r = PyObject_Vectorcall(index, args, 5, NULL);
+    int rc = index_last_write(files, run->topic, run->keys, run->offsets, run->stamp);
+    if (rc == 0) {
+        PyObject *args[5] = {run->topic, run->keys, run->offsets, run->stamp,
+                             PyList_GET_ITEM(run->offsets, 0)};
+        PyObject *r = PyObject_Vectorcall(index, args, 5, NULL);
+        rc = r != NULL ? 0 : -1;
+        Py_XDECREF(r);
+    }
     Py_CLEAR(run->keys);
     Py_CLEAR(run->offsets);
-    if (r == NULL)
-        return -1;
-    Py_DECREF(r);
-    return 0;
+    return rc < 0 ? -1 : 0;
 }
 
 static void
@@ -52,14 +55,14 @@ run_clear(Run *run)
 /* The index keys of a message at `offset` join the run, which is written first when it holds
  * another topic's or another millisecond's. */
 static int
-run_join(Run *run, PyObject *index, PyObject *topic, PyObject *stamp, PyObject *keys,
-         PyObject *offset)
+run_join(Run *run, PyObject *index, PyObject *files, PyObject *topic, PyObject *stamp,
+         PyObject *keys, PyObject *offset)
 {
     if (run->keys != NULL && PyList_GET_SIZE(run->keys)) {
         int same = PyObject_RichCompareBool(stamp, run->stamp, Py_EQ);
         if (same == 1)
             same = PyObject_RichCompareBool(topic, run->topic, Py_EQ);
-        if (same < 0 || (same == 0 && run_write(run, index) < 0))
+        if (same < 0 || (same == 0 && run_write(run, index, files) < 0))
             return -1;
     }
     Py_INCREF(topic);
@@ -131,7 +134,7 @@ no:
  * (left in pending), 2 a request of odd fields (left for the original), -1 an error raised. */
 static int
 dispatch_one(PyObject *pending, PyObject *req, PyObject *queues, PyObject *stalled,
-             PyObject *arrived, PyObject *index, int index_on, Run *run, long long *end)
+             PyObject *arrived, PyObject *index, PyObject *files, Run *run, long long *end)
 {
     long long queue_id, offset, size, tags, stamp, qoff, flag, local, phy_end;
     if (!PyTuple_CheckExact(req))
@@ -183,8 +186,8 @@ dispatch_one(PyObject *pending, PyObject *req, PyObject *queues, PyObject *stall
         || (next = PyLong_FromLongLong(qoff + 1)) == NULL
         || PyDict_SetItem(arrived, key, next) < 0)
         goto written;
-    if (index_on && PyList_GET_SIZE(f[7])
-        && run_join(run, index, f[0], f[5], f[7], f[2]) < 0)
+    if (files != Py_None && PyList_GET_SIZE(f[7])
+        && run_join(run, index, files, f[0], f[5], f[7], f[2]) < 0)
         goto written;
     *end = phy_end;
     rc = 1;
@@ -197,7 +200,7 @@ out:
     return rc;
 }
 
-/* dispatch_plain(pending, queues, stalled, arrived, index, index_on) -> (end, store time) of
+/* dispatch_plain(pending, queues, stalled, arrived, index, index_files) -> (end, store time) of
  * the last request done, or None: see the original. Arguments of other types go to it, and
  * so does a request of odd fields, with what is left (after the index run so far is
  * written: the original writes it as it goes). */
@@ -207,9 +210,6 @@ dispatch_plain(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     if (nargs != 6 || !PyDict_CheckExact(args[1]) || !PyDict_CheckExact(args[2])
         || !PyDict_CheckExact(args[3]) || !PySequence_Check(args[0]))
         return fallback(B_DISPATCH_PLAIN, args, nargs, NULL);
-    int index_on = PyObject_IsTrue(args[5]);
-    if (index_on < 0)
-        return NULL;
     Run run = {NULL, NULL, NULL, NULL};
     PyObject *stamp = NULL, *type, *value, *tb;
     long long end = 0;
@@ -223,8 +223,7 @@ dispatch_plain(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         PyObject *req = PySequence_GetItem(args[0], 0);
         if (req == NULL)
             goto failed;
-        rc = dispatch_one(args[0], req, args[1], args[2], args[3], args[4], index_on, &run,
-                          &end);
+        rc = dispatch_one(args[0], req, args[1], args[2], args[3], args[4], args[5], &run, &end);
         if (rc == 1)
             Py_XSETREF(stamp, Py_NewRef(PyTuple_GET_ITEM(req, 5)));
         Py_DECREF(req);
@@ -233,7 +232,7 @@ dispatch_plain(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         if (rc != 1)
             break;
     }
-    if (run_write(&run, args[4]) < 0)
+    if (run_write(&run, args[4], args[5]) < 0)
         goto failed;
     run_clear(&run);
     if (rc == 2) {  /* the original goes on from the odd request */
@@ -249,7 +248,7 @@ dispatch_plain(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     return Py_BuildValue("(LN)", end, stamp);
 failed:  /* as the original's `finally`: the run so far is written, its error wins */
     PyErr_Fetch(&type, &value, &tb);
-    if (run_write(&run, args[4]) < 0) {
+    if (run_write(&run, args[4], args[5]) < 0) {
         Py_XDECREF(type);
         Py_XDECREF(value);
         Py_XDECREF(tb);

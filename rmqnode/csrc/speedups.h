@@ -27,7 +27,7 @@ enum {
     B_SENT_MESSAGE, B_MESSAGE, B_CLIENT_SYS_FLAGS, B_STORED_ANSWER, B_OUR_VERSION,
     B_DISPATCH_PLAIN, B_STORED_AT_ONCE, B_DELAY, B_SLAVE, B_END_FILE_MIN_BLANK_LENGTH,
     B_HANDLE_SEND, B_VALID_TOPICS, B_NOT_SENDABLE, B_V1, B_V2, B_RANDOM, B_PUT_RESULT,
-    B_APPENDED, B_PUT_OK,
+    B_APPENDED, B_PUT_OK, B_INDEX_IN_LAST,
     B_COUNT
 };
 
@@ -45,7 +45,8 @@ extern PyObject *s_code, *s_opaque, *s_flag, *s_remark, *s_ext_fields, *s_body, 
     *s_delay_levels, *s_pending, *s_append, *s_last_store_timestamp, *s_reput_scheduled,
     *s_schedule_reput, *s_stats, *s_put, *s_brokerPermission, *s_ha, *s_may_wait, *s_topics,
     *s_table, *s_perm, *s_writeQueueNums, *s_readQueueNums, *s_topicName, *s_attrs,
-    *s_brokerClusterName, *s_b, *s_e, *s_m, *s_TRAN_MSG, *s_answered;
+    *s_brokerClusterName, *s_b, *s_e, *s_m, *s_TRAN_MSG, *s_answered, *s_index_count,
+    *s_max_entries, *s_slots, *s_begin_timestamp, *s_end_phy_offset, *s_end_timestamp, *s_mf;
 
 /* The pure-Python original, called with the caller's own arguments. */
 PyObject *fallback(int which, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
@@ -217,6 +218,9 @@ int stamp_buffer(unsigned char *d, Py_ssize_t len, PyObject *sizes, long long qo
                  long long ts);
 PyObject *stamp_records(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 PyObject *index_put(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+PyObject *index_in_last(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+int index_last_write(PyObject *files, PyObject *topic, PyObject *keys, PyObject *offsets,
+                     PyObject *stamp);
 
 /* -- append.c ------------------------------------------------------------------------------- */
 

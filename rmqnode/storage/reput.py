@@ -22,7 +22,7 @@ from rmqnode.storage.consumequeue import ConsumeQueue
 from rmqnode.speedups import accelerate
 from rmqnode.storage.dispatch import (DispatchBatch, DispatchRequest, goes_to_queue, is_indexed,
                                       request_from_message)
-from rmqnode.storage.index import IndexService
+from rmqnode.storage.index import IndexFile, IndexService, index_in_last
 from rmqnode.storage.records import Blank, CorruptRecord
 from rmqnode.storage.stalled import StalledQueues
 from rmqnode.validation import quote
@@ -34,13 +34,14 @@ IndexWriter = Callable[[str, list, list, int, int], None]
 
 def dispatch_plain(pending: deque, queues: dict[tuple[str, int], ConsumeQueue],
                    stalled: dict, arrived: dict[tuple[str, int], int], index: IndexWriter,
-                   index_on: bool) -> tuple[int, int] | None:
+                   index_files: list[IndexFile] | None) -> tuple[int, int] | None:
     """The reput's common case, in one call (in C when built): from the left of `pending`,
     single puts (plain tuples) of messages with no transaction flag whose queue exists, is not
     stalled, and has the entry's slot in its last file (ConsumeQueue.put_in_last, which
     writes it there). For each, `arrived` gets its queue's new end, and its index keys join
-    a run of one topic and store time, written by index(topic, keys, offsets, store time,
-    first offset) when the run ends.
+    a run of one topic and store time, written when the run ends into the last of
+    `index_files` (index_in_last) or else by index(topic, keys, offsets, store time, first
+    offset); `index_files` is None when messages are not indexed.
 
     Stops at the first request it cannot do that way, left in `pending` for the reput's
     general path (which also creates files and stalls queues). Returns the CommitLog offset
@@ -61,16 +62,18 @@ def dispatch_plain(pending: deque, queues: dict[tuple[str, int], ConsumeQueue],
                 break
             pending.popleft()
             arrived[key] = queue_offset + 1
-            if keys and index_on:
+            if keys and index_files is not None:
                 if run_keys and (stamp != run_stamp or topic != run_topic):
                     written, at, run_keys, run_offsets = run_keys, run_offsets, [], []
-                    index(run_topic, written, at, run_stamp, at[0])
+                    if not index_in_last(index_files, run_topic, written, at, run_stamp):
+                        index(run_topic, written, at, run_stamp, at[0])
                 run_topic, run_stamp = topic, stamp
                 run_keys += keys
                 run_offsets += [offset] * len(keys)
             done = offset + size, stamp
     finally:  # also when a request fails: those before it are queued, their keys go too
-        if run_keys:
+        if run_keys and not index_in_last(index_files, run_topic, run_keys, run_offsets,
+                                          run_stamp):
             index(run_topic, run_keys, run_offsets, run_stamp, run_offsets[0])
     return done
 
@@ -89,7 +92,7 @@ class QueueDispatch:
     delay_levels: list[int]
     reput_offset: int
     stalled: StalledQueues
-    arrival_listeners: list[Callable[[str, int, int], None]]
+    arrival_listeners: list[Callable[[dict[tuple[str, int], int]], None]]
     append_listeners: list[Callable[[], None]]
     last_dispatched_timestamp: int
     _pending: deque[DispatchRequest | tuple | DispatchBatch]  # a put's request: a plain tuple
@@ -205,10 +208,10 @@ class QueueDispatch:
         self._reput_scheduled = False
         arrived: dict[tuple[str, int], int] = {}
         pending = self._pending
-        index_on = self.config.messageIndexEnable
+        index_files = self.index.files if self.config.messageIndexEnable else None
         while pending:
             done = dispatch_plain(pending, self.queues, self.stalled.first, arrived,
-                                  self._index, index_on)
+                                  self._index, index_files)
             if done is not None:
                 self.reput_offset, self.last_dispatched_timestamp = done
             if not pending:
@@ -233,9 +236,11 @@ class QueueDispatch:
             self._schedule_retry()
 
     def _arrived(self, arrived: dict[tuple[str, int], int]) -> None:
-        for (topic, queue_id), max_offset in arrived.items():
+        """Each listener is told of every queue's new end at once: called per queue, the two
+        listeners of a broker cost a quarter of the reput's Python under one sender."""
+        if arrived:
             for listener in self.arrival_listeners:
-                listener(topic, queue_id, max_offset)
+                listener(arrived)
 
     def _schedule_retry(self) -> None:
         if self._retry is None:

@@ -153,7 +153,7 @@ class MessageStore(QueueDispatch):
         self.stalled = StalledQueues()
         self._retry: asyncio.TimerHandle | None = None
         self._throttled = log.Throttled(_log)  # errors that repeat on every send or dispatch
-        self.arrival_listeners: list[Callable[[str, int, int], None]] = []
+        self.arrival_listeners: list[Callable[[dict[tuple[str, int], int]], None]] = []
         self.append_listeners: list[Callable[[], None]] = []  # after each reput (HA master)
         self.stats = StoreStats()  # brokerStatus's put and get figures
         self.last_store_timestamp = 0
