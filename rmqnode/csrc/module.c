@@ -38,7 +38,8 @@ PyObject *s_code, *s_opaque, *s_flag, *s_remark, *s_ext_fields, *s_body, *s_lang
     *s_schedule_reput, *s_stats, *s_put, *s_brokerPermission, *s_ha, *s_may_wait, *s_topics,
     *s_table, *s_perm, *s_writeQueueNums, *s_readQueueNums, *s_topicName, *s_attrs,
     *s_brokerClusterName, *s_b, *s_e, *s_m, *s_TRAN_MSG, *s_answered, *s_index_count,
-    *s_max_entries, *s_slots, *s_begin_timestamp, *s_end_phy_offset, *s_end_timestamp, *s_mf;
+    *s_max_entries, *s_slots, *s_begin_timestamp, *s_end_phy_offset, *s_end_timestamp, *s_mf,
+    *s_put_times, *s_put_bytes, *s_put_ms, *s_topic_put, *s_value, *s_times;
 
 static PyObject *
 bind(PyObject *self, PyObject *args)
@@ -139,7 +140,9 @@ PyInit__speedups(void)
         {&s_TRAN_MSG, "TRAN_MSG"}, {&s_answered, "answered"}, {&s_index_count, "index_count"},
         {&s_max_entries, "max_entries"}, {&s_slots, "slots"},
         {&s_begin_timestamp, "begin_timestamp"}, {&s_end_phy_offset, "end_phy_offset"},
-        {&s_end_timestamp, "end_timestamp"}, {&s_mf, "mf"},
+        {&s_end_timestamp, "end_timestamp"}, {&s_mf, "mf"}, {&s_put_times, "put_times"},
+        {&s_put_bytes, "put_bytes"}, {&s_put_ms, "put_ms"}, {&s_topic_put, "_topic_put"},
+        {&s_value, "value"}, {&s_times, "times"},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if ((*names[i].slot = PyUnicode_InternFromString(names[i].name)) == NULL)

@@ -102,6 +102,68 @@ last_file_for(PyObject **h, Py_ssize_t len, long long *pos, long long *wrote,
     return mf;
 }
 
+/* StoreStats.put(1, size, elapsed_ns)'s counts, from the same attributes (storage/stats.py):
+ * 1 counted, 0 not this shape (nothing counted, no exception), -1 an error raised. */
+static int
+store_counts(PyObject *stats, long long size, long long took)
+{
+    long long times, bytes, n = 0;
+    PyObject *by_ms = NULL, *ms = NULL;
+    int rc = 0;
+    if (!int_attr(stats, s_put_times, 0, LLONG_MAX - 1, &times)
+        || !int_attr(stats, s_put_bytes, 0, LLONG_MAX - size, &bytes)
+        || (by_ms = PyObject_GetAttr(stats, s_put_ms)) == NULL || !PyDict_CheckExact(by_ms)
+        || (ms = PyLong_FromLongLong(took / 1000000)) == NULL)
+        goto done;
+    PyObject *held = PyDict_GetItemWithError(by_ms, ms);
+    if ((held == NULL && PyErr_Occurred()) || (held != NULL && !int_in(held, 0, LLONG_MAX - 1, &n)))
+        goto done;
+    PyObject *next = PyLong_FromLongLong(n + 1);
+    rc = next != NULL && set_int_attr(stats, s_put_times, times + 1) == 0
+         && set_int_attr(stats, s_put_bytes, bytes + size) == 0
+         && PyDict_SetItem(by_ms, ms, next) == 0 ? 1 : -1;
+    Py_XDECREF(next);
+done:
+    if (rc == 0)
+        PyErr_Clear();
+    Py_XDECREF(by_ms);
+    Py_XDECREF(ms);
+    return rc;
+}
+
+/* BrokerStats.put(topic, 1, size)'s counts into the topic's items kept in _topic_put
+ * (broker/stats.py): as store_counts; a topic with no items yet is the original's. */
+static int
+topic_counts(PyObject *stats, PyObject *topic, long long size)
+{
+    long long nums, nums_times, sizes, sizes_times, total;
+    PyObject *kept = PyObject_GetAttr(stats, s_topic_put), *items;
+    int rc = 0;
+    if (kept == NULL || !PyDict_CheckExact(kept)
+        || (items = PyDict_GetItemWithError(kept, topic)) == NULL || !PyTuple_CheckExact(items)
+        || PyTuple_GET_SIZE(items) != 3)
+        goto done;
+    PyObject *const *it = &PyTuple_GET_ITEM(items, 0);
+    if (!int_attr(it[0], s_value, 0, LLONG_MAX - 1, &nums)
+        || !int_attr(it[0], s_times, 0, LLONG_MAX - 1, &nums_times)
+        || !int_attr(it[1], s_value, 0, LLONG_MAX - size, &sizes)
+        || !int_attr(it[1], s_times, 0, LLONG_MAX - 1, &sizes_times)
+        || !int_attr(it[2], s_value, 0, LLONG_MAX - 1, &total))
+        goto done;
+    /* Three items of three sets (BrokerStats.put makes them), never one object twice: all
+     * read before any is written counts as the original's increments in turn. */
+    rc = set_int_attr(it[0], s_value, nums + 1) == 0
+         && set_int_attr(it[0], s_times, nums_times + 1) == 0
+         && set_int_attr(it[1], s_value, sizes + size) == 0
+         && set_int_attr(it[1], s_times, sizes_times + 1) == 0
+         && set_int_attr(it[2], s_value, total + 1) == 0 ? 1 : -1;
+done:
+    if (rc == 0)
+        PyErr_Clear();
+    Py_XDECREF(kept);
+    return rc;
+}
+
 /* After the write: the file's and the queue's new ends, the reput's request, the counts. */
 static int
 noted(PyObject **h, PyObject *mf, PyObject *sizes, PyObject *sent_topic, long long queue_offset,
@@ -135,21 +197,29 @@ noted(PyObject **h, PyObject *mf, PyObject *sizes, PyObject *sent_topic, long lo
             return -1;
         Py_DECREF(r);
     }
+    long long took = clock_ns(CLOCK_MONOTONIC) - began;
     if ((h[H_ONE] = PyLong_FromLong(1)) == NULL || (h[H_BYTES] = PyLong_FromSsize_t(len)) == NULL
-        || (h[H_TOOK] = PyLong_FromLongLong(clock_ns(CLOCK_MONOTONIC) - began)) == NULL
         || (h[H_STATS] = PyObject_GetAttr(h[H_STORE], s_stats)) == NULL)
         return -1;
-    PyObject *store_counts[4] = {h[H_STATS], h[H_ONE], h[H_BYTES], h[H_TOOK]};
-    if ((r = PyObject_VectorcallMethod(s_put, store_counts, 4, NULL)) == NULL)
+    int rc = store_counts(h[H_STATS], len, took);
+    if (rc == 0) {  /* the original counts what is not as expected */
+        if ((h[H_TOOK] = PyLong_FromLongLong(took)) == NULL)
+            return -1;
+        PyObject *counts[4] = {h[H_STATS], h[H_ONE], h[H_BYTES], h[H_TOOK]};
+        rc = (r = PyObject_VectorcallMethod(s_put, counts, 4, NULL)) != NULL ? 1 : -1;
+        Py_XDECREF(r);
+    }
+    if (rc < 0)
         return -1;
-    Py_DECREF(r);
     Py_SETREF(h[H_STATS], PyObject_GetAttr(h[H_BROKER], s_stats));
-    if (h[H_STATS] == NULL)
+    if (h[H_STATS] == NULL || (rc = topic_counts(h[H_STATS], sent_topic, len)) < 0)
         return -1;
-    PyObject *broker_counts[4] = {h[H_STATS], sent_topic, h[H_ONE], h[H_BYTES]};
-    if ((r = PyObject_VectorcallMethod(s_put, broker_counts, 4, NULL)) == NULL)
-        return -1;
-    Py_DECREF(r);
+    if (rc == 0) {
+        PyObject *counts[4] = {h[H_STATS], sent_topic, h[H_ONE], h[H_BYTES]};
+        if ((r = PyObject_VectorcallMethod(s_put, counts, 4, NULL)) == NULL)
+            return -1;
+        Py_DECREF(r);
+    }
     return 0;
 }
 

@@ -463,16 +463,6 @@ index_put(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     return PyLong_FromLongLong(count);
 }
 
-/* obj.name = v (an int); 0, or -1 with the error raised. */
-static int
-set_int_attr(PyObject *obj, PyObject *name, long long v)
-{
-    PyObject *o = PyLong_FromLongLong(v);
-    int rc = o != NULL ? PyObject_SetAttr(obj, name, o) : -1;
-    Py_XDECREF(o);
-    return rc;
-}
-
 /* index_in_last(files, topic, keys, offsets, store_timestamp)'s common case, from the same
  * attributes (index.py's IndexFile): 1 written, 0 not this path (nothing written, no
  * exception), -1 an error raised after the write. */

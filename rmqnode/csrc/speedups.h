@@ -46,7 +46,8 @@ extern PyObject *s_code, *s_opaque, *s_flag, *s_remark, *s_ext_fields, *s_body, 
     *s_schedule_reput, *s_stats, *s_put, *s_brokerPermission, *s_ha, *s_may_wait, *s_topics,
     *s_table, *s_perm, *s_writeQueueNums, *s_readQueueNums, *s_topicName, *s_attrs,
     *s_brokerClusterName, *s_b, *s_e, *s_m, *s_TRAN_MSG, *s_answered, *s_index_count,
-    *s_max_entries, *s_slots, *s_begin_timestamp, *s_end_phy_offset, *s_end_timestamp, *s_mf;
+    *s_max_entries, *s_slots, *s_begin_timestamp, *s_end_phy_offset, *s_end_timestamp, *s_mf,
+    *s_put_times, *s_put_bytes, *s_put_ms, *s_topic_put, *s_value, *s_times;
 
 /* The pure-Python original, called with the caller's own arguments. */
 PyObject *fallback(int which, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
@@ -95,6 +96,16 @@ int_attr(PyObject *obj, PyObject *name, long long lo, long long hi, long long *o
     int ok = int_in(v, lo, hi, out);
     Py_DECREF(v);
     return ok;
+}
+
+/* obj.name = v (an int); 0, or -1 with the error raised. */
+static inline int
+set_int_attr(PyObject *obj, PyObject *name, long long v)
+{
+    PyObject *o = PyLong_FromLongLong(v);
+    int rc = o != NULL ? PyObject_SetAttr(obj, name, o) : -1;
+    Py_XDECREF(o);
+    return rc;
 }
 
 #define I16 -32768LL, 32767LL
