@@ -229,7 +229,15 @@ class Connection(asyncio.Protocol):
         except Exception as exc:  # noqa: BLE001 - every failure becomes a response
             self.reply(cmd, self._error_response(cmd, exc))
             return
-        if type(result) is bytes or not hasattr(result, "__await__"):  # a frame: a send's
+        if type(result) is bytes:  # a send's answer, made as a frame
+            # reply_frame's own path, inlined: _dispatch runs only inside data_received
+            # (self._receiving), where answers are gathered for one write.
+            if not cmd.flag & FLAG_ONEWAY:
+                if self._out is None:
+                    self._out = [result]
+                else:
+                    self._out.append(result)
+        elif not hasattr(result, "__await__"):
             self.reply(cmd, result)
         else:
             task = asyncio.ensure_future(self._finish(cmd, result))

@@ -167,6 +167,8 @@ class QueueDispatch:
         """The index entries of dispatched messages (keys[i] at offsets[i]). An index file
         that cannot be written leaves them unindexed, as Java does: the messages stay stored
         and queued, only queries by key miss them."""
+        if index_in_last(self.index.files, topic, keys, offsets, store_timestamp):
+            return  # (a batch's keys, most often: IndexService.build's three calls saved)
         try:
             self.index.build(topic, keys, offsets, store_timestamp)
         except OSError as exc:
