@@ -30,6 +30,7 @@ from rmqnode.net.connection import Connection
 from rmqnode.speedups import accelerate
 from rmqnode.storage import store as st
 from rmqnode.storage.commitlog import Appended
+from rmqnode.storage.dispatch import DispatchBatch
 from rmqnode.storage.javamap import properties_string
 from rmqnode.storage.records import END_FILE_MIN_BLANK_LENGTH
 from rmqnode.storage.store import Message
@@ -172,7 +173,8 @@ def stored_at_once(send: SendProcessor, cmd: RemotingCommand, topic: str, queue_
 
 
 stored_at_once = accelerate(stored_at_once, DELAY=DELAY, SLAVE=SLAVE,
-                            END_FILE_MIN_BLANK_LENGTH=END_FILE_MIN_BLANK_LENGTH)
+                            END_FILE_MIN_BLANK_LENGTH=END_FILE_MIN_BLANK_LENGTH,
+                            DispatchBatch=DispatchBatch)
 
 
 def _without_wait(props: dict[str, str]) -> str | None:

@@ -507,6 +507,72 @@ sent_message(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     return msg;
 }
 
+/* The messages of a batch send (SendProcessor.handle's batch path: header_message, the
+ * header's properties with CLUSTER as every entry's tail, batch_messages), when handle would
+ * store them as they are: 1 and the list in *out. 0 (no exception, nothing changed) for
+ * whatever handle refuses or reads otherwise: a body that is not a batch, an empty one, a
+ * retry topic, a transaction's flag, a DELAY among the header's properties, header fields
+ * absent or not plain decimals. h, n, topic, queue_id, body, host, cluster as sent_message's. */
+int
+batch_of(PyObject *h, PyObject *n, PyObject *topic, PyObject *queue_id, PyObject *body,
+         PyObject *host, PyObject *cluster, PyObject **out)
+{
+    Py_ssize_t at[M_COUNT];
+    long long client, sys_flag, born, reconsume;
+    PyObject *born_text, *text, *shared = NULL, *tail = NULL, *common = NULL;
+    *out = NULL;
+    if (!PyDict_CheckExact(h) || !PyTuple_Check(n) || PyTuple_GET_SIZE(n) != N_COUNT
+        || !PyUnicode_CheckExact(topic) || !PyLong_CheckExact(queue_id)
+        || !PyBytes_CheckExact(body) || !PyBytes_CheckExact(host)
+        || !PyUnicode_CheckExact(cluster) || bound[B_DELAY] == NULL
+        || !message_class(bound[B_MESSAGE], at) || !int_in(bound[B_CLIENT_SYS_FLAGS], I32, &client)
+        || PyUnicode_Tailmatch(topic, s_RETRY_PREFIX, 0, PY_SSIZE_T_MAX, -1) != 0)
+        goto no;
+    for (int i = N_SYS_FLAG; i <= N_RECONSUME; i++)
+        if (!PyUnicode_CheckExact(PyTuple_GET_ITEM(n, i)))
+            goto no;
+    born_text = PyDict_GetItemWithError(h, PyTuple_GET_ITEM(n, N_BORN));
+    text = born_text ? PyDict_GetItemWithError(h, PyTuple_GET_ITEM(n, N_PROPERTIES)) : NULL;
+    if (PyErr_Occurred() || born_text == NULL || !decimal_of(born_text, &born)
+        || !int32_field(h, n, N_SYS_FLAG, 0, &sys_flag)
+        || !int32_field(h, n, N_RECONSUME, 0, &reconsume)
+        || (sys_flag & client & 0xC) /* TRANSACTION_MASK */
+        || (text != NULL && text != Py_None && !PyUnicode_CheckExact(text))
+        || (shared = PyDict_New()) == NULL)
+        goto no;
+    if ((text != NULL && text != Py_None && !properties_into(shared, text, PyUnicode_GET_LENGTH(text)))
+        || PyDict_Contains(shared, bound[B_DELAY]) != 0
+        || PyDict_SetItem(shared, s_CLUSTER, cluster) < 0
+        || (tail = properties_string(NULL, &shared, 1, NULL)) == NULL || !PyUnicode_CheckExact(tail))
+        goto no;
+    PyObject *v[M_COUNT] = {
+        [M_TOPIC] = Py_NewRef(topic), [M_QUEUE_ID] = Py_NewRef(queue_id),
+        [M_BODY] = PyBytes_FromStringAndSize(NULL, 0), [M_PROPERTIES] = PyDict_New(),
+        [M_FLAG] = PyLong_FromLong(0), [M_SYS_FLAG] = PyLong_FromLongLong(sys_flag & client),
+        [M_BORN_TS] = PyLong_FromLongLong(born), [M_BORN_HOST] = Py_NewRef(host),
+        [M_RECONSUME] = PyLong_FromLongLong(reconsume), [M_PREPARED] = PyLong_FromLong(0),
+        [M_PROPERTIES_STRING] = Py_NewRef(Py_None)};
+    int ok = 1;
+    for (int i = 0; i < M_COUNT; i++)
+        ok = ok && v[i] != NULL;
+    if (ok)
+        common = new_of_slots(bound[B_MESSAGE], at, M_COUNT, v);
+    for (int i = 0; i < M_COUNT; i++)
+        Py_XDECREF(v[i]);
+    if (common == NULL)
+        goto no;
+    PyObject *batch_args[4] = {body, common, shared, tail};
+    *out = batch_messages(NULL, batch_args, 4);
+    if (*out != NULL && (!PyList_CheckExact(*out) || PyList_GET_SIZE(*out) == 0))
+        Py_CLEAR(*out);  /* an empty batch: handle's refusal */
+no:
+    PyErr_Clear();  /* a bad body's ValueError too: handle words it */
+    Py_XDECREF(shared);
+    Py_XDECREF(tail);
+    Py_XDECREF(common);
+    return *out != NULL;
+}
+
 /* offset_msg_ids(store_host, commit_log_offset, sizes) -> ids, each offset unsigned. */
 PyObject *
 offset_msg_ids(PyObject *self, PyObject *const *args, Py_ssize_t nargs)

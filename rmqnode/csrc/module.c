@@ -22,7 +22,7 @@ const char *const bound_names[B_COUNT] = {
     "sent_message", "Message", "CLIENT_SYS_FLAGS", "stored_answer", "OUR_VERSION",
     "dispatch_plain", "stored_at_once", "DELAY", "SLAVE", "END_FILE_MIN_BLANK_LENGTH",
     "handle_send", "VALID_TOPICS", "NOT_SENDABLE", "V1", "V2", "random", "PutResult",
-    "Appended", "PUT_OK", "index_in_last",
+    "Appended", "PUT_OK", "index_in_last", "DispatchBatch",
 };
 PyObject *bound[B_COUNT];
 
@@ -39,7 +39,8 @@ PyObject *s_code, *s_opaque, *s_flag, *s_remark, *s_ext_fields, *s_body, *s_lang
     *s_table, *s_perm, *s_writeQueueNums, *s_readQueueNums, *s_topicName, *s_attrs,
     *s_brokerClusterName, *s_b, *s_e, *s_m, *s_TRAN_MSG, *s_answered, *s_index_count,
     *s_max_entries, *s_slots, *s_begin_timestamp, *s_end_phy_offset, *s_end_timestamp, *s_mf,
-    *s_put_times, *s_put_bytes, *s_put_ms, *s_topic_put, *s_value, *s_times;
+    *s_put_times, *s_put_bytes, *s_put_ms, *s_topic_put, *s_value, *s_times,
+    *s_RETRY_PREFIX, *s_dispatch_of, *s_extend, *s_COMMA;
 
 static PyObject *
 bind(PyObject *self, PyObject *args)
@@ -142,7 +143,8 @@ PyInit__speedups(void)
         {&s_begin_timestamp, "begin_timestamp"}, {&s_end_phy_offset, "end_phy_offset"},
         {&s_end_timestamp, "end_timestamp"}, {&s_mf, "mf"}, {&s_put_times, "put_times"},
         {&s_put_bytes, "put_bytes"}, {&s_put_ms, "put_ms"}, {&s_topic_put, "_topic_put"},
-        {&s_value, "value"}, {&s_times, "times"},
+        {&s_value, "value"}, {&s_times, "times"}, {&s_RETRY_PREFIX, "%RETRY%"},
+        {&s_dispatch_of, "_dispatch_of"}, {&s_extend, "extend"}, {&s_COMMA, ","},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if ((*names[i].slot = PyUnicode_InternFromString(names[i].name)) == NULL)

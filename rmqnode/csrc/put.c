@@ -39,8 +39,8 @@ attr(PyObject *obj, PyObject *name)
 enum {
     H_BROKER, H_STORE, H_CONFIG, H_READONLY, H_ROLE, H_TOPIC, H_QUEUE, H_PROPS, H_HOST, H_MAX,
     H_ENCODED, H_LOG, H_FILES_OF, H_FILES, H_FD, H_TABLE, H_KEY, H_POS, H_SIZE, H_OFFSET,
-    H_WROTE, H_NOW, H_FLAG, H_END, H_NEXT, H_REQUEST, H_PENDING, H_SCHEDULED, H_IDS, H_ONE,
-    H_BYTES, H_TOOK, H_STATS, H_MSG, H_FILE, H_COUNT
+    H_WROTE, H_NOW, H_FLAG, H_END, H_NEXT, H_REQUEST, H_PENDING, H_SCHEDULED, H_IDS,
+    H_BYTES, H_TOOK, H_STATS, H_MSG, H_FILE, H_COUNT_OF, H_JOINED, H_COUNT
 };
 
 /* Whether the store takes a plain put now, and of what: the message's topic, queue and
@@ -102,15 +102,16 @@ last_file_for(PyObject **h, Py_ssize_t len, long long *pos, long long *wrote,
     return mf;
 }
 
-/* StoreStats.put(1, size, elapsed_ns)'s counts, from the same attributes (storage/stats.py):
- * 1 counted, 0 not this shape (nothing counted, no exception), -1 an error raised. */
+/* StoreStats.put(messages, size, elapsed_ns)'s counts, from the same attributes
+ * (storage/stats.py): 1 counted, 0 not this shape (nothing counted, no exception), -1 an
+ * error raised. */
 static int
-store_counts(PyObject *stats, long long size, long long took)
+store_counts(PyObject *stats, long long messages, long long size, long long took)
 {
     long long times, bytes, n = 0;
     PyObject *by_ms = NULL, *ms = NULL;
     int rc = 0;
-    if (!int_attr(stats, s_put_times, 0, LLONG_MAX - 1, &times)
+    if (!int_attr(stats, s_put_times, 0, LLONG_MAX - messages, &times)
         || !int_attr(stats, s_put_bytes, 0, LLONG_MAX - size, &bytes)
         || (by_ms = PyObject_GetAttr(stats, s_put_ms)) == NULL || !PyDict_CheckExact(by_ms)
         || (ms = PyLong_FromLongLong(took / 1000000)) == NULL)
@@ -119,7 +120,7 @@ store_counts(PyObject *stats, long long size, long long took)
     if ((held == NULL && PyErr_Occurred()) || (held != NULL && !int_in(held, 0, LLONG_MAX - 1, &n)))
         goto done;
     PyObject *next = PyLong_FromLongLong(n + 1);
-    rc = next != NULL && set_int_attr(stats, s_put_times, times + 1) == 0
+    rc = next != NULL && set_int_attr(stats, s_put_times, times + messages) == 0
          && set_int_attr(stats, s_put_bytes, bytes + size) == 0
          && PyDict_SetItem(by_ms, ms, next) == 0 ? 1 : -1;
     Py_XDECREF(next);
@@ -131,10 +132,10 @@ done:
     return rc;
 }
 
-/* BrokerStats.put(topic, 1, size)'s counts into the topic's items kept in _topic_put
+/* BrokerStats.put(topic, messages, size)'s counts into the topic's items kept in _topic_put
  * (broker/stats.py): as store_counts; a topic with no items yet is the original's. */
 static int
-topic_counts(PyObject *stats, PyObject *topic, long long size)
+topic_counts(PyObject *stats, PyObject *topic, long long messages, long long size)
 {
     long long nums, nums_times, sizes, sizes_times, total;
     PyObject *kept = PyObject_GetAttr(stats, s_topic_put), *items;
@@ -144,19 +145,19 @@ topic_counts(PyObject *stats, PyObject *topic, long long size)
         || PyTuple_GET_SIZE(items) != 3)
         goto done;
     PyObject *const *it = &PyTuple_GET_ITEM(items, 0);
-    if (!int_attr(it[0], s_value, 0, LLONG_MAX - 1, &nums)
+    if (!int_attr(it[0], s_value, 0, LLONG_MAX - messages, &nums)
         || !int_attr(it[0], s_times, 0, LLONG_MAX - 1, &nums_times)
         || !int_attr(it[1], s_value, 0, LLONG_MAX - size, &sizes)
         || !int_attr(it[1], s_times, 0, LLONG_MAX - 1, &sizes_times)
-        || !int_attr(it[2], s_value, 0, LLONG_MAX - 1, &total))
+        || !int_attr(it[2], s_value, 0, LLONG_MAX - messages, &total))
         goto done;
     /* Three items of three sets (BrokerStats.put makes them), never one object twice: all
      * read before any is written counts as the original's increments in turn. */
-    rc = set_int_attr(it[0], s_value, nums + 1) == 0
+    rc = set_int_attr(it[0], s_value, nums + messages) == 0
          && set_int_attr(it[0], s_times, nums_times + 1) == 0
          && set_int_attr(it[1], s_value, sizes + size) == 0
          && set_int_attr(it[1], s_times, sizes_times + 1) == 0
-         && set_int_attr(it[2], s_value, total + 1) == 0 ? 1 : -1;
+         && set_int_attr(it[2], s_value, total + messages) == 0 ? 1 : -1;
 done:
     if (rc == 0)
         PyErr_Clear();
@@ -164,29 +165,94 @@ done:
     return rc;
 }
 
-/* After the write: the file's and the queue's new ends, the reput's request, the counts. */
-static int
-noted(PyObject **h, PyObject *mf, PyObject *sizes, PyObject *sent_topic, long long queue_offset,
-      long long sys_flag, Py_ssize_t len, long long began)
+/* Appended(wrote_offset, wrote_bytes, queue_offset, store_timestamp) of the put held in h. */
+static PyObject *
+appended_of(PyObject **h)
 {
+    static const char *const names[4] = {"wrote_offset", "wrote_bytes", "queue_offset",
+                                         "store_timestamp"};
+    static SlotsClass kept;
+    if (bound[B_APPENDED] == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "speedups: Appended is not bound");
+        return NULL;
+    }
+    PyObject *fields[4] = {h[H_WROTE], h[H_BYTES], h[H_OFFSET], h[H_NOW]};
+    return construct(&kept, bound[B_APPENDED], names, 4, fields);
+}
+
+/* The reput's requests of a batch put, as the store's _dispatch_of makes them: one
+ * DispatchBatch when the messages share their sysFlag (always, for a remoting batch), else
+ * the original's, message by message. 0, or -1 with the error raised. */
+static int
+batch_requests(PyObject **h, PyObject *messages, PyObject *sizes, PyObject *levels)
+{
+    static const char *const names[10] = {"topic", "queue_id", "commit_log_offset", "sizes",
+                                          "tags_codes", "store_timestamp", "queue_offset",
+                                          "keys", "key_offsets", "sys_flag"};
+    static SlotsClass kept;
+    PyObject *args[6] = {h[H_TOPIC], messages, h[H_WROTE], sizes, h[H_NOW], levels};
+    PyObject *got = batch_dispatch(NULL, args, 6), *r = NULL, *appended = NULL;
+    if (got == NULL)
+        return -1;
+    int rc = -1;
+    if (!PyTuple_CheckExact(got) || PyTuple_GET_SIZE(got) != 4) {
+        PyErr_SetString(PyExc_RuntimeError, "speedups: batch_dispatch gave no 4-tuple");
+    } else if (PyTuple_GET_ITEM(got, 3) == Py_None) {  /* sysFlags differ */
+        if ((appended = appended_of(h)) != NULL
+            && (r = PyObject_CallMethodObjArgs(h[H_STORE], s_dispatch_of, messages, sizes,
+                                               appended, NULL)) != NULL) {
+            PyObject *done = PyObject_CallMethodOneArg(h[H_PENDING], s_extend, r);
+            rc = done != NULL ? 0 : -1;
+            Py_XDECREF(done);
+        }
+    } else if (bound[B_DISPATCH_BATCH_CLASS] == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "speedups: DispatchBatch is not bound");
+    } else {
+        PyObject *const *g = &PyTuple_GET_ITEM(got, 0);
+        PyObject *v[10] = {h[H_TOPIC], h[H_QUEUE], h[H_WROTE], sizes, g[0], h[H_NOW],
+                           h[H_OFFSET], g[1], g[2], g[3]};
+        if ((h[H_REQUEST] = construct(&kept, bound[B_DISPATCH_BATCH_CLASS], names, 10, v))
+            != NULL && (r = PyObject_CallMethodOneArg(h[H_PENDING], s_append, h[H_REQUEST]))
+            != NULL)
+            rc = 0;
+    }
+    Py_DECREF(got);
+    Py_XDECREF(r);
+    Py_XDECREF(appended);
+    return rc;
+}
+
+/* After the write: the file's and the queue's new ends, the reput's request(s), the counts. */
+static int
+noted(PyObject **h, PyObject *mf, PyObject *messages, PyObject *sizes, PyObject *sent_topic,
+      long long queue_offset, long long sys_flag, Py_ssize_t len, long long began)
+{
+    Py_ssize_t n = PyList_GET_SIZE(sizes);
     PyObject *flag = PyLong_FromLongLong(sys_flag), *r;
     h[H_FLAG] = flag;
     if (flag == NULL || PyObject_SetAttr(mf, s_wrote_position, h[H_END]) < 0
-        || (h[H_NEXT] = PyLong_FromLongLong(queue_offset + 1)) == NULL
-        || PyDict_SetItem(h[H_TABLE], h[H_KEY], h[H_NEXT]) < 0)
+        || (h[H_NEXT] = PyLong_FromLongLong(queue_offset + n)) == NULL
+        || PyDict_SetItem(h[H_TABLE], h[H_KEY], h[H_NEXT]) < 0
+        || (h[H_BYTES] = PyLong_FromSsize_t(len)) == NULL
+        || (h[H_PENDING] = PyObject_GetAttr(h[H_STORE], s_pending)) == NULL)
         return -1;
     PyObject *levels = PyObject_GetAttr(h[H_STORE], s_delay_levels);
     if (levels == NULL)
         return -1;
-    PyObject *req_args[9] = {h[H_TOPIC], h[H_QUEUE], h[H_WROTE], PyList_GET_ITEM(sizes, 0),
-                             h[H_PROPS], h[H_NOW], h[H_OFFSET], flag, levels};
-    h[H_REQUEST] = dispatch_request(NULL, req_args, 9);
+    int rc = 0;
+    if (n == 1) {
+        PyObject *req_args[9] = {h[H_TOPIC], h[H_QUEUE], h[H_WROTE], PyList_GET_ITEM(sizes, 0),
+                                 h[H_PROPS], h[H_NOW], h[H_OFFSET], flag, levels};
+        if ((h[H_REQUEST] = dispatch_request(NULL, req_args, 9)) == NULL
+            || (r = PyObject_CallMethodOneArg(h[H_PENDING], s_append, h[H_REQUEST])) == NULL)
+            rc = -1;
+        else
+            Py_DECREF(r);
+    } else {
+        rc = batch_requests(h, messages, sizes, levels);
+    }
     Py_DECREF(levels);
-    if (h[H_REQUEST] == NULL || (h[H_PENDING] = PyObject_GetAttr(h[H_STORE], s_pending)) == NULL
-        || (r = PyObject_CallMethodOneArg(h[H_PENDING], s_append, h[H_REQUEST])) == NULL)
-        return -1;
-    Py_DECREF(r);
-    if (PyObject_SetAttr(h[H_STORE], s_last_store_timestamp, h[H_NOW]) < 0
+    if (rc < 0 || PyObject_SetAttr(h[H_STORE], s_last_store_timestamp, h[H_NOW]) < 0
         || (h[H_SCHEDULED] = PyObject_GetAttr(h[H_STORE], s_reput_scheduled)) == NULL)
         return -1;
     int scheduled = PyObject_IsTrue(h[H_SCHEDULED]);
@@ -198,24 +264,24 @@ noted(PyObject **h, PyObject *mf, PyObject *sizes, PyObject *sent_topic, long lo
         Py_DECREF(r);
     }
     long long took = clock_ns(CLOCK_MONOTONIC) - began;
-    if ((h[H_ONE] = PyLong_FromLong(1)) == NULL || (h[H_BYTES] = PyLong_FromSsize_t(len)) == NULL
+    if ((h[H_COUNT_OF] = PyLong_FromSsize_t(n)) == NULL
         || (h[H_STATS] = PyObject_GetAttr(h[H_STORE], s_stats)) == NULL)
         return -1;
-    int rc = store_counts(h[H_STATS], len, took);
+    rc = store_counts(h[H_STATS], n, len, took);
     if (rc == 0) {  /* the original counts what is not as expected */
         if ((h[H_TOOK] = PyLong_FromLongLong(took)) == NULL)
             return -1;
-        PyObject *counts[4] = {h[H_STATS], h[H_ONE], h[H_BYTES], h[H_TOOK]};
+        PyObject *counts[4] = {h[H_STATS], h[H_COUNT_OF], h[H_BYTES], h[H_TOOK]};
         rc = (r = PyObject_VectorcallMethod(s_put, counts, 4, NULL)) != NULL ? 1 : -1;
         Py_XDECREF(r);
     }
     if (rc < 0)
         return -1;
     Py_SETREF(h[H_STATS], PyObject_GetAttr(h[H_BROKER], s_stats));
-    if (h[H_STATS] == NULL || (rc = topic_counts(h[H_STATS], sent_topic, len)) < 0)
+    if (h[H_STATS] == NULL || (rc = topic_counts(h[H_STATS], sent_topic, n, len)) < 0)
         return -1;
     if (rc == 0) {
-        PyObject *counts[4] = {h[H_STATS], sent_topic, h[H_ONE], h[H_BYTES]};
+        PyObject *counts[4] = {h[H_STATS], sent_topic, h[H_COUNT_OF], h[H_BYTES]};
         if ((r = PyObject_VectorcallMethod(s_put, counts, 4, NULL)) == NULL)
             return -1;
         Py_DECREF(r);
@@ -228,16 +294,13 @@ noted(PyObject **h, PyObject *mf, PyObject *sizes, PyObject *sent_topic, long lo
 static PyObject *
 put_result(PyObject **h)
 {
-    static const char *const appended_names[4] = {"wrote_offset", "wrote_bytes", "queue_offset",
-                                                  "store_timestamp"};
     static const char *const result_names[4] = {"status", "appended", "msg_ids", "remark"};
-    static SlotsClass appended_kept, result_kept;
-    if (bound[B_PUT_RESULT] == NULL || bound[B_APPENDED] == NULL || bound[B_PUT_OK] == NULL) {
+    static SlotsClass result_kept;
+    if (bound[B_PUT_RESULT] == NULL || bound[B_PUT_OK] == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "speedups: PutResult is not bound");
         return NULL;
     }
-    PyObject *fields[4] = {h[H_WROTE], h[H_BYTES], h[H_OFFSET], h[H_NOW]};
-    PyObject *appended = construct(&appended_kept, bound[B_APPENDED], appended_names, 4, fields);
+    PyObject *appended = appended_of(h);
     PyObject *remark = PyUnicode_New(0, 0), *out = NULL;
     if (appended != NULL && remark != NULL) {
         PyObject *result[4] = {bound[B_PUT_OK], appended, h[H_IDS], remark};
@@ -248,18 +311,18 @@ put_result(PyObject **h)
     return out;
 }
 
-/* The put of a single plain send and its answer (args as stored_at_once's): the answer's
- * frame (None for a oneway send), and in *result, when it is asked for, the PutResult the
- * original's put_nowait gives. NULL: with *written set, an error raised after the record was
- * written; else not this path (nothing done, no exception). */
+/* The put of a plain send, one message or a batch, and its answer (args as stored_at_once's):
+ * the answer's frame (None for a oneway send), and in *result, when it is asked for, the
+ * PutResult the original's put_nowait gives. NULL: with *written set, an error raised after
+ * the records were written; else not this path (nothing done, no exception). */
 static PyObject *
-put_single(PyObject *const *args, PyObject **result, int *written)
+put_plain(PyObject *const *args, PyObject **result, int *written)
 {
     long long began = clock_ns(CLOCK_MONOTONIC), sys_flag, cmd_flag, pos, wrote, queue_offset;
     PyObject *h[H_COUNT] = {0}, *out = NULL, *mf = NULL;
     *written = 0;
     if (!PyUnicode_CheckExact(args[2]) || !PyLong_CheckExact(args[3])
-        || !PyList_CheckExact(args[4]) || PyList_GET_SIZE(args[4]) != 1
+        || !PyList_CheckExact(args[4]) || PyList_GET_SIZE(args[4]) < 1
         || !int_attr(args[1], s_flag, I32, &cmd_flag))
         goto done;
     h[H_MSG] = Py_NewRef(PyList_GET_ITEM(args[4], 0));
@@ -275,8 +338,9 @@ put_single(PyObject *const *args, PyObject **result, int *written)
         goto done;
     PyObject *records = PyTuple_GET_ITEM(h[H_ENCODED], 0);
     PyObject *sizes = PyTuple_GET_ITEM(h[H_ENCODED], 1);
+    Py_ssize_t n = PyList_GET_SIZE(args[4]);
     if (!PyByteArray_CheckExact(records) || !PyList_CheckExact(sizes)
-        || PyList_GET_SIZE(sizes) != 1)
+        || PyList_GET_SIZE(sizes) != n)
         goto done;
     Py_ssize_t len = PyByteArray_GET_SIZE(records);
     if ((mf = last_file_for(h, len, &pos, &wrote, &queue_offset)) == NULL)
@@ -289,12 +353,17 @@ put_single(PyObject *const *args, PyObject **result, int *written)
     if ((h[H_END] = place_records(NULL, place_args, 8)) == NULL)
         goto done;
     *written = 1;
-    if (noted(h, mf, sizes, args[2], queue_offset, sys_flag, len, began) < 0)
+    if (noted(h, mf, args[4], sizes, args[2], queue_offset, sys_flag, len, began) < 0)
         goto done;
     PyObject *ids_args[3] = {h[H_HOST], h[H_WROTE], sizes};
     if ((h[H_IDS] = offset_msg_ids(NULL, ids_args, 3)) == NULL || !PyList_CheckExact(h[H_IDS])
-        || PyList_GET_SIZE(h[H_IDS]) != 1
+        || PyList_GET_SIZE(h[H_IDS]) != n
         || (result != NULL && (*result = put_result(h)) == NULL))
+        goto done;
+    /* a batch's answer names every id, comma-separated (SendProcessor._respond) */
+    h[H_JOINED] = n == 1 ? Py_NewRef(PyList_GET_ITEM(h[H_IDS], 0))
+                         : PyUnicode_Join(s_COMMA, h[H_IDS]);
+    if (h[H_JOINED] == NULL)
         goto done;
     if (cmd_flag & 0x2) {  /* FLAG_ONEWAY: stored, and no answer */
         out = Py_NewRef(Py_None);
@@ -304,8 +373,8 @@ put_single(PyObject *const *args, PyObject **result, int *written)
     if ((opaque = PyObject_GetAttr(args[1], s_opaque)) != NULL
         && (serialize = PyObject_GetAttr(args[1], s_serialize_type)) != NULL
         && (code = PyLong_FromLong(0)) != NULL) {  /* ResponseCode.SUCCESS */
-        PyObject *answer_args[6] = {code, opaque, serialize, PyList_GET_ITEM(h[H_IDS], 0),
-                                    args[3], h[H_OFFSET]};
+        PyObject *answer_args[6] = {code, opaque, serialize, h[H_JOINED], args[3],
+                                    h[H_OFFSET]};
         out = stored_answer(NULL, answer_args, 6);
     }
     Py_XDECREF(opaque);
@@ -329,7 +398,7 @@ PyObject *
 stored_at_once(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     int written = 0;
-    PyObject *out = nargs == 5 ? put_single(args, NULL, &written) : NULL;
+    PyObject *out = nargs == 5 ? put_plain(args, NULL, &written) : NULL;
     if (out != NULL || written)
         return out;  /* the answer, or an error raised after the write */
     return fallback(B_STORED_AT_ONCE, args, nargs, NULL);
@@ -422,18 +491,21 @@ no:
     return tc;
 }
 
-/* Whether a header's batch field says "not a batch" as handle reads it (neither "true" nor
- * "1", whatever the case); anything but ASCII text is the original's to read. */
+/* What a header's batch field (NULL: absent) says as handle reads it: SINGLE, BATCH ("true"
+ * or "1", whatever the case), or 0 for anything but ASCII text (the original's to read). */
+enum { SINGLE = 1, BATCH = 2 };
+
 static int
-single_send(PyObject *batch)
+send_kind(PyObject *batch)
 {
+    if (batch == NULL)
+        return SINGLE;
     if (!PyUnicode_CheckExact(batch) || !PyUnicode_IS_ASCII(batch))
         return 0;
     const char *s = (const char *)PyUnicode_DATA(batch);
     Py_ssize_t n = PyUnicode_GET_LENGTH(batch);
-    if (n == 1)
-        return s[0] != '1';
-    return !(n == 4 && strncasecmp(s, "true", 4) == 0);
+    int batched = n == 1 ? s[0] == '1' : n == 4 && strncasecmp(s, "true", 4) == 0;
+    return batched ? BATCH : SINGLE;
 }
 
 /* The names a send header's fields go by (send.header_names: V2's one letters, else V1's),
@@ -453,23 +525,24 @@ header_names(PyObject *h)
 enum { NAME_TOPIC = 1, NAME_QUEUE_ID = 4, NAME_BATCH = 12 };  /* send.Names' order */
 
 /* handle_send(send, cmd, conn) -> the answer, as SendProcessor.handle gives it. Done here: a
- * single send (no batch) to a configured topic's queue, not a transaction's half, from a
- * connection whose born host is known; where the put waits (SYNC_FLUSH, SYNC_MASTER), the
- * answer is handed to SendProcessor.answered, which gives it once the wait is over. */
+ * send of one message (not a transaction's half) or a batch (batch_of's) to a configured
+ * topic's queue, from a connection whose born host is known; where the put waits
+ * (SYNC_FLUSH, SYNC_MASTER), the answer is handed to SendProcessor.answered, which gives it
+ * once the wait is over. */
 PyObject *
 handle_send(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     PyObject *broker = NULL, *config = NULL, *tc = NULL, *name = NULL, *qid = NULL;
     PyObject *conn_attrs = NULL, *cluster = NULL, *body = NULL, *msg = NULL, *props = NULL;
-    PyObject *messages = NULL, *h = NULL, *out = NULL, *result = NULL, *names, *topic, *batch;
+    PyObject *messages = NULL, *h = NULL, *out = NULL, *result = NULL, *names, *topic;
     PyObject *host;
     long long queue_id;
-    int takes = 0, written = 0;
+    int takes = 0, written = 0, kind = 0;
     if (nargs != 3 || (h = attr(args[1], s_ext_fields)) == NULL || !PyDict_CheckExact(h)
         || (names = header_names(h)) == NULL
         || (topic = item(h, PyTuple_GET_ITEM(names, NAME_TOPIC))) == NULL
         || !PyUnicode_CheckExact(topic)
-        || ((batch = item(h, PyTuple_GET_ITEM(names, NAME_BATCH))) != NULL && !single_send(batch))
+        || !(kind = send_kind(item(h, PyTuple_GET_ITEM(names, NAME_BATCH))))
         || !(takes = broker_takes(args[0], &broker, &config))
         || (tc = writable_topic(broker, item(h, PyTuple_GET_ITEM(names, NAME_QUEUE_ID)), topic,
                                 &queue_id)) == NULL
@@ -480,14 +553,19 @@ handle_send(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         || (body = attr(args[1], s_body)) == NULL
         || (qid = PyLong_FromLongLong(queue_id)) == NULL)
         goto done;
-    PyObject *message_args[7] = {h, names, name, qid, body, host, cluster};
-    if ((msg = sent_message(NULL, message_args, 7)) == NULL
-        || (props = attr(msg, s_properties)) == NULL || !PyDict_CheckExact(props)
-        || item(props, s_TRAN_MSG) != NULL || (messages = PyList_New(1)) == NULL)
-        goto done;
-    PyList_SET_ITEM(messages, 0, Py_NewRef(msg));
+    if (kind == BATCH) {
+        if (!batch_of(h, names, name, qid, body, host, cluster, &messages))
+            goto done;
+    } else {
+        PyObject *message_args[7] = {h, names, name, qid, body, host, cluster};
+        if ((msg = sent_message(NULL, message_args, 7)) == NULL
+            || (props = attr(msg, s_properties)) == NULL || !PyDict_CheckExact(props)
+            || item(props, s_TRAN_MSG) != NULL || (messages = PyList_New(1)) == NULL)
+            goto done;
+        PyList_SET_ITEM(messages, 0, Py_NewRef(msg));
+    }
     PyObject *put_args[5] = {args[0], args[1], name, qid, messages};
-    out = put_single(put_args, takes == 2 ? &result : NULL, &written);
+    out = put_plain(put_args, takes == 2 ? &result : NULL, &written);
     if (out != NULL && takes == 2) {  /* the answer when what the put waits for is done */
         PyObject *tail[7] = {args[0], args[1], args[2], result, messages, qid, out};
         Py_SETREF(out, PyObject_VectorcallMethod(s_answered, tail, 7, NULL));

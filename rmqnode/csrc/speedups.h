@@ -27,7 +27,7 @@ enum {
     B_SENT_MESSAGE, B_MESSAGE, B_CLIENT_SYS_FLAGS, B_STORED_ANSWER, B_OUR_VERSION,
     B_DISPATCH_PLAIN, B_STORED_AT_ONCE, B_DELAY, B_SLAVE, B_END_FILE_MIN_BLANK_LENGTH,
     B_HANDLE_SEND, B_VALID_TOPICS, B_NOT_SENDABLE, B_V1, B_V2, B_RANDOM, B_PUT_RESULT,
-    B_APPENDED, B_PUT_OK, B_INDEX_IN_LAST,
+    B_APPENDED, B_PUT_OK, B_INDEX_IN_LAST, B_DISPATCH_BATCH_CLASS,
     B_COUNT
 };
 
@@ -47,7 +47,8 @@ extern PyObject *s_code, *s_opaque, *s_flag, *s_remark, *s_ext_fields, *s_body, 
     *s_table, *s_perm, *s_writeQueueNums, *s_readQueueNums, *s_topicName, *s_attrs,
     *s_brokerClusterName, *s_b, *s_e, *s_m, *s_TRAN_MSG, *s_answered, *s_index_count,
     *s_max_entries, *s_slots, *s_begin_timestamp, *s_end_phy_offset, *s_end_timestamp, *s_mf,
-    *s_put_times, *s_put_bytes, *s_put_ms, *s_topic_put, *s_value, *s_times;
+    *s_put_times, *s_put_bytes, *s_put_ms, *s_topic_put, *s_value, *s_times,
+    *s_RETRY_PREFIX, *s_dispatch_of, *s_extend, *s_COMMA;
 
 /* The pure-Python original, called with the caller's own arguments. */
 PyObject *fallback(int which, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
@@ -196,6 +197,8 @@ PyObject *java_hash(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 PyObject *decode_properties(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 PyObject *decode_batch(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 PyObject *batch_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+int batch_of(PyObject *h, PyObject *n, PyObject *topic, PyObject *queue_id, PyObject *body,
+             PyObject *host, PyObject *cluster, PyObject **out);
 PyObject *sent_message(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 /* An object's slot at `offset` (a borrowed reference, NULL when unset). */
 #define SLOT(obj, offset) (*(PyObject **)((char *)(obj) + (offset)))
