@@ -5,6 +5,7 @@ Operators grep these lines; tests read them. Values with spaces are quoted.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import time
@@ -24,6 +25,8 @@ class EventLogger:
 
     def __init__(self, name: str) -> None:
         self._log = logging.getLogger(name)
+        # debug_enabled as one call (the compiled read path asks it on every read)
+        self.debug_check = functools.partial(self._log.isEnabledFor, logging.DEBUG)
 
     def _emit(self, level: int, event: str, fields: dict[str, object]) -> None:
         if self._log.isEnabledFor(level):
@@ -33,7 +36,7 @@ class EventLogger:
     @property
     def debug_enabled(self) -> bool:
         """For hot paths: check before building the fields of a debug line."""
-        return self._log.isEnabledFor(logging.DEBUG)
+        return self.debug_check()
 
     def debug(self, event: str, **fields: object) -> None:
         self._emit(logging.DEBUG, event, fields)

@@ -13,6 +13,7 @@ of an unexpected type) to the original, so every error is raised by one definiti
 from __future__ import annotations
 
 import os
+import types
 from typing import Callable, TypeVar
 
 try:
@@ -43,3 +44,12 @@ def accelerate(pure: F, **helpers: object) -> F:
         native.bind(key, value)
     NATIVE[name] = getattr(native, name)
     return NATIVE[name] if ENABLED else pure  # type: ignore[return-value]
+
+
+def method(fn: F) -> F:
+    """`fn`, a twin whose first argument is the instance, as a method of a class: a compiled
+    function does not bind to an instance by itself (it is no descriptor), so it is wrapped
+    in the C API's instancemethod, which does; a pure one binds already."""
+    if native is not None and not isinstance(fn, types.FunctionType):
+        return native.instancemethod(fn)
+    return fn

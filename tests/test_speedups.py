@@ -29,7 +29,7 @@ ACCELERATED = {"java_hash", "decode_properties", "decode_batch", "batch_messages
                "offset_msg_ids", "place_records", "dispatch_request", "batch_dispatch",
                "queue_entries", "decode_json_header", "properties_string", "integer", "int32",
                "sent_message", "stored_answer", "dispatch_plain", "stored_at_once",
-               "handle_send", "index_in_last"}
+               "handle_send", "index_in_last", "serve_read"}
 
 
 def test_the_extension_is_built_and_chosen_unless_disabled():

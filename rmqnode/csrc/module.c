@@ -1,6 +1,6 @@
 /* The accelerator's module: compiled twins of the byte-level hot functions (rmqnode/speedups.py
- * binds them), defined in message.c, records.c, append.c, dispatch.c, reput.c, frames.c, json.c
- * and send.c beside this file.
+ * binds them), defined in message.c, records.c, append.c, dispatch.c, reput.c, frames.c, json.c,
+ * send.c, put.c and serve.c beside this file.
  *
  * Each function here takes the same arguments as its pure-Python original and gives the same
  * result. Only the common, well-formed case is done in C: whatever is unusual (a malformed
@@ -22,7 +22,8 @@ const char *const bound_names[B_COUNT] = {
     "sent_message", "Message", "CLIENT_SYS_FLAGS", "stored_answer", "OUR_VERSION",
     "dispatch_plain", "stored_at_once", "DELAY", "SLAVE", "END_FILE_MIN_BLANK_LENGTH",
     "handle_send", "VALID_TOPICS", "NOT_SENDABLE", "V1", "V2", "random", "PutResult",
-    "Appended", "PUT_OK", "index_in_last", "DispatchBatch",
+    "Appended", "PUT_OK", "index_in_last", "DispatchBatch", "serve_read", "FrameError",
+    "debug_on",
 };
 PyObject *bound[B_COUNT];
 
@@ -40,7 +41,8 @@ PyObject *s_code, *s_opaque, *s_flag, *s_remark, *s_ext_fields, *s_body, *s_lang
     *s_brokerClusterName, *s_b, *s_e, *s_m, *s_TRAN_MSG, *s_answered, *s_index_count,
     *s_max_entries, *s_slots, *s_begin_timestamp, *s_end_phy_offset, *s_end_timestamp, *s_mf,
     *s_put_times, *s_put_bytes, *s_put_ms, *s_topic_put, *s_value, *s_times,
-    *s_RETRY_PREFIX, *s_dispatch_of, *s_extend, *s_COMMA;
+    *s_RETRY_PREFIX, *s_dispatch_of, *s_extend, *s_COMMA,
+    *s__buf, *s_feed, *s_max_frame, *s__dispatch, *s__failed, *s__answer, *s__out, *s_dispatcher, *s_handlers, *s__on_response, *s__flush_out, *s_transport, *s_is_closing, *s_write, *s_last_active, *s_decoder, *s__bad_frame, *s_around_read, *s___enter__, *s___exit__, *s__receiving, *s_buffered_input, *s__track_input, *s_join;
 
 static PyObject *
 bind(PyObject *self, PyObject *args)
@@ -92,6 +94,9 @@ static PyMethodDef methods[] = {
     {"handle_send", (PyCFunction)(void (*)(void))handle_send, METH_FASTCALL, NULL},
     {"index_put", (PyCFunction)(void (*)(void))index_put, METH_FASTCALL, NULL},
     {"index_in_last", (PyCFunction)(void (*)(void))index_in_last, METH_FASTCALL, NULL},
+    {"serve_read", (PyCFunction)(void (*)(void))serve_read, METH_FASTCALL, NULL},
+    {"instancemethod", instancemethod, METH_O,
+     "instancemethod(func): func bound as a method when read from an instance."},
     {"offset_msg_ids", (PyCFunction)(void (*)(void))offset_msg_ids, METH_FASTCALL, NULL},
     {"encode", (PyCFunction)(void (*)(void))encode, METH_FASTCALL | METH_KEYWORDS, NULL},
     {"stored_answer", (PyCFunction)(void (*)(void))stored_answer, METH_FASTCALL, NULL},
@@ -145,6 +150,15 @@ PyInit__speedups(void)
         {&s_put_bytes, "put_bytes"}, {&s_put_ms, "put_ms"}, {&s_topic_put, "_topic_put"},
         {&s_value, "value"}, {&s_times, "times"}, {&s_RETRY_PREFIX, "%RETRY%"},
         {&s_dispatch_of, "_dispatch_of"}, {&s_extend, "extend"}, {&s_COMMA, ","},
+        {&s__buf, "_buf"}, {&s_feed, "feed"}, {&s_max_frame, "max_frame"}, {&s__dispatch,
+        "_dispatch"}, {&s__failed, "_failed"}, {&s__answer, "_answer"}, {&s__out, "_out"},
+        {&s_dispatcher, "dispatcher"}, {&s_handlers, "handlers"}, {&s__on_response,
+        "_on_response"}, {&s__flush_out, "_flush_out"}, {&s_transport, "transport"},
+        {&s_is_closing, "is_closing"}, {&s_write, "write"}, {&s_last_active, "last_active"},
+        {&s_decoder, "decoder"}, {&s__bad_frame, "_bad_frame"}, {&s_around_read, "around_read"},
+        {&s___enter__, "__enter__"}, {&s___exit__, "__exit__"}, {&s__receiving, "_receiving"},
+        {&s_buffered_input, "buffered_input"}, {&s__track_input, "_track_input"}, {&s_join,
+        "join"},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if ((*names[i].slot = PyUnicode_InternFromString(names[i].name)) == NULL)

@@ -27,7 +27,8 @@ enum {
     B_SENT_MESSAGE, B_MESSAGE, B_CLIENT_SYS_FLAGS, B_STORED_ANSWER, B_OUR_VERSION,
     B_DISPATCH_PLAIN, B_STORED_AT_ONCE, B_DELAY, B_SLAVE, B_END_FILE_MIN_BLANK_LENGTH,
     B_HANDLE_SEND, B_VALID_TOPICS, B_NOT_SENDABLE, B_V1, B_V2, B_RANDOM, B_PUT_RESULT,
-    B_APPENDED, B_PUT_OK, B_INDEX_IN_LAST, B_DISPATCH_BATCH_CLASS,
+    B_APPENDED, B_PUT_OK, B_INDEX_IN_LAST, B_DISPATCH_BATCH_CLASS, B_SERVE_READ, B_FRAME_ERROR,
+    B_DEBUG_ON,
     B_COUNT
 };
 
@@ -48,7 +49,8 @@ extern PyObject *s_code, *s_opaque, *s_flag, *s_remark, *s_ext_fields, *s_body, 
     *s_brokerClusterName, *s_b, *s_e, *s_m, *s_TRAN_MSG, *s_answered, *s_index_count,
     *s_max_entries, *s_slots, *s_begin_timestamp, *s_end_phy_offset, *s_end_timestamp, *s_mf,
     *s_put_times, *s_put_bytes, *s_put_ms, *s_topic_put, *s_value, *s_times,
-    *s_RETRY_PREFIX, *s_dispatch_of, *s_extend, *s_COMMA;
+    *s_RETRY_PREFIX, *s_dispatch_of, *s_extend, *s_COMMA,
+    *s__buf, *s_feed, *s_max_frame, *s__dispatch, *s__failed, *s__answer, *s__out, *s_dispatcher, *s_handlers, *s__on_response, *s__flush_out, *s_transport, *s_is_closing, *s_write, *s_last_active, *s_decoder, *s__bad_frame, *s_around_read, *s___enter__, *s___exit__, *s__receiving, *s_buffered_input, *s__track_input, *s_join;
 
 /* The pure-Python original, called with the caller's own arguments. */
 PyObject *fallback(int which, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
@@ -254,6 +256,8 @@ PyObject *dispatch_plain(PyObject *self, PyObject *const *args, Py_ssize_t nargs
 
 PyObject *stored_at_once(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 PyObject *handle_send(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+PyObject *serve_read(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+PyObject *instancemethod(PyObject *self, PyObject *func);
 
 /* -- send.c -------------------------------------------------------------------------------- */
 

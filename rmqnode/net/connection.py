@@ -20,6 +20,7 @@ from rmqnode.errors import ConnectionLost, FrameError, RemotingError, RemotingTi
 from rmqnode.net.codec import (DEFAULT_MAX_FRAME, FLAG_ONEWAY, FLAG_RESPONSE, FrameDecoder,
                                RemotingCommand, encode)
 from rmqnode.net.codes import ResponseCode, request_name
+from rmqnode.speedups import accelerate, method
 from rmqnode.validation import quote
 
 _log = log.get("rmqnode.net")
@@ -108,6 +109,43 @@ def raised_at(exc: BaseException) -> str:
     return f"{'/'.join(PurePath(tb.tb_frame.f_code.co_filename).parts[-2:])}:{tb.tb_lineno}"
 
 
+def serve_read(conn: Connection, data: bytes) -> None:
+    """A read of a connection (its data_received): the frames it completes decoded, each
+    request handled inside the dispatcher's around_read and each response matched, and the
+    answers this read produced written in one write before anything else queued on the loop
+    (the store's dispatch into consume queues and the index): a sender waits for its ack, no
+    one waits for the dispatch. In C when built (csrc/serve.c), where a read costs no Python
+    but the handlers'; this is its definition."""
+    conn.last_active = time.monotonic()
+    try:
+        commands = conn.decoder.feed(data)
+    except FrameError as exc:
+        conn._bad_frame(exc)
+        return
+    with conn.dispatcher.around_read:
+        conn._receiving = True
+        try:
+            debug = _log.debug_enabled
+            for cmd in commands:
+                if cmd.flag & FLAG_RESPONSE:
+                    conn._on_response(cmd)
+                else:
+                    if debug:
+                        _log.debug("request", peer=conn.peer, code=request_name(cmd.code),
+                                   language=cmd.language, oneway=cmd.is_oneway)
+                    conn._dispatch(cmd)
+        finally:
+            conn._receiving = False
+            if conn._out is not None:
+                conn._flush_out()
+    pending = conn.decoder.pending
+    if pending or conn.buffered_input:  # reads of whole frames skip the bookkeeping
+        conn._track_input(pending, bool(commands))
+
+
+serve_read = accelerate(serve_read, FrameError=FrameError, debug_on=_log.debug_check)
+
+
 class Connection(asyncio.Protocol):
     """Frames in, frames out; requests dispatched, responses matched, oneways never answered.
 
@@ -143,38 +181,18 @@ class Connection(asyncio.Protocol):
         if peer:
             self.peer = f"{peer[0]}:{peer[1]}"
 
-    def data_received(self, data: bytes) -> None:
-        """The answers this read produced go out in one write before anything else queued
-        on the loop (the store's dispatch into consume queues and the index): a sender
-        waits for its ack, no one waits for the dispatch."""
-        self.last_active = time.monotonic()
-        try:
-            commands = self.decoder.feed(data)
-        except FrameError as exc:
-            _log.warning("connection.bad_frame", peer=self.peer, error=exc)
-            self.close()
-            return
-        with self.dispatcher.around_read:
-            self._receiving = True
-            try:
-                debug = _log.debug_enabled
-                for cmd in commands:
-                    if cmd.flag & FLAG_RESPONSE:
-                        fut = self.pending.pop(cmd.opaque, None)
-                        if fut is not None and not fut.done():
-                            fut.set_result(cmd)
-                    else:
-                        if debug:
-                            _log.debug("request", peer=self.peer, code=request_name(cmd.code),
-                                       language=cmd.language, oneway=cmd.is_oneway)
-                        self._dispatch(cmd)
-            finally:
-                self._receiving = False
-                if self._out is not None:
-                    self._flush_out()
-        pending = self.decoder.pending
-        if pending or self.buffered_input:  # reads of whole frames skip the bookkeeping
-            self._track_input(pending, bool(commands))
+    # asyncio calls data_received(data) with every read: serve_read, without a Python frame of
+    # its own when compiled (speedups.method makes the compiled function bind as a method).
+    data_received = method(serve_read)
+
+    def _bad_frame(self, exc: FrameError) -> None:
+        _log.warning("connection.bad_frame", peer=self.peer, error=exc)
+        self.close()
+
+    def _on_response(self, cmd: RemotingCommand) -> None:
+        fut = self.pending.pop(cmd.opaque, None)
+        if fut is not None and not fut.done():
+            fut.set_result(cmd)
 
     def _track_input(self, pending: int, completed: bool) -> None:
         """Note the incomplete frame's size and since when it has been arriving (from the
@@ -219,6 +237,8 @@ class Connection(asyncio.Protocol):
     # -- requests from the peer ----------------------------------------------------------------
 
     def _dispatch(self, cmd: RemotingCommand) -> None:
+        """A request's handler called and its answer given; runs only inside serve_read
+        (self._receiving), where the read's answers are gathered for one write."""
         handler = self.dispatcher.handlers.get(cmd.code)
         if handler is None:
             self.reply(cmd, cmd.response(ResponseCode.REQUEST_CODE_NOT_SUPPORTED,
@@ -227,20 +247,26 @@ class Connection(asyncio.Protocol):
         try:
             result = handler(cmd, self)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a response
-            self.reply(cmd, self._error_response(cmd, exc))
+            self._failed(cmd, exc)
             return
-        if type(result) is bytes:  # a send's answer, made as a frame
-            # reply_frame's own path, inlined: _dispatch runs only inside data_received
-            # (self._receiving), where answers are gathered for one write.
+        if type(result) is bytes:  # a send's answer, made as a frame: reply_frame's path
             if not cmd.flag & FLAG_ONEWAY:
                 if self._out is None:
                     self._out = [result]
                 else:
                     self._out.append(result)
-        elif not hasattr(result, "__await__"):
-            self.reply(cmd, result)
         else:
-            task = asyncio.ensure_future(self._finish(cmd, result))
+            self._answer(cmd, result)
+
+    def _failed(self, cmd: RemotingCommand, exc: Exception) -> None:
+        self.reply(cmd, self._error_response(cmd, exc))
+
+    def _answer(self, cmd: RemotingCommand, result: HandlerResult) -> None:
+        """A handler's answer that is not a frame: a response, nothing, or one to await."""
+        if not hasattr(result, "__await__"):
+            self.reply(cmd, result)  # type: ignore[arg-type]
+        else:
+            task = asyncio.ensure_future(self._finish(cmd, result))  # type: ignore[arg-type]
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
 
