@@ -6,7 +6,9 @@ test_store_engine's helpers)."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
+from pathlib import Path
 
 from rmqnode.storage.index import IndexFile
 from rmqnode.storage.records import Checkpoint
@@ -125,6 +127,27 @@ def test_index_files_are_synced_when_full_and_the_checkpoint_says_so(tmp_path):
         assert reopened.index_count == second.index_count  # its header went with it
         reopened.mf.close()
     run(go())
+
+
+def test_an_index_files_hash_slots_are_mapped_in_huge_pages(tmp_path):
+    """Java's default index file (5 million slots): keys land on random slots, and where the
+    kernel maps files in transparent huge pages, the 20 MB of slots are mapped in 2 MiB
+    pages (FilePmdMapped in the mapping's smaps), the entries after them in small ones."""
+    path = tmp_path / "20261130000000000"
+    index = IndexFile(path, 5_000_000, 20_000_000)
+    keys = [f"key-{i}" for i in range(4000)]
+    assert index.put("T", keys, list(range(4000)), 1_700_000_000_000) == 4000
+    mode = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    mapped, ours = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        if re.match(r"[0-9a-f]+-[0-9a-f]+ ", line):  # a mapping's first line
+            ours = line.endswith(str(path))
+        elif ours and line.startswith("FilePmdMapped:"):
+            mapped += int(line.split()[1])
+    index.close()
+    if mode.exists() and "[never]" not in mode.read_text():  # this kernel maps them
+        assert 2048 <= mapped <= 22 * 1024, mapped
+    assert IndexFile(path, 5_000_000, 20_000_000, readonly=True).index_count == 4001
 
 
 def test_a_slow_disk_does_not_stall_the_loop():

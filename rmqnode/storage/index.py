@@ -20,6 +20,7 @@ class IndexFile:
         self.max_entries = max_entries
         size = index_file_size(slots, max_entries)
         self.mf = MappedFile(path, size, readonly=readonly)
+        self.mf.huge_pages(INDEX_HEADER.size + slots * INDEX_SLOT.size)
         (self.begin_timestamp, self.end_timestamp, self.begin_phy_offset, self.end_phy_offset,
          _, self.index_count) = INDEX_HEADER.unpack(self.mf.read(0, INDEX_HEADER.size))
         if self.index_count == 0:
