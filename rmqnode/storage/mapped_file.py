@@ -158,7 +158,8 @@ class MappedFile:
         random page. On 4 KiB pages nearly every key cost a TLB miss whose page walk, in a
         virtual machine, took 3-5 us (C++ client, 16 threads: an eighth of the node's CPU);
         on 2 MiB pages the 20 MB are ten TLB entries. A slot written dirties its huge page,
-        so writeback writes whole 2 MiB pages of the slot table (at most its 20 MB); the
+        so writeback writes whole 2 MiB pages of the slot table (at most its 20 MB), and a
+        lightly used index keeps up to 20 MB of it cached where small pages kept a few; the
         entries after it stay on small pages."""
         if self.mm is None or not hasattr(mmap, "MADV_HUGEPAGE"):
             return
