@@ -444,58 +444,49 @@ without_wait(PyObject *props)
     return stored;
 }
 
-/* sent_message(h, n, topic, queue_id, body, host, cluster): the send's message. Header fields
- * that are absent where the original has a default of its own (bornTimestamp), or that are
- * not plain decimals, are the original's. */
-PyObject *
-sent_message(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+/* What _header_fields reads of a send header h (its fields named by n): the sysFlag, masked
+ * by CLIENT_SYS_FLAGS (`client`), the bornTimestamp and the reconsumeTimes, and the
+ * properties' text in *text (NULL when there is none). 0 (no exception) when any of them is
+ * the original's to read: an absent bornTimestamp (the original has a default of its own),
+ * a field that is not a plain decimal, properties that are not text. */
+static int
+header_fields(PyObject *h, PyObject *n, long long client, long long *sys_flag, long long *born,
+              long long *reconsume, PyObject **text)
 {
-    Py_ssize_t at[M_COUNT];
-    long long client, sys_flag, born, reconsume, flag;
-    PyObject *h, *n, *born_text, *text = NULL;
-    if (nargs != 7 || !PyDict_CheckExact(args[0]) || !PyTuple_Check(args[1])
-        || PyTuple_GET_SIZE(args[1]) != N_COUNT || !PyUnicode_CheckExact(args[2])
-        || !PyLong_CheckExact(args[3]) || !PyBytes_CheckExact(args[4])
-        || !PyBytes_CheckExact(args[5]) || !PyUnicode_CheckExact(args[6])
-        || !message_class(bound[B_MESSAGE], at) || !int_in(bound[B_CLIENT_SYS_FLAGS], I32, &client))
-        return fallback(B_SENT_MESSAGE, args, nargs, NULL);
-    h = args[0];
-    n = args[1];
     for (int i = N_SYS_FLAG; i <= N_RECONSUME; i++)
         if (!PyUnicode_CheckExact(PyTuple_GET_ITEM(n, i)))
-            return fallback(B_SENT_MESSAGE, args, nargs, NULL);
-    born_text = PyDict_GetItemWithError(h, PyTuple_GET_ITEM(n, N_BORN));
-    if (born_text != NULL)
-        text = PyDict_GetItemWithError(h, PyTuple_GET_ITEM(n, N_PROPERTIES));
+            return 0;
+    PyObject *born_text = PyDict_GetItemWithError(h, PyTuple_GET_ITEM(n, N_BORN));
+    *text = born_text ? PyDict_GetItemWithError(h, PyTuple_GET_ITEM(n, N_PROPERTIES)) : NULL;
     if (PyErr_Occurred()) {
         PyErr_Clear();
-        return fallback(B_SENT_MESSAGE, args, nargs, NULL);
+        return 0;
     }
-    if (text == NULL)
-        text = Py_None;  /* no properties, as an empty text */
-    if (!int32_field(h, n, N_SYS_FLAG, 0, &sys_flag) || born_text == NULL
-        || !decimal_of(born_text, &born) || !int32_field(h, n, N_RECONSUME, 0, &reconsume)
-        || !int32_field(h, n, N_FLAG, 0, &flag)
-        || (text != Py_None && !PyUnicode_CheckExact(text)))
-        return fallback(B_SENT_MESSAGE, args, nargs, NULL);
-    PyObject *props = PyDict_New();
-    if (props == NULL)
-        return NULL;
-    int has_pop = 0;
-    if ((text != Py_None && !properties_into(props, text, PyUnicode_GET_LENGTH(text)))
-        || PyDict_SetItem(props, s_CLUSTER, args[6]) < 0
-        || (has_pop = PyDict_Contains(props, s_POP_CK)) < 0
-        || (has_pop && PyDict_DelItem(props, s_POP_CK) < 0)) {
-        Py_DECREF(props);
-        return NULL;
-    }
+    if (*text == Py_None)
+        *text = NULL;  /* no properties, as an empty text */
+    if (born_text == NULL || !decimal_of(born_text, born)
+        || !int32_field(h, n, N_SYS_FLAG, 0, sys_flag)
+        || !int32_field(h, n, N_RECONSUME, 0, reconsume)
+        || (*text != NULL && !PyUnicode_CheckExact(*text)))
+        return 0;
+    *sys_flag &= client;
+    return 1;
+}
+
+/* A store.Message made slot by slot (at[] from message_class); `props` and `stored` (its
+ * properties_string) are taken, either NULL when making it failed. NULL with the error
+ * raised. */
+static PyObject *
+new_message(Py_ssize_t at[M_COUNT], PyObject *topic, PyObject *queue_id, PyObject *body,
+            PyObject *props, long long flag, long long sys_flag, long long born, PyObject *host,
+            long long reconsume, PyObject *stored)
+{
     PyObject *v[M_COUNT] = {
-        [M_TOPIC] = Py_NewRef(args[2]), [M_QUEUE_ID] = Py_NewRef(args[3]),
-        [M_BODY] = Py_NewRef(args[4]), [M_PROPERTIES] = props,
-        [M_FLAG] = PyLong_FromLongLong(flag), [M_SYS_FLAG] = PyLong_FromLongLong(sys_flag & client),
-        [M_BORN_TS] = PyLong_FromLongLong(born), [M_BORN_HOST] = Py_NewRef(args[5]),
-        [M_RECONSUME] = PyLong_FromLongLong(reconsume), [M_PREPARED] = PyLong_FromLong(0),
-        [M_PROPERTIES_STRING] = without_wait(props)};
+        [M_TOPIC] = Py_NewRef(topic), [M_QUEUE_ID] = Py_NewRef(queue_id),
+        [M_BODY] = Py_NewRef(body), [M_PROPERTIES] = props, [M_FLAG] = PyLong_FromLongLong(flag),
+        [M_SYS_FLAG] = PyLong_FromLongLong(sys_flag), [M_BORN_TS] = PyLong_FromLongLong(born),
+        [M_BORN_HOST] = Py_NewRef(host), [M_RECONSUME] = PyLong_FromLongLong(reconsume),
+        [M_PREPARED] = PyLong_FromLong(0), [M_PROPERTIES_STRING] = stored};
     PyObject *msg = NULL;
     int ok = 1;
     for (int i = 0; i < M_COUNT; i++)
@@ -507,59 +498,70 @@ sent_message(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     return msg;
 }
 
+/* sent_message(h, n, topic, queue_id, body, host, cluster): the send's message. Header fields
+ * that header_fields leaves to the original, or a flag that is not a plain decimal, are the
+ * original's. */
+PyObject *
+sent_message(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_ssize_t at[M_COUNT];
+    long long client, sys_flag, born, reconsume, flag;
+    PyObject *text;
+    if (nargs != 7 || !PyDict_CheckExact(args[0]) || !PyTuple_Check(args[1])
+        || PyTuple_GET_SIZE(args[1]) != N_COUNT || !PyUnicode_CheckExact(args[2])
+        || !PyLong_CheckExact(args[3]) || !PyBytes_CheckExact(args[4])
+        || !PyBytes_CheckExact(args[5]) || !PyUnicode_CheckExact(args[6])
+        || !message_class(bound[B_MESSAGE], at) || !int_in(bound[B_CLIENT_SYS_FLAGS], I32, &client)
+        || !header_fields(args[0], args[1], client, &sys_flag, &born, &reconsume, &text)
+        || !int32_field(args[0], args[1], N_FLAG, 0, &flag))
+        return fallback(B_SENT_MESSAGE, args, nargs, NULL);
+    PyObject *props = PyDict_New();
+    if (props == NULL)
+        return NULL;
+    int has_pop = 0;
+    if ((text != NULL && !properties_into(props, text, PyUnicode_GET_LENGTH(text)))
+        || PyDict_SetItem(props, s_CLUSTER, args[6]) < 0
+        || (has_pop = PyDict_Contains(props, s_POP_CK)) < 0
+        || (has_pop && PyDict_DelItem(props, s_POP_CK) < 0)) {
+        Py_DECREF(props);
+        return NULL;
+    }
+    return new_message(at, args[2], args[3], args[4], props, flag, sys_flag, born, args[5],
+                       reconsume, without_wait(props));
+}
+
 /* The messages of a batch send (SendProcessor.handle's batch path: header_message, the
  * header's properties with CLUSTER as every entry's tail, batch_messages), when handle would
  * store them as they are: 1 and the list in *out. 0 (no exception, nothing changed) for
  * whatever handle refuses or reads otherwise: a body that is not a batch, an empty one, a
  * retry topic, a transaction's flag, a DELAY among the header's properties, header fields
- * absent or not plain decimals. h, n, topic, queue_id, body, host, cluster as sent_message's. */
+ * header_fields leaves to the original. h, n, topic, queue_id, body, host, cluster as
+ * sent_message's. */
 int
 batch_of(PyObject *h, PyObject *n, PyObject *topic, PyObject *queue_id, PyObject *body,
          PyObject *host, PyObject *cluster, PyObject **out)
 {
     Py_ssize_t at[M_COUNT];
     long long client, sys_flag, born, reconsume;
-    PyObject *born_text, *text, *shared = NULL, *tail = NULL, *common = NULL;
+    PyObject *text, *shared = NULL, *tail = NULL, *common = NULL, *empty = NULL;
     *out = NULL;
     if (!PyDict_CheckExact(h) || !PyTuple_Check(n) || PyTuple_GET_SIZE(n) != N_COUNT
         || !PyUnicode_CheckExact(topic) || !PyLong_CheckExact(queue_id)
         || !PyBytes_CheckExact(body) || !PyBytes_CheckExact(host)
         || !PyUnicode_CheckExact(cluster) || bound[B_DELAY] == NULL
         || !message_class(bound[B_MESSAGE], at) || !int_in(bound[B_CLIENT_SYS_FLAGS], I32, &client)
-        || PyUnicode_Tailmatch(topic, s_RETRY_PREFIX, 0, PY_SSIZE_T_MAX, -1) != 0)
-        goto no;
-    for (int i = N_SYS_FLAG; i <= N_RECONSUME; i++)
-        if (!PyUnicode_CheckExact(PyTuple_GET_ITEM(n, i)))
-            goto no;
-    born_text = PyDict_GetItemWithError(h, PyTuple_GET_ITEM(n, N_BORN));
-    text = born_text ? PyDict_GetItemWithError(h, PyTuple_GET_ITEM(n, N_PROPERTIES)) : NULL;
-    if (PyErr_Occurred() || born_text == NULL || !decimal_of(born_text, &born)
-        || !int32_field(h, n, N_SYS_FLAG, 0, &sys_flag)
-        || !int32_field(h, n, N_RECONSUME, 0, &reconsume)
-        || (sys_flag & client & 0xC) /* TRANSACTION_MASK */
-        || (text != NULL && text != Py_None && !PyUnicode_CheckExact(text))
+        || PyUnicode_Tailmatch(topic, s_RETRY_PREFIX, 0, PY_SSIZE_T_MAX, -1) != 0
+        || !header_fields(h, n, client, &sys_flag, &born, &reconsume, &text)
+        || (sys_flag & 0xC) /* TRANSACTION_MASK */
         || (shared = PyDict_New()) == NULL)
         goto no;
-    if ((text != NULL && text != Py_None && !properties_into(shared, text, PyUnicode_GET_LENGTH(text)))
+    if ((text != NULL && !properties_into(shared, text, PyUnicode_GET_LENGTH(text)))
         || PyDict_Contains(shared, bound[B_DELAY]) != 0
         || PyDict_SetItem(shared, s_CLUSTER, cluster) < 0
-        || (tail = properties_string(NULL, &shared, 1, NULL)) == NULL || !PyUnicode_CheckExact(tail))
-        goto no;
-    PyObject *v[M_COUNT] = {
-        [M_TOPIC] = Py_NewRef(topic), [M_QUEUE_ID] = Py_NewRef(queue_id),
-        [M_BODY] = PyBytes_FromStringAndSize(NULL, 0), [M_PROPERTIES] = PyDict_New(),
-        [M_FLAG] = PyLong_FromLong(0), [M_SYS_FLAG] = PyLong_FromLongLong(sys_flag & client),
-        [M_BORN_TS] = PyLong_FromLongLong(born), [M_BORN_HOST] = Py_NewRef(host),
-        [M_RECONSUME] = PyLong_FromLongLong(reconsume), [M_PREPARED] = PyLong_FromLong(0),
-        [M_PROPERTIES_STRING] = Py_NewRef(Py_None)};
-    int ok = 1;
-    for (int i = 0; i < M_COUNT; i++)
-        ok = ok && v[i] != NULL;
-    if (ok)
-        common = new_of_slots(bound[B_MESSAGE], at, M_COUNT, v);
-    for (int i = 0; i < M_COUNT; i++)
-        Py_XDECREF(v[i]);
-    if (common == NULL)
+        || (tail = properties_string(NULL, &shared, 1, NULL)) == NULL || !PyUnicode_CheckExact(tail)
+        || (empty = PyBytes_FromStringAndSize(NULL, 0)) == NULL
+        || (common = new_message(at, topic, queue_id, empty, PyDict_New(), 0, sys_flag, born,
+                                 host, reconsume, Py_NewRef(Py_None))) == NULL)
         goto no;
     PyObject *batch_args[4] = {body, common, shared, tail};
     *out = batch_messages(NULL, batch_args, 4);
@@ -569,6 +571,7 @@ no:
     PyErr_Clear();  /* a bad body's ValueError too: handle words it */
     Py_XDECREF(shared);
     Py_XDECREF(tail);
+    Py_XDECREF(empty);
     Py_XDECREF(common);
     return *out != NULL;
 }
