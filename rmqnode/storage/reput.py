@@ -164,11 +164,17 @@ class QueueDispatch:
 
     def _index(self, topic: str, keys: list[str], offsets: list[int], store_timestamp: int,
                commit_log_offset: int) -> None:
-        """The index entries of dispatched messages (keys[i] at offsets[i]). An index file
-        that cannot be written leaves them unindexed, as Java does: the messages stay stored
-        and queued, only queries by key miss them."""
-        if index_in_last(self.index.files, topic, keys, offsets, store_timestamp):
-            return  # (a batch's keys, most often: IndexService.build's three calls saved)
+        """The index entries of dispatched messages (keys[i] at offsets[i]): into the last
+        index file when they fit it (a batch's keys, most often), else _build_index."""
+        if not index_in_last(self.index.files, topic, keys, offsets, store_timestamp):
+            self._build_index(topic, keys, offsets, store_timestamp, commit_log_offset)
+
+    def _build_index(self, topic: str, keys: list[str], offsets: list[int],
+                     store_timestamp: int, commit_log_offset: int) -> None:
+        """IndexService.build of keys the last index file did not take (dispatch_plain
+        tried index_in_last already). An index file that cannot be written leaves them
+        unindexed, as Java does: the messages stay stored and queued, only queries by key
+        miss them."""
         try:
             self.index.build(topic, keys, offsets, store_timestamp)
         except OSError as exc:
@@ -213,7 +219,7 @@ class QueueDispatch:
         index_files = self.index.files if self.config.messageIndexEnable else None
         while pending:
             done = dispatch_plain(pending, self.queues, self.stalled.first, arrived,
-                                  self._index, index_files)
+                                  self._build_index, index_files)
             if done is not None:
                 self.reput_offset, self.last_dispatched_timestamp = done
             if not pending:
