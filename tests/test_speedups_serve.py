@@ -210,3 +210,33 @@ def test_a_read_of_whole_requests_is_answered_in_one_write():
 
     written = burst("native")
     assert written == burst("pure") and len(written) == 1
+
+
+def test_an_error_of_around_reads_exit_is_chained_to_the_reads():
+    """An __exit__ that raises while a handler's Interrupt leaves the read: its error is the
+    read's, with the Interrupt as its context, as a `with` statement chains them."""
+    class Failing:
+        def __enter__(self) -> None: ...
+
+        def __exit__(self, kind, exc, tb) -> bool:
+            raise ValueError(f"exit after {kind.__name__}")
+
+    def read(impl: str):
+        fn = speedups.PURE["serve_read"] if impl == "pure" else speedups.NATIVE["serve_read"]
+
+        async def go():
+            dispatcher = Dispatcher()
+            dispatcher.update(handlers([]))
+            dispatcher.around_read = Failing()
+            conn, peer = Connection(dispatcher), Peer()
+            conn.connection_made(peer)  # type: ignore[arg-type]
+            try:
+                fn(conn, encode(RemotingCommand.request(FRAME, {}, b"")) +
+                   encode(RemotingCommand.request(INTERRUPTS, {}, b"")))
+            except ValueError as exc:
+                return (str(exc), type(exc.__context__), exc.__traceback__ is not None,
+                        conn._receiving, peer.written)
+        return asyncio.run(go())
+
+    got = read("native")
+    assert got == read("pure") and got[:2] == ("exit after Interrupt", Interrupt)

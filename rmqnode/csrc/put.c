@@ -15,15 +15,6 @@
 #include "speedups.h"
 
 #include <strings.h>
-#include <time.h>
-
-static long long
-clock_ns(clockid_t clock)
-{
-    struct timespec ts;
-    clock_gettime(clock, &ts);
-    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
 /* obj.name, a new reference; NULL (and no exception) when obj is NULL or has none. */
 static PyObject *

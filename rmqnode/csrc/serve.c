@@ -11,8 +11,6 @@
  * anything but bytes, is the original's. */
 #include "speedups.h"
 
-#include <time.h>
-
 enum { FLAG_RESPONSE = 0x1, FLAG_ONEWAY = 0x2 };  /* codec.py's */
 
 /* decoder.feed(data), its common case here: nothing held from the read before, so the
@@ -71,6 +69,27 @@ taken_exception(void)
     Py_XDECREF(type);
     Py_XDECREF(tb);
     return value;
+}
+
+/* The error raised now, taken, with `first` (taken; NULL for none) as its context, as
+ * Python chains an error raised while another is being handled. */
+static PyObject *
+chained(PyObject *first)
+{
+    PyObject *exc = taken_exception();
+    if (exc != NULL && first != NULL)
+        PyException_SetContext(exc, first);
+    else
+        Py_XDECREF(first);
+    return exc;
+}
+
+/* `exc` (taken) raised again, with its own traceback. */
+static void
+raise_again(PyObject *exc)
+{
+    if (exc != NULL)
+        PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, PyException_GetTraceback(exc));
 }
 
 /* One request, as Connection._dispatch does it: 0, or -1 with an error raised that is not an
@@ -215,9 +234,7 @@ serve_read(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         return fallback(B_SERVE_READ, args, nargs, NULL);
     PyObject *conn = args[0], *decoder = NULL, *commands = NULL, *around = NULL, *r;
     PyObject *dispatcher = NULL;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    PyObject *now = PyFloat_FromDouble((double)ts.tv_sec + ts.tv_nsec * 1e-9);
+    PyObject *now = PyFloat_FromDouble(clock_ns(CLOCK_MONOTONIC) * 1e-9);  /* time.monotonic */
     int rc = now != NULL ? PyObject_SetAttr(conn, s_last_active, now) : -1;
     Py_XDECREF(now);
     if (rc < 0 || (decoder = PyObject_GetAttr(conn, s_decoder)) == NULL)
@@ -247,43 +264,27 @@ serve_read(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     if (rc == 0)
         rc = handled(conn, commands);
     /* finally: as in the original, an error here replaces one from the handling */
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    if (PyObject_SetAttr(conn, s__receiving, Py_False) < 0 || flushed_out(conn) < 0) {
-        Py_XDECREF(type);
-        Py_XDECREF(value);
-        Py_XDECREF(tb);
-        rc = -1;
-        PyErr_Fetch(&type, &value, &tb);
+    PyObject *exc = rc < 0 ? taken_exception() : NULL;
+    if (PyObject_SetAttr(conn, s__receiving, Py_False) < 0 || flushed_out(conn) < 0)
+        exc = chained(exc);
+    /* __exit__, told of the error if there is one, which it may swallow */
+    PyObject *tb = exc != NULL ? PyException_GetTraceback(exc) : NULL;
+    PyObject *exit_args[4] = {around, exc ? (PyObject *)Py_TYPE(exc) : Py_None,
+                              exc ? exc : Py_None, tb ? tb : Py_None};
+    r = PyObject_VectorcallMethod(s___exit__, exit_args, 4, NULL);
+    Py_XDECREF(tb);
+    int swallowed = r == NULL ? -1 : exc != NULL ? PyObject_IsTrue(r) : 0;
+    Py_XDECREF(r);
+    if (swallowed < 0) {  /* __exit__ raised: its error wins */
+        if (exc != NULL)
+            raise_again(chained(exc));
+        goto failed;
     }
-    if (type != NULL) {  /* __exit__ with the error, which it may swallow */
-        PyErr_NormalizeException(&type, &value, &tb);
-        if (tb != NULL)
-            PyException_SetTraceback(value, tb);
-        PyObject *exit_args[4] = {around, type, value, tb ? tb : Py_None};
-        r = PyObject_VectorcallMethod(s___exit__, exit_args, 4, NULL);
-        int swallowed = r != NULL ? PyObject_IsTrue(r) : -1;
-        Py_XDECREF(r);
-        if (swallowed > 0) {
-            Py_DECREF(type);
-            Py_XDECREF(value);
-            Py_XDECREF(tb);
-            rc = 0;
-        } else if (swallowed == 0) {
-            PyErr_Restore(type, value, tb);
-            goto failed;
-        } else {  /* __exit__ raised: its error wins, with the first as its context */
-            Py_DECREF(type);
-            Py_XDECREF(value);
-            Py_XDECREF(tb);
-            goto failed;
-        }
-    } else {
-        PyObject *exit_args[4] = {around, Py_None, Py_None, Py_None};
-        if ((r = PyObject_VectorcallMethod(s___exit__, exit_args, 4, NULL)) == NULL)
-            goto failed;
-        Py_DECREF(r);
+    if (exc != NULL && !swallowed) {
+        raise_again(exc);
+        goto failed;
     }
+    Py_XDECREF(exc);
     /* input left in an incomplete frame: its bookkeeping */
     PyObject *buf = PyObject_GetAttr(decoder, s__buf);
     long long buffered;

@@ -8,6 +8,7 @@
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 /* What the files share stays inside the module: no symbol of theirs can interpose, or be
  * interposed by, one of the same name elsewhere in the process (only PyInit is exported). */
@@ -99,6 +100,15 @@ int_attr(PyObject *obj, PyObject *name, long long lo, long long hi, long long *o
     int ok = int_in(v, lo, hi, out);
     Py_DECREF(v);
     return ok;
+}
+
+/* A clock's time in nanoseconds (CLOCK_MONOTONIC: time.monotonic_ns's). */
+static inline long long
+clock_ns(clockid_t clock)
+{
+    struct timespec ts;
+    clock_gettime(clock, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
 /* obj.name = v (an int); 0, or -1 with the error raised. */
