@@ -167,7 +167,7 @@ def stored_at_once(send: SendProcessor, cmd: RemotingCommand, topic: str, queue_
                    messages: list[Message]) -> RemotingCommand | bytes | None:
     """A send that waits for nothing (no flush, no slave, no registration of its topic),
     stored and answered. Per send the Python between the store's steps cost more than the
-    steps: the accelerator (csrc/put.c) does a single plain message's put into the
+    steps: the accelerator (csrc/put.c) does a plain put of one message or a batch into the
     CommitLog's last file, its counts and its answer in one call; this is its definition."""
     return send._respond(cmd, send.put_nowait(topic, messages), queue_id)
 
@@ -206,9 +206,9 @@ def handle_send(send: SendProcessor, cmd: RemotingCommand,
                 conn: Connection) -> RemotingCommand | Awaitable[RemotingCommand] | None:
     """SEND_MESSAGE (10), SEND_MESSAGE_V2 (310) and SEND_BATCH_MESSAGE (320) as the
     dispatcher calls them: SendProcessor.handle. The accelerator (csrc/put.c) does the common
-    send in one call, from the header (V1 or V2) to the answer's frame: a single message to a
-    configured, writable queue of a topic that passed validation before, from a connection
-    whose address is known; a put that waits (SYNC_FLUSH, SYNC_MASTER) has its answer given
+    send in one call, from the header (V1 or V2) to the answer's frame: a single message, or
+    a batch handle would store as it is, to a configured, writable queue of a topic that
+    passed validation before, from a connection whose address is known; a put that waits (SYNC_FLUSH, SYNC_MASTER) has its answer given
     by SendProcessor.answered. Whatever checked_topic would refuse, or not decide alone, is
     this definition's."""
     return send.handle(cmd, conn)

@@ -1,17 +1,18 @@
-/* The common send in C (broker/send.py): handle_send, the request's checks and its message
- * (SendProcessor.handle's common case), and stored_at_once, a single plain message put into
- * the CommitLog's last file, counted and answered. Each step was C already (the header, the
- * message, the record's encode, its pwrite, the reput's request, the ids, the answer's
- * frame); the pure path wrapped them in a score of Python calls and three dataclasses, which
- * cost more than the steps.
+/* The common send in C (broker/send.py): handle_send, the request's checks and its messages
+ * (SendProcessor.handle's common case: one message, or a batch's), and stored_at_once, a
+ * plain put of them into the CommitLog's last file, counted and answered. Each step was C
+ * already (the header, the message, the record's encode, its pwrite, the reput's request,
+ * the ids, the answer's frame); the pure path wrapped them in a score of Python calls and
+ * three dataclasses, which cost more than the steps.
  *
- * Whatever is not that case goes to the original with nothing done: a batch, a topic to
- * create or refuse, a delayed or transactional message, a read-only store or a slave, a send
- * that waits (SYNC_FLUSH, SYNC_MASTER), a record that does not fit the last file or ends past
- * its zeros (a new file, zeros written ahead), fields of odd types, or a step that fails
- * before the record is written (a refusal of the encode, a failed pwrite): the original then
- * does it and words the refusal. Once the record is written nothing falls back; an error
- * then (out of memory) is raised, as the original would raise it. */
+ * Whatever is not that case goes to the original with nothing done: a topic to create or
+ * refuse, a delayed or transactional message, a batch handle would refuse, a read-only store
+ * or a slave, a record that does not fit the last file or ends past its zeros (a new file,
+ * zeros written ahead), fields of odd types, or a step that fails before the record is
+ * written (a refusal of the encode, a failed pwrite): the original then does it and words
+ * the refusal. Where the put waits (SYNC_FLUSH, SYNC_MASTER), handle_send hands its answer to
+ * SendProcessor.answered. Once the record is written nothing falls back; an error then (out
+ * of memory) is raised, as the original would raise it. */
 #include "speedups.h"
 
 #include <strings.h>

@@ -156,7 +156,7 @@ class MappedFile:
         """The file's first `size` bytes mapped in huge pages where the kernel can
         (MADV_HUGEPAGE): an index file's hash slots (20 MB), where every key lands on a
         random page. On 4 KiB pages nearly every key cost a TLB miss whose page walk, in a
-        virtual machine, took 3-5 us (C++ client, 16 threads: an eighth of the node's CPU);
+        virtual machine, took 3-8 us (C++ client, 16 threads: an eighth of the node's CPU);
         on 2 MiB pages the 20 MB are ten TLB entries. A slot written dirties its huge page,
         so writeback writes whole 2 MiB pages of the slot table (at most its 20 MB), and a
         lightly used index keeps up to 20 MB of it cached where small pages kept a few; the
