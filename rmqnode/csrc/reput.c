@@ -9,14 +9,7 @@
 static int
 raise_attr(PyObject *obj, PyObject *name, long long held, long long v)
 {
-    if (v <= held)
-        return 0;
-    PyObject *o = PyLong_FromLongLong(v);
-    if (o == NULL)
-        return -1;
-    int rc = PyObject_SetAttr(obj, name, o);
-    Py_DECREF(o);
-    return rc;
+    return v <= held ? 0 : set_int_attr(obj, name, v);
 }
 
 /* Index keys of one topic stored in one millisecond, for one index() call. */
