@@ -99,6 +99,18 @@ def handlers(log: list) -> dict:
     return {code: handler for code in range(FRAME, STRAY + 1)}
 
 
+def connected(log: list, around=None) -> tuple[Connection, Peer]:
+    """A connection to a Peer, its dispatcher's handlers noting into `log`; `around` its
+    around_read (the default's when None). Inside a running loop."""
+    dispatcher = Dispatcher()
+    dispatcher.update(handlers(log))
+    if around is not None:
+        dispatcher.around_read = around
+    conn, peer = Connection(dispatcher), Peer()
+    conn.connection_made(peer)  # type: ignore[arg-type]
+    return conn, peer
+
+
 def stream(rng: random.Random, n: int) -> bytes:
     out = bytearray()
     for i in range(n):
@@ -148,11 +160,7 @@ def serve(impl: str, seed: int, debug: bool = False) -> dict:
 
     async def go() -> dict:
         log: list = []
-        dispatcher = Dispatcher()
-        dispatcher.update(handlers(log))
-        dispatcher.around_read = Around(log)
-        conn, peer = Connection(dispatcher), Peer()
-        conn.connection_made(peer)  # type: ignore[arg-type]
+        conn, peer = connected(log, Around(log))
         waiting = {opaque: conn._loop.create_future() for opaque in range(1, 4)}
         conn.pending.update(waiting)
         ends = []
@@ -198,11 +206,7 @@ def test_a_read_of_whole_requests_is_answered_in_one_write():
         fn = speedups.PURE["serve_read"] if impl == "pure" else speedups.NATIVE["serve_read"]
 
         async def go() -> list:
-            log: list = []
-            dispatcher = Dispatcher()
-            dispatcher.update(handlers(log))
-            conn, peer = Connection(dispatcher), Peer()
-            conn.connection_made(peer)  # type: ignore[arg-type]
+            conn, peer = connected([])
             fn(conn, data)
             assert conn.decoder.pending == 0 and conn._out is None
             return peer.written
@@ -225,11 +229,7 @@ def test_an_error_of_around_reads_exit_is_chained_to_the_reads():
         fn = speedups.PURE["serve_read"] if impl == "pure" else speedups.NATIVE["serve_read"]
 
         async def go():
-            dispatcher = Dispatcher()
-            dispatcher.update(handlers([]))
-            dispatcher.around_read = Failing()
-            conn, peer = Connection(dispatcher), Peer()
-            conn.connection_made(peer)  # type: ignore[arg-type]
+            conn, peer = connected([], Failing())
             try:
                 fn(conn, encode(RemotingCommand.request(FRAME, {}, b"")) +
                    encode(RemotingCommand.request(INTERRUPTS, {}, b"")))
