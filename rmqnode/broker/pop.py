@@ -456,4 +456,5 @@ class PopProcessor:
         """Held orderly pops of the topic pass again when the queue hands out again."""
         if self.broker.order_info.blocked_until(None, topic, group, queue_id, invisible,
                                                 int(time.time() * 1000)) is None:
-            self.holds.on_arrivals({(topic, queue_id): self.broker.store.max_offset(topic, queue_id)})
+            end = self.broker.store.max_offset(topic, queue_id)
+            self.holds.on_arrivals({(topic, queue_id): end})

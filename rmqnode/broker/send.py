@@ -208,9 +208,9 @@ def handle_send(send: SendProcessor, cmd: RemotingCommand,
     dispatcher calls them: SendProcessor.handle. The accelerator (csrc/put.c) does the common
     send in one call, from the header (V1 or V2) to the answer's frame: a single message, or
     a batch handle would store as it is, to a configured, writable queue of a topic that
-    passed validation before, from a connection whose address is known; a put that waits (SYNC_FLUSH, SYNC_MASTER) has its answer given
-    by SendProcessor.answered. Whatever checked_topic would refuse, or not decide alone, is
-    this definition's."""
+    passed validation before, from a connection whose address is known; a put that waits
+    (SYNC_FLUSH, SYNC_MASTER) has its answer given by SendProcessor.answered. Whatever
+    checked_topic would refuse, or not decide alone, is this definition's."""
     return send.handle(cmd, conn)
 
 
