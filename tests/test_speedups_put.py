@@ -343,3 +343,51 @@ def test_the_whole_send_is_the_same_in_c_and_python(tmp_path, flush):
                  "read_only_topic", "unknown_topic", "half", "bad_flag",
                  "no_fields", "slave", "no_write"):
         assert all(fell[kind]), kind
+
+
+class WatchedItem:
+    """A broker.stats.StatsItem look-alike, slots over object like it, whose attribute writes
+    go through a __setattr__ of its own that notes them."""
+
+    __slots__ = ("value", "times", "samples", "noted")
+
+    def __init__(self) -> None:
+        object.__setattr__(self, "noted", [])
+        self.value = 0
+        self.times = 0
+        self.samples = ()
+
+    def __setattr__(self, name: str, value: object) -> None:
+        self.noted.append(name)
+        object.__setattr__(self, name, value)
+
+
+def test_the_compiled_put_writes_slots_only_where_setattr_would(tmp_path):
+    """The compiled put reads and writes the fields of slots classes in their slots, skipping
+    the lookup by name; a class with a __setattr__ of its own is written through it, as the
+    original writes it, and the counts come out the same either way."""
+    async def go() -> tuple:
+        broker = started_broker(tmp_path)
+        send = SendProcessor(broker)
+        native = speedups.NATIVE["stored_at_once"]
+        step = ("plain", "TopicA", 1, 100, 7, 1)
+        native(*arguments(broker, send, step))  # the topic's items made by the original
+        plain = broker.stats._topic_put["TopicA"]
+        watched = broker.stats._topic_put["TopicA"] = tuple(WatchedItem() for _ in range(3))
+        for item in watched:
+            item.noted.clear()  # its __init__'s own
+        stored_before = broker.store.stats.put_bytes
+        with counted_fallbacks("stored_at_once") as fell:
+            for i in range(3):
+                native(*arguments(broker, send, ("plain", "TopicA", 1, 100, 8 + i, 2 + i)))
+        counts = (plain[0].value, plain[0].times, [(w.value, w.times) for w in watched],
+                  [w.noted for w in watched], broker.store.stats.put_times,
+                  broker.store.stats.put_bytes - stored_before, len(fell))
+        await broker.store.close()
+        return counts
+
+    value, times, watched, noted, put_times, stored, fell = asyncio.run(go())
+    assert (value, times) == (1, 1)  # the StatsItems themselves, in their slots
+    assert fell == 0 and put_times == 4 and stored > 300
+    assert watched == [(3, 3), (stored, 3), (3, 0)]
+    assert noted == [["value", "times"] * 3, ["value", "times"] * 3, ["value"] * 3]

@@ -268,6 +268,20 @@ slots_class(SlotsClass *kept, PyObject *t, const char *const *names, int n, Py_s
     return 1;
 }
 
+const char *const mapped_file_fields[MF_COUNT] = {
+    "file_size", "wrote_position", "zero_mark", "file_from_offset", "_fd", "readonly", "mm"};
+SlotsClass mapped_file_kept;
+
+const Py_ssize_t *
+fields_at(SlotsClass *kept, PyObject *obj, const char *const *names, int n, Py_ssize_t *at)
+{
+    PyTypeObject *t = Py_TYPE(obj);
+    if (t->tp_setattro != PyObject_GenericSetAttr
+        || !slots_class(kept, (PyObject *)t, names, n, at, 0))
+        return NULL;
+    return at;
+}
+
 /* A new object of `t` (slots_class, whole) with v[i] in the slot at at[i]: what calling the
  * class with them gives, without running its __init__. The references in v are new ones,
  * not taken. */

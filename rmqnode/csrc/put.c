@@ -17,15 +17,26 @@
 
 #include <strings.h>
 
-/* obj.name, a new reference; NULL (and no exception) when obj is NULL or has none. */
+/* obj.name, its i-th field (as `field` reads it), a new reference; NULL (and no exception)
+ * when obj is NULL or has none. */
 static PyObject *
-attr(PyObject *obj, PyObject *name)
+attr_field(PyObject *obj, const Py_ssize_t *at, int i, PyObject *name)
 {
-    PyObject *v = obj != NULL ? PyObject_GetAttr(obj, name) : NULL;
+    PyObject *v = obj != NULL ? field(obj, at, i, name) : NULL;
     if (v == NULL)
         PyErr_Clear();
     return v;
 }
+#define attr(obj, name) attr_field((obj), NULL, 0, (name))
+
+/* The fields of the objects a put reads on every send, read from their slots (fields_at):
+ * by name, each is a lookup in the class's dict and a descriptor call. */
+static const char *const msg_fields[4] = {"topic", "queue_id", "properties", "sys_flag"};
+static SlotsClass msg_kept;
+enum { C_FLAG, C_OPAQUE, C_SERIALIZE, C_EXT, C_BODY, C_COUNT };  /* net.codec.RemotingCommand */
+static const char *const cmd_fields[C_COUNT] = {"flag", "opaque", "serialize_type",
+                                                "ext_fields", "body"};
+static SlotsClass cmd_kept;
 
 /* What the put reads before it writes, every object held. */
 enum {
@@ -47,11 +58,17 @@ plain_put(PyObject *send, PyObject *msg, PyObject **h, long long *sys_flag)
         || (h[H_ROLE] = attr(h[H_CONFIG], s_brokerRole)) == NULL || bound[B_SLAVE] == NULL
         || PyObject_RichCompareBool(h[H_ROLE], bound[B_SLAVE], Py_EQ) != 0)
         return 0;
-    if ((h[H_TOPIC] = attr(msg, s_topic)) == NULL || !PyUnicode_CheckExact(h[H_TOPIC])
-        || (h[H_QUEUE] = attr(msg, s_queue_id)) == NULL || !PyLong_CheckExact(h[H_QUEUE])
-        || (h[H_PROPS] = attr(msg, s_properties)) == NULL || !PyDict_CheckExact(h[H_PROPS])
+    Py_ssize_t where[4];
+    const Py_ssize_t *at = fields_at(&msg_kept, msg, msg_fields, 4, where);
+    if ((h[H_TOPIC] = attr_field(msg, at, 0, s_topic)) == NULL
+        || !PyUnicode_CheckExact(h[H_TOPIC])
+        || (h[H_QUEUE] = attr_field(msg, at, 1, s_queue_id)) == NULL
+        || !PyLong_CheckExact(h[H_QUEUE])
+        || (h[H_PROPS] = attr_field(msg, at, 2, s_properties)) == NULL
+        || !PyDict_CheckExact(h[H_PROPS])
         || bound[B_DELAY] == NULL || PyDict_Contains(h[H_PROPS], bound[B_DELAY]) != 0
-        || !int_attr(msg, s_sys_flag, I32, sys_flag) || (*sys_flag & 0xC) /* TRANSACTION_MASK */)
+        || !int_field(msg, at, 3, s_sys_flag, I32, sys_flag)
+        || (*sys_flag & 0xC) /* TRANSACTION_MASK */)
         return 0;
     return 1;
 }
@@ -70,13 +87,15 @@ last_file_for(PyObject **h, Py_ssize_t len, long long *pos, long long *wrote,
         return NULL;
     PyObject *mf = h[H_FILE] = Py_NewRef(PyList_GET_ITEM(h[H_FILES],
                                                          PyList_GET_SIZE(h[H_FILES]) - 1));
-    if (!int_attr(mf, s_file_size, 0, PY_SSIZE_T_MAX, &size)
-        || !int_attr(mf, s_wrote_position, 0, PY_SSIZE_T_MAX, pos)
-        || !int_attr(mf, s_zero_mark, I64, &zeros)
-        || !int_attr(mf, s_file_from_offset, 0, LLONG_MAX / 2, &start)
+    Py_ssize_t where[MF_COUNT];
+    const Py_ssize_t *at = fields_at(&mapped_file_kept, mf, mapped_file_fields, MF_COUNT, where);
+    if (!int_field(mf, at, MF_FILE_SIZE, s_file_size, 0, PY_SSIZE_T_MAX, &size)
+        || !int_field(mf, at, MF_WROTE, s_wrote_position, 0, PY_SSIZE_T_MAX, pos)
+        || !int_field(mf, at, MF_ZERO_MARK, s_zero_mark, I64, &zeros)
+        || !int_field(mf, at, MF_FROM, s_file_from_offset, 0, LLONG_MAX / 2, &start)
         || !int_in(bound[B_END_FILE_MIN_BLANK_LENGTH], 0, 1 << 20, &blank)
         || *pos > size || size - *pos < len + blank || *pos + len > zeros
-        || (h[H_FD] = attr(mf, s_fd)) == NULL || !PyLong_CheckExact(h[H_FD])
+        || (h[H_FD] = attr_field(mf, at, MF_FD, s_fd)) == NULL || !PyLong_CheckExact(h[H_FD])
         || (h[H_TABLE] = attr(h[H_LOG], s_topic_queue_table)) == NULL
         || !PyDict_CheckExact(h[H_TABLE])
         || (h[H_KEY] = PyTuple_Pack(2, h[H_TOPIC], h[H_QUEUE])) == NULL)
@@ -100,20 +119,24 @@ last_file_for(PyObject **h, Py_ssize_t len, long long *pos, long long *wrote,
 static int
 store_counts(PyObject *stats, long long messages, long long size, long long took)
 {
+    static const char *const names[3] = {"put_times", "put_bytes", "put_ms"};
+    static SlotsClass kept;
     long long times, bytes, n = 0;
     PyObject *by_ms = NULL, *ms = NULL;
     int rc = 0;
-    if (!int_attr(stats, s_put_times, 0, LLONG_MAX - messages, &times)
-        || !int_attr(stats, s_put_bytes, 0, LLONG_MAX - size, &bytes)
-        || (by_ms = PyObject_GetAttr(stats, s_put_ms)) == NULL || !PyDict_CheckExact(by_ms)
+    Py_ssize_t where[3];
+    const Py_ssize_t *at = fields_at(&kept, stats, names, 3, where);
+    if (!int_field(stats, at, 0, s_put_times, 0, LLONG_MAX - messages, &times)
+        || !int_field(stats, at, 1, s_put_bytes, 0, LLONG_MAX - size, &bytes)
+        || (by_ms = field(stats, at, 2, s_put_ms)) == NULL || !PyDict_CheckExact(by_ms)
         || (ms = PyLong_FromLongLong(took / 1000000)) == NULL)
         goto done;
     PyObject *held = PyDict_GetItemWithError(by_ms, ms);
     if ((held == NULL && PyErr_Occurred()) || (held != NULL && !int_in(held, 0, LLONG_MAX - 1, &n)))
         goto done;
     PyObject *next = PyLong_FromLongLong(n + 1);
-    rc = next != NULL && set_int_attr(stats, s_put_times, times + messages) == 0
-         && set_int_attr(stats, s_put_bytes, bytes + size) == 0
+    rc = next != NULL && set_int_field(stats, at, 0, s_put_times, times + messages) == 0
+         && set_int_field(stats, at, 1, s_put_bytes, bytes + size) == 0
          && PyDict_SetItem(by_ms, ms, next) == 0 ? 1 : -1;
     Py_XDECREF(next);
 done:
@@ -136,20 +159,26 @@ topic_counts(PyObject *stats, PyObject *topic, long long messages, long long siz
         || (items = PyDict_GetItemWithError(kept, topic)) == NULL || !PyTuple_CheckExact(items)
         || PyTuple_GET_SIZE(items) != 3)
         goto done;
+    static const char *const names[2] = {"value", "times"};  /* broker.stats.StatsItem */
+    static SlotsClass item_kept;
     PyObject *const *it = &PyTuple_GET_ITEM(items, 0);
-    if (!int_attr(it[0], s_value, 0, LLONG_MAX - messages, &nums)
-        || !int_attr(it[0], s_times, 0, LLONG_MAX - 1, &nums_times)
-        || !int_attr(it[1], s_value, 0, LLONG_MAX - size, &sizes)
-        || !int_attr(it[1], s_times, 0, LLONG_MAX - 1, &sizes_times)
-        || !int_attr(it[2], s_value, 0, LLONG_MAX - messages, &total))
+    Py_ssize_t where[3][2];
+    const Py_ssize_t *at[3];
+    for (int i = 0; i < 3; i++)
+        at[i] = fields_at(&item_kept, it[i], names, 2, where[i]);
+    if (!int_field(it[0], at[0], 0, s_value, 0, LLONG_MAX - messages, &nums)
+        || !int_field(it[0], at[0], 1, s_times, 0, LLONG_MAX - 1, &nums_times)
+        || !int_field(it[1], at[1], 0, s_value, 0, LLONG_MAX - size, &sizes)
+        || !int_field(it[1], at[1], 1, s_times, 0, LLONG_MAX - 1, &sizes_times)
+        || !int_field(it[2], at[2], 0, s_value, 0, LLONG_MAX - messages, &total))
         goto done;
     /* Three items of three sets (BrokerStats.put makes them), never one object twice: all
      * read before any is written counts as the original's increments in turn. */
-    rc = set_int_attr(it[0], s_value, nums + messages) == 0
-         && set_int_attr(it[0], s_times, nums_times + 1) == 0
-         && set_int_attr(it[1], s_value, sizes + size) == 0
-         && set_int_attr(it[1], s_times, sizes_times + 1) == 0
-         && set_int_attr(it[2], s_value, total + messages) == 0 ? 1 : -1;
+    rc = set_int_field(it[0], at[0], 0, s_value, nums + messages) == 0
+         && set_int_field(it[0], at[0], 1, s_times, nums_times + 1) == 0
+         && set_int_field(it[1], at[1], 0, s_value, sizes + size) == 0
+         && set_int_field(it[1], at[1], 1, s_times, sizes_times + 1) == 0
+         && set_int_field(it[2], at[2], 0, s_value, total + messages) == 0 ? 1 : -1;
 done:
     if (rc == 0)
         PyErr_Clear();
@@ -221,8 +250,10 @@ noted(PyObject **h, PyObject *mf, PyObject *messages, PyObject *sizes, PyObject 
 {
     Py_ssize_t n = PyList_GET_SIZE(sizes);
     PyObject *flag = PyLong_FromLongLong(sys_flag), *r;
+    Py_ssize_t where[MF_COUNT];
+    const Py_ssize_t *at = fields_at(&mapped_file_kept, mf, mapped_file_fields, MF_COUNT, where);
     h[H_FLAG] = flag;
-    if (flag == NULL || PyObject_SetAttr(mf, s_wrote_position, h[H_END]) < 0
+    if (flag == NULL || set_field(mf, at, MF_WROTE, s_wrote_position, h[H_END]) < 0
         || (h[H_NEXT] = PyLong_FromLongLong(queue_offset + n)) == NULL
         || PyDict_SetItem(h[H_TABLE], h[H_KEY], h[H_NEXT]) < 0
         || (h[H_BYTES] = PyLong_FromSsize_t(len)) == NULL
@@ -312,10 +343,12 @@ put_plain(PyObject *const *args, PyObject **result, int *written)
 {
     long long began = clock_ns(CLOCK_MONOTONIC), sys_flag, cmd_flag, pos, wrote, queue_offset;
     PyObject *h[H_COUNT] = {0}, *out = NULL, *mf = NULL;
+    Py_ssize_t where[C_COUNT];
+    const Py_ssize_t *cmd_at = fields_at(&cmd_kept, args[1], cmd_fields, C_COUNT, where);
     *written = 0;
     if (!PyUnicode_CheckExact(args[2]) || !PyLong_CheckExact(args[3])
         || !PyList_CheckExact(args[4]) || PyList_GET_SIZE(args[4]) < 1
-        || !int_attr(args[1], s_flag, I32, &cmd_flag))
+        || !int_field(args[1], cmd_at, C_FLAG, s_flag, I32, &cmd_flag))
         goto done;
     h[H_MSG] = Py_NewRef(PyList_GET_ITEM(args[4], 0));
     if (!plain_put(args[0], h[H_MSG], h, &sys_flag))
@@ -362,8 +395,8 @@ put_plain(PyObject *const *args, PyObject **result, int *written)
         goto done;
     }
     PyObject *opaque = NULL, *serialize = NULL, *code = NULL;
-    if ((opaque = PyObject_GetAttr(args[1], s_opaque)) != NULL
-        && (serialize = PyObject_GetAttr(args[1], s_serialize_type)) != NULL
+    if ((opaque = field(args[1], cmd_at, C_OPAQUE, s_opaque)) != NULL
+        && (serialize = field(args[1], cmd_at, C_SERIALIZE, s_serialize_type)) != NULL
         && (code = PyLong_FromLong(0)) != NULL) {  /* ResponseCode.SUCCESS */
         PyObject *answer_args[6] = {code, opaque, serialize, h[H_JOINED], args[3],
                                     h[H_OFFSET]};
@@ -530,7 +563,11 @@ handle_send(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     PyObject *host;
     long long queue_id;
     int takes = 0, written = 0, kind = 0;
-    if (nargs != 3 || (h = attr(args[1], s_ext_fields)) == NULL || !PyDict_CheckExact(h)
+    Py_ssize_t where[C_COUNT];
+    const Py_ssize_t *cmd_at = nargs == 3 ? fields_at(&cmd_kept, args[1], cmd_fields, C_COUNT,
+                                                      where) : NULL;
+    if (nargs != 3 || (h = attr_field(args[1], cmd_at, C_EXT, s_ext_fields)) == NULL
+        || !PyDict_CheckExact(h)
         || (names = header_names(h)) == NULL
         || (topic = item(h, PyTuple_GET_ITEM(names, NAME_TOPIC))) == NULL
         || !PyUnicode_CheckExact(topic)
@@ -542,7 +579,7 @@ handle_send(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         || (conn_attrs = attr(args[2], s_attrs)) == NULL || !PyDict_CheckExact(conn_attrs)
         || (host = item(conn_attrs, s_born_host)) == NULL || !PyBytes_CheckExact(host)
         || (cluster = attr(config, s_brokerClusterName)) == NULL
-        || (body = attr(args[1], s_body)) == NULL
+        || (body = attr_field(args[1], cmd_at, C_BODY, s_body)) == NULL
         || (qid = PyLong_FromLongLong(queue_id)) == NULL)
         goto done;
     if (kind == BATCH) {

@@ -488,9 +488,12 @@ index_last_write(PyObject *files, PyObject *topic, PyObject *keys, PyObject *off
         || !int_attr(last, s_begin_timestamp, I64, &begin)
         || !int_attr(last, s_end_phy_offset, I64, &end_phy)
         || count + PyList_GET_SIZE(keys) > limit || (count == 1 && begin == 0) || first < end_phy
-        || (mf = PyObject_GetAttr(last, s_mf)) == NULL
-        || (ro = PyObject_GetAttr(mf, s_readonly)) != Py_False
-        || (mm = PyObject_GetAttr(mf, s_mm)) == NULL || mm == Py_None
+        || (mf = PyObject_GetAttr(last, s_mf)) == NULL)
+        goto done;
+    Py_ssize_t where[MF_COUNT];
+    const Py_ssize_t *at = fields_at(&mapped_file_kept, mf, mapped_file_fields, MF_COUNT, where);
+    if ((ro = field(mf, at, MF_READONLY, s_readonly)) != Py_False
+        || (mm = field(mf, at, MF_MM, s_mm)) == NULL || mm == Py_None
         || PyObject_GetBuffer(mm, &v, PyBUF_WRITABLE) < 0)
         goto done;
     rc = index_write(&v, slots, &count, limit, begin, topic, keys, offsets, stamp);

@@ -5,11 +5,13 @@
  * index run); under the C++ client's load it was a quarter of the node's CPU. */
 #include "speedups.h"
 
-/* obj.name = v when v is above what it holds (an exact int); -1 with the error raised. */
+/* obj.name (its i-th field, as set_field sets it) = v when v is above what it holds (an
+ * exact int); -1 with the error raised. */
 static int
-raise_attr(PyObject *obj, PyObject *name, long long held, long long v)
+raise_field(PyObject *obj, const Py_ssize_t *at, int i, PyObject *name, long long held,
+            long long v)
 {
-    return v <= held ? 0 : set_int_attr(obj, name, v);
+    return v <= held ? 0 : set_int_field(obj, at, i, name, v);
 }
 
 /* Index keys of one topic stored in one millisecond, for one index() call. */
@@ -93,17 +95,20 @@ slot_in_last_file(PyObject *cq, long long pos, PyObject **mf, Py_buffer *view,
         goto no;
     *mf = Py_NewRef(PyList_GET_ITEM(files, PyList_GET_SIZE(files) - 1));
     rc = 2;
-    if (!int_attr(*mf, s_file_from_offset, I64, &start) || !int_attr(*mf, s_file_size, I64, &size)
-        || !int_attr(*mf, s_wrote_position, I64, wrote))
+    Py_ssize_t where[MF_COUNT];
+    const Py_ssize_t *at = fields_at(&mapped_file_kept, *mf, mapped_file_fields, MF_COUNT, where);
+    if (!int_field(*mf, at, MF_FROM, s_file_from_offset, I64, &start)
+        || !int_field(*mf, at, MF_FILE_SIZE, s_file_size, I64, &size)
+        || !int_field(*mf, at, MF_WROTE, s_wrote_position, I64, wrote))
         goto no;
     rc = 0;
     *local = pos - start;  /* pos and start are not negative: no overflow */
     if (*local < 0 || *local > size - 20)
         goto no;
-    if ((mm = PyObject_GetAttr(*mf, s_readonly)) == NULL || PyObject_IsTrue(mm) != 0)
+    if ((mm = field(*mf, at, MF_READONLY, s_readonly)) == NULL || PyObject_IsTrue(mm) != 0)
         goto no;
     Py_CLEAR(mm);
-    if ((mm = PyObject_GetAttr(*mf, s_mm)) == NULL || mm == Py_None)
+    if ((mm = field(*mf, at, MF_MM, s_mm)) == NULL || mm == Py_None)
         goto no;
     /* A closed mapping refuses a buffer, a read-only one a writable buffer. */
     if (PyObject_GetBuffer(mm, view, PyBUF_WRITABLE) < 0)
@@ -174,8 +179,10 @@ dispatch_one(PyObject *pending, PyObject *req, PyObject *queues, PyObject *stall
     if (popped == NULL)
         goto written;
     Py_DECREF(popped);
-    if (raise_attr(mf, s_wrote_position, wrote, local + 20) < 0
-        || raise_attr(cq, s_max_phy_end, max_end, phy_end) < 0
+    Py_ssize_t where[MF_COUNT];
+    const Py_ssize_t *at = fields_at(&mapped_file_kept, mf, mapped_file_fields, MF_COUNT, where);
+    if (raise_field(mf, at, MF_WROTE, s_wrote_position, wrote, local + 20) < 0
+        || raise_field(cq, NULL, 0, s_max_phy_end, max_end, phy_end) < 0
         || (next = PyLong_FromLongLong(qoff + 1)) == NULL
         || PyDict_SetItem(arrived, key, next) < 0)
         goto written;

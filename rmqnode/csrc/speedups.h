@@ -88,11 +88,37 @@ int_in(PyObject *o, long long lo, long long hi, long long *out)
     *out = v;
     return 1;
 }
-/* getattr(obj, name) as an exact int within [lo, hi] into *out; 0 (no exception) otherwise. */
-static inline int
-int_attr(PyObject *obj, PyObject *name, long long lo, long long hi, long long *out)
+/* An object's slot at `offset` (a borrowed reference, NULL when unset). */
+#define SLOT(obj, offset) (*(PyObject **)((char *)(obj) + (offset)))
+
+/* obj.name, its i-th field: read from its slot where `at` (fields_at's) says where, else by
+ * name; a new reference, or NULL with the error raised. */
+static inline PyObject *
+field(PyObject *obj, const Py_ssize_t *at, int i, PyObject *name)
 {
-    PyObject *v = PyObject_GetAttr(obj, name);
+    if (at == NULL)
+        return PyObject_GetAttr(obj, name);
+    PyObject *v = SLOT(obj, at[i]);
+    if (v == NULL)
+        PyErr_SetObject(PyExc_AttributeError, name);
+    return Py_XNewRef(v);
+}
+/* obj.name = v, its i-th field, as `field` reads it; 0, or -1 with the error raised. */
+static inline int
+set_field(PyObject *obj, const Py_ssize_t *at, int i, PyObject *name, PyObject *v)
+{
+    if (at == NULL)
+        return PyObject_SetAttr(obj, name, v);
+    Py_XSETREF(SLOT(obj, at[i]), Py_NewRef(v));
+    return 0;
+}
+/* A field (as `field` reads it) as an exact int within [lo, hi] into *out; 0 (no exception)
+ * otherwise. */
+static inline int
+int_field(PyObject *obj, const Py_ssize_t *at, int i, PyObject *name, long long lo,
+          long long hi, long long *out)
+{
+    PyObject *v = field(obj, at, i, name);
     if (v == NULL) {
         PyErr_Clear();
         return 0;
@@ -101,6 +127,8 @@ int_attr(PyObject *obj, PyObject *name, long long lo, long long hi, long long *o
     Py_DECREF(v);
     return ok;
 }
+/* getattr(obj, name) as an exact int within [lo, hi] into *out; 0 (no exception) otherwise. */
+#define int_attr(obj, name, ...) int_field((obj), NULL, 0, (name), __VA_ARGS__)
 
 /* A clock's time in nanoseconds (CLOCK_MONOTONIC: time.monotonic_ns's). */
 static inline long long
@@ -111,15 +139,17 @@ clock_ns(clockid_t clock)
     return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-/* obj.name = v (an int); 0, or -1 with the error raised. */
+/* A field (as `set_field` sets it) = v, an int; 0, or -1 with the error raised. */
 static inline int
-set_int_attr(PyObject *obj, PyObject *name, long long v)
+set_int_field(PyObject *obj, const Py_ssize_t *at, int i, PyObject *name, long long v)
 {
     PyObject *o = PyLong_FromLongLong(v);
-    int rc = o != NULL ? PyObject_SetAttr(obj, name, o) : -1;
+    int rc = o != NULL ? set_field(obj, at, i, name, o) : -1;
     Py_XDECREF(o);
     return rc;
 }
+/* obj.name = v (an int); 0, or -1 with the error raised. */
+#define set_int_attr(obj, name, v) set_int_field((obj), NULL, 0, (name), (v))
 
 #define I16 -32768LL, 32767LL
 #define I32 -2147483648LL, 2147483647LL
@@ -212,8 +242,6 @@ PyObject *batch_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs
 int batch_of(PyObject *h, PyObject *n, PyObject *topic, PyObject *queue_id, PyObject *body,
              PyObject *host, PyObject *cluster, PyObject **out);
 PyObject *sent_message(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
-/* An object's slot at `offset` (a borrowed reference, NULL when unset). */
-#define SLOT(obj, offset) (*(PyObject **)((char *)(obj) + (offset)))
 /* Whether `t` is a plain class of slots over object (a slots dataclass: object.__new__, generic
  * attribute access, no __dict__) whose writable object slots include `names` (n <= 63): their
  * offsets into at[], so that reading SLOT() is what getattr gives. */
@@ -227,6 +255,17 @@ typedef struct {
 } SlotsClass;
 int slots_class(SlotsClass *kept, PyObject *t, const char *const *names, int n, Py_ssize_t *at,
                 int whole);
+/* Where obj's n fields `names` are (at, filled) when its class is one slots_class takes (kept
+ * in *kept) and sets attributes generically, so that reading and writing the slots is what
+ * getattr and setattr do; NULL (read them by name) otherwise. */
+const Py_ssize_t *fields_at(SlotsClass *kept, PyObject *obj, const char *const *names, int n,
+                            Py_ssize_t *at);
+/* storage.mapped_file.MappedFile's fields the compiled paths read and write on every put and
+ * dispatch, from their slots (fields_at; by name, each is a lookup in the class's dict and a
+ * descriptor call). Its `fd` property gives `_fd`. */
+enum { MF_FILE_SIZE, MF_WROTE, MF_ZERO_MARK, MF_FROM, MF_FD, MF_READONLY, MF_MM, MF_COUNT };
+extern const char *const mapped_file_fields[MF_COUNT];
+extern SlotsClass mapped_file_kept;
 PyObject *new_of_slots(PyObject *t, const Py_ssize_t *at, int n, PyObject *const *v);
 PyObject *construct(SlotsClass *kept, PyObject *t, const char *const *names, int n,
                     PyObject *const *v);
