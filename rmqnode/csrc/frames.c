@@ -272,13 +272,17 @@ stored_answer(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     return fallback(B_STORED_ANSWER, args, nargs, NULL);
 }
 
+const char *const command_fields[CMD_COUNT] = {
+    [CMD_CODE] = "code", [CMD_OPAQUE] = "opaque", [CMD_FLAG] = "flag", [CMD_REMARK] = "remark",
+    [CMD_EXT] = "ext_fields", [CMD_BODY] = "body", [CMD_LANGUAGE] = "language",
+    [CMD_VERSION] = "version", [CMD_SERIALIZE] = "serialize_type"};
+SlotsClass command_kept;
+
 PyObject *
-new_command(PyObject *t, PyObject *const items[9])
+new_command(PyObject *t, PyObject *const items[CMD_COUNT])
 {
-    static const char *const names[9] = {"code", "opaque", "flag", "remark", "ext_fields",
-                                         "body", "language", "version", "serialize_type"};
-    static SlotsClass kept;
-    return construct(&kept, t, names, 9, items);
+    static SlotsClass kept;  /* construct's own: a class it takes is one of these slots alone */
+    return construct(&kept, t, command_fields, CMD_COUNT, items);
 }
 
 /* decode_binary_header of a well-formed header, `body` given: NULL with an exception set is

@@ -33,10 +33,6 @@ attr_field(PyObject *obj, const Py_ssize_t *at, int i, PyObject *name)
  * by name, each is a lookup in the class's dict and a descriptor call. */
 static const char *const msg_fields[4] = {"topic", "queue_id", "properties", "sys_flag"};
 static SlotsClass msg_kept;
-enum { C_FLAG, C_OPAQUE, C_SERIALIZE, C_EXT, C_BODY, C_COUNT };  /* net.codec.RemotingCommand */
-static const char *const cmd_fields[C_COUNT] = {"flag", "opaque", "serialize_type",
-                                                "ext_fields", "body"};
-static SlotsClass cmd_kept;
 
 /* What the put reads before it writes, every object held. */
 enum {
@@ -343,12 +339,13 @@ put_plain(PyObject *const *args, PyObject **result, int *written)
 {
     long long began = clock_ns(CLOCK_MONOTONIC), sys_flag, cmd_flag, pos, wrote, queue_offset;
     PyObject *h[H_COUNT] = {0}, *out = NULL, *mf = NULL;
-    Py_ssize_t where[C_COUNT];
-    const Py_ssize_t *cmd_at = fields_at(&cmd_kept, args[1], cmd_fields, C_COUNT, where);
+    Py_ssize_t where[CMD_COUNT];
+    const Py_ssize_t *cmd_at = fields_at(&command_kept, args[1], command_fields, CMD_COUNT,
+                                         where);
     *written = 0;
     if (!PyUnicode_CheckExact(args[2]) || !PyLong_CheckExact(args[3])
         || !PyList_CheckExact(args[4]) || PyList_GET_SIZE(args[4]) < 1
-        || !int_field(args[1], cmd_at, C_FLAG, s_flag, I32, &cmd_flag))
+        || !int_field(args[1], cmd_at, CMD_FLAG, s_flag, I32, &cmd_flag))
         goto done;
     h[H_MSG] = Py_NewRef(PyList_GET_ITEM(args[4], 0));
     if (!plain_put(args[0], h[H_MSG], h, &sys_flag))
@@ -395,8 +392,8 @@ put_plain(PyObject *const *args, PyObject **result, int *written)
         goto done;
     }
     PyObject *opaque = NULL, *serialize = NULL, *code = NULL;
-    if ((opaque = field(args[1], cmd_at, C_OPAQUE, s_opaque)) != NULL
-        && (serialize = field(args[1], cmd_at, C_SERIALIZE, s_serialize_type)) != NULL
+    if ((opaque = field(args[1], cmd_at, CMD_OPAQUE, s_opaque)) != NULL
+        && (serialize = field(args[1], cmd_at, CMD_SERIALIZE, s_serialize_type)) != NULL
         && (code = PyLong_FromLong(0)) != NULL) {  /* ResponseCode.SUCCESS */
         PyObject *answer_args[6] = {code, opaque, serialize, h[H_JOINED], args[3],
                                     h[H_OFFSET]};
@@ -563,10 +560,10 @@ handle_send(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     PyObject *host;
     long long queue_id;
     int takes = 0, written = 0, kind = 0;
-    Py_ssize_t where[C_COUNT];
-    const Py_ssize_t *cmd_at = nargs == 3 ? fields_at(&cmd_kept, args[1], cmd_fields, C_COUNT,
-                                                      where) : NULL;
-    if (nargs != 3 || (h = attr_field(args[1], cmd_at, C_EXT, s_ext_fields)) == NULL
+    Py_ssize_t where[CMD_COUNT];
+    const Py_ssize_t *cmd_at = nargs == 3 ? fields_at(&command_kept, args[1], command_fields,
+                                                      CMD_COUNT, where) : NULL;
+    if (nargs != 3 || (h = attr_field(args[1], cmd_at, CMD_EXT, s_ext_fields)) == NULL
         || !PyDict_CheckExact(h)
         || (names = header_names(h)) == NULL
         || (topic = item(h, PyTuple_GET_ITEM(names, NAME_TOPIC))) == NULL
@@ -579,7 +576,7 @@ handle_send(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         || (conn_attrs = attr(args[2], s_attrs)) == NULL || !PyDict_CheckExact(conn_attrs)
         || (host = item(conn_attrs, s_born_host)) == NULL || !PyBytes_CheckExact(host)
         || (cluster = attr(config, s_brokerClusterName)) == NULL
-        || (body = attr_field(args[1], cmd_at, C_BODY, s_body)) == NULL
+        || (body = attr_field(args[1], cmd_at, CMD_BODY, s_body)) == NULL
         || (qid = PyLong_FromLongLong(queue_id)) == NULL)
         goto done;
     if (kind == BATCH) {

@@ -247,12 +247,12 @@ read_put(PyObject *m, PyObject *store, long long max_body, Put *p)
     /* store.Message: its fields read from their slots, the class kept for the next puts
      * (finding the slots compares a hundred names). */
     static SlotsClass kept;
-    Py_ssize_t at[A_COUNT];
-    int slotted = slots_class(&kept, (PyObject *)Py_TYPE(m), slot_names, A_COUNT, at, 0);
+    Py_ssize_t where[A_COUNT];
+    const Py_ssize_t *at = slots_class(&kept, (PyObject *)Py_TYPE(m), slot_names, A_COUNT,
+                                       where, 0) ? where : NULL;
     int ok = 1;
     for (int j = 0; ok && j < A_COUNT; j++)
-        if ((a[j] = slotted ? Py_XNewRef(SLOT(m, at[j])) : PyObject_GetAttr(m, names[j]))
-            == NULL)
+        if ((a[j] = field(m, at, j, names[j])) == NULL)
             ok = 0;
     if (ok && a[A_PROPS] == Py_None) {  /* written from the dict, in Java's order */
         PyObject *props = PyObject_GetAttr(m, s_properties);

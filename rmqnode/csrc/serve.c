@@ -92,18 +92,13 @@ raise_again(PyObject *exc)
         PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, PyException_GetTraceback(exc));
 }
 
-/* A command's fields read on every one, from their slots (fields_at): net.codec's
- * RemotingCommand. */
-static const char *const command_fields[2] = {"code", "flag"};
-static SlotsClass command_kept;
-
 /* One request, as Connection._dispatch does it: 0, or -1 with an error raised that is not an
  * Exception's (the original lets those through). */
 static int
 dispatch(PyObject *conn, PyObject *cmd, const Py_ssize_t *at, long long flag,
          PyObject *handlers)
 {
-    PyObject *code = field(cmd, at, 0, s_code), *handler;
+    PyObject *code = field(cmd, at, CMD_CODE, s_code), *handler;
     if (code == NULL)
         return -1;
     handler = PyDict_GetItemWithError(handlers, code);
@@ -160,9 +155,9 @@ handled(PyObject *conn, PyObject *commands)
     for (Py_ssize_t i = 0; rc == 0 && i < PyList_GET_SIZE(commands); i++) {
         PyObject *cmd = Py_NewRef(PyList_GET_ITEM(commands, i));
         long long flag;
-        Py_ssize_t where[2];
-        const Py_ssize_t *at = fields_at(&command_kept, cmd, command_fields, 2, where);
-        PyObject *f = field(cmd, at, 1, s_flag);
+        Py_ssize_t where[CMD_COUNT];
+        const Py_ssize_t *at = fields_at(&command_kept, cmd, command_fields, CMD_COUNT, where);
+        PyObject *f = field(cmd, at, CMD_FLAG, s_flag);
         if (f == NULL || !int_in(f, I64, &flag)) {
             if (f != NULL)
                 PyErr_SetString(PyExc_TypeError, "speedups: a command's flag is no int");

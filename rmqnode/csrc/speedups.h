@@ -260,6 +260,12 @@ int slots_class(SlotsClass *kept, PyObject *t, const char *const *names, int n, 
  * getattr and setattr do; NULL (read them by name) otherwise. */
 const Py_ssize_t *fields_at(SlotsClass *kept, PyObject *obj, const char *const *names, int n,
                             Py_ssize_t *at);
+/* net.codec.RemotingCommand's fields, in its constructor's order (frames.c's new_command
+ * makes commands of them); command_kept is fields_at's, for the compiled read and send. */
+enum { CMD_CODE, CMD_OPAQUE, CMD_FLAG, CMD_REMARK, CMD_EXT, CMD_BODY, CMD_LANGUAGE,
+       CMD_VERSION, CMD_SERIALIZE, CMD_COUNT };
+extern const char *const command_fields[CMD_COUNT];
+extern SlotsClass command_kept;
 /* storage.mapped_file.MappedFile's fields the compiled paths read and write on every put and
  * dispatch, from their slots (fields_at; by name, each is a lookup in the class's dict and a
  * descriptor call). Its `fd` property gives `_fd`. */
@@ -271,7 +277,7 @@ PyObject *construct(SlotsClass *kept, PyObject *t, const char *const *names, int
                     PyObject *const *v);
 /* A RemotingCommand of its nine fields in order (frames.c): made slot by slot where the
  * class allows, else by calling it. */
-PyObject *new_command(PyObject *t, PyObject *const items[9]);
+PyObject *new_command(PyObject *t, PyObject *const items[CMD_COUNT]);
 
 /* -- records.c ------------------------------------------------------------------------------- */
 
