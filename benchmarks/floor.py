@@ -10,7 +10,11 @@ consume queue, no flush. A node's rate next to the floor's, loaded the same way 
 run, says how much of the time is the node's own work and how much Python and the protocol.
 With --durable the bodies go into a file whose blocks are reserved up front (as the node's
 CommitLog files are), each write fdatasync'd before its answer: the least a SYNC_FLUSH
-server does for one sender, round trip and durable write together.
+server does for one sender, round trip and durable write together. With --group-commit the
+same file takes every send of a loop iteration, and one fdatasync on the loop's thread at
+the iteration's end covers them all before their answers go out, one write per connection:
+the least a SYNC_FLUSH server with group commit does under many senders (the node's rounds
+start at the same point and wait for the disk the same way).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from rmqnode.namesrv.routes import RouteInfoManager
 from rmqnode.net import fastjson
 from rmqnode.net.codec import RemotingCommand
 from rmqnode.net.codes import RequestCode, ResponseCode
-from rmqnode.net.connection import Connection, Dispatcher
+from rmqnode.net.connection import Connection, Dispatcher, answers_together
 from rmqnode.net.server import RemotingServer
 
 QUEUES = 8
@@ -40,10 +44,13 @@ RESERVED = 1 << 30  # --durable: the size of a CommitLog file
 
 
 class Floor:
-    def __init__(self, data_path: str, durable: bool = False) -> None:
-        self.durable = durable
+    def __init__(self, data_path: str, durable: bool = False, group_commit: bool = False
+                 ) -> None:
+        self.durable = durable and not group_commit  # an fdatasync per send
+        self.group_commit = group_commit
+        self.waiting: list[tuple[Connection, RemotingCommand, RemotingCommand]] = []
         self.written = 0
-        if durable:
+        if durable or group_commit:
             self.fd = os.open(data_path, os.O_RDWR | os.O_CREAT, 0o644)
             os.posix_fallocate(self.fd, 0, RESERVED)
         else:
@@ -86,31 +93,47 @@ class Floor:
         self.register(cmd.require("topic"), cmd.int_field("writeQueueNums", QUEUES))
         return cmd.response()
 
-    def send(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:
+    def send(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand | None:
         topic = cmd.field("b") or cmd.require("topic")
         queue_id = int(cmd.field("e") or cmd.field("queueId") or 0)
         batch = cmd.code == RequestCode.SEND_BATCH_MESSAGE or \
             (cmd.field("m") or cmd.field("batch") or "").lower() in ("true", "1")
         bodies = [e.body for e in decode_batch(cmd.body)] if batch else [cmd.body]
         data = b"".join(bodies)
-        if self.durable:
+        if self.durable or self.group_commit:
             if self.written + len(data) > RESERVED:
                 self.written = 0
             os.pwrite(self.fd, data, self.written)
             self.written += len(data)
-            os.fdatasync(self.fd)
+            if self.durable:
+                os.fdatasync(self.fd)
         else:
             os.write(self.fd, data)
         key = (topic, queue_id)
         offset = self.offsets.get(key, 0)
         self.offsets[key] = offset + len(bodies)
-        return cmd.response(ResponseCode.SUCCESS, fields={
+        answer = cmd.response(ResponseCode.SUCCESS, fields={
             "msgId": ",".join([NO_MSG_ID] * len(bodies)), "queueId": queue_id,
             "queueOffset": offset})
+        if not self.group_commit:
+            return answer
+        if not self.waiting:
+            asyncio.get_running_loop().call_soon(self.commit)
+        self.waiting.append((conn, cmd, answer))
+        return None
+
+    def commit(self) -> None:
+        """--group-commit: one fdatasync for the sends of this loop iteration, then their
+        answers."""
+        os.fdatasync(self.fd)
+        waiting, self.waiting = self.waiting, []
+        with answers_together:
+            for conn, cmd, answer in waiting:
+                conn.reply(cmd, answer)
 
 
-async def serve(data_dir: str, port: int, durable: bool) -> None:
-    floor = Floor(os.path.join(data_dir, "floor.data"), durable)
+async def serve(data_dir: str, port: int, durable: bool, group_commit: bool) -> None:
+    floor = Floor(os.path.join(data_dir, "floor.data"), durable, group_commit)
     server = RemotingServer(floor.dispatcher, "127.0.0.1", port)
     await server.start()
     floor.addr = f"127.0.0.1:{server.port}"
@@ -129,13 +152,15 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--durable", action="store_true",
                         help="fdatasync each append before answering it")
+    parser.add_argument("--group-commit", action="store_true",
+                        help="one fdatasync per loop iteration for all its appends")
     args = parser.parse_args()
     run = event_loop_runner()  # the node's event loop (uvloop when installed): same footing
     if args.dir:
-        run(serve(args.dir, args.port, args.durable))
+        run(serve(args.dir, args.port, args.durable, args.group_commit))
         return
     with tempfile.TemporaryDirectory(prefix="rmq-floor-") as data_dir:
-        run(serve(data_dir, args.port, args.durable))
+        run(serve(data_dir, args.port, args.durable, args.group_commit))
 
 
 if __name__ == "__main__":

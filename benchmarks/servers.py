@@ -56,9 +56,10 @@ def start_node(home: Path, *defines: str, env: dict[str, str | None] | None = No
     return Server(argv, ("namesrv", "broker"), home, env=env)
 
 
-def start_floor(home: Path, durable: bool = False) -> Server:
+def start_floor(home: Path, durable: bool = False, group_commit: bool = False) -> Server:
     return Server([sys.executable, str(BENCH_DIR / "floor.py"), "--dir", str(home)]
-                  + ["--durable"] * durable, ("floor",), home)
+                  + ["--durable"] * durable + ["--group-commit"] * group_commit,
+                  ("floor",), home)
 
 
 def start_native_floor(home: Path) -> Server | None:

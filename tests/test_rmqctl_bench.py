@@ -140,31 +140,38 @@ def test_run_py_one_row_with_its_baselines(node, tmp_path):
 
 def test_run_py_target_rounds_pair_each_figure_with_its_reference(tmp_path):
     """The targets are judged on rounds that load fresh nodes of both flush modes and the
-    floor in turn; each row is the round with the median ratio, against that same round's
-    reference, and every run is listed in the report."""
+    floor in turn (and, for batches, the group-commit floor, a row without a target); each
+    row is the round with the median ratio, against that same round's reference, and every
+    run is listed in the report."""
     plan = bench_run.Plan(seconds=0.5, sizes=(128,), connections=(16,), batches=(1, 32),
                           drain=0, cpp_threads=(), cpp_seconds=0.0, topics=0, store_bytes=0)
     report = bench_run.Report(plan, tmp_path)
     with start_floor(tmp_path / "floor") as floor:
         report.targets(floor)
     rounds = bench_run.TARGET_ROUNDS
+    group = (bench_run.GROUP_FLOOR, 32, "floor", None, "")
+    judged = [*bench_run.TARGETS, group]
     assert [(r.name, r.baseline_name) for r in report.rows] == [
-        (f"produce 128 B, 16 conn, batch {batch}, {flush}, median of {rounds}",
-         f"{ref}, same round") for flush, batch, ref, _, _ in bench_run.TARGETS]
+        (f"produce 128 B, 16 conn, batch {batch}, {name}, median of {rounds}",
+         f"{ref}, same round") for name, batch, ref, _, _ in judged]
     runs = {}
     for line in report.target_runs:
         name, figures = line.split(": ")
         runs[name] = [float(f.replace(",", "")) for f in figures.removesuffix(" msgs/s")
                       .split(" / ")]
-    assert sorted(runs) == sorted(f"{name}, 128 B, batch {batch}" for batch in (1, 32)
-                                  for name in ("ASYNC_FLUSH", "SYNC_FLUSH", "floor"))
+    assert sorted(runs) == sorted([f"{name}, 128 B, batch {batch}" for batch in (1, 32)
+                                   for name in ("ASYNC_FLUSH", "SYNC_FLUSH", "floor")]
+                                  + [f"{bench_run.GROUP_FLOOR}, 128 B, batch 32"])
     assert all(len(figures) == rounds and min(figures) > 0 for figures in runs.values())
-    for row, (mine, batch, ref, least, whose) in zip(report.rows, bench_run.TARGETS):
+    for row, (mine, batch, ref, least, whose) in zip(report.rows, judged):
         ratios = sorted(a / b for a, b in zip(runs[f"{mine}, 128 B, batch {batch}"],
                                               runs[f"{ref}, 128 B, batch {batch}"]))
         assert abs(row.value / row.baseline - ratios[rounds // 2]) < 0.01
-        assert row.passed == (row.value >= least * row.baseline)
-        assert row.target == f">= {least}x {ref} ({whose})"
+        if least is None:
+            assert row.passed is None and not row.target
+        else:
+            assert row.passed == (row.value >= least * row.baseline)
+            assert row.target == f">= {least}x {ref} ({whose})"
     out = tmp_path / "RESULTS.md"
     bench_run.write_report(out, report, "python benchmarks/run.py", 1.0)
     assert all(line in out.read_text() for line in report.target_runs)
