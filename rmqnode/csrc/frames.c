@@ -74,10 +74,14 @@ next_field(const Cmd *c, Py_ssize_t *i, Field *f)
 static int
 cmd_read(PyObject *cmd, Cmd *c, PyObject **refs)
 {
+    static const int which[8] = {CMD_CODE, CMD_OPAQUE, CMD_FLAG, CMD_VERSION, CMD_REMARK,
+                                 CMD_EXT, CMD_LANGUAGE, CMD_BODY};
     PyObject *names[8] = {s_code, s_opaque, s_flag, s_version, s_remark, s_ext_fields, s_language,
                           s_body};
+    Py_ssize_t where[CMD_COUNT];
+    const Py_ssize_t *at = fields_at(&command_kept, cmd, command_fields, CMD_COUNT, where);
     for (int i = 0; i < 8; i++) {
-        refs[i] = PyObject_GetAttr(cmd, names[i]);
+        refs[i] = field(cmd, at, which[i], names[i]);
         if (refs[i] == NULL) {
             PyErr_Clear();
             return 0;
