@@ -10,7 +10,8 @@ one node on a fresh store, started with PYTHONPATH set to its tree (a node runs 
 home directory, so the path decides which code it imports). The rounds alternate which side
 is loaded first; a load is `rmqctl bench produce` (benchmarks/run.py's produce settings) or
 the C++ client (benchmarks/cpp_load.py, one producer shared by the threads), and its figure
-is the node's CPU per message, all its threads, beside the rate.
+is the node's CPU per message, all its threads, beside the rate; the summary gives the
+medians of both and in how many pairs each side won.
 
 This machine's speed drifts by tens of percent within minutes, and the C++ client's rate at
 16 threads swings from one process to the next: compare the sides' medians and count the
@@ -71,18 +72,26 @@ def run_rounds(args: argparse.Namespace, nodes: dict[str, Server], work: Path) -
         load(args, node, work, 2.0)
     names = list(nodes)
     cpu: dict[str, list[float]] = {name: [] for name in names}
+    rates: dict[str, list[float]] = {name: [] for name in names}
     for r in range(args.rounds):
         line = []
         for name in names if r % 2 == 0 else names[::-1]:
             rate, us = load(args, nodes[name], work, args.seconds)
             cpu[name].append(us)
+            rates[name].append(rate)
             line.append(f"{name}: {rate:,.0f} msgs/s, {us:.2f} us/msg")
         print(f"round {r + 1}: " + "; ".join(line), flush=True)
     base, this = names
     lower = sum(b > t for b, t in zip(cpu[base], cpu[this]))
+    faster = sum(b < t for b, t in zip(rates[base], rates[this]))
+    # Both: less CPU per message can come with fewer messages (a change that makes the
+    # client wait longer), and a higher rate with more CPU.
     print(f"node CPU per message, medians: {base} {statistics.median(cpu[base]):.2f} us, "
           f"this checkout {statistics.median(cpu[this]):.2f} us; this checkout lower in "
           f"{lower} of {args.rounds} pairs")
+    print(f"messages a second, medians: {base} {statistics.median(rates[base]):,.0f}, "
+          f"this checkout {statistics.median(rates[this]):,.0f}; this checkout faster in "
+          f"{faster} of {args.rounds} pairs")
 
 
 def main() -> None:
