@@ -403,20 +403,21 @@ batch_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 
 /* Where send.Names keeps the names of the fields read here. */
 enum { N_SYS_FLAG = 5, N_BORN = 6, N_FLAG = 7, N_PROPERTIES = 8, N_RECONSUME = 9, N_COUNT = 14 };
-/* store.Message's fields, all of them, in its order. */
-enum { M_TOPIC, M_QUEUE_ID, M_BODY, M_PROPERTIES, M_FLAG, M_SYS_FLAG, M_BORN_TS, M_BORN_HOST,
-       M_RECONSUME, M_PREPARED, M_PROPERTIES_STRING, M_COUNT };
+const char *const message_fields[M_COUNT] = {
+    [M_TOPIC] = "topic", [M_QUEUE_ID] = "queue_id", [M_BODY] = "body",
+    [M_PROPERTIES] = "properties", [M_FLAG] = "flag", [M_SYS_FLAG] = "sys_flag",
+    [M_BORN_TS] = "born_timestamp", [M_BORN_HOST] = "born_host",
+    [M_RECONSUME] = "reconsume_times", [M_PREPARED] = "prepared_transaction_offset",
+    [M_PROPERTIES_STRING] = "properties_string"};
+SlotsClass message_kept;
 
 /* Whether `t` is the message class sent_message builds (bound as "Message"), made whole by
  * setting M_COUNT slots, and their offsets into at[]. */
 static int
 message_class(PyObject *t, Py_ssize_t at[M_COUNT])
 {
-    static const char *const names[M_COUNT] = {
-        "topic", "queue_id", "body", "properties", "flag", "sys_flag", "born_timestamp",
-        "born_host", "reconsume_times", "prepared_transaction_offset", "properties_string"};
-    static SlotsClass kept;
-    return slots_class(&kept, t, names, M_COUNT, at, 1);
+    static SlotsClass kept;  /* its own: a class it takes is one of these slots alone */
+    return slots_class(&kept, t, message_fields, M_COUNT, at, 1);
 }
 
 /* An int32 field of header h, named n[i]: `absent` when it is not there (or None); 0 when it

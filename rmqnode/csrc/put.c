@@ -29,11 +29,6 @@ attr_field(PyObject *obj, const Py_ssize_t *at, int i, PyObject *name)
 }
 #define attr(obj, name) attr_field((obj), NULL, 0, (name))
 
-/* The fields of the objects a put reads on every send, read from their slots (fields_at):
- * by name, each is a lookup in the class's dict and a descriptor call. */
-static const char *const msg_fields[4] = {"topic", "queue_id", "properties", "sys_flag"};
-static SlotsClass msg_kept;
-
 /* What the put reads before it writes, every object held. */
 enum {
     H_BROKER, H_STORE, H_CONFIG, H_READONLY, H_ROLE, H_TOPIC, H_QUEUE, H_PROPS, H_HOST, H_MAX,
@@ -54,16 +49,16 @@ plain_put(PyObject *send, PyObject *msg, PyObject **h, long long *sys_flag)
         || (h[H_ROLE] = attr(h[H_CONFIG], s_brokerRole)) == NULL || bound[B_SLAVE] == NULL
         || PyObject_RichCompareBool(h[H_ROLE], bound[B_SLAVE], Py_EQ) != 0)
         return 0;
-    Py_ssize_t where[4];
-    const Py_ssize_t *at = fields_at(&msg_kept, msg, msg_fields, 4, where);
-    if ((h[H_TOPIC] = attr_field(msg, at, 0, s_topic)) == NULL
+    Py_ssize_t where[M_COUNT];
+    const Py_ssize_t *at = fields_at(&message_kept, msg, message_fields, M_COUNT, where);
+    if ((h[H_TOPIC] = attr_field(msg, at, M_TOPIC, s_topic)) == NULL
         || !PyUnicode_CheckExact(h[H_TOPIC])
-        || (h[H_QUEUE] = attr_field(msg, at, 1, s_queue_id)) == NULL
+        || (h[H_QUEUE] = attr_field(msg, at, M_QUEUE_ID, s_queue_id)) == NULL
         || !PyLong_CheckExact(h[H_QUEUE])
-        || (h[H_PROPS] = attr_field(msg, at, 2, s_properties)) == NULL
+        || (h[H_PROPS] = attr_field(msg, at, M_PROPERTIES, s_properties)) == NULL
         || !PyDict_CheckExact(h[H_PROPS])
         || bound[B_DELAY] == NULL || PyDict_Contains(h[H_PROPS], bound[B_DELAY]) != 0
-        || !int_field(msg, at, 3, s_sys_flag, I32, sys_flag)
+        || !int_field(msg, at, M_SYS_FLAG, s_sys_flag, I32, sys_flag)
         || (*sys_flag & 0xC) /* TRANSACTION_MASK */)
         return 0;
     return 1;

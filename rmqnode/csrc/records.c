@@ -221,14 +221,12 @@ refuse:
 }
 
 
-enum { A_TOPIC, A_QUEUE_ID, A_FLAG, A_BODY, A_PROPS, A_SYS_FLAG, A_BORN_TS, A_BORN_HOST,
-       A_RECONSUME, A_PREPARED, A_COUNT };
-
-/* A message of a put, read: its record's fields (pointing into `held`) and size. */
+/* A message of a put, read: its record's fields (pointing into `held`, by message_fields'
+ * order; its properties dict only when they had no string) and size. */
 typedef struct {
     Rec r;
     long long size;
-    PyObject *held[A_COUNT];
+    PyObject *held[M_COUNT];
 } Put;
 
 /* A message's fields into *p, its CRC computed: 1 done, 0 the original's to do (nothing
@@ -236,50 +234,53 @@ typedef struct {
 static int
 read_put(PyObject *m, PyObject *store, long long max_body, Put *p)
 {
-    static const char *const slot_names[A_COUNT] = {
-        "topic", "queue_id", "flag", "body", "properties_string", "sys_flag", "born_timestamp",
-        "born_host", "reconsume_times", "prepared_transaction_offset"};
-    PyObject *names[A_COUNT] = {s_topic, s_queue_id, s_flag, s_body, s_properties_string,
-                                s_sys_flag, s_born_timestamp, s_born_host, s_reconsume_times,
-                                s_prepared_transaction_offset};
+    /* what a record is made of, read in this order; the properties only without their
+     * string */
+    static const int order[M_COUNT - 1] = {M_TOPIC, M_QUEUE_ID, M_FLAG, M_BODY,
+                                           M_PROPERTIES_STRING, M_SYS_FLAG, M_BORN_TS,
+                                           M_BORN_HOST, M_RECONSUME, M_PREPARED};
+    PyObject *names[M_COUNT] = {
+        [M_TOPIC] = s_topic, [M_QUEUE_ID] = s_queue_id, [M_BODY] = s_body,
+        [M_PROPERTIES] = s_properties, [M_FLAG] = s_flag, [M_SYS_FLAG] = s_sys_flag,
+        [M_BORN_TS] = s_born_timestamp, [M_BORN_HOST] = s_born_host,
+        [M_RECONSUME] = s_reconsume_times, [M_PREPARED] = s_prepared_transaction_offset,
+        [M_PROPERTIES_STRING] = s_properties_string};
     PyObject **a = p->held;
     Rec *r = &p->r;
     /* store.Message: its fields read from their slots, the class kept for the next puts
      * (finding the slots compares a hundred names). */
-    static SlotsClass kept;
-    Py_ssize_t where[A_COUNT];
-    const Py_ssize_t *at = slots_class(&kept, (PyObject *)Py_TYPE(m), slot_names, A_COUNT,
-                                       where, 0) ? where : NULL;
+    Py_ssize_t where[M_COUNT];
+    const Py_ssize_t *at = slots_class(&message_kept, (PyObject *)Py_TYPE(m), message_fields,
+                                       M_COUNT, where, 0) ? where : NULL;
     int ok = 1;
-    for (int j = 0; ok && j < A_COUNT; j++)
-        if ((a[j] = field(m, at, j, names[j])) == NULL)
+    for (int j = 0; ok && j < M_COUNT - 1; j++)
+        if ((a[order[j]] = field(m, at, order[j], names[order[j]])) == NULL)
             ok = 0;
-    if (ok && a[A_PROPS] == Py_None) {  /* written from the dict, in Java's order */
-        PyObject *props = PyObject_GetAttr(m, s_properties);
-        ok = props != NULL;
+    if (ok && a[M_PROPERTIES_STRING] == Py_None) {  /* written from the dict, in Java's order */
+        ok = (a[M_PROPERTIES] = field(m, at, M_PROPERTIES, s_properties)) != NULL;
         if (ok) {
-            Py_SETREF(a[A_PROPS], properties_string(NULL, &props, 1, NULL));  /* send.c */
-            ok = a[A_PROPS] != NULL;
+            Py_SETREF(a[M_PROPERTIES_STRING],
+                      properties_string(NULL, &a[M_PROPERTIES], 1, NULL));  /* send.c */
+            ok = a[M_PROPERTIES_STRING] != NULL;
         }
-        Py_XDECREF(props);
     }
     if (!ok)
         PyErr_Clear();  /* the original meets the same trouble and says it */
     p->size = -1;
-    if (ok && int_in(a[A_QUEUE_ID], I32, &r->queue_id) && int_in(a[A_FLAG], I32, &r->flag)
-        && int_in(a[A_SYS_FLAG], I32, &r->sys_flag) && int_in(a[A_BORN_TS], I64, &r->born_ts)
-        && int_in(a[A_RECONSUME], I32, &r->reconsume)
-        && int_in(a[A_PREPARED], I64, &r->prepared) && PyBytes_CheckExact(a[A_BODY])
-        && PyBytes_CheckExact(a[A_BORN_HOST])
-        && PyBytes_GET_SIZE(a[A_BODY]) <= max_body
-        && (r->topic = utf8_of(a[A_TOPIC], &r->topic_len)) != NULL
-        && (r->props = utf8_of(a[A_PROPS], &r->props_len)) != NULL) {
-        r->body = PyBytes_AS_STRING(a[A_BODY]); r->body_len = PyBytes_GET_SIZE(a[A_BODY]);
-        r->born = PyBytes_AS_STRING(a[A_BORN_HOST]); r->born_len = PyBytes_GET_SIZE(a[A_BORN_HOST]);
+    if (ok && int_in(a[M_QUEUE_ID], I32, &r->queue_id) && int_in(a[M_FLAG], I32, &r->flag)
+        && int_in(a[M_SYS_FLAG], I32, &r->sys_flag) && int_in(a[M_BORN_TS], I64, &r->born_ts)
+        && int_in(a[M_RECONSUME], I32, &r->reconsume)
+        && int_in(a[M_PREPARED], I64, &r->prepared) && PyBytes_CheckExact(a[M_BODY])
+        && PyBytes_CheckExact(a[M_BORN_HOST])
+        && PyBytes_GET_SIZE(a[M_BODY]) <= max_body
+        && (r->topic = utf8_of(a[M_TOPIC], &r->topic_len)) != NULL
+        && (r->props = utf8_of(a[M_PROPERTIES_STRING], &r->props_len)) != NULL) {
+        r->body = PyBytes_AS_STRING(a[M_BODY]); r->body_len = PyBytes_GET_SIZE(a[M_BODY]);
+        r->born = PyBytes_AS_STRING(a[M_BORN_HOST]); r->born_len = PyBytes_GET_SIZE(a[M_BORN_HOST]);
         r->store = PyBytes_AS_STRING(store); r->store_len = PyBytes_GET_SIZE(store);
         p->size = rec_size(r);
     }
-    return p->size < 0 ? 0 : crc_of(a[A_BODY], &r->crc);
+    return p->size < 0 ? 0 : crc_of(a[M_BODY], &r->crc);
 }
 
 /* encode_messages(messages, store_host, max_body) -> (records, sizes). Every message is read
@@ -332,7 +333,7 @@ encode_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         rc = out ? 1 : -1;
     }
     for (Py_ssize_t i = 0; i < done; i++)
-        for (int j = 0; j < A_COUNT; j++)
+        for (int j = 0; j < M_COUNT; j++)
             Py_XDECREF(puts[i].held[j]);
     PyMem_Free(puts);
     if (rc != 0)

@@ -266,6 +266,13 @@ enum { CMD_CODE, CMD_OPAQUE, CMD_FLAG, CMD_REMARK, CMD_EXT, CMD_BODY, CMD_LANGUA
        CMD_VERSION, CMD_SERIALIZE, CMD_COUNT };
 extern const char *const command_fields[CMD_COUNT];
 extern SlotsClass command_kept;
+/* store.Message's fields, all of them, in its constructor's order (message.c's sent_message
+ * makes messages of them); message_kept is fields_at's and slots_class's for the compiled
+ * put, which reads them from their slots. */
+enum { M_TOPIC, M_QUEUE_ID, M_BODY, M_PROPERTIES, M_FLAG, M_SYS_FLAG, M_BORN_TS, M_BORN_HOST,
+       M_RECONSUME, M_PREPARED, M_PROPERTIES_STRING, M_COUNT };
+extern const char *const message_fields[M_COUNT];
+extern SlotsClass message_kept;
 /* storage.mapped_file.MappedFile's fields the compiled paths read and write on every put and
  * dispatch, from their slots (fields_at; by name, each is a lookup in the class's dict and a
  * descriptor call). Its `fd` property gives `_fd`. */
