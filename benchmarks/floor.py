@@ -46,11 +46,11 @@ RESERVED = 1 << 30  # --durable: the size of a CommitLog file
 class Floor:
     def __init__(self, data_path: str, durable: bool = False, group_commit: bool = False
                  ) -> None:
-        self.durable = durable and not group_commit  # an fdatasync per send
-        self.group_commit = group_commit
+        self.reserved = durable or group_commit  # pwrites into a reserved file, fdatasync'd
+        self.group_commit = group_commit  # a loop iteration's sends at once, else each
         self.waiting: list[tuple[Connection, RemotingCommand, RemotingCommand]] = []
         self.written = 0
-        if durable or group_commit:
+        if self.reserved:
             self.fd = os.open(data_path, os.O_RDWR | os.O_CREAT, 0o644)
             os.posix_fallocate(self.fd, 0, RESERVED)
         else:
@@ -100,12 +100,12 @@ class Floor:
             (cmd.field("m") or cmd.field("batch") or "").lower() in ("true", "1")
         bodies = [e.body for e in decode_batch(cmd.body)] if batch else [cmd.body]
         data = b"".join(bodies)
-        if self.durable or self.group_commit:
+        if self.reserved:
             if self.written + len(data) > RESERVED:
                 self.written = 0
             os.pwrite(self.fd, data, self.written)
             self.written += len(data)
-            if self.durable:
+            if not self.group_commit:
                 os.fdatasync(self.fd)
         else:
             os.write(self.fd, data)
@@ -150,10 +150,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", help="Where the data file goes (default: a temporary dir).")
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--durable", action="store_true",
-                        help="fdatasync each append before answering it")
-    parser.add_argument("--group-commit", action="store_true",
-                        help="one fdatasync per loop iteration for all its appends")
+    durability = parser.add_mutually_exclusive_group()
+    durability.add_argument("--durable", action="store_true",
+                            help="fdatasync each append before answering it")
+    durability.add_argument("--group-commit", action="store_true",
+                            help="one fdatasync per loop iteration for all its appends")
     args = parser.parse_args()
     run = event_loop_runner()  # the node's event loop (uvloop when installed): same footing
     if args.dir:

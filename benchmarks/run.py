@@ -177,6 +177,7 @@ class Report:
         row was 8.0k msgs/s in one full run and 5.1k in another), so a figure and the one it
         is held against are measured in the same round, on fresh nodes of both flush modes
         and the floor, not minutes apart in the matrix above."""
+        group_batches = [batch for batch in self.plan.batches if batch > 1]
         with start_node(self.work / "targets-async", *node_defines("ASYNC_FLUSH")) as anode, \
                 start_node(self.work / "targets-sync", *node_defines("SYNC_FLUSH")) as snode, \
                 start_floor(self.work / "group-floor", group_commit=True) as gfloor:
@@ -184,7 +185,7 @@ class Report:
                        (GROUP_FLOOR, gfloor))
             cases = [(name, server, size, batch) for size in self.plan.sizes
                      for batch in self.plan.batches for name, server in servers
-                     if name != GROUP_FLOOR or batch > 1]
+                     if name != GROUP_FLOOR or batch in group_batches]
             runs: dict[tuple[str, int, int], list[tuple[dict, float]]] = {}
             for _ in range(TARGET_ROUNDS):
                 for name, server, size, batch in cases:
@@ -196,8 +197,7 @@ class Report:
         for (name, size, batch), figures in runs.items():
             rates = " / ".join(f"{got['msgsPerSec']:,.0f}" for got, _ in figures)
             self.target_runs.append(f"{name}, {size} B, batch {batch}: {rates} msgs/s")
-        judged = [*TARGETS, *((GROUP_FLOOR, batch, "floor", None, "") for batch in
-                              self.plan.batches if batch > 1)]
+        judged = [*TARGETS, *((GROUP_FLOOR, batch, "floor", None, "") for batch in group_batches)]
         for name, batch, ref_name, least, whose in judged:
             for size in self.plan.sizes:
                 if (name, size, batch) not in runs or (ref_name, size, batch) not in runs:
