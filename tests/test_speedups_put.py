@@ -196,6 +196,49 @@ class Peer:
         return out
 
 
+# Pieces of a batch entry's properties as producers (and hostile ones) write them: what the
+# compiled batch put reads where it lies (tags, keys, WAIT, DELAY), duplicates (the last
+# wins), pieces decode_properties skips, values holding \x01, multi-byte text.
+PIECES = [b"TAGS\x01TagA", b"TAGS\x01TagB", "TAGS\x01\u00e9t\u00e9".encode(),
+          "TAGS\x01\U0001f600".encode(), b"TAGS\x01", b"TAGS\x01a\x01b", b"\x01x",
+          b"KEYS\x01a  b c ", b"KEYS\x01 ", "KEYS\x01k\u00e9y z".encode(), b"KEYS\x01one",
+          b"UNIQ_KEY\x01U1", b"UNIQ_KEY\x01U2", b"WAIT\x01false", b"WAIT\x01FALSE",
+          b"WAIT\x01no", b"WAIT\x01", b"DELAY\x013", b"POP_CK\x01x", b"noseparator", b"",
+          b"ZZ\x01q", b"TAG\x01near", b"TAGSX\x01near", b"x"]
+
+
+def raw_batch(entries: list[tuple[bytes, bytes, int]]) -> bytes:
+    """A batch body of (body, properties bytes, flag) entries, the bytes as they are."""
+    out = bytearray()
+    for body, props, flag in entries:
+        out += (22 + len(body) + len(props)).to_bytes(4, "big") + bytes(8)
+        out += flag.to_bytes(4, "big", signed=True) + len(body).to_bytes(4, "big") + body
+        out += len(props).to_bytes(2, "big") + props
+    return bytes(out)
+
+
+def odd_entries(rng: random.Random, kind: str) -> list[tuple[bytes, bytes, int]]:
+    """A batch's entries with properties drawn from PIECES; for "illegal_batch" one entry the
+    store refuses (a body past maxMessageSize, properties past 32767 bytes with the header's)
+    or decode_batch does (not UTF-8), for "one_delayed_batch" a lone entry with a DELAY."""
+    def props() -> bytes:
+        if rng.random() < 0.15:  # the shortest: a separator before the header's, or none
+            return rng.choice([b"x", b"\x02", b"\x01", b""])
+        text = b"\x02".join(rng.choice(PIECES) for _ in range(rng.randrange(0, 6)))
+        return text + (b"\x02" if rng.random() < 0.3 else b"")
+    sizes = [0, 1, 63, 64, 65, 200]
+    entries = [(bytes([k]) * rng.choice(sizes), props(), rng.randrange(-3, 3))
+               for k in range(rng.randrange(2, 7))]
+    if kind == "one_delayed_batch":
+        return [(b"d", b"DELAY\x012\x02" + props(), 0)]
+    if kind == "illegal_batch":
+        at = rng.randrange(len(entries))
+        entries[at] = rng.choice([(b"x" * (MAX_BODY + 1), b"", 0),
+                                  (b"x", b"K\x01" + b"v" * 32760, 0),
+                                  (b"x", b"TAGS\x01\xff", 0), (b"x", b"TAGS\x01\xed\xa0\x80", 0)])
+    return entries
+
+
 def header(rng: random.Random, i: int) -> tuple[str, dict, bytes, int]:
     """A send's header as a producer writes it (V2 names), then one thing changed: what kind
     of send, its fields, its body and its flag."""
@@ -204,7 +247,8 @@ def header(rng: random.Random, i: int) -> tuple[str, dict, bytes, int]:
     fields = {"a": "PG", "b": topic, "c": "TBW102", "d": "4", "e": str(rng.randrange(4)),
               "f": "0", "g": str(1_700_000_000_000 + i), "h": "0", "j": "0", "k": "false",
               "l": "16", "n": "broker-a"}
-    kind = rng.choice(["plain"] * 14 + ["batch"] * 4 + [
+    kind = rng.choice(["plain"] * 14 + ["batch"] * 4 + ["odd_batch"] * 4 + [
+        "illegal_batch", "one_delayed_batch",
         "any_queue", "queue_past", "wide", "queue_text", "no_queue", "not_batch", "bad_batch",
         "empty_batch", "delayed_batch", "half_batch", "system",
         "bad_topic", "read_only_topic", "unknown_topic", "v1", "half", "delay", "bad_flag",
@@ -238,6 +282,17 @@ def header(rng: random.Random, i: int) -> tuple[str, dict, bytes, int]:
             kind = "retry_batch"
         if kind != "retry_batch" and rng.random() < 0.3:
             del props["WAIT"]
+    elif kind in ("odd_batch", "illegal_batch", "one_delayed_batch"):
+        fields["m"] = "true"
+        body = raw_batch(odd_entries(rng, kind))
+        if topic.startswith("%RETRY%"):
+            fields["b"] = "TopicA"
+        for name, value in (("TAGS", "HeadTag"), ("KEYS", "h1  h2"), ("UNIQ_KEY", "HU"),
+                            ("WAIT", "false"), ("WAIT", "False")):
+            if rng.random() < 0.15:
+                props[name] = value
+            elif name in props and rng.random() < 0.5:
+                del props[name]
     elif kind == "system":
         fields["b"] = "SCHEDULE_TOPIC_XXXX"
     elif kind == "bad_topic":
@@ -290,7 +345,7 @@ def served(fn, root, seed: int, n: int, flush: str) -> dict:
         peer = Peer()
         conn = Connection(broker.dispatcher)
         conn.connection_made(peer)  # type: ignore[arg-type]
-        rng, answers, kinds = random.Random(seed), [], []
+        rng, answers, kinds, requests = random.Random(seed), [], [], []
         random.seed(seed)  # a send to queue -1 draws its queue from the module's generator
         with counted_fallbacks("handle_send") as fell:
             for i in range(n):
@@ -301,6 +356,8 @@ def served(fn, root, seed: int, n: int, flush: str) -> dict:
                                       serialize_type=1 if kind == "binary" else 0)
                 before = len(fell)
                 got = outcome(fn, send, cmd, conn)
+                requests.extend(masked(r) for r in store._pending)  # before the reput takes them
+                store._pending.clear()
                 if got[0] == "returned" and hasattr(got[2], "__await__"):
                     try:
                         got = ("awaited", await got[2])
@@ -312,7 +369,7 @@ def served(fn, root, seed: int, n: int, flush: str) -> dict:
                 kinds.append((kind, len(fell) > before))
         await store.flusher.flush_now()  # SYNC_FLUSH: the answers the rounds still owe
         await asyncio.sleep(0.01)
-        snapshot = store_snapshot(broker)
+        snapshot = store_snapshot(broker, requests)
         await store.close()
         # Answered as a round ends, a round's answers in one write: the rounds of the two
         # runs may end between other sends.
@@ -336,10 +393,12 @@ def test_the_whole_send_is_the_same_in_c_and_python(tmp_path, flush):
     # The common sends were the compiled one's (all but the connection's first, whose born
     # host the original works out); every send it cannot decide alone was the original's (a
     # delayed one is the put's to hand back: the test above).
-    for kind in ("plain", "any_queue", "wide", "not_batch", "oneway", "binary", "v1", "batch"):
+    for kind in ("plain", "any_queue", "wide", "not_batch", "oneway", "binary", "v1", "batch",
+                 "odd_batch"):
         assert sum(fell[kind]) <= len(fell[kind]) / 4, (kind, fell[kind])
     for kind in ("queue_past", "queue_text", "no_queue", "bad_batch", "empty_batch",
-                 "delayed_batch", "half_batch", "retry_batch", "system", "bad_topic",
+                 "delayed_batch", "half_batch", "retry_batch", "illegal_batch",
+                 "one_delayed_batch", "system", "bad_topic",
                  "read_only_topic", "unknown_topic", "half", "bad_flag",
                  "no_fields", "slave", "no_write"):
         assert all(fell[kind]), kind

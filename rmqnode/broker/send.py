@@ -265,11 +265,11 @@ class SendProcessor:
         result = self.put_nowait(topic, messages)
         if registering is not None:
             return self._respond_registered(registering, cmd, result, messages, queue_id)
-        return self.answered(cmd, conn, result, messages, queue_id,
+        return self.answered(cmd, conn, result, st.wait_store_ok(messages), queue_id,
                              self._respond(cmd, result, queue_id))
 
     def answered(self, cmd: RemotingCommand, conn: Connection, result: st.PutResult,
-                 messages: list[Message], queue_id: int,
+                 wait_store: bool, queue_id: int,
                  answer: RemotingCommand | bytes | None) -> RemotingCommand | bytes | None:
         """`answer`, the answer to a put (`result`), now; or, where the put waits
         (SYNC_FLUSH, SYNC_MASTER), None and `answer` through conn.reply once the flush round
@@ -278,7 +278,7 @@ class SendProcessor:
         what runs then is in the send's latency; a round that ends in a timeout makes its
         own answer. A stored send's answer is its frame (None for a oneway send)."""
         ha = self.broker.ha
-        waits = ha.waits(result, messages)
+        waits = ha.waits(result, wait_store)
         if not waits:
             return answer
         ha.wait(result, waits, lambda done: conn.reply_frame(answer) if done.status == st.PUT_OK
@@ -344,7 +344,7 @@ class SendProcessor:
         """A send that created its topic is answered once the name servers know the topic,
         as in Java: the producer may hand the topic to a consumer the moment it is acked."""
         await self.broker.registered(registering)
-        result = await self.broker.ha.wait_stored(result, messages)
+        result = await self.broker.ha.wait_stored(result, st.wait_store_ok(messages))
         return self._respond(cmd, result, queue_id)
 
     async def send_back(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:

@@ -107,14 +107,7 @@ decode_properties(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     return props;
 }
 
-/* One entry of a batch body at *pos, as decode_batch reads it; 0 when it is not well formed
- * (the pure-Python original says how). */
-typedef struct {
-    Py_ssize_t body_start, body_len, props_start, props_len;
-    int32_t flag;
-} Entry;
-
-static int
+int
 next_entry(const unsigned char *d, Py_ssize_t n, Py_ssize_t *pos, Entry *e)
 {
     Py_ssize_t at = *pos;
@@ -545,50 +538,35 @@ sent_message(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
                        reconsume, without_wait(props));
 }
 
-/* The messages of a batch send (SendProcessor.handle's batch path: header_message, the
- * header's properties with CLUSTER as every entry's tail, batch_messages), when handle would
- * store them as they are: 1 and the list in *out. 0 (no exception, nothing changed) for
- * whatever handle refuses or reads otherwise: a body that is not a batch, an empty one, a
- * retry topic, a transaction's flag, a DELAY among the header's properties, header fields
- * header_fields leaves to the original. h, n, topic, queue_id, body, host, cluster as
- * sent_message's. */
+/* The header's part of a batch send (SendProcessor.handle's batch path: header_message, and
+ * the header's properties with CLUSTER as every entry's tail) into *b; see speedups.h. */
 int
-batch_of(PyObject *h, PyObject *n, PyObject *topic, PyObject *queue_id, PyObject *body,
-         PyObject *host, PyObject *cluster, PyObject **out)
+batch_head(PyObject *h, PyObject *n, PyObject *topic, PyObject *body, PyObject *host,
+           PyObject *cluster, BatchPut *b)
 {
-    Py_ssize_t at[M_COUNT];
-    long long client, sys_flag, born, reconsume;
-    PyObject *text, *shared = NULL, *tail = NULL, *common = NULL, *empty = NULL;
-    *out = NULL;
+    PyObject *text;
+    long long client;
+    memset(b, 0, sizeof *b);
     if (!PyDict_CheckExact(h) || !PyTuple_Check(n) || PyTuple_GET_SIZE(n) != N_COUNT
-        || !PyUnicode_CheckExact(topic) || !PyLong_CheckExact(queue_id)
-        || !PyBytes_CheckExact(body) || !PyBytes_CheckExact(host)
-        || !PyUnicode_CheckExact(cluster) || bound[B_DELAY] == NULL
-        || !message_class(bound[B_MESSAGE], at) || !int_in(bound[B_CLIENT_SYS_FLAGS], I32, &client)
+        || !PyUnicode_CheckExact(topic) || !PyBytes_CheckExact(body)
+        || !PyBytes_CheckExact(host) || !PyUnicode_CheckExact(cluster) || bound[B_DELAY] == NULL
+        || !int_in(bound[B_CLIENT_SYS_FLAGS], I32, &client)
         || PyUnicode_Tailmatch(topic, s_RETRY_PREFIX, 0, PY_SSIZE_T_MAX, -1) != 0
-        || !header_fields(h, n, client, &sys_flag, &born, &reconsume, &text)
-        || (sys_flag & 0xC) /* TRANSACTION_MASK */
-        || (shared = PyDict_New()) == NULL)
-        goto no;
-    if ((text != NULL && !properties_into(shared, text, PyUnicode_GET_LENGTH(text)))
-        || PyDict_Contains(shared, bound[B_DELAY]) != 0
-        || PyDict_SetItem(shared, s_CLUSTER, cluster) < 0
-        || (tail = properties_string(NULL, &shared, 1, NULL)) == NULL || !PyUnicode_CheckExact(tail)
-        || (empty = PyBytes_FromStringAndSize(NULL, 0)) == NULL
-        || (common = new_message(at, topic, queue_id, empty, PyDict_New(), 0, sys_flag, born,
-                                 host, reconsume, Py_NewRef(Py_None))) == NULL)
-        goto no;
-    PyObject *batch_args[4] = {body, common, shared, tail};
-    *out = batch_messages(NULL, batch_args, 4);
-    if (*out != NULL && (!PyList_CheckExact(*out) || PyList_GET_SIZE(*out) == 0))
-        Py_CLEAR(*out);  /* an empty batch: handle's refusal */
-no:
-    PyErr_Clear();  /* a bad body's ValueError too: handle words it */
-    Py_XDECREF(shared);
-    Py_XDECREF(tail);
-    Py_XDECREF(empty);
-    Py_XDECREF(common);
-    return *out != NULL;
+        || !header_fields(h, n, client, &b->sys_flag, &b->born, &b->reconsume, &text)
+        || (b->sys_flag & 0xC) /* TRANSACTION_MASK */
+        || (b->shared = PyDict_New()) == NULL
+        || (text != NULL && !properties_into(b->shared, text, PyUnicode_GET_LENGTH(text)))
+        || PyDict_Contains(b->shared, bound[B_DELAY]) != 0
+        || PyDict_SetItem(b->shared, s_CLUSTER, cluster) < 0
+        || (b->tail = properties_string(NULL, &b->shared, 1, NULL)) == NULL
+        || !PyUnicode_CheckExact(b->tail)) {
+        PyErr_Clear();
+        batch_put_clear(b);
+        return 0;
+    }
+    b->body = body;
+    b->host = host;
+    return 1;
 }
 
 /* offset_msg_ids(store_host, commit_log_offset, sizes) -> ids, each offset unsigned. */

@@ -16,7 +16,7 @@ const char *const bound_names[B_COUNT] = {
     "java_hash", "decode_properties", "decode_batch", "encode_record", "encode",
     "decode_frame", "decode_frames",
     "BatchEntry", "RemotingCommand", "LANGUAGES", "LANGUAGE_CODES", "decode_json_header",
-    "crc32", "encode_messages", "properties_string", "stamp_records", "index_put",
+    "encode_messages", "properties_string", "stamp_records", "index_put",
     "offset_msg_ids", "place_records", "dispatch_request",
     "integer", "int32", "batch_messages", "batch_dispatch", "queue_entries",
     "sent_message", "Message", "CLIENT_SYS_FLAGS", "stored_answer", "OUR_VERSION",

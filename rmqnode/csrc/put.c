@@ -37,18 +37,26 @@ enum {
     H_BYTES, H_TOOK, H_STATS, H_MSG, H_FILE, H_COUNT_OF, H_JOINED, H_COUNT
 };
 
-/* Whether the store takes a plain put now, and of what: the message's topic, queue and
- * properties held in h. */
+/* Whether the store takes a plain put now: a master's, not read-only (broker, store and config
+ * held in h). */
 static int
-plain_put(PyObject *send, PyObject *msg, PyObject **h, long long *sys_flag)
+store_takes(PyObject *send, PyObject **h)
 {
-    if ((h[H_BROKER] = attr(send, s_broker)) == NULL
-        || (h[H_STORE] = attr(h[H_BROKER], s_store)) == NULL
-        || (h[H_CONFIG] = attr(h[H_STORE], s_config)) == NULL
-        || (h[H_READONLY] = attr(h[H_STORE], s_readonly)) != Py_False
-        || (h[H_ROLE] = attr(h[H_CONFIG], s_brokerRole)) == NULL || bound[B_SLAVE] == NULL
-        || PyObject_RichCompareBool(h[H_ROLE], bound[B_SLAVE], Py_EQ) != 0)
-        return 0;
+    return (h[H_BROKER] = attr(send, s_broker)) != NULL
+           && (h[H_STORE] = attr(h[H_BROKER], s_store)) != NULL
+           && (h[H_CONFIG] = attr(h[H_STORE], s_config)) != NULL
+           && (h[H_READONLY] = attr(h[H_STORE], s_readonly)) == Py_False
+           && (h[H_ROLE] = attr(h[H_CONFIG], s_brokerRole)) != NULL && bound[B_SLAVE] != NULL
+           && PyObject_RichCompareBool(h[H_ROLE], bound[B_SLAVE], Py_EQ) == 0
+           && (h[H_HOST] = attr(h[H_STORE], s_store_host)) != NULL
+           && (h[H_MAX] = attr(h[H_CONFIG], s_maxMessageSize)) != NULL;
+}
+
+/* Whether the store takes a plain put of `msg` (a single send's, or the first of a list): its
+ * topic, queue and properties held in h. */
+static int
+plain_put(PyObject *msg, PyObject **h, long long *sys_flag)
+{
     Py_ssize_t where[M_COUNT];
     const Py_ssize_t *at = fields_at(&message_kept, msg, message_fields, M_COUNT, where);
     if ((h[H_TOPIC] = attr_field(msg, at, M_TOPIC, s_topic)) == NULL
@@ -192,16 +200,42 @@ appended_of(PyObject **h)
     return construct(&kept, bound[B_APPENDED], names, 4, fields);
 }
 
-/* The reput's requests of a batch put, as the store's _dispatch_of makes them: one
- * DispatchBatch when the messages share their sysFlag (always, for a remoting batch), else
- * the original's, message by message. 0, or -1 with the error raised. */
+/* `request` (taken) appended to the store's pending requests (h[H_PENDING]) for the reput;
+ * 0, or -1 with the error raised. */
 static int
-batch_requests(PyObject **h, PyObject *messages, PyObject *sizes, PyObject *levels)
+pend(PyObject **h, PyObject *request)
+{
+    h[H_REQUEST] = request;
+    PyObject *r = request != NULL ? PyObject_CallMethodOneArg(h[H_PENDING], s_append, request)
+                                  : NULL;
+    Py_XDECREF(r);
+    return r != NULL ? 0 : -1;
+}
+
+/* The reput's DispatchBatch of the batch put held in h, pended. */
+static int
+pend_batch(PyObject **h, PyObject *sizes, PyObject *codes, PyObject *keys, PyObject *offsets,
+           PyObject *flag)
 {
     static const char *const names[10] = {"topic", "queue_id", "commit_log_offset", "sizes",
                                           "tags_codes", "store_timestamp", "queue_offset",
                                           "keys", "key_offsets", "sys_flag"};
     static SlotsClass kept;
+    if (bound[B_DISPATCH_BATCH_CLASS] == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "speedups: DispatchBatch is not bound");
+        return -1;
+    }
+    PyObject *v[10] = {h[H_TOPIC], h[H_QUEUE], h[H_WROTE], sizes, codes, h[H_NOW],
+                       h[H_OFFSET], keys, offsets, flag};
+    return pend(h, construct(&kept, bound[B_DISPATCH_BATCH_CLASS], names, 10, v));
+}
+
+/* The reput's requests of a put of several messages, as the store's _dispatch_of makes them:
+ * one DispatchBatch when the messages share their sysFlag (always, for a remoting batch), else
+ * the original's, message by message. 0, or -1 with the error raised. */
+static int
+batch_requests(PyObject **h, PyObject *messages, PyObject *sizes, PyObject *levels)
+{
     PyObject *args[6] = {h[H_TOPIC], messages, h[H_WROTE], sizes, h[H_NOW], levels};
     PyObject *got = batch_dispatch(NULL, args, 6), *r = NULL, *appended = NULL;
     if (got == NULL)
@@ -217,16 +251,9 @@ batch_requests(PyObject **h, PyObject *messages, PyObject *sizes, PyObject *leve
             rc = done != NULL ? 0 : -1;
             Py_XDECREF(done);
         }
-    } else if (bound[B_DISPATCH_BATCH_CLASS] == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "speedups: DispatchBatch is not bound");
     } else {
         PyObject *const *g = &PyTuple_GET_ITEM(got, 0);
-        PyObject *v[10] = {h[H_TOPIC], h[H_QUEUE], h[H_WROTE], sizes, g[0], h[H_NOW],
-                           h[H_OFFSET], g[1], g[2], g[3]};
-        if ((h[H_REQUEST] = construct(&kept, bound[B_DISPATCH_BATCH_CLASS], names, 10, v))
-            != NULL && (r = PyObject_CallMethodOneArg(h[H_PENDING], s_append, h[H_REQUEST]))
-            != NULL)
-            rc = 0;
+        rc = pend_batch(h, sizes, g[0], g[1], g[2], g[3]);
     }
     Py_DECREF(got);
     Py_XDECREF(r);
@@ -234,10 +261,44 @@ batch_requests(PyObject **h, PyObject *messages, PyObject *sizes, PyObject *leve
     return rc;
 }
 
+/* The reput's request(s) of the put held in h: of `messages`, or of a batch's body (`batch`,
+ * read by batch_records: its one entry's request is dispatch_request's tuple, as the store's
+ * put of a single message makes it). */
+static int
+requests(PyObject **h, PyObject *messages, BatchPut *batch, PyObject *sizes, PyObject *flag)
+{
+    Py_ssize_t n = PyList_GET_SIZE(sizes);
+    if (batch != NULL && n == 1)
+        return pend(h, PyTuple_Pack(9, h[H_TOPIC], h[H_QUEUE], h[H_WROTE],
+                                    PyList_GET_ITEM(sizes, 0), PyList_GET_ITEM(batch->codes, 0),
+                                    h[H_NOW], h[H_OFFSET], batch->keys, flag));
+    if (batch != NULL) {
+        PyObject *offsets = batch_key_offsets(batch, PyLong_AsLongLong(h[H_WROTE]));
+        int rc = offsets != NULL ? pend_batch(h, sizes, batch->codes, batch->keys, offsets, flag)
+                                 : -1;
+        Py_XDECREF(offsets);
+        return rc;
+    }
+    PyObject *levels = PyObject_GetAttr(h[H_STORE], s_delay_levels);
+    if (levels == NULL)
+        return -1;
+    int rc;
+    if (n == 1) {
+        PyObject *req_args[9] = {h[H_TOPIC], h[H_QUEUE], h[H_WROTE], PyList_GET_ITEM(sizes, 0),
+                                 h[H_PROPS], h[H_NOW], h[H_OFFSET], flag, levels};
+        rc = pend(h, dispatch_request(NULL, req_args, 9));
+    } else {
+        rc = batch_requests(h, messages, sizes, levels);
+    }
+    Py_DECREF(levels);
+    return rc;
+}
+
 /* After the write: the file's and the queue's new ends, the reput's request(s), the counts. */
 static int
-noted(PyObject **h, PyObject *mf, PyObject *messages, PyObject *sizes, PyObject *sent_topic,
-      long long queue_offset, long long sys_flag, Py_ssize_t len, long long began)
+noted(PyObject **h, PyObject *mf, PyObject *messages, BatchPut *batch, PyObject *sizes,
+      PyObject *sent_topic, long long queue_offset, long long sys_flag, Py_ssize_t len,
+      long long began)
 {
     Py_ssize_t n = PyList_GET_SIZE(sizes);
     PyObject *flag = PyLong_FromLongLong(sys_flag), *r;
@@ -248,25 +309,9 @@ noted(PyObject **h, PyObject *mf, PyObject *messages, PyObject *sizes, PyObject 
         || (h[H_NEXT] = PyLong_FromLongLong(queue_offset + n)) == NULL
         || PyDict_SetItem(h[H_TABLE], h[H_KEY], h[H_NEXT]) < 0
         || (h[H_BYTES] = PyLong_FromSsize_t(len)) == NULL
-        || (h[H_PENDING] = PyObject_GetAttr(h[H_STORE], s_pending)) == NULL)
-        return -1;
-    PyObject *levels = PyObject_GetAttr(h[H_STORE], s_delay_levels);
-    if (levels == NULL)
-        return -1;
-    int rc = 0;
-    if (n == 1) {
-        PyObject *req_args[9] = {h[H_TOPIC], h[H_QUEUE], h[H_WROTE], PyList_GET_ITEM(sizes, 0),
-                                 h[H_PROPS], h[H_NOW], h[H_OFFSET], flag, levels};
-        if ((h[H_REQUEST] = dispatch_request(NULL, req_args, 9)) == NULL
-            || (r = PyObject_CallMethodOneArg(h[H_PENDING], s_append, h[H_REQUEST])) == NULL)
-            rc = -1;
-        else
-            Py_DECREF(r);
-    } else {
-        rc = batch_requests(h, messages, sizes, levels);
-    }
-    Py_DECREF(levels);
-    if (rc < 0 || PyObject_SetAttr(h[H_STORE], s_last_store_timestamp, h[H_NOW]) < 0
+        || (h[H_PENDING] = PyObject_GetAttr(h[H_STORE], s_pending)) == NULL
+        || requests(h, messages, batch, sizes, flag) < 0
+        || PyObject_SetAttr(h[H_STORE], s_last_store_timestamp, h[H_NOW]) < 0
         || (h[H_SCHEDULED] = PyObject_GetAttr(h[H_STORE], s_reput_scheduled)) == NULL)
         return -1;
     int scheduled = PyObject_IsTrue(h[H_SCHEDULED]);
@@ -278,6 +323,7 @@ noted(PyObject **h, PyObject *mf, PyObject *messages, PyObject *sizes, PyObject 
         Py_DECREF(r);
     }
     long long took = clock_ns(CLOCK_MONOTONIC) - began;
+    int rc;
     if ((h[H_COUNT_OF] = PyLong_FromSsize_t(n)) == NULL
         || (h[H_STATS] = PyObject_GetAttr(h[H_STORE], s_stats)) == NULL)
         return -1;
@@ -325,40 +371,53 @@ put_result(PyObject **h)
     return out;
 }
 
-/* The put of a plain send, one message or a batch, and its answer (args as stored_at_once's):
- * the answer's frame (None for a oneway send), and in *result, when it is asked for, the
- * PutResult the original's put_nowait gives. NULL: with *written set, an error raised after
- * the records were written; else not this path (nothing done, no exception). */
+/* The put of a plain send, one message or a batch, and its answer (args as stored_at_once's;
+ * for a batch from handle_send, its messages NULL and `batch` given): the answer's frame (None
+ * for a oneway send), and in *result, when it is asked for, the PutResult the original's
+ * put_nowait gives. NULL: with *written set, an error raised after the records were written;
+ * else not this path (nothing done, no exception). */
 static PyObject *
-put_plain(PyObject *const *args, PyObject **result, int *written)
+put_plain(PyObject *const *args, BatchPut *batch, PyObject **result, int *written)
 {
     long long began = clock_ns(CLOCK_MONOTONIC), sys_flag, cmd_flag, pos, wrote, queue_offset;
-    PyObject *h[H_COUNT] = {0}, *out = NULL, *mf = NULL;
+    long long max_body, queue_id;
+    PyObject *h[H_COUNT] = {0}, *out = NULL, *mf = NULL, *records, *sizes;
+    PyObject *messages = args[4];
     Py_ssize_t where[CMD_COUNT];
     const Py_ssize_t *cmd_at = fields_at(&command_kept, args[1], command_fields, CMD_COUNT,
                                          where);
     *written = 0;
     if (!PyUnicode_CheckExact(args[2]) || !PyLong_CheckExact(args[3])
-        || !PyList_CheckExact(args[4]) || PyList_GET_SIZE(args[4]) < 1
-        || !int_field(args[1], cmd_at, CMD_FLAG, s_flag, I32, &cmd_flag))
+        || !int_field(args[1], cmd_at, CMD_FLAG, s_flag, I32, &cmd_flag)
+        || !store_takes(args[0], h))
         goto done;
-    h[H_MSG] = Py_NewRef(PyList_GET_ITEM(args[4], 0));
-    if (!plain_put(args[0], h[H_MSG], h, &sys_flag))
-        goto done;
-    if ((h[H_HOST] = attr(h[H_STORE], s_store_host)) == NULL
-        || (h[H_MAX] = attr(h[H_CONFIG], s_maxMessageSize)) == NULL)
-        goto done;
-    PyObject *encode_args[3] = {args[4], h[H_HOST], h[H_MAX]};
-    h[H_ENCODED] = encode_messages(NULL, encode_args, 3);
-    if (h[H_ENCODED] == NULL || !PyTuple_CheckExact(h[H_ENCODED])
-        || PyTuple_GET_SIZE(h[H_ENCODED]) != 2)
-        goto done;
-    PyObject *records = PyTuple_GET_ITEM(h[H_ENCODED], 0);
-    PyObject *sizes = PyTuple_GET_ITEM(h[H_ENCODED], 1);
-    Py_ssize_t n = PyList_GET_SIZE(args[4]);
-    if (!PyByteArray_CheckExact(records) || !PyList_CheckExact(sizes)
-        || PyList_GET_SIZE(sizes) != n)
-        goto done;
+    if (batch != NULL) {
+        h[H_TOPIC] = Py_NewRef(args[2]);
+        h[H_QUEUE] = Py_NewRef(args[3]);
+        if (!int_in(h[H_MAX], I64, &max_body) || !int_in(args[3], I32, &queue_id)
+            || !batch_records(batch, args[2], queue_id, h[H_HOST], max_body))
+            goto done;
+        records = batch->records;
+        sizes = batch->sizes;
+        sys_flag = batch->sys_flag;
+    } else {
+        if (!PyList_CheckExact(messages) || PyList_GET_SIZE(messages) < 1)
+            goto done;
+        h[H_MSG] = Py_NewRef(PyList_GET_ITEM(messages, 0));
+        if (!plain_put(h[H_MSG], h, &sys_flag))
+            goto done;
+        PyObject *encode_args[3] = {messages, h[H_HOST], h[H_MAX]};
+        h[H_ENCODED] = encode_messages(NULL, encode_args, 3);
+        if (h[H_ENCODED] == NULL || !PyTuple_CheckExact(h[H_ENCODED])
+            || PyTuple_GET_SIZE(h[H_ENCODED]) != 2)
+            goto done;
+        records = PyTuple_GET_ITEM(h[H_ENCODED], 0);
+        sizes = PyTuple_GET_ITEM(h[H_ENCODED], 1);
+        if (!PyByteArray_CheckExact(records) || !PyList_CheckExact(sizes)
+            || PyList_GET_SIZE(sizes) != PyList_GET_SIZE(messages))
+            goto done;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(sizes);
     Py_ssize_t len = PyByteArray_GET_SIZE(records);
     if ((mf = last_file_for(h, len, &pos, &wrote, &queue_offset)) == NULL)
         goto done;
@@ -370,7 +429,7 @@ put_plain(PyObject *const *args, PyObject **result, int *written)
     if ((h[H_END] = place_records(NULL, place_args, 8)) == NULL)
         goto done;
     *written = 1;
-    if (noted(h, mf, args[4], sizes, args[2], queue_offset, sys_flag, len, began) < 0)
+    if (noted(h, mf, messages, batch, sizes, args[2], queue_offset, sys_flag, len, began) < 0)
         goto done;
     PyObject *ids_args[3] = {h[H_HOST], h[H_WROTE], sizes};
     if ((h[H_IDS] = offset_msg_ids(NULL, ids_args, 3)) == NULL || !PyList_CheckExact(h[H_IDS])
@@ -415,7 +474,7 @@ PyObject *
 stored_at_once(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     int written = 0;
-    PyObject *out = nargs == 5 ? put_plain(args, NULL, &written) : NULL;
+    PyObject *out = nargs == 5 ? put_plain(args, NULL, NULL, &written) : NULL;
     if (out != NULL || written)
         return out;  /* the answer, or an error raised after the write */
     return fallback(B_STORED_AT_ONCE, args, nargs, NULL);
@@ -542,8 +601,9 @@ header_names(PyObject *h)
 enum { NAME_TOPIC = 1, NAME_QUEUE_ID = 4, NAME_BATCH = 12 };  /* send.Names' order */
 
 /* handle_send(send, cmd, conn) -> the answer, as SendProcessor.handle gives it. Done here: a
- * send of one message (not a transaction's half) or a batch (batch_of's) to a configured
- * topic's queue, from a connection whose born host is known; where the put waits
+ * send of one message (not a transaction's half) or a batch (batch_head's, put from its body
+ * by batch_records) to a configured topic's queue, from a connection whose born host is known;
+ * where the put waits
  * (SYNC_FLUSH, SYNC_MASTER), the answer is handed to SendProcessor.answered, which gives it
  * once the wait is over. */
 PyObject *
@@ -553,8 +613,9 @@ handle_send(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     PyObject *conn_attrs = NULL, *cluster = NULL, *body = NULL, *msg = NULL, *props = NULL;
     PyObject *messages = NULL, *h = NULL, *out = NULL, *result = NULL, *names, *topic;
     PyObject *host;
+    BatchPut batch = {0};
     long long queue_id;
-    int takes = 0, written = 0, kind = 0;
+    int takes = 0, written = 0, kind = 0, wait = 1;
     Py_ssize_t where[CMD_COUNT];
     const Py_ssize_t *cmd_at = nargs == 3 ? fields_at(&command_kept, args[1], command_fields,
                                                       CMD_COUNT, where) : NULL;
@@ -575,7 +636,7 @@ handle_send(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         || (qid = PyLong_FromLongLong(queue_id)) == NULL)
         goto done;
     if (kind == BATCH) {
-        if (!batch_of(h, names, name, qid, body, host, cluster, &messages))
+        if (!batch_head(h, names, name, body, host, cluster, &batch))
             goto done;
     } else {
         PyObject *message_args[7] = {h, names, name, qid, body, host, cluster};
@@ -586,12 +647,16 @@ handle_send(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         PyList_SET_ITEM(messages, 0, Py_NewRef(msg));
     }
     PyObject *put_args[5] = {args[0], args[1], name, qid, messages};
-    out = put_plain(put_args, takes == 2 ? &result : NULL, &written);
+    out = put_plain(put_args, kind == BATCH ? &batch : NULL, takes == 2 ? &result : NULL,
+                    &written);
     if (out != NULL && takes == 2) {  /* the answer when what the put waits for is done */
-        PyObject *tail[7] = {args[0], args[1], args[2], result, messages, qid, out};
-        Py_SETREF(out, PyObject_VectorcallMethod(s_answered, tail, 7, NULL));
+        wait = kind == BATCH ? batch.wait : wait_store_ok(item(props, s_WAIT));
+        PyObject *tail[7] = {args[0], args[1], args[2], result, wait ? Py_True : Py_False, qid,
+                             out};
+        Py_SETREF(out, wait < 0 ? NULL : PyObject_VectorcallMethod(s_answered, tail, 7, NULL));
     }
 done:
+    batch_put_clear(&batch);
     Py_XDECREF(broker);
     Py_XDECREF(config);
     Py_XDECREF(tc);

@@ -12,16 +12,7 @@ static const char *const record_kw[] = {
 enum { R_TOPIC, R_QUEUE_ID, R_FLAG, R_BODY, R_PROPS, R_SYS_FLAG, R_BORN_TS, R_BORN_HOST,
        R_STORE_TS, R_STORE_HOST, R_RECONSUME, R_PREPARED, R_QOFF, R_PHYS, R_CRC, R_COUNT };
 
-/* One record's fields, as encode_record writes them. */
-typedef struct {
-    long long queue_id, flag, sys_flag, born_ts, store_ts, reconsume, prepared, qoff, phys, crc;
-    const char *born, *store, *body, *topic, *props;
-    Py_ssize_t born_len, store_len, body_len, topic_len, props_len;
-} Rec;
-
-/* The record's size, its sysFlag's host bits set from the hosts; -1 for anything but a
- * v1-magic record (topic up to 127 bytes) with hosts of 8 or 20 bytes and properties that fit. */
-static long long
+long long
 rec_size(Rec *r)
 {
     if (r->topic_len > 127 || r->props_len > 32767 || (r->born_len != 8 && r->born_len != 20)
@@ -37,8 +28,8 @@ rec_size(Rec *r)
     return size > 2147483647LL ? -1 : size;
 }
 
-static void
-rec_write(unsigned char *o, const Rec *r, long long size)
+unsigned char *
+rec_head(unsigned char *o, const Rec *r, long long size)
 {
     wr32(o, (uint32_t)size); wr32(o + 4, (uint32_t)MESSAGE_MAGIC_V1); wr32(o + 8, (uint32_t)r->crc);
     wr32(o + 12, (uint32_t)r->queue_id); wr32(o + 16, (uint32_t)r->flag);
@@ -54,24 +45,28 @@ rec_write(unsigned char *o, const Rec *r, long long size)
     memcpy(o, r->body, r->body_len); o += r->body_len;
     *o++ = (unsigned char)r->topic_len;
     memcpy(o, r->topic, r->topic_len); o += r->topic_len;
-    wr16(o, (uint16_t)r->props_len); o += 2;
-    memcpy(o, r->props, r->props_len);
+    wr16(o, (uint16_t)r->props_len);
+    return o + 2;
 }
 
-/* -- CRC-32 by carry-less multiplication -------------------------------------------------------
- * zlib's crc32 (the IEEE polynomial, bit-reflected) of a body of 64 bytes or more, 16 bytes at a
- * time: the body is folded 64 then 16 bytes at a time with clmul by x^n mod P, the last 128
- * bits reduced to 64 and 32, then Barrett's reduction (Intel's "Fast CRC Computation for Generic
- * Polynomials Using PCLMULQDQ"). Several times zlib's speed on this CPU class: a 1 KiB body
- * costs a tenth of what it did. The constants are x^k mod P for the fold distances, P and
- * floor(x^64 / P), all bit-reflected. */
-#if defined(__GNUC__) && defined(__x86_64__)
-#include <immintrin.h>
-#define HAVE_CLMUL_CRC 1
+static void
+rec_write(unsigned char *o, const Rec *r, long long size)
+{
+    memcpy(rec_head(o, r, size), r->props, r->props_len);
+}
 
+/* -- CRC-32 ------------------------------------------------------------------------------------
+ * zlib's crc32 (the IEEE polynomial, bit-reflected), by table one byte at a time for short
+ * bodies (and a CPU without clmul), else by carry-less multiplication 16 bytes at a time: the
+ * body is folded 64 then 16 bytes at a time with clmul by x^n mod P, the last 128 bits reduced
+ * to 64 and 32, then Barrett's reduction (Intel's "Fast CRC Computation for Generic Polynomials
+ * Using PCLMULQDQ"). Several times zlib's speed on this CPU class: a 1 KiB body costs a tenth of
+ * what it did. The constants are x^k mod P for the fold distances, P and floor(x^64 / P), all
+ * bit-reflected. The table is no slower than calling zlib.crc32 through Python for the bodies
+ * it serves, and needs no body object (a batch's bodies are read where they lie). */
 static uint32_t crc_table[256];
 
-/* The bytes' CRC continued from `crc` (not inverted), one byte at a time: the tail. */
+/* The bytes' CRC continued from `crc` (not inverted), one byte at a time. */
 static uint32_t
 crc_bytes(uint32_t crc, const unsigned char *p, size_t n)
 {
@@ -80,6 +75,20 @@ crc_bytes(uint32_t crc, const unsigned char *p, size_t n)
     return crc;
 }
 
+static void
+crc_table_fill(void)
+{
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++)
+            c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        crc_table[i] = c;
+    }
+}
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+#define HAVE_CLMUL_CRC 1
 __attribute__((target("pclmul,sse4.1"))) static inline __m128i
 fold16(__m128i x, __m128i k, __m128i next)
 {
@@ -128,39 +137,21 @@ clmul_ready(void)
     if (ready < 0) {
         __builtin_cpu_init();
         ready = __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("sse4.1");
-        for (uint32_t i = 0; i < 256; i++) {
-            uint32_t c = i;
-            for (int k = 0; k < 8; k++)
-                c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-            crc_table[i] = c;
-        }
     }
     return ready;
 }
 #endif
 
-/* body_crc(body) into *crc: 1 done, 0 fall back, -1 an error. A short body (or a CPU without
- * clmul) gets zlib.crc32, called directly (body_crc's mask applied here): a Python frame per
- * message cost more than it. */
-static int
-crc_of(PyObject *body, long long *crc)
+long long
+crc_raw(const unsigned char *p, Py_ssize_t n)
 {
+    if (crc_table[1] == 0)
+        crc_table_fill();
 #ifdef HAVE_CLMUL_CRC
-    if (PyBytes_GET_SIZE(body) >= 64 && clmul_ready()) {
-        *crc = crc32_clmul((const unsigned char *)PyBytes_AS_STRING(body),
-                           (size_t)PyBytes_GET_SIZE(body)) & 0x7FFFFFFF;
-        return 1;
-    }
+    if (n >= 64 && clmul_ready())
+        return crc32_clmul(p, (size_t)n) & 0x7FFFFFFF;
 #endif
-    if (bound[B_CRC32] == NULL)
-        return 0;
-    PyObject *c = PyObject_Vectorcall(bound[B_CRC32], &body, 1, NULL);
-    if (c == NULL)
-        return -1;
-    int ok = int_in(c, 0, 0xFFFFFFFFLL, crc);
-    Py_DECREF(c);
-    *crc &= 0x7FFFFFFF;
-    return ok;
+    return ~crc_bytes(0xFFFFFFFFu, p, (size_t)n) & 0x7FFFFFFF;
 }
 
 /* encode_record for a v1-magic record (topic up to 127 bytes), hosts of 8 or 20 bytes. */
@@ -204,13 +195,8 @@ encode_record(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject 
     long long size;
     if (r.topic == NULL || r.props == NULL || (size = rec_size(&r)) < 0)
         goto refuse;
-    if (v[R_CRC] == NULL || v[R_CRC] == Py_None) {
-        int ok = crc_of(body, &r.crc);
-        if (ok < 0)
-            return NULL;
-        if (!ok)
-            goto refuse;
-    }
+    if (v[R_CRC] == NULL || v[R_CRC] == Py_None)
+        r.crc = crc_raw((const unsigned char *)r.body, r.body_len);
     PyObject *out = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)size);
     if (out == NULL)
         return NULL;
@@ -230,7 +216,7 @@ typedef struct {
 } Put;
 
 /* A message's fields into *p, its CRC computed: 1 done, 0 the original's to do (nothing
- * raised), -1 an error. */
+ * raised). */
 static int
 read_put(PyObject *m, PyObject *store, long long max_body, Put *p)
 {
@@ -280,7 +266,10 @@ read_put(PyObject *m, PyObject *store, long long max_body, Put *p)
         r->store = PyBytes_AS_STRING(store); r->store_len = PyBytes_GET_SIZE(store);
         p->size = rec_size(r);
     }
-    return p->size < 0 ? 0 : crc_of(a[M_BODY], &r->crc);
+    if (p->size < 0)
+        return 0;
+    r->crc = crc_raw((const unsigned char *)r->body, r->body_len);
+    return 1;
 }
 
 /* encode_messages(messages, store_host, max_body) -> (records, sizes). Every message is read

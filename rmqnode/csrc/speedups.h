@@ -22,7 +22,7 @@ enum {
     B_JAVA_HASH, B_DECODE_PROPERTIES, B_DECODE_BATCH, B_ENCODE_RECORD, B_ENCODE,
     B_DECODE_FRAME, B_DECODE_FRAMES,
     B_BATCH_ENTRY, B_REMOTING_COMMAND, B_LANGUAGES, B_LANGUAGE_CODES, B_DECODE_JSON_HEADER,
-    B_CRC32, B_ENCODE_MESSAGES, B_PROPERTIES_STRING, B_STAMP_RECORDS, B_INDEX_PUT,
+    B_ENCODE_MESSAGES, B_PROPERTIES_STRING, B_STAMP_RECORDS, B_INDEX_PUT,
     B_OFFSET_MSG_IDS, B_PLACE_RECORDS, B_DISPATCH_REQUEST,
     B_INTEGER, B_INT32, B_BATCH_MESSAGES, B_BATCH_DISPATCH, B_QUEUE_ENTRIES,
     B_SENT_MESSAGE, B_MESSAGE, B_CLIENT_SYS_FLAGS, B_STORED_ANSWER, B_OUR_VERSION,
@@ -239,8 +239,30 @@ PyObject *java_hash(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 PyObject *decode_properties(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 PyObject *decode_batch(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 PyObject *batch_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
-int batch_of(PyObject *h, PyObject *n, PyObject *topic, PyObject *queue_id, PyObject *body,
-             PyObject *host, PyObject *cluster, PyObject **out);
+/* One entry of a batch body, as decode_batch reads it: its body's and its properties' place. */
+typedef struct {
+    Py_ssize_t body_start, body_len, props_start, props_len;
+    int32_t flag;
+} Entry;
+/* The entry at d[*pos:n) into *e, *pos moved past it; 0 when it is not well formed (the
+ * pure-Python original says how). */
+int next_entry(const unsigned char *d, Py_ssize_t n, Py_ssize_t *pos, Entry *e);
+/* What a batch send's put is made of (batch_head reads the header, batch.c's batch_records
+ * the body; batch_put_clear drops what they hold). */
+typedef struct {
+    PyObject *body, *host;  /* the send's body and born host (borrowed) */
+    PyObject *shared, *tail;  /* the header's properties with CLUSTER, and their string */
+    long long sys_flag, born, reconsume;
+    PyObject *records, *sizes, *codes, *keys;  /* the records; per entry: size, tag code */
+    Py_ssize_t n, *key_counts;  /* entries; index keys per entry, in order in `keys` */
+    int wait;  /* the first message's WAIT is not "false" (Java's isWaitStoreMsgOK) */
+} BatchPut;
+/* Whether handle would store the batch send of header h (fields named by n) to `topic` as it
+ * is: 1 and the header's part of *b; 0 (no exception) for whatever handle refuses or reads
+ * otherwise (a retry topic, a transaction's flag, a DELAY among the header's properties, header
+ * fields the original reads itself). */
+int batch_head(PyObject *h, PyObject *n, PyObject *topic, PyObject *body, PyObject *host,
+               PyObject *cluster, BatchPut *b);
 PyObject *sent_message(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 /* Whether `t` is a plain class of slots over object (a slots dataclass: object.__new__, generic
  * attribute access, no __dict__) whose writable object slots include `names` (n <= 63): their
@@ -288,6 +310,20 @@ PyObject *new_command(PyObject *t, PyObject *const items[CMD_COUNT]);
 
 /* -- records.c ------------------------------------------------------------------------------- */
 
+/* One record's fields, as encode_record writes them. */
+typedef struct {
+    long long queue_id, flag, sys_flag, born_ts, store_ts, reconsume, prepared, qoff, phys, crc;
+    const char *born, *store, *body, *topic, *props;
+    Py_ssize_t born_len, store_len, body_len, topic_len, props_len;
+} Rec;
+/* The record's size, its sysFlag's host bits set from the hosts; -1 for anything but a
+ * v1-magic record (topic up to 127 bytes) with hosts of 8 or 20 bytes and properties that fit. */
+long long rec_size(Rec *r);
+/* The record of `size` bytes at o, up to its properties' length: where its properties go. */
+unsigned char *rec_head(unsigned char *o, const Rec *r, long long size);
+/* UtilAll.crc32 (zlib's, masked to a non-negative int) of p[0:n). */
+long long crc_raw(const unsigned char *p, Py_ssize_t n);
+
 PyObject *encode_record(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
                         PyObject *kwnames);
 PyObject *encode_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
@@ -299,6 +335,18 @@ PyObject *index_put(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 PyObject *index_in_last(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 int index_last_write(PyObject *files, PyObject *topic, PyObject *keys, PyObject *offsets,
                      PyObject *stamp);
+
+/* -- batch.c -------------------------------------------------------------------------------- */
+
+/* b's records, sizes, tag codes, index keys and WAIT from its body: 1; 0 (no exception,
+ * nothing held) when the original must put the batch. */
+int batch_records(BatchPut *b, PyObject *topic, long long queue_id, PyObject *store_host,
+                  long long max_body);
+/* The CommitLog offset of each of b's index keys, its records stored from `wrote`. */
+PyObject *batch_key_offsets(const BatchPut *b, long long wrote);
+void batch_put_clear(BatchPut *b);
+/* Whether a WAIT property (NULL: none) lets the producer wait for the store: 1, 0, -1 an error. */
+int wait_store_ok(PyObject *wait);
 
 /* -- append.c ------------------------------------------------------------------------------- */
 

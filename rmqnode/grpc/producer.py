@@ -277,7 +277,7 @@ async def _store(sender: SendProcessor, topic: str, queue_id: int, born_host: by
     if out.transactional:
         park_half(message)
     result = sender.put_nowait(topic, [message])
-    result = await sender.broker.ha.wait_stored(result, [message])
+    result = await sender.broker.ha.wait_stored(result, st.wait_store_ok([message]))
     if not result.ok:
         code, remark = sender.refusal(result)
         return spb.SendResultEntry(status=status(from_remoting(code), remark),

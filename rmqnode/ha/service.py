@@ -16,7 +16,6 @@ from rmqnode import log
 from rmqnode.config import BrokerConfig
 from rmqnode.ha.master import HAMaster
 from rmqnode.ha.slave import HAClient
-from rmqnode.message import WAIT
 from rmqnode.storage import store as st
 
 SYNC_MASTER = "SYNC_MASTER"
@@ -55,23 +54,23 @@ class HAService:
 
     # -- the send path -------------------------------------------------------------------
 
-    def must_wait_replica(self, result: st.PutResult, messages: list[st.Message]) -> bool:
+    def must_wait_replica(self, result: st.PutResult, wait_store: bool) -> bool:
         return (self.config.brokerRole == SYNC_MASTER and result.status == st.PUT_OK
-                and messages[0].properties.get(WAIT, "true").lower() != "false")
+                and wait_store)
 
     def may_wait(self) -> bool:
         """Whether a put can have anything to wait for: no under ASYNC_FLUSH on a master or
         an ASYNC_MASTER, the common case, where a send is answered as it is stored."""
         return self.store.sync_flush or self.config.brokerRole == SYNC_MASTER
 
-    def waits(self, result: st.PutResult, messages: list[st.Message]) -> int:
+    def waits(self, result: st.PutResult, wait_store: bool) -> int:
         """What a put must wait for before it is answered, as the broker promises: FLUSH
         (on disk, under SYNC_FLUSH), REPLICA (on a slave, under SYNC_MASTER), both at once as
         Java combines them, or nothing (0)."""
         if not self.may_wait():
             return 0
-        return (FLUSH * self.store.must_wait_flush(result, messages)
-                | REPLICA * self.must_wait_replica(result, messages))
+        return (FLUSH * self.store.must_wait_flush(result, wait_store)
+                | REPLICA * self.must_wait_replica(result, wait_store))
 
     def wait(self, result: st.PutResult, waits: int,
              callback: Callable[[st.PutResult], None]) -> None:
@@ -112,11 +111,10 @@ class HAService:
         if waits & FLUSH:
             self.store.when_flushed(result, lambda _: done())
 
-    async def wait_stored(self, result: st.PutResult,
-                          messages: list[st.Message]) -> st.PutResult:
+    async def wait_stored(self, result: st.PutResult, wait_store: bool) -> st.PutResult:
         """The result once the put is as safe as the broker promises (`waits`); at once when
         nothing is to wait for."""
-        waits = self.waits(result, messages)
+        waits = self.waits(result, wait_store)
         if not waits:
             return result
         fut: asyncio.Future[st.PutResult] = asyncio.get_running_loop().create_future()

@@ -130,7 +130,7 @@ def encode_record(*, topic: str, queue_id: int, flag: int, body: bytes, properti
     return out
 
 
-encode_record = accelerate(encode_record, crc32=zlib.crc32)  # body_crc's
+encode_record = accelerate(encode_record)
 
 
 class RecordRefused(ValueError):

@@ -73,6 +73,13 @@ class GetResult:
     messages: list[memoryview] = field(default_factory=list)
 
 
+def wait_store_ok(messages: list[Message]) -> bool:
+    """Java's isWaitStoreMsgOK of a put: whether its producer waits for the flush (and the
+    slave) it was promised, unless its first message says WAIT=false. One flag per put, so
+    that a batch put from its body (csrc/batch.c) has it without a message."""
+    return messages[0].properties.get(WAIT, "true").lower() != "false"
+
+
 class StoreLockedError(OSError):
     """Another process has this store open."""
 
@@ -345,13 +352,12 @@ class MessageStore(QueueDispatch):
         """Store and, under SYNC_FLUSH (unless the producer said WAIT=false), wait until the
         bytes are on disk; a flush slower than syncFlushTimeout answers FLUSH_DISK_TIMEOUT."""
         result = self.put_nowait(messages)
-        if self.must_wait_flush(result, messages):
+        if self.must_wait_flush(result, wait_store_ok(messages)):
             await self.wait_flushed(result)
         return result
 
-    def must_wait_flush(self, result: PutResult, messages: list[Message]) -> bool:
-        return (self.sync_flush and result.status == PUT_OK
-                and messages[0].properties.get(WAIT, "true").lower() != "false")
+    def must_wait_flush(self, result: PutResult, wait_store: bool) -> bool:
+        return self.sync_flush and result.status == PUT_OK and wait_store
 
     async def wait_flushed(self, result: PutResult) -> PutResult:
         fut: asyncio.Future[PutResult] = asyncio.get_running_loop().create_future()
