@@ -277,13 +277,16 @@ batch_records(BatchPut *b, PyObject *topic, long long queue_id, PyObject *store_
         r.body_len = e->body_len;
         r.props_len = e->props_len + glued(raw, e->props_len) + tail_len;
         long long size = rec_size(&r);
-        PyObject *code = PyLong_FromLong((long)(int32_t)h), *sized = NULL;
+        if (size < 0)
+            goto done;
+        PyObject *code = PyLong_FromLong((long)(int32_t)h), *sized = PyLong_FromLongLong(size);
         if (code != NULL)
             PyList_SET_ITEM(b->codes, i, code);
-        if (size < 0 || code == NULL || (sized = PyLong_FromLongLong(size)) == NULL
+        if (sized != NULL)
+            PyList_SET_ITEM(b->sizes, i, sized);
+        if (code == NULL || sized == NULL
             || entry_keys(b->keys, shared[P_UNIQ_KEY], words, found) < 0)
             goto done;
-        PyList_SET_ITEM(b->sizes, i, sized);
         b->key_counts[i] = PyList_GET_SIZE(b->keys) - keys_before;
         total += size;
     }
