@@ -221,6 +221,18 @@ shared_value(PyObject *shared, int k, PyObject **v)
     return PyUnicode_CheckExact(*v);
 }
 
+/* What batch_records made of the body, dropped. */
+static void
+body_made_clear(BatchPut *b)
+{
+    Py_CLEAR(b->records);
+    Py_CLEAR(b->sizes);
+    Py_CLEAR(b->codes);
+    Py_CLEAR(b->keys);
+    PyMem_Free(b->key_counts);
+    b->key_counts = NULL;
+}
+
 /* Each entry's record written into b->records once all are read; see speedups.h. */
 int
 batch_records(BatchPut *b, PyObject *topic, long long queue_id, PyObject *store_host,
@@ -327,12 +339,7 @@ done:
     PyMem_Free(entries);
     if (!rc) {
         PyErr_Clear();  /* the original meets the same trouble and says it */
-        Py_CLEAR(b->records);
-        Py_CLEAR(b->sizes);
-        Py_CLEAR(b->codes);
-        Py_CLEAR(b->keys);
-        PyMem_Free(b->key_counts);
-        b->key_counts = NULL;
+        body_made_clear(b);
     }
     return rc;
 }
@@ -363,10 +370,5 @@ batch_put_clear(BatchPut *b)
 {
     Py_CLEAR(b->shared);
     Py_CLEAR(b->tail);
-    Py_CLEAR(b->records);
-    Py_CLEAR(b->sizes);
-    Py_CLEAR(b->codes);
-    Py_CLEAR(b->keys);
-    PyMem_Free(b->key_counts);
-    b->key_counts = NULL;
+    body_made_clear(b);
 }
