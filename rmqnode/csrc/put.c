@@ -7,8 +7,8 @@
  *
  * Whatever is not that case goes to the original with nothing done: a topic to create or
  * refuse, a delayed or transactional message, a batch handle would refuse, a read-only store
- * or a slave, a record that does not fit the last file or ends past its zeros (a new file,
- * zeros written ahead), fields of odd types, or a step that fails before the record is
+ * or a slave, a record that does not fit the last file (a new file), zeros ahead that could
+ * not be written, fields of odd types, or a step that fails before the record is
  * written (a refusal of the encode, a failed pwrite): the original then does it and words
  * the refusal. Where the put waits (SYNC_FLUSH, SYNC_MASTER), handle_send hands its answer to
  * SendProcessor.answered. Once the record is written nothing falls back; an error then (out
@@ -72,8 +72,26 @@ plain_put(PyObject *msg, PyObject **h, long long *sys_flag)
     return 1;
 }
 
-/* The CommitLog's last file, when the record of `len` bytes fits it and its zeros (held in
- * h[H_FILE]); its place in *pos and *wrote, the queue's next offset in *queue_offset. */
+/* CommitLog.append's mf.zero_ahead(end), for an append that ends past the file's zero_mark
+ * (every 128 KiB appended under batches: they fell back to the original each time, a tenth of
+ * the batches of 32). 0 (no exception) when it raised: the original tries again and words the
+ * refusal; the zeros it wrote lie past the write position, where a record's bytes will go. */
+static int
+zeroed_ahead(PyObject *mf, long long end)
+{
+    PyObject *at = PyLong_FromLongLong(end), *r = NULL;
+    if (at != NULL)
+        r = PyObject_CallMethodOneArg(mf, s_zero_ahead, at);
+    Py_XDECREF(at);
+    Py_XDECREF(r);
+    if (r == NULL)
+        PyErr_Clear();
+    return r != NULL;
+}
+
+/* The CommitLog's last file, when the record of `len` bytes fits it (held in h[H_FILE]), zeros
+ * written ahead of it where the original writes them; its place in *pos and *wrote, the
+ * queue's next offset in *queue_offset. */
 static PyObject *
 last_file_for(PyObject **h, Py_ssize_t len, long long *pos, long long *wrote,
               long long *queue_offset)
@@ -93,11 +111,12 @@ last_file_for(PyObject **h, Py_ssize_t len, long long *pos, long long *wrote,
         || !int_field(mf, at, MF_ZERO_MARK, s_zero_mark, I64, &zeros)
         || !int_field(mf, at, MF_FROM, s_file_from_offset, 0, LLONG_MAX / 2, &start)
         || !int_in(bound[B_END_FILE_MIN_BLANK_LENGTH], 0, 1 << 20, &blank)
-        || *pos > size || size - *pos < len + blank || *pos + len > zeros
+        || *pos > size || size - *pos < len + blank
         || (h[H_FD] = attr_field(mf, at, MF_FD, s_fd)) == NULL || !PyLong_CheckExact(h[H_FD])
         || (h[H_TABLE] = attr(h[H_LOG], s_topic_queue_table)) == NULL
         || !PyDict_CheckExact(h[H_TABLE])
-        || (h[H_KEY] = PyTuple_Pack(2, h[H_TOPIC], h[H_QUEUE])) == NULL)
+        || (h[H_KEY] = PyTuple_Pack(2, h[H_TOPIC], h[H_QUEUE])) == NULL
+        || (*pos + len > zeros && !zeroed_ahead(mf, *pos + len)))
         return NULL;
     PyObject *next = PyDict_GetItemWithError(h[H_TABLE], h[H_KEY]);
     *queue_offset = 0;
