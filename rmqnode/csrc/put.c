@@ -622,9 +622,8 @@ enum { NAME_TOPIC = 1, NAME_QUEUE_ID = 4, NAME_BATCH = 12 };  /* send.Names' ord
 /* handle_send(send, cmd, conn) -> the answer, as SendProcessor.handle gives it. Done here: a
  * send of one message (not a transaction's half) or a batch (batch_head's, put from its body
  * by batch_records) to a configured topic's queue, from a connection whose born host is known;
- * where the put waits
- * (SYNC_FLUSH, SYNC_MASTER), the answer is handed to SendProcessor.answered, which gives it
- * once the wait is over. */
+ * where the put waits (SYNC_FLUSH, SYNC_MASTER), the answer is handed to
+ * SendProcessor.answered, with the producer's WAIT, which gives it once the wait is over. */
 PyObject *
 handle_send(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
