@@ -100,6 +100,13 @@ def decode_properties(text: str) -> dict[str, str]:
 decode_properties = accelerate(decode_properties)
 
 
+def wait_store_ok(properties: dict[str, str]) -> bool:
+    """Java's isWaitStoreMsgOK: whether the producer waits for the flush (and the slave) it
+    was promised, unless WAIT says "false". A put has one, its first message's: a batch put
+    from its body (csrc/batch.c) reads it without a message."""
+    return properties.get(WAIT, "true").lower() != "false"
+
+
 # -- hash codes -----------------------------------------------------------------------------
 
 _POW31: list[int] = [1]

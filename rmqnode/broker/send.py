@@ -23,7 +23,7 @@ from rmqnode import validation
 from rmqnode.message import (CLUSTER, COMPRESSED_FLAG, COMPRESSION_MASK, DELAY, DLQ_PREFIX,
                              MULTI_TAGS_FLAG, NEED_UNWRAP_FLAG, ORIGIN_MESSAGE_ID, POP_CK,
                              RETRY_PREFIX, RETRY_TOPIC, TRAN_MSG, TRANSACTION_MASK, WAIT,
-                             batch_messages, decode_properties, host_bytes)
+                             batch_messages, decode_properties, host_bytes, wait_store_ok)
 from rmqnode.net.codec import FLAG_ONEWAY, FLAG_RESPONSE, OUR_VERSION, RemotingCommand, encode
 from rmqnode.net.codes import ResponseCode
 from rmqnode.net.connection import Connection
@@ -265,7 +265,7 @@ class SendProcessor:
         result = self.put_nowait(topic, messages)
         if registering is not None:
             return self._respond_registered(registering, cmd, result, messages, queue_id)
-        return self.answered(cmd, conn, result, st.wait_store_ok(messages), queue_id,
+        return self.answered(cmd, conn, result, wait_store_ok(messages[0].properties), queue_id,
                              self._respond(cmd, result, queue_id))
 
     def answered(self, cmd: RemotingCommand, conn: Connection, result: st.PutResult,
@@ -344,7 +344,7 @@ class SendProcessor:
         """A send that created its topic is answered once the name servers know the topic,
         as in Java: the producer may hand the topic to a consumer the moment it is acked."""
         await self.broker.registered(registering)
-        result = await self.broker.ha.wait_stored(result, st.wait_store_ok(messages))
+        result = await self.broker.ha.wait_stored(result, wait_store_ok(messages[0].properties))
         return self._respond(cmd, result, queue_id)
 
     async def send_back(self, cmd: RemotingCommand, conn: Connection) -> RemotingCommand:

@@ -158,33 +158,15 @@ entry_keys(PyObject *keys, PyObject *shared_uniq, PyObject *shared_keys, const S
     return 0;
 }
 
-/* The header's KEYS as index words (split on spaces, the empty ones dropped); NULL with no
- * error when it has none. */
+/* The header's KEYS as index words (words_into's), shared by every entry: a new list, NULL
+ * with the error raised. */
 static PyObject *
-shared_words(PyObject *words, int *failed)
+shared_words(PyObject *words)
 {
-    *failed = 0;
-    if (words == NULL || PyUnicode_GET_LENGTH(words) == 0)
-        return NULL;
-    PyObject *space = PyUnicode_FromOrdinal(' '), *split = NULL, *out = PyList_New(0);
-    if (space != NULL && out != NULL && (split = PyUnicode_Split(words, space, -1)) != NULL) {
-        Py_ssize_t i = 0;
-        for (; i < PyList_GET_SIZE(split); i++) {
-            PyObject *w = PyList_GET_ITEM(split, i);
-            if (PyUnicode_GET_LENGTH(w) && PyList_Append(out, w) < 0)
-                break;
-        }
-        if (i == PyList_GET_SIZE(split)) {
-            Py_DECREF(space);
-            Py_DECREF(split);
-            return out;
-        }
-    }
-    *failed = 1;
-    Py_XDECREF(space);
-    Py_XDECREF(split);
-    Py_XDECREF(out);
-    return NULL;
+    PyObject *out = PyList_New(0);
+    if (out != NULL && words_into(out, words) < 0)
+        Py_CLEAR(out);
+    return out;
 }
 
 int
@@ -244,13 +226,13 @@ batch_records(BatchPut *b, PyObject *topic, long long queue_id, PyObject *store_
     PyObject *shared[P_COUNT], *words = NULL;
     Entry *entries = NULL;
     Span first_wait = {NULL, 0};
-    int failed, rc = 0;
+    int rc = 0;
     if (!names_ready() || tail == NULL || !PyBytes_CheckExact(store_host))
         goto done;
     for (int k = 0; k < P_COUNT; k++)
         if (!shared_value(b->shared, k, &shared[k]))
             goto done;
-    if ((words = shared_words(shared[P_KEYS], &failed)) == NULL && failed)
+    if (shared[P_KEYS] != NULL && (words = shared_words(shared[P_KEYS])) == NULL)
         goto done;
     /* the entries counted, then read into one array */
     for (Entry e; pos < len; n++)

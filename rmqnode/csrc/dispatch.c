@@ -40,6 +40,26 @@ str_property(PyObject *props, PyObject *name, PyObject **out)
     return PyUnicode_CheckExact(v);
 }
 
+int
+words_into(PyObject *keys, PyObject *words)
+{
+    if (words == NULL || !PyUnicode_GET_LENGTH(words))
+        return 0;
+    if (!names_ready())
+        return -1;
+    PyObject *split = PyUnicode_Split(words, s_space, -1);
+    if (split == NULL)
+        return -1;
+    int rc = 0;
+    for (Py_ssize_t i = 0; rc == 0 && i < PyList_GET_SIZE(split); i++) {
+        PyObject *word = PyList_GET_ITEM(split, i);
+        if (PyUnicode_GET_LENGTH(word) && PyList_Append(keys, word) < 0)
+            rc = -1;
+    }
+    Py_DECREF(split);
+    return rc;
+}
+
 /* index_keys: the UNIQ_KEY, then every word of KEYS; NULL (no exception) to fall back. */
 static PyObject *
 keys_of(PyObject *props)
@@ -52,19 +72,8 @@ keys_of(PyObject *props)
         goto failed;
     if (uniq != NULL && PyUnicode_GET_LENGTH(uniq) && PyList_Append(keys, uniq) < 0)
         goto failed;
-    if (words != NULL && PyUnicode_GET_LENGTH(words)) {
-        PyObject *split = PyUnicode_Split(words, s_space, -1);
-        if (split == NULL)
-            goto failed;
-        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(split); i++) {
-            PyObject *word = PyList_GET_ITEM(split, i);
-            if (PyUnicode_GET_LENGTH(word) && PyList_Append(keys, word) < 0) {
-                Py_DECREF(split);
-                goto failed;
-            }
-        }
-        Py_DECREF(split);
-    }
+    if (words_into(keys, words) < 0)
+        goto failed;
     return keys;
 failed:
     PyErr_Clear();

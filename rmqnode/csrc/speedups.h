@@ -43,7 +43,8 @@ extern PyObject *s_code, *s_opaque, *s_flag, *s_remark, *s_ext_fields, *s_body, 
     *s_properties_string, *s_OTHER, *s_POP_CK, *s_PROPERTY_SEPARATOR, *s_CLUSTER, *s_WAIT,
     *s_JAVA, *s_popleft, *s_files, *s_file_from_offset, *s_file_size, *s_mm, *s_readonly,
     *s_wrote_position, *s_max_phy_end, *s_broker, *s_store, *s_config, *s_brokerRole,
-    *s_maxMessageSize, *s_store_host, *s_commitlog, *s_zero_mark, *s_zero_ahead, *s_fd, *s_topic_queue_table,
+    *s_maxMessageSize, *s_store_host, *s_commitlog, *s_zero_mark, *s_zero_ahead, *s_fd,
+    *s_topic_queue_table,
     *s_delay_levels, *s_pending, *s_append, *s_last_store_timestamp, *s_reput_scheduled,
     *s_schedule_reput, *s_stats, *s_put, *s_brokerPermission, *s_ha, *s_may_wait, *s_topics,
     *s_table, *s_perm, *s_writeQueueNums, *s_readQueueNums, *s_topicName, *s_attrs,
@@ -255,7 +256,7 @@ typedef struct {
     long long sys_flag, born, reconsume;
     PyObject *records, *sizes, *codes, *keys;  /* the records; per entry: size, tag code */
     Py_ssize_t n, *key_counts;  /* entries; index keys per entry, in order in `keys` */
-    int wait;  /* the first message's WAIT is not "false" (Java's isWaitStoreMsgOK) */
+    int wait;  /* message.wait_store_ok of the first message (Java's isWaitStoreMsgOK) */
 } BatchPut;
 /* Whether handle would store the batch send of header h (fields named by n) to `topic` as it
  * is: 1 and the header's part of *b; 0 (no exception) for whatever handle refuses or reads
@@ -354,6 +355,9 @@ PyObject *place_records(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 
 /* -- dispatch.c ----------------------------------------------------------------------------- */
 
+/* index_keys' words of a KEYS value (NULL: none) appended to `keys`: split on spaces, the
+ * empty ones dropped. 0, or -1 with the error raised. */
+int words_into(PyObject *keys, PyObject *words);
 PyObject *dispatch_request(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 PyObject *batch_dispatch(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 PyObject *queue_entries(PyObject *self, PyObject *const *args, Py_ssize_t nargs);

@@ -32,7 +32,7 @@ from rmqnode.grpc.v2 import service_pb2 as spb
 from rmqnode.message import (CHECK_IMMUNITY_TIME_IN_SECONDS, DELAY, DLQ_PREFIX, KEYS, PGROUP,
                              RECONSUME_TIME, RETRY_PREFIX, TAGS, TRAN_MSG,
                              TRANSACTION_PREPARED_TYPE, UNIQ_KEY, WAIT, MessageExt, host_bytes,
-                             java_hash)
+                             java_hash, wait_store_ok)
 from rmqnode.net.codec import RemotingCommand
 from rmqnode.net.codes import RequestCode
 from rmqnode.storage import store as st
@@ -277,7 +277,7 @@ async def _store(sender: SendProcessor, topic: str, queue_id: int, born_host: by
     if out.transactional:
         park_half(message)
     result = sender.put_nowait(topic, [message])
-    result = await sender.broker.ha.wait_stored(result, st.wait_store_ok([message]))
+    result = await sender.broker.ha.wait_stored(result, wait_store_ok(message.properties))
     if not result.ok:
         code, remark = sender.refusal(result)
         return spb.SendResultEntry(status=status(from_remoting(code), remark),

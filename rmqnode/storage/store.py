@@ -22,8 +22,8 @@ from pathlib import Path
 from rmqnode import log
 from rmqnode.config import BrokerConfig
 from rmqnode.message import (DELAY, REAL_QID, REAL_TOPIC, TRANSACTION_COMMIT_TYPE,
-                             TRANSACTION_MASK, WAIT, MessageExt, host_bytes,
-                             offset_msg_ids)
+                             TRANSACTION_MASK, MessageExt, host_bytes, offset_msg_ids,
+                             wait_store_ok)
 from rmqnode.storage.cleanup import delete_expired_commitlog
 from rmqnode.storage.commitlog import Appended, CommitLog
 from rmqnode.storage.consumequeue import ConsumeQueue
@@ -71,13 +71,6 @@ class GetResult:
     min_offset: int
     max_offset: int
     messages: list[memoryview] = field(default_factory=list)
-
-
-def wait_store_ok(messages: list[Message]) -> bool:
-    """Java's isWaitStoreMsgOK of a put: whether its producer waits for the flush (and the
-    slave) it was promised, unless its first message says WAIT=false. One flag per put, so
-    that a batch put from its body (csrc/batch.c) has it without a message."""
-    return messages[0].properties.get(WAIT, "true").lower() != "false"
 
 
 class StoreLockedError(OSError):
@@ -352,7 +345,7 @@ class MessageStore(QueueDispatch):
         """Store and, under SYNC_FLUSH (unless the producer said WAIT=false), wait until the
         bytes are on disk; a flush slower than syncFlushTimeout answers FLUSH_DISK_TIMEOUT."""
         result = self.put_nowait(messages)
-        if self.must_wait_flush(result, wait_store_ok(messages)):
+        if self.must_wait_flush(result, wait_store_ok(messages[0].properties)):
             await self.wait_flushed(result)
         return result
 
