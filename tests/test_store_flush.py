@@ -1,6 +1,6 @@
-"""Getting a store's writes to disk: SYNC_FLUSH group commit and its timeouts, a lone
-sender's round on the loop's thread, the zeros kept ahead of small flushes, a slow disk that
-must not stall the loop, and when index files are synced (store tests share
+"""Getting a store's writes to disk: SYNC_FLUSH group commit and its timeouts, rounds
+on the loop's thread, the zeros kept ahead of small flushes, a slow disk that stalls the
+loop for one round only, and when index files are synced (store tests share
 test_store_engine's helpers)."""
 
 from __future__ import annotations
@@ -150,38 +150,66 @@ def test_an_index_files_hash_slots_are_mapped_in_huge_pages(tmp_path):
     assert IndexFile(path, 5_000_000, 20_000_000, readonly=True).index_count == 4001
 
 
-def test_a_slow_disk_does_not_stall_the_loop():
-    """The loop waits a few milliseconds for a round that senders wait for; a disk slower
-    than that finishes the round in the background while the loop keeps serving, and a
-    sender whose deadline passes meanwhile is answered with a timeout."""
-    from rmqnode.storage.flush import INLINE_WAIT, FlushService
+def test_a_slow_disk_stalls_the_loop_for_one_round_only():
+    """Rounds run on the loop's thread while the disk is fast. The first slow one holds the
+    loop; after it the rounds run in the worker while the loop keeps serving, and a sender
+    whose deadline passes meanwhile is answered with a timeout; once a round is fast again,
+    they are back on the loop's thread."""
+    import threading
 
-    def slow_disk() -> int:
-        time.sleep(0.3)
-        return 100
+    from rmqnode.storage.flush import FAST_FLUSH, FlushService
+
+    disk = {"end": 0, "delay": 0.3}
+    threads: list[int] = []
+
+    def flush() -> int:
+        threads.append(threading.get_ident())
+        time.sleep(disk["delay"])
+        return disk["end"]
 
     async def go():
-        flusher = FlushService(slow_disk, interval=10.0)
+        flusher = FlushService(flush, interval=10.0)
         flusher.start()
+        loop_thread = threading.get_ident()
         answers: dict[str, tuple[bool, float]] = {}
         began = time.monotonic()
 
         def answer(name):
             return lambda ok: answers.setdefault(name, (ok, time.monotonic() - began))
-        flusher.when_flushed(100, 5.0, answer("patient"))
-        flusher.when_flushed(50, 0.05, answer("hasty"))
-        ticks = 0
-        while "patient" not in answers:
-            await asyncio.sleep(0.01)
-            ticks += 1
-        await flusher.stop()
-        return answers, ticks
 
-    answers, ticks = run(go())
-    assert answers["hasty"][0] is False and answers["hasty"][1] < 0.2
-    assert answers["patient"][0] is True and answers["patient"][1] >= 0.3
-    assert ticks >= 10  # the loop ran all along; it was held INLINE_WAIT at most
-    assert INLINE_WAIT < 0.05
+        async def ticks_until(name):
+            ticks = 0
+            while name not in answers:
+                await asyncio.sleep(0.01)
+                ticks += 1
+            return ticks
+
+        disk["end"] = 100
+        flusher.when_flushed(100, 5.0, answer("first"))
+        held = await ticks_until("first")
+        assert threads == [loop_thread] and answers["first"][0] is True
+        assert held <= 1 and answers["first"][1] >= 0.3  # the loop waited for this one
+        began = time.monotonic()
+        disk["end"] = 200
+        flusher.when_flushed(200, 5.0, answer("patient"))
+        flusher.when_flushed(150, 0.05, answer("hasty"))
+        ticks = await ticks_until("patient")
+        assert threads[-1] != loop_thread and ticks >= 10  # the loop ran all along
+        assert answers["hasty"][0] is False and answers["hasty"][1] < 0.2
+        assert answers["patient"][0] is True and answers["patient"][1] >= 0.3
+        disk["end"], disk["delay"] = 300, 0.0
+        flusher.when_flushed(300, 5.0, answer("fast"))  # a fast round, still in the worker
+        await ticks_until("fast")
+        assert threads[-1] != loop_thread
+        for offset in (400, 401):  # (two of an iteration: the second waits for a round)
+            disk["end"] = offset
+            flusher.when_flushed(offset, 5.0, answer(offset))
+        await ticks_until(401)
+        assert threads[-1] == loop_thread and answers[401][0] is True
+        await flusher.stop()
+
+    run(go())
+    assert FAST_FLUSH < 0.05
 
 
 def test_a_lone_sender_is_flushed_and_answered_in_its_own_call():
@@ -209,7 +237,7 @@ def test_a_lone_sender_is_flushed_and_answered_in_its_own_call():
         flusher.start()
         answers: list[bool] = []
         disk["end"] = 10
-        flusher.when_flushed(10, 5.0, answers.append)  # the first: a round in the worker
+        flusher.when_flushed(10, 5.0, answers.append)  # the first: a round for waiters
         while not answers:
             await asyncio.sleep(0.001)
         await asyncio.sleep(0)

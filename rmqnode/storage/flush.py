@@ -1,34 +1,38 @@
 """Getting written bytes to disk: periodically (ASYNC_FLUSH) or on demand with group commit
-(SYNC_FLUSH), with fdatasync in a worker thread so a slow disk never stalls the event loop.
+(SYNC_FLUSH), with fdatasync on the loop's thread while the disk is fast and in a worker
+thread once it is not, so a slow disk stalls the event loop for one round, not for each.
 
 Group commit: every sender waiting for a flush registers the offset it needs (OffsetWaiters);
 one round covers everything written before it started, so concurrent senders share one
 fdatasync, and what arrives during a round is covered by the next.
 
-A round for waiters starts once the reads of the current loop iteration are stored, and the
-loop waits up to `INLINE_WAIT` for it with the GIL released. Handing the result back through
-the loop instead costs a whole loop iteration (the reads of every other connection) before the
-answers go out, and with the GIL contended more for the worker to start and to return. On a
-machine where fdatasync takes about 1 ms, that hand-off was longer than the flush itself.
-Waiting inline, with the answers written at once (`Connection.reply`), took SYNC_FLUSH sends
-over 16 connections from 4,400 to 5,000 a second on a fresh store (medians of six
-alternating runs). A flush slower than `INLINE_WAIT` finishes in the background while the
-loop serves everyone else, and while flushes stay that slow (a spinning disk) the loop does
-not wait for them at all.
+A round for waiters starts once the reads of the current loop iteration are stored, and runs
+on the loop's own thread; its answers are written at once (`Connection.reply`). The loop has
+nothing better to do meanwhile: handing the result back through the loop costs a whole loop
+iteration (the reads of every other connection) before the answers go out, which on a
+machine where fdatasync takes about 1 ms was longer than the flush itself. Until 2026-11-30
+the round ran in the worker with the loop waiting for it (up to 5 ms, the GIL released),
+which costs two thread wake-ups a round, each waiting for a core that the clients hold on a
+busy machine. Against that (benchmarks/ab.py, 2 cores, alternating pairs): SYNC_FLUSH single
+sends over 16 connections 53.3k -> 61.5k msgs/s and node CPU 13.6 -> 11.6 us per message
+(faster in 7 of 8 pairs, lower in 8 of 8); the C++ client's 16 threads 12.1k -> 13.9k msgs/s,
+38.3 -> 26.4 us (5 and 6 of 6); batches of 32 faster in 7, 5 and 7 of 8 pairs. A flush
+slower than `FAST_FLUSH` marks the disk slow: the rounds after it run in the worker while the
+loop serves everyone else, and the first fast one brings them back.
 
 A sender alone (the last round answered one waiter, none other is waiting, nothing runs)
-needs no group: its round starts at once, in the call that stored it, and fdatasyncs on the
-loop's own thread while the disk is fast, so the answer goes out in the same loop iteration
-as the read. The hand-off to the worker and back, and the wait for the next iteration, cost
-a single sender 386 -> 318 us p50 against 120 us for the fdatasync itself (one connection,
-128 B, three alternating runs). While several senders share rounds, the rounds stay as
-above: flushing the first of them alone would cost the others a second fdatasync.
+needs no group: its round starts at once, in the call that stored it, so the answer goes out
+in the same loop iteration as the read. The hand-off to the worker and back, and the wait for
+the next iteration, cost a single sender 386 -> 318 us p50 against 120 us for the fdatasync
+itself (one connection, 128 B, three alternating runs). While several senders share rounds,
+the rounds wait for the iteration's end: flushing the first of them alone would cost the
+others a second fdatasync.
 
-At most one such round per loop iteration: a round on the loop's thread answers one waiter,
-so the next send of the same read looked alone too, and under load the node fell into one
-fdatasync per send on the loop's thread, and stayed there (16 connections, batches of 32:
-runs at half the throughput and three times the p50 of the others). The second send of an
-iteration waits for a shared round instead, which answers several and ends the streak.
+At most one such lone round per loop iteration: a round on the loop's thread answers one
+waiter, so the next send of the same read looked alone too, and under load the node fell into
+one fdatasync per send, and stayed there (16 connections, batches of 32: runs at half the
+throughput and three times the p50 of the others). The second send of an iteration waits for
+a shared round instead, which answers several and ends the streak.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ from rmqnode.storage.waiters import OffsetWaiters
 
 _log = log.get("rmqnode.storage")
 
-INLINE_WAIT = 0.005  # seconds the loop waits for a round that senders wait for
+FAST_FLUSH = 0.005  # seconds: a flush that takes longer sends the next rounds to the worker
 
 
 class FlushService:
@@ -59,7 +63,7 @@ class FlushService:
         self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="flush")
         self._running: concurrent.futures.Future[int] | None = None
         self._queued = False  # a round for waiters is scheduled on the loop
-        self._slow = False  # the last fdatasync took longer than INLINE_WAIT
+        self._slow = False  # the last fdatasync took longer than FAST_FLUSH
         self._took = 0.0  # seconds the last flush took
         self._tick: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -114,27 +118,26 @@ class FlushService:
     def _periodic(self) -> None:
         self._tick = self._loop.call_later(self.interval, self._periodic)  # type: ignore
         if self._running is None:
-            self._start(wait=0.0)
+            self._start()
 
     def _round_for_waiters(self) -> None:
         self._queued = False
         if self._running is None and self._waiters:
-            self._start(wait=0.0 if self._slow else INLINE_WAIT)
+            if self._slow:
+                self._start()
+            else:
+                self._flush_here()
 
-    def _start(self, wait: float) -> None:
-        running = self._running = self._worker.submit(self._timed_flush)
-        if wait:
-            concurrent.futures.wait((running,), timeout=wait)  # the GIL is free meanwhile
-        if running.done():
-            self._finished(running)
-        else:
-            loop = self._loop
-            running.add_done_callback(
-                lambda fut: loop.call_soon_threadsafe(self._finished, fut))  # type: ignore
+    def _start(self) -> None:
+        """A round in the worker, finished on the loop (_finished) when it is done."""
+        loop = self._loop
+        self._running = self._worker.submit(self._timed_flush)
+        self._running.add_done_callback(
+            lambda fut: loop.call_soon_threadsafe(self._finished, fut))  # type: ignore
 
     def _flush_here(self) -> int:
-        """One round on the loop's thread (a sender alone on a fast disk); the flushed offset
-        (as before it, when the flush failed)."""
+        """One round on the loop's thread (the disk is fast); the flushed offset (as before
+        it, when the flush failed)."""
         self._here = True
         self._loop.call_soon(self._next_iteration)  # type: ignore[union-attr]
         try:
@@ -156,7 +159,7 @@ class FlushService:
             return self._flush()
         finally:
             self._took = time.monotonic() - began
-            self._slow = self._took > INLINE_WAIT
+            self._slow = self._took > FAST_FLUSH
 
     def _finished(self, fut: concurrent.futures.Future[int]) -> None:
         self._running = None
