@@ -13,9 +13,11 @@ the C++ client (benchmarks/cpp_load.py, one producer shared by the threads), and
 is the node's CPU per message, all its threads, beside the rate; the summary gives the
 medians of both and in how many pairs each side won.
 
-This machine's speed drifts by tens of percent within minutes, and the C++ client's rate at
-16 threads swings from one process to the next: compare the sides' medians and count the
-pairs, never one run against one run.
+Each load starts with what the loads before it wrote dropped from the page cache
+(rows.settle: on this kind of machine new page-cache pages cost five times as much once
+about 8 GB are in use, which used to make the speed drift within a run). The C++ client's
+rate at 16 threads still swings from one process to the next: compare the sides' medians
+and count the pairs, never one run against one run.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from bench_acl import cpp_load, create_topic
-from rows import on_cpu, rmqctl
+from rows import LOAD_DIRS, on_cpu, rmqctl
 from run import node_defines, produce_args
 from servers import BENCH_DIR, Server, start_node
 
@@ -111,6 +113,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="rmq-ab-") as tmp:
         work = Path(tmp)
+        LOAD_DIRS.append(work)
         with worktree(args.base, work) as base_tree:
             sides = {args.base: base_tree, "this checkout": REPO}
             nodes = {name: start_node(work / f"node{i}", *node_defines(args.flush),

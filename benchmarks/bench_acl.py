@@ -22,6 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from rows import settle
 from servers import BENCH_DIR, CPP_PYTHON, Server, start_node
 
 from rmqnode.acl.signature import sign
@@ -50,6 +51,7 @@ def cpp_load(node: Server, threads: int, seconds: float, work: Path, signed: boo
             str(threads), str(seconds), "128", *((AK, SK) if signed else ())]
     env = {k: v for k, v in os.environ.items()
            if k not in ("PYTHONPATH", "VIRTUAL_ENV", "NAMESRV_ADDR")}
+    settle()
     before = node.cpu_seconds()
     done = subprocess.run(argv, capture_output=True, text=True, cwd=home,
                           env=dict(env, HOME=str(home)), timeout=seconds + 60)

@@ -33,7 +33,7 @@ import bench_acl
 import bench_fsync
 import bench_grpc
 import bench_ha
-from rows import Row, on_cpu, rmqctl, say
+from rows import Row, on_cpu, rmqctl, say, settle
 from servers import BENCH_DIR, CPP_PYTHON, Server, start_floor, start_node
 
 from rmqctl.client.consumer import GroupConsumer
@@ -195,7 +195,8 @@ class Matrix:
             def drain(expression: str, kind: str) -> Callable[[], dict]:
                 def run() -> dict:
                     figures, cpu = on_cpu(node, lambda: asyncio.run(filtered_drain(
-                        namesrv, f"FILTER_BENCH_{next(groups)}", expression, kind)))
+                        namesrv, f"FILTER_BENCH_{next(groups)}", expression, kind)),
+                        settled=False)
                     if figures["messages"] != self.plan.filtered // 2:
                         raise RuntimeError(f"{kind} {expression!r} drained "
                                            f"{figures['messages']} of {self.plan.filtered // 2}")
@@ -215,6 +216,7 @@ class Matrix:
         record = [0]
 
         def one_by_one(addr: str) -> dict:
+            settle()
             got = rmqctl(addr, "bench", "produce", "-t", "SyncLatency", "-s", "128", "-c", "1",
                          "--mode", "sync", "--inflight", "1", "-n",
                          str(self.plan.sync_sends))["produce"]
@@ -279,6 +281,7 @@ def write_fdatasync(path: Path, size: int, count: int) -> dict:
     """p50/p99 of `count` appends of one `size`-byte record, each followed by fdatasync: what
     one SYNC_FLUSH send cannot go below on this disk."""
     record = b"x" * size
+    settle()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     took = []
     try:

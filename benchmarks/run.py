@@ -40,7 +40,7 @@ from tabulate import tabulate
 
 import matrix
 from bench_store import raw_write
-from rows import HEADERS, Row, fmt, on_cpu, rmqctl, say
+from rows import HEADERS, LOAD_DIRS, Row, fmt, on_cpu, rmqctl, say, settle
 from servers import BENCH_DIR, CPP_PYTHON, Server, start_floor, start_native_floor, start_node
 
 from rmqnode.net.client import RemotingClient
@@ -149,6 +149,7 @@ class Report:
     def floor(self, floor: Server, size: int, connections: int, batch: int) -> dict:
         key = (size, connections, batch)
         if key not in self.floor_rates:
+            settle()
             self.floor_rates[key] = rmqctl(floor.addrs["floor"], *produce_args(
                 f"Floor-{size}-{connections}-{batch}", size, connections, batch,
                 self.plan.seconds))["produce"]
@@ -220,7 +221,7 @@ class Report:
         rmqctl(ns, "bench", "produce", "-t", "Drain", "-s", "128", "-c", "4", "--procs", "2",
                "--batch", "32", "-n", str(self.plan.drain))
         got, cpu = on_cpu(node, lambda: rmqctl(ns, "bench", "consume", "-t", "Drain", "-c", "4",
-                                               "--procs", "2")["consume"])
+                                               "--procs", "2")["consume"], settled=False)
         self.stored += self.plan.drain
         produced = next(r for r in self.rows
                         if r.name == "produce 128 B, 16 conn, batch 1, ASYNC_FLUSH")
@@ -451,6 +452,7 @@ def main() -> None:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="rmq-bench-") as tmp:
         work = Path(tmp)
+        LOAD_DIRS.append(work)
         report = Report(plan, work)
         features = matrix.Matrix(matrix_plan, work, report.add)
         with start_floor(work) as floor, \
