@@ -96,14 +96,12 @@ utf8_valid(const char *p, Py_ssize_t n)
     return 1;
 }
 
-/* The tag code of a TAGS value (tags_code): String.hashCode, 0 without one. 0 (no exception)
- * for a value UTF-16 cannot hold, -1 an error, 1 done. */
+/* The tag code of an entry's TAGS value (tags_code): String.hashCode, 0 without one. 0 (no
+ * exception) for a value UTF-16 cannot hold, -1 an error, 1 done. */
 static int
-tag_code(PyObject *shared, Span s, uint32_t *h)
+tag_code(Span s, uint32_t *h)
 {
     *h = 0;
-    if (shared != NULL)
-        return hash_more(shared, h);
     if (s.p == NULL)
         return 1;
     if (ascii(s.p, s.n)) {
@@ -141,21 +139,12 @@ entry_keys(PyObject *keys, PyObject *shared_uniq, PyObject *shared_keys, const S
                 return -1;
         return 0;
     }
-    const char *p = found[P_KEYS].p, *end = p + found[P_KEYS].n;
-    while (p != NULL && p < end) {
-        const char *stop = memchr(p, ' ', (size_t)(end - p));
-        if (stop == NULL)
-            stop = end;
-        if (stop > p) {
-            PyObject *word = PyUnicode_DecodeUTF8(p, stop - p, NULL);
-            int rc = word != NULL ? PyList_Append(keys, word) : -1;
-            Py_XDECREF(word);
-            if (rc < 0)
-                return -1;
-        }
-        p = stop + 1;
-    }
-    return 0;
+    if (found[P_KEYS].p == NULL)
+        return 0;
+    PyObject *words = PyUnicode_DecodeUTF8(found[P_KEYS].p, found[P_KEYS].n, NULL);
+    int rc = words != NULL ? words_into(keys, words) : -1;
+    Py_XDECREF(words);
+    return rc;
 }
 
 /* The header's KEYS as index words (words_into's), shared by every entry: a new list, NULL
@@ -226,13 +215,15 @@ batch_records(BatchPut *b, PyObject *topic, long long queue_id, PyObject *store_
     PyObject *shared[P_COUNT], *words = NULL;
     Entry *entries = NULL;
     Span first_wait = {NULL, 0};
+    uint32_t shared_code = 0;  /* the header's TAGS' code, every entry's when it has one */
     int rc = 0;
     if (!names_ready() || tail == NULL || !PyBytes_CheckExact(store_host))
         goto done;
     for (int k = 0; k < P_COUNT; k++)
         if (!shared_value(b->shared, k, &shared[k]))
             goto done;
-    if (shared[P_KEYS] != NULL && (words = shared_words(shared[P_KEYS])) == NULL)
+    if ((shared[P_KEYS] != NULL && (words = shared_words(shared[P_KEYS])) == NULL)
+        || (shared[P_TAGS] != NULL && !hash_more(shared[P_TAGS], &shared_code)))
         goto done;
     /* the entries counted, then read into one array */
     for (Entry e; pos < len; n++)
@@ -265,7 +256,9 @@ batch_records(BatchPut *b, PyObject *topic, long long queue_id, PyObject *store_
             if (n == 1 && found[P_DELAY].p != NULL)  /* the store parks it */
                 goto done;
         }
-        if (tag_code(shared[P_TAGS], found[P_TAGS], &h) <= 0)
+        if (shared[P_TAGS] != NULL)
+            h = shared_code;
+        else if (tag_code(found[P_TAGS], &h) <= 0)
             goto done;
         Py_ssize_t keys_before = PyList_GET_SIZE(b->keys);
         r.body_len = e->body_len;
