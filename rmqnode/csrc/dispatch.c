@@ -101,6 +101,15 @@ tag_hash(PyObject *props, uint32_t *h)
     return str_property(props, s_TAGS, &tags) && (tags == NULL || hash_more(tags, h));
 }
 
+PyObject *
+request_tuple(PyObject *topic, PyObject *queue_id, PyObject *offset, PyObject *size,
+              PyObject *tags_code, PyObject *stamp, PyObject *queue_offset, PyObject *keys,
+              PyObject *sys_flag)
+{
+    return PyTuple_Pack(9, topic, queue_id, offset, size, tags_code, stamp, queue_offset, keys,
+                        sys_flag);
+}
+
 /* dispatch_request(topic, queue_id, commit_log_offset, size, properties, store_timestamp,
  * queue_offset, sys_flag, delay_levels) -> the DispatchRequest's fields as a tuple. A delayed
  * message's topic (its tag slot holds its due time), properties that are not a dict of str
@@ -115,23 +124,11 @@ dispatch_request(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         return fallback(B_DISPATCH_REQUEST, args, nargs, NULL);
     if ((keys = keys_of(args[4])) == NULL)
         return fallback(B_DISPATCH_REQUEST, args, nargs, NULL);
-    if ((code = PyLong_FromLong((long)(int32_t)h)) == NULL) {
-        Py_DECREF(keys);
-        return NULL;
-    }
-    PyObject *out = PyTuple_New(9);
-    if (out == NULL) {
-        Py_DECREF(keys);
-        Py_DECREF(code);
-        return NULL;
-    }
-    PyObject *items[9] = {args[0], args[1], args[2], args[3], code, args[5], args[6], keys,
-                          args[7]};
-    for (int i = 0; i < 9; i++) {
-        if (i != 4 && i != 7)
-            Py_INCREF(items[i]);
-        PyTuple_SET_ITEM(out, i, items[i]);
-    }
+    code = PyLong_FromLong((long)(int32_t)h);
+    PyObject *out = code != NULL ? request_tuple(args[0], args[1], args[2], args[3], code, args[5],
+                                                 args[6], keys, args[7]) : NULL;
+    Py_DECREF(keys);
+    Py_XDECREF(code);
     return out;
 }
 

@@ -288,9 +288,9 @@ requests(PyObject **h, PyObject *messages, BatchPut *batch, PyObject *sizes, PyO
 {
     Py_ssize_t n = PyList_GET_SIZE(sizes);
     if (batch != NULL && n == 1)
-        return pend(h, PyTuple_Pack(9, h[H_TOPIC], h[H_QUEUE], h[H_WROTE],
-                                    PyList_GET_ITEM(sizes, 0), PyList_GET_ITEM(batch->codes, 0),
-                                    h[H_NOW], h[H_OFFSET], batch->keys, flag));
+        return pend(h, request_tuple(h[H_TOPIC], h[H_QUEUE], h[H_WROTE],
+                                     PyList_GET_ITEM(sizes, 0), PyList_GET_ITEM(batch->codes, 0),
+                                     h[H_NOW], h[H_OFFSET], batch->keys, flag));
     if (batch != NULL) {
         PyObject *offsets = batch_key_offsets(batch, PyLong_AsLongLong(h[H_WROTE]));
         int rc = offsets != NULL ? pend_batch(h, sizes, batch->codes, batch->keys, offsets, flag)

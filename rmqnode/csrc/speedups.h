@@ -358,6 +358,11 @@ PyObject *place_records(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 /* index_keys' words of a KEYS value (NULL: none) appended to `keys`: split on spaces, the
  * empty ones dropped. 0, or -1 with the error raised. */
 int words_into(PyObject *keys, PyObject *words);
+/* A single put's DispatchRequest fields as the tuple the reput takes (reput.c's dispatch_one
+ * reads it back): the one place that knows their order. NULL with the error raised. */
+PyObject *request_tuple(PyObject *topic, PyObject *queue_id, PyObject *offset, PyObject *size,
+                        PyObject *tags_code, PyObject *stamp, PyObject *queue_offset,
+                        PyObject *keys, PyObject *sys_flag);
 PyObject *dispatch_request(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 PyObject *batch_dispatch(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 PyObject *queue_entries(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
